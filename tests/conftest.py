@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 from huey.contrib.djhuey import HUEY
 
-from tests.servers import postgres_available
+from tests.servers import postgres_available, skip_or_fail
 
 
 @pytest.fixture(autouse=True)
@@ -32,7 +32,7 @@ def _fresh_cache() -> Iterator[None]:
 def postgres() -> None:
     """Use in tests that must run on PostgreSQL (skipped, with the reason, without it)."""
     if not postgres_available():
-        pytest.skip("PostgreSQL is not installed here: this test needs a real PostgreSQL")
+        skip_or_fail("PostgreSQL is not installed here: this test needs a real PostgreSQL")
 
 
 @pytest.fixture

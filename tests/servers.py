@@ -112,6 +112,8 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: object, a
     os.environ["AIBO_DATA_DIR"] = data_dir
     os.environ.setdefault("SECRET_KEY", "test-" + "x" * 60)
     os.environ["DEBUG"] = "1"
+    # Close connections after each request, so no server thread holds the test database open.
+    os.environ["DB_CONN_MAX_AGE"] = "0"
     os.environ.pop("REDIS_URL", None)  # the suite's default is the embedded stack
     if os.environ.get("AIBO_TEST_DATABASE", "postgres") == "sqlite":
         _notes.append("database: SQLite (AIBO_TEST_DATABASE=sqlite)")
@@ -123,8 +125,21 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: object, a
             os.environ["DATABASE_URL"] = url
             _started["postgres"] = url
             _notes.append(f"database: throwaway PostgreSQL at {url}")
+        elif servers_required():
+            raise pytest.UsageError("AIBO_REQUIRE_SERVERS=1 but PostgreSQL (initdb) is missing")
         else:
             _notes.append("database: SQLite — PostgreSQL binaries (initdb, pg_ctl) not found")
+
+
+def servers_required() -> bool:
+    """CI sets AIBO_REQUIRE_SERVERS=1: a missing server is then a failure, not a skip."""
+    return os.environ.get("AIBO_REQUIRE_SERVERS") == "1"
+
+
+def skip_or_fail(reason: str) -> None:
+    if servers_required():
+        pytest.fail(f"{reason} (AIBO_REQUIRE_SERVERS=1)", pytrace=False)
+    pytest.skip(reason)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -141,6 +156,6 @@ def redis_url() -> Iterator[str]:
     if "redis" not in _started:
         url = start_redis()
         if not url:
-            pytest.skip("redis-server is not installed: the Redis tests cannot run")
+            skip_or_fail("redis-server is not installed: the Redis tests cannot run")
         _started["redis"] = url
     yield _started["redis"]

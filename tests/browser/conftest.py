@@ -1,0 +1,112 @@
+"""Real-browser tests: Playwright driving Debian's Chromium against an in-process ASGI server.
+
+The server runs in a thread of the test process, so it shares the test database, the in-memory
+channel layer and the in-line Huey with the test, and serves websockets like `make run` does.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+
+from tests.servers import free_port, skip_or_fail
+
+CHROMIUM = os.environ.get("AIBO_CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+# Playwright's sync API runs an event loop in the test thread; the ORM calls the tests make
+# around it are ordinary synchronous calls.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
+class _ThreadServer(uvicorn.Server):
+    def install_signal_handlers(self) -> None:  # the test process keeps its own handlers
+        pass
+
+
+_server: dict[str, Any] = {}
+
+
+def _start_server() -> str:
+    if "url" not in _server:
+        port = free_port()
+        config = uvicorn.Config(
+            "aibo.asgi:application",
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="off",
+            log_config=None,
+        )
+        server = _ThreadServer(config)
+        thread = threading.Thread(target=server.run, name="test-asgi", daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 15
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        _server.update(url=f"http://127.0.0.1:{port}", server=server, thread=thread)
+    return _server["url"]
+
+
+@pytest.fixture
+def live_url(transactional_db: None, settings: Any) -> str:
+    settings.ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
+    return _start_server()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists():
+        skip_or_fail(f"Chromium is not installed at {CHROMIUM}: the browser tests cannot run")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Any:
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
+@pytest.fixture
+def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    yield page
+    failed = getattr(request.node, "rep_call", None)
+    if failed is not None and failed.failed:
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"FAILED-{request.node.name}.png"), full_page=True)
+    context.close()
+
+
+def screenshot(page: Any, name: str) -> Path:
+    """Save a screenshot as a test artifact (test-artifacts/NAME.png) and return its path."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
