@@ -1,0 +1,133 @@
+"""The gateway protocol: what the bot cycle needs from an exchange, and nothing more.
+
+Every gateway (backtest, paper, ccxt) speaks these types, so services never know which
+one they hold. Amounts and prices are always ``Decimal``; times are UTC epoch milliseconds.
+This module imports nothing from Django.
+
+Errors tell the caller what to do next:
+
+- ``TemporaryGatewayError``: network trouble, rate limits, maintenance. Retry next cycle;
+  an order may or may not have reached the exchange, which is why ``place`` is idempotent.
+- ``OrderRejected``: the exchange refused this order (filters, balance). Resending the same
+  order will fail the same way; the message says why.
+- ``GatewayError``: anything else (bad credentials, unknown symbol, ...). A person may need
+  to look.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Literal, Protocol
+
+Side = Literal["buy", "sell"]
+OrderStatus = Literal["open", "closed", "canceled"]
+
+
+class GatewayError(Exception):
+    """The exchange said no, or something unexpected happened: a person may need to look."""
+
+
+class TemporaryGatewayError(GatewayError):
+    """Network trouble, rate limit or maintenance: retry next cycle."""
+
+
+class OrderRejected(GatewayError):
+    """The exchange refused this order (filters, insufficient balance): do not retry blindly."""
+
+
+@dataclass(frozen=True)
+class OrderRequest:
+    """A limit order the engine wants on the book; ``client_id`` makes resends idempotent."""
+
+    client_id: str
+    side: Side
+    price: Decimal
+    amount: Decimal
+
+
+@dataclass(frozen=True)
+class OpenOrder:
+    """An order as the exchange knows it.
+
+    ``open_orders()`` only returns ``status == "open"``; ``place()`` may return a ``closed``
+    order when an earlier send with the same client id already filled.
+    """
+
+    client_id: str
+    exchange_id: str
+    side: Side
+    price: Decimal
+    amount: Decimal
+    filled: Decimal
+    status: OrderStatus = "open"
+
+    @property
+    def remaining(self) -> Decimal:
+        return self.amount - self.filled
+
+
+@dataclass(frozen=True)
+class ExchangeFill:
+    """One trade against one of our orders; ``trade_id`` is unique per symbol, use it to dedupe.
+
+    ``fee`` is in ``fee_asset`` (the quote asset on Binance without BNB fee discounts).
+    """
+
+    trade_id: str
+    client_id: str
+    exchange_order_id: str
+    side: Side
+    price: Decimal
+    amount: Decimal
+    fee: Decimal
+    fee_asset: str
+    at_ms: int
+
+
+@dataclass(frozen=True)
+class Balance:
+    """One asset of the account: ``locked`` is held by open orders."""
+
+    free: Decimal
+    locked: Decimal
+
+    @property
+    def total(self) -> Decimal:
+        return self.free + self.locked
+
+
+class Gateway(Protocol):
+    """One symbol on one account. Every method may raise ``GatewayError`` or a subclass."""
+
+    def place(self, order: OrderRequest) -> OpenOrder:
+        """Put a limit order on the book, idempotently by ``order.client_id``.
+
+        If an order with this client id already exists (open, or closed with fills), it is
+        returned instead of placing a second one.
+        """
+        ...
+
+    def cancel(self, client_id: str) -> None:
+        """Cancel by client id; an unknown or already closed order is not an error."""
+        ...
+
+    def open_orders(self) -> list[OpenOrder]:
+        """Every order of this symbol resting on the book now."""
+        ...
+
+    def fetch_fills(self, since_ms: int | None) -> list[ExchangeFill]:
+        """Our trades at or after ``since_ms`` (all of them when ``None``), oldest first."""
+        ...
+
+    def market_buy(self, client_id: str, amount: Decimal) -> list[ExchangeFill]:
+        """Buy ``amount`` of the base asset now (the start buy); idempotent by client id."""
+        ...
+
+    def market_sell(self, client_id: str, amount: Decimal) -> list[ExchangeFill]:
+        """Sell ``amount`` of the base asset now (stop-loss, take-profit); idempotent too."""
+        ...
+
+    def balances(self) -> dict[str, Balance]:
+        """Free and locked amounts per asset (assets with nothing may be left out)."""
+        ...
