@@ -1,0 +1,1012 @@
+"""A local fake Binance spot exchange that speaks the real REST shapes over real HTTP.
+
+The real ccxt client talks to it, so the ccxt gateway is tested end to end without network:
+
+    with FakeBinance(balances={"USDT": "1000"}) as fake:
+        client = fake.ccxt_client()
+        client.create_order("BTC/USDT", "limit", "buy", 0.001, 100000)
+        fake.walk("BTCUSDT", ["100500", "99990"])  # the buy fills at 100000
+
+Shapes, JSON types and error codes/messages follow Binance's docs
+(/work/shared/data/binance_spot_rest_docs_examples.json); symbols and filters come from the
+real exchangeInfo snapshot. Simplifications, all deliberate:
+
+- Fills are whole: a resting order fills completely once the price crosses it, at its own
+  price (maker). An order that is marketable when placed fills at once at the current price
+  (taker), as market orders do.
+- Commission is ``COMMISSION_RATE`` of the quote notional, always charged in the quote asset.
+  A buy therefore locks notional plus commission while it rests.
+- Only one account, one API key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import parse_qsl, urlsplit
+
+import ccxt
+
+DATA_DIR = Path("/work/shared/data")
+EXCHANGE_INFO = DATA_DIR / "binance_exchangeInfo_spot_BTCUSDT_ETHUSDT.json"
+COMMISSION_RATE = Decimal("0.001")
+API_PREFIX = "/api/v3"
+EIGHT = Decimal("0.00000001")
+CLIENT_ID_RE = re.compile(r"^[\.A-Z\:/a-z0-9_-]{1,36}$")
+DAY_MS = 24 * 60 * 60 * 1000
+INTERVAL_MS = {
+    "1s": 1000,
+    "1m": 60_000,
+    "3m": 180_000,
+    "5m": 300_000,
+    "15m": 900_000,
+    "30m": 1_800_000,
+    "1h": 3_600_000,
+    "2h": 7_200_000,
+    "4h": 14_400_000,
+    "6h": 21_600_000,
+    "8h": 28_800_000,
+    "12h": 43_200_000,
+    "1d": 86_400_000,
+    "3d": 259_200_000,
+    "1w": 604_800_000,
+}
+SIGNED = {"/order", "/openOrders", "/allOrders", "/myTrades", "/account"}
+
+Failure = int | Literal["timeout", "drop"]
+
+
+def fmt(value: Decimal) -> str:
+    """Binance writes amounts as strings with 8 decimals: ``"0.00100000"``."""
+    return f"{value.quantize(EIGHT, rounding=ROUND_HALF_UP):f}"
+
+
+class BinanceError(Exception):
+    """Becomes ``{"code": code, "msg": msg}`` with the HTTP status Binance uses."""
+
+    def __init__(self, code: int, msg: str, status: int = 400) -> None:
+        super().__init__(msg)
+        self.code = code
+        self.msg = msg
+        self.status = status
+
+
+def mandatory(name: str) -> BinanceError:
+    return BinanceError(
+        -1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed."
+    )
+
+
+@dataclass
+class Order:
+    symbol: str
+    order_id: int
+    client_id: str
+    side: str  # "BUY" | "SELL"
+    type: str  # "LIMIT" | "MARKET"
+    price: Decimal  # 0 for market orders, as Binance reports them
+    qty: Decimal
+    time: int
+    time_in_force: str = "GTC"
+    executed: Decimal = Decimal(0)
+    quote: Decimal = Decimal(0)  # cummulativeQuoteQty (sic)
+    status: str = "NEW"
+    update_time: int = 0
+    locked: Decimal = Decimal(0)  # what this order holds of the balance while it rests
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "symbol": self.symbol,
+            "orderId": self.order_id,
+            "orderListId": -1,
+            "clientOrderId": self.client_id,
+            "price": fmt(self.price),
+            "origQty": fmt(self.qty),
+            "executedQty": fmt(self.executed),
+            "cummulativeQuoteQty": fmt(self.quote),
+            "status": self.status,
+            "timeInForce": self.time_in_force,
+            "type": self.type,
+            "side": self.side,
+            "stopPrice": fmt(Decimal(0)),
+            "icebergQty": fmt(Decimal(0)),
+            "time": self.time,
+            "updateTime": self.update_time or self.time,
+            "isWorking": True,
+            "workingTime": self.time,
+            "origQuoteOrderQty": fmt(Decimal(0)),
+            "selfTradePreventionMode": "NONE",
+        }
+
+
+@dataclass
+class Trade:
+    symbol: str
+    trade_id: int
+    order_id: int
+    price: Decimal
+    qty: Decimal
+    commission: Decimal
+    commission_asset: str
+    time: int
+    is_buyer: bool
+    is_maker: bool
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "symbol": self.symbol,
+            "id": self.trade_id,
+            "orderId": self.order_id,
+            "orderListId": -1,
+            "price": fmt(self.price),
+            "qty": fmt(self.qty),
+            "quoteQty": fmt(self.price * self.qty),
+            "commission": fmt(self.commission),
+            "commissionAsset": self.commission_asset,
+            "time": self.time,
+            "isBuyer": self.is_buyer,
+            "isMaker": self.is_maker,
+            "isBestMatch": True,
+        }
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    method: str
+    path: str  # without the query, e.g. "/api/v3/order"
+    params: dict[str, str]
+    status: int = 0  # filled in once answered; 0 when the connection was dropped or hung
+
+
+@dataclass
+class _Failure:
+    method: str | None
+    how: Failure
+    body: dict[str, Any] | None = None
+    after_processing: bool = False
+
+
+@dataclass
+class _Symbol:
+    info: dict[str, Any]
+    base: str
+    quote: str
+    filters: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+class FakeBinance:
+    """A fake Binance spot REST API on ``127.0.0.1:<free port>``, served by a background thread.
+
+    Drive the market with ``set_price``/``walk``; inject trouble with ``fail_next`` and
+    ``accept_then_fail_response``; inspect ``requests``, ``orders()``, ``trades`` and
+    ``balance()``. State is guarded by one lock, so tests may poke it while ccxt talks.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str = "k",
+        secret: str = "s",
+        balances: dict[str, str | Decimal] | None = None,
+        prices: dict[str, str | Decimal] | None = None,
+        exchange_info: Path | dict[str, Any] = EXCHANGE_INFO,
+        hang_seconds: float = 5.0,
+    ) -> None:
+        self.api_key = api_key
+        self.secret = secret
+        self.hang_seconds = hang_seconds
+        if isinstance(exchange_info, dict):
+            self.exchange_info = exchange_info
+        else:
+            self.exchange_info = json.loads(exchange_info.read_text())
+        self.symbols: dict[str, _Symbol] = {}
+        for info in self.exchange_info["symbols"]:
+            filters = {f["filterType"]: f for f in info["filters"]}
+            self.symbols[info["symbol"]] = _Symbol(
+                info, info["baseAsset"], info["quoteAsset"], filters
+            )
+        self.lock = threading.RLock()
+        self.balances: dict[str, list[Decimal]] = {}  # asset -> [free, locked]
+        for sym in self.symbols.values():
+            self.balances.setdefault(sym.base, [Decimal(0), Decimal(0)])
+            self.balances.setdefault(sym.quote, [Decimal(0), Decimal(0)])
+        for asset, amount in (balances if balances is not None else {"USDT": "10000"}).items():
+            self.set_balance(asset, amount)
+        self.prices: dict[str, Decimal] = {s: Decimal(p) for s, p in (prices or {}).items()}
+        self.candles: dict[tuple[str, str], list[list[Any]]] = {}
+        self.order_list: list[Order] = []
+        self.trades: list[Trade] = []
+        self.requests: list[RecordedRequest] = []
+        self._next_order_id = 1001
+        self._next_trade_id = 5001
+        self._failures: dict[str, list[_Failure]] = {}
+        self._release = threading.Event()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> FakeBinance:
+        self._release.clear()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="fake-binance", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._release.set()  # wake hung handlers so they exit
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> FakeBinance:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "start() the fake first"
+        return self._server.server_address[1]
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}{API_PREFIX}"
+
+    def ccxt_client(
+        self, api_key: str | None = None, secret: str | None = None, *, timeout_ms: int = 3000
+    ) -> ccxt.binance:
+        """A real ``ccxt.binance`` pointed at this fake, with spot-only options."""
+        client = ccxt.binance(
+            {
+                "apiKey": self.api_key if api_key is None else api_key,
+                "secret": self.secret if secret is None else secret,
+                "timeout": timeout_ms,
+                "enableRateLimit": False,
+                "options": {
+                    "defaultType": "spot",
+                    # otherwise it also calls the futures exchangeInfo endpoints
+                    "fetchMarkets": {"types": ["spot"]},
+                    # otherwise, with API keys, it calls /sapi capital config and margin pairs
+                    "fetchCurrencies": False,
+                    "fetchMargins": False,
+                    "adjustForTimeDifference": False,
+                },
+            }
+        )
+        client.urls["api"]["public"] = self.base_url
+        client.urls["api"]["private"] = self.base_url
+        return client
+
+    # ------------------------------------------------------------------ test controls
+
+    def set_balance(self, asset: str, free: str | Decimal, locked: str | Decimal = "0") -> None:
+        with self.lock:
+            self.balances[asset] = [Decimal(free), Decimal(locked)]
+
+    def balance(self, asset: str) -> tuple[Decimal, Decimal]:
+        """``(free, locked)`` of one asset."""
+        with self.lock:
+            free, locked = self.balances.get(asset, [Decimal(0), Decimal(0)])
+            return free, locked
+
+    def set_candles(self, symbol: str, rows: Iterable[Sequence[Any]], interval: str = "1m") -> None:
+        """Candles for ``/klines``: rows of ``(open_time_ms, open, high, low, close, volume)``."""
+        step = INTERVAL_MS[interval]
+        klines = []
+        for open_ms, o, h, low, c, v in rows:
+            o, h, low, c, v = (Decimal(str(x)) for x in (o, h, low, c, v))
+            klines.append(
+                [
+                    int(open_ms),
+                    fmt(o),
+                    fmt(h),
+                    fmt(low),
+                    fmt(c),
+                    fmt(v),
+                    int(open_ms) + step - 1,
+                    fmt(v * c),
+                    100,
+                    fmt(v / 2),
+                    fmt(v * c / 2),
+                    "0",
+                ]
+            )
+        with self.lock:
+            self.candles[(symbol, interval)] = sorted(klines, key=lambda k: k[0])
+
+    def set_price(self, symbol: str, price: str | Decimal) -> list[Trade]:
+        """Move the market: resting orders the price crosses fill at their own price."""
+        with self.lock:
+            p = Decimal(price)
+            self.prices[symbol] = p
+            fills = []
+            for order in self.orders(symbol, status="NEW"):
+                if (order.side == "BUY" and order.price >= p) or (
+                    order.side == "SELL" and order.price <= p
+                ):
+                    fills.append(self._fill(order, order.price, maker=True))
+            return fills
+
+    def walk(self, symbol: str, prices: Iterable[str | Decimal]) -> list[Trade]:
+        """``set_price`` for each price in turn; returns every trade made on the way."""
+        return [t for p in prices for t in self.set_price(symbol, p)]
+
+    def fail_next(
+        self,
+        path: str,
+        status: Failure | None = None,
+        *,
+        code: int | None = None,
+        msg: str | None = None,
+        method: str | None = None,
+        times: int = 1,
+    ) -> None:
+        """Make the next call(s) to ``path`` fail before anything happens.
+
+        ``status`` is an HTTP status (plain-text body unless ``code``/``msg`` give a Binance
+        error JSON, then 400 by default), ``"timeout"`` (hang longer than the client waits,
+        then close) or ``"drop"`` (close the connection without answering).
+        """
+        if status is None:
+            status = 503 if code is None else 400
+        body = None if code is None else {"code": code, "msg": msg or ""}
+        for _ in range(times):
+            self._failures.setdefault(_norm(path), []).append(
+                _Failure(method and method.upper(), status, body)
+            )
+
+    def accept_then_fail_response(
+        self, path: str = "/order", status: Failure = 500, *, method: str | None = "POST"
+    ) -> None:
+        """The next call is carried out (the order rests on the book) but the answer is lost:
+        a 5xx, a dropped connection or a hang. "The exchange accepted; we never heard back."
+        """
+        self._failures.setdefault(_norm(path), []).append(
+            _Failure(method and method.upper(), status, None, after_processing=True)
+        )
+
+    def orders(self, symbol: str | None = None, status: str | None = None) -> list[Order]:
+        with self.lock:
+            return [
+                o
+                for o in self.order_list
+                if (symbol is None or o.symbol == symbol) and (status is None or o.status == status)
+            ]
+
+    def calls(self, method: str, path: str) -> int:
+        """How many requests hit ``method path`` (path with or without ``/api/v3``)."""
+        wanted = API_PREFIX + _norm(path)
+        return sum(1 for r in self.requests if r.method == method.upper() and r.path == wanted)
+
+    # ------------------------------------------------------------------ HTTP plumbing
+
+    def _take_failure(self, method: str, path: str) -> _Failure | None:
+        with self.lock:
+            queue = self._failures.get(path, [])
+            for i, failure in enumerate(queue):
+                if failure.method in (None, method):
+                    return queue.pop(i)
+        return None
+
+    def handle(self, method: str, raw_path: str, body: str, headers: dict[str, str]) -> _Reply:
+        """Route one request; returns the reply (status, JSON) or a failure to act out."""
+        split = urlsplit(raw_path)
+        path = split.path
+        query = split.query
+        params = dict(parse_qsl(body, keep_blank_values=True))
+        params.update(parse_qsl(query, keep_blank_values=True))  # the query string wins
+        record_index = self._record(method, path, params)
+        short = _norm(path)
+        failure = self._take_failure(method, short)
+        if failure is not None and not failure.after_processing:
+            return _Reply(record_index, failure.how, failure.body, failed=True)
+        try:
+            if not path.startswith(API_PREFIX + "/"):
+                raise BinanceError(-1000, "Unknown path.", status=404)
+            if short in SIGNED:
+                self._authenticate(query, body, params, headers)
+            with self.lock:
+                payload = self._dispatch(method, short, params)
+            reply = _Reply(record_index, 200, payload)
+        except BinanceError as e:
+            reply = _Reply(record_index, e.status, {"code": e.code, "msg": e.msg})
+        if failure is not None:
+            return _Reply(record_index, failure.how, None, failed=True)
+        return reply
+
+    def _record(self, method: str, path: str, params: dict[str, str]) -> int:
+        with self.lock:
+            shown = {k: v for k, v in params.items() if k != "signature"}
+            self.requests.append(RecordedRequest(method, path, shown))
+            return len(self.requests) - 1
+
+    def _answered(self, index: int, status: int) -> None:
+        with self.lock:
+            r = self.requests[index]
+            self.requests[index] = RecordedRequest(r.method, r.path, r.params, status)
+
+    def _authenticate(
+        self, query: str, body: str, params: dict[str, str], headers: dict[str, str]
+    ) -> None:
+        key = headers.get("x-mbx-apikey")
+        if not key:
+            raise BinanceError(-2014, "API-key format invalid.", status=401)
+        if key != self.api_key:
+            raise BinanceError(-2015, "Invalid API-key, IP, or permissions for action.", 401)
+        # Binance signs totalParams = query string + request body, signature removed.
+        total = _without_signature(query) + _without_signature(body)
+        expected = hmac.new(self.secret.encode(), total.encode(), hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, params.get("signature", "").lower()):
+            raise BinanceError(-1022, "Signature for this request is not valid.")
+        try:
+            timestamp = int(params["timestamp"])
+        except (KeyError, ValueError):
+            raise mandatory("timestamp") from None
+        recv_window = int(params.get("recvWindow", "5000"))
+        now = _now_ms()
+        if timestamp > now + 1000:
+            raise BinanceError(
+                -1021, "Timestamp for this request was 1000ms ahead of the server's time."
+            )
+        if now - timestamp > recv_window:
+            raise BinanceError(-1021, "Timestamp for this request is outside of the recvWindow.")
+
+    def _dispatch(self, method: str, path: str, p: dict[str, str]) -> Any:
+        routes: dict[tuple[str, str], Callable[[dict[str, str]], Any]] = {
+            ("GET", "/ping"): lambda p: {},
+            ("GET", "/time"): lambda p: {"serverTime": _now_ms()},
+            ("GET", "/exchangeInfo"): self._exchange_info,
+            ("GET", "/ticker/price"): self._ticker_price,
+            ("GET", "/ticker/24hr"): self._ticker_24hr,
+            ("GET", "/klines"): self._klines,
+            ("GET", "/depth"): self._depth,
+            ("POST", "/order"): self._new_order,
+            ("GET", "/order"): self._query_order,
+            ("DELETE", "/order"): self._cancel_order,
+            ("GET", "/openOrders"): self._open_orders,
+            ("DELETE", "/openOrders"): self._cancel_open_orders,
+            ("GET", "/allOrders"): self._all_orders,
+            ("GET", "/myTrades"): self._my_trades,
+            ("GET", "/account"): self._account,
+        }
+        route = routes.get((method, path))
+        if route is None:
+            raise BinanceError(-1000, f"Unknown endpoint {method} {path}.", status=404)
+        return route(p)
+
+    # ------------------------------------------------------------------ public endpoints
+
+    def _symbol(self, p: dict[str, str], required: bool = True) -> _Symbol | None:
+        name = p.get("symbol")
+        if not name:
+            if required:
+                raise mandatory("symbol")
+            return None
+        if name not in self.symbols:
+            raise BinanceError(-1121, "Invalid symbol.")
+        return self.symbols[name]
+
+    def _exchange_info(self, p: dict[str, str]) -> dict[str, Any]:
+        wanted: list[str] | None = None
+        if "symbol" in p:
+            wanted = [p["symbol"]]
+        elif "symbols" in p:
+            wanted = json.loads(p["symbols"])
+        symbols = [s.info for name, s in self.symbols.items() if wanted is None or name in wanted]
+        if wanted is not None and len(symbols) != len(wanted):
+            raise BinanceError(-1121, "Invalid symbol.")
+        return {**self.exchange_info, "serverTime": _now_ms(), "symbols": symbols}
+
+    def _price_of(self, symbol: str) -> Decimal:
+        if symbol not in self.prices:
+            raise BinanceError(-1121, "Invalid symbol.")  # a fake with no price for it yet
+        return self.prices[symbol]
+
+    def _ticker_price(self, p: dict[str, str]) -> Any:
+        sym = self._symbol(p, required=False)
+        if sym is not None:
+            name = sym.info["symbol"]
+            return {"symbol": name, "price": fmt(self._price_of(name))}
+        return [{"symbol": s, "price": fmt(price)} for s, price in self.prices.items()]
+
+    def _ticker_24hr(self, p: dict[str, str]) -> Any:
+        def one(name: str) -> dict[str, Any]:
+            price = fmt(self._price_of(name))
+            now = _now_ms()
+            return {
+                "symbol": name,
+                "priceChange": fmt(Decimal(0)),
+                "priceChangePercent": "0.000",
+                "weightedAvgPrice": price,
+                "prevClosePrice": price,
+                "lastPrice": price,
+                "lastQty": fmt(Decimal(0)),
+                "bidPrice": price,
+                "bidQty": fmt(Decimal(1)),
+                "askPrice": price,
+                "askQty": fmt(Decimal(1)),
+                "openPrice": price,
+                "highPrice": price,
+                "lowPrice": price,
+                "volume": fmt(Decimal(0)),
+                "quoteVolume": fmt(Decimal(0)),
+                "openTime": now - DAY_MS,
+                "closeTime": now,
+                "firstId": -1,
+                "lastId": -1,
+                "count": 0,
+            }
+
+        sym = self._symbol(p, required=False)
+        if sym is not None:
+            return one(sym.info["symbol"])
+        return [one(s) for s in self.prices]
+
+    def _depth(self, p: dict[str, str]) -> dict[str, Any]:
+        sym = self._symbol(p)
+        assert sym is not None
+        price = self._price_of(sym.info["symbol"])
+        tick = Decimal(sym.filters["PRICE_FILTER"]["tickSize"])
+        return {
+            "lastUpdateId": self._next_trade_id,
+            "bids": [[fmt(price - tick), fmt(Decimal(1))]],
+            "asks": [[fmt(price + tick), fmt(Decimal(1))]],
+        }
+
+    def _klines(self, p: dict[str, str]) -> list[list[Any]]:
+        sym = self._symbol(p)
+        assert sym is not None
+        interval = p.get("interval")
+        if not interval:
+            raise mandatory("interval")
+        if interval not in INTERVAL_MS:
+            raise BinanceError(-1120, "Invalid interval.")
+        rows = self.candles.get((sym.info["symbol"], interval), [])
+        limit = _limit(p, default=500, maximum=1000)
+        if "startTime" in p:
+            rows = [r for r in rows if r[0] >= int(p["startTime"])]
+        if "endTime" in p:
+            rows = [r for r in rows if r[0] <= int(p["endTime"])]
+        return rows[:limit] if "startTime" in p else rows[-limit:]
+
+    # ------------------------------------------------------------------ trading
+
+    def _new_order(self, p: dict[str, str]) -> dict[str, Any]:
+        sym = self._symbol(p)
+        assert sym is not None
+        side = p.get("side", "")
+        if side not in ("BUY", "SELL"):
+            raise mandatory("side")
+        type_ = p.get("type", "")
+        if type_ not in ("LIMIT", "MARKET"):
+            raise BinanceError(-1116, "Invalid orderType.")
+        client_id = p.get("newClientOrderId") or "fake" + secrets.token_hex(9)
+        if not CLIENT_ID_RE.match(client_id):
+            raise BinanceError(
+                -1100,
+                "Illegal characters found in parameter 'newClientOrderId'; "
+                "legal range is '^[\\.A-Z\\:/a-z0-9_-]{1,36}$'.",
+            )
+        # Binance only refuses a client order id that an *open* order already carries.
+        if any(o.client_id == client_id for o in self.orders(status="NEW")):
+            raise BinanceError(-2010, "Duplicate order sent.")
+        symbol = sym.info["symbol"]
+        qty = _decimal(p, "quantity")
+        if type_ == "LIMIT":
+            if p.get("timeInForce") != "GTC":
+                raise mandatory("timeInForce")
+            price = _decimal(p, "price")
+            self._check_filters(sym, price, qty, market=False)
+            current = self.prices.get(symbol)
+            marketable = current is not None and (
+                (side == "BUY" and price >= current) or (side == "SELL" and price <= current)
+            )
+        else:
+            if "price" in p:
+                raise BinanceError(-1106, "Parameter 'price' sent when not required.")
+            if symbol not in self.prices:
+                raise BinanceError(
+                    -2010, "Order book liquidity is less than symbol minimum quantity."
+                )
+            price = Decimal(0)
+            self._check_filters(sym, self.prices[symbol], qty, market=True)
+            marketable = True
+        now = _now_ms()
+        order = Order(symbol, self._next_order_id, client_id, side, type_, price, qty, now)
+        order.time_in_force = "GTC" if type_ == "LIMIT" else ""
+        order.locked = self._lock_funds(sym, side, price or self.prices[symbol], qty)
+        self._next_order_id += 1
+        self.order_list.append(order)
+        fills = []
+        if marketable:
+            fills.append(self._fill(order, self.prices[symbol], maker=False))
+        return self._order_response(order, fills, p.get("newOrderRespType", "FULL"), now)
+
+    def _order_response(
+        self, order: Order, fills: list[Trade], resp_type: str, now: int
+    ) -> dict[str, Any]:
+        ack = {
+            "symbol": order.symbol,
+            "orderId": order.order_id,
+            "orderListId": -1,
+            "clientOrderId": order.client_id,
+            "transactTime": now,
+        }
+        if resp_type == "ACK":
+            return ack
+        result = {
+            **ack,
+            "price": fmt(order.price),
+            "origQty": fmt(order.qty),
+            "executedQty": fmt(order.executed),
+            "origQuoteOrderQty": fmt(Decimal(0)),
+            "cummulativeQuoteQty": fmt(order.quote),
+            "status": order.status,
+            "timeInForce": order.time_in_force or "GTC",
+            "type": order.type,
+            "side": order.side,
+            "workingTime": now,
+            "selfTradePreventionMode": "NONE",
+        }
+        if resp_type == "RESULT":
+            return result
+        result["fills"] = [
+            {
+                "price": fmt(t.price),
+                "qty": fmt(t.qty),
+                "commission": fmt(t.commission),
+                "commissionAsset": t.commission_asset,
+                "tradeId": t.trade_id,
+            }
+            for t in fills
+        ]
+        return result
+
+    def _check_filters(self, sym: _Symbol, price: Decimal, qty: Decimal, *, market: bool) -> None:
+        f = sym.filters
+        if not market and "PRICE_FILTER" in f:
+            pf = f["PRICE_FILTER"]
+            low, high, tick = (Decimal(pf[k]) for k in ("minPrice", "maxPrice", "tickSize"))
+            if (
+                (low and price < low)
+                or (high and price > high)
+                or (tick and (price - low) % tick != 0)
+            ):
+                raise BinanceError(-1013, "Filter failure: PRICE_FILTER")
+        if price <= 0 or qty <= 0:
+            raise BinanceError(-1013, "Price * QTY is zero or less.")
+        lots = ["LOT_SIZE", "MARKET_LOT_SIZE"] if market else ["LOT_SIZE"]
+        for name in lots:
+            if name not in f:
+                continue
+            low, high, step = (Decimal(f[name][k]) for k in ("minQty", "maxQty", "stepSize"))
+            if (low and qty < low) or (high and qty > high) or (step and (qty - low) % step != 0):
+                raise BinanceError(-1013, f"Filter failure: {name}")
+        notional = price * qty
+        if "NOTIONAL" in f:
+            nf = f["NOTIONAL"]
+            if (not market or nf.get("applyMinToMarket", True)) and notional < Decimal(
+                nf["minNotional"]
+            ):
+                raise BinanceError(-1013, "Filter failure: NOTIONAL")
+            if (not market or nf.get("applyMaxToMarket", False)) and notional > Decimal(
+                nf["maxNotional"]
+            ):
+                raise BinanceError(-1013, "Filter failure: NOTIONAL")
+        if "MIN_NOTIONAL" in f:
+            mf = f["MIN_NOTIONAL"]
+            if (not market or mf.get("applyToMarket", True)) and notional < Decimal(
+                mf["minNotional"]
+            ):
+                raise BinanceError(-1013, "Filter failure: MIN_NOTIONAL")
+        max_orders = f.get("MAX_NUM_ORDERS", {}).get("maxNumOrders")
+        if not market and max_orders and len(self.orders(sym.info["symbol"], "NEW")) >= max_orders:
+            raise BinanceError(-1013, "Filter failure: MAX_NUM_ORDERS")
+
+    def _lock_funds(self, sym: _Symbol, side: str, price: Decimal, qty: Decimal) -> Decimal:
+        asset = sym.quote if side == "BUY" else sym.base
+        need = price * qty * (1 + COMMISSION_RATE) if side == "BUY" else qty
+        balance = self.balances.setdefault(asset, [Decimal(0), Decimal(0)])
+        if balance[0] < need:
+            raise BinanceError(-2010, "Account has insufficient balance for requested action.")
+        balance[0] -= need
+        balance[1] += need
+        return need
+
+    def _release_funds(self, order: Order) -> None:
+        sym = self.symbols[order.symbol]
+        asset = sym.quote if order.side == "BUY" else sym.base
+        balance = self.balances[asset]
+        balance[1] -= order.locked
+        balance[0] += order.locked
+        order.locked = Decimal(0)
+
+    def _fill(self, order: Order, price: Decimal, *, maker: bool) -> Trade:
+        sym = self.symbols[order.symbol]
+        now = _now_ms()
+        notional = price * order.qty
+        commission = (notional * COMMISSION_RATE).quantize(EIGHT, rounding=ROUND_HALF_UP)
+        self._release_funds(order)
+        base, quote = self.balances[sym.base], self.balances[sym.quote]
+        if order.side == "BUY":
+            base[0] += order.qty
+            quote[0] -= notional + commission
+        else:
+            base[0] -= order.qty
+            quote[0] += notional - commission
+        order.executed = order.qty
+        order.quote = notional
+        order.status = "FILLED"
+        order.update_time = now
+        trade = Trade(
+            order.symbol,
+            self._next_trade_id,
+            order.order_id,
+            price,
+            order.qty,
+            commission,
+            sym.quote,
+            now,
+            is_buyer=order.side == "BUY",
+            is_maker=maker,
+        )
+        self._next_trade_id += 1
+        self.trades.append(trade)
+        return trade
+
+    def _find_order(self, p: dict[str, str], *, not_found: BinanceError) -> Order:
+        sym = self._symbol(p)
+        assert sym is not None
+        symbol = sym.info["symbol"]
+        if "orderId" in p:
+            matches = [o for o in self.orders(symbol) if str(o.order_id) == p["orderId"]]
+        elif "origClientOrderId" in p:
+            matches = [o for o in self.orders(symbol) if o.client_id == p["origClientOrderId"]]
+        else:
+            raise BinanceError(
+                -1102,
+                "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!",
+            )
+        if not matches:
+            raise not_found
+        # An open order wins over older closed ones that reused its client order id.
+        return next((o for o in matches if o.status == "NEW"), matches[-1])
+
+    def _query_order(self, p: dict[str, str]) -> dict[str, Any]:
+        return self._find_order(p, not_found=BinanceError(-2013, "Order does not exist.")).as_json()
+
+    def _cancel(self, order: Order, p: dict[str, str]) -> dict[str, Any]:
+        self._release_funds(order)
+        order.status = "CANCELED"
+        order.update_time = _now_ms()
+        data = order.as_json()
+        return {
+            "symbol": order.symbol,
+            "origClientOrderId": order.client_id,
+            "orderId": order.order_id,
+            "orderListId": -1,
+            "clientOrderId": p.get("newClientOrderId") or "fake" + secrets.token_hex(9),
+            "transactTime": order.update_time,
+            **{
+                k: data[k]
+                for k in (
+                    "price",
+                    "origQty",
+                    "executedQty",
+                    "origQuoteOrderQty",
+                    "cummulativeQuoteQty",
+                    "status",
+                    "timeInForce",
+                    "type",
+                    "side",
+                    "selfTradePreventionMode",
+                )
+            },
+        }
+
+    def _cancel_order(self, p: dict[str, str]) -> dict[str, Any]:
+        unknown = BinanceError(-2011, "Unknown order sent.")
+        order = self._find_order(p, not_found=unknown)
+        if order.status != "NEW":
+            raise unknown  # what Binance says for filled or already canceled orders
+        return self._cancel(order, p)
+
+    def _open_orders(self, p: dict[str, str]) -> list[dict[str, Any]]:
+        sym = self._symbol(p, required=False)
+        symbol = None if sym is None else sym.info["symbol"]
+        return [o.as_json() for o in self.orders(symbol, "NEW")]
+
+    def _cancel_open_orders(self, p: dict[str, str]) -> list[dict[str, Any]]:
+        sym = self._symbol(p)
+        assert sym is not None
+        open_ = self.orders(sym.info["symbol"], "NEW")
+        if not open_:
+            raise BinanceError(-2011, "Unknown order sent.")
+        return [self._cancel(o, {}) for o in open_]
+
+    def _all_orders(self, p: dict[str, str]) -> list[dict[str, Any]]:
+        sym = self._symbol(p)
+        assert sym is not None
+        rows = self.orders(sym.info["symbol"])
+        rows = _time_window(rows, p, lambda o: o.time)
+        limit = _limit(p, default=500, maximum=1000)
+        if "orderId" in p:
+            return [o.as_json() for o in rows if o.order_id >= int(p["orderId"])][:limit]
+        if "startTime" in p:
+            return [o.as_json() for o in rows[:limit]]
+        return [o.as_json() for o in rows[-limit:]]
+
+    def _my_trades(self, p: dict[str, str]) -> list[dict[str, Any]]:
+        sym = self._symbol(p)
+        assert sym is not None
+        rows = [t for t in self.trades if t.symbol == sym.info["symbol"]]
+        if "orderId" in p:
+            rows = [t for t in rows if str(t.order_id) == p["orderId"]]
+        if "fromId" in p and ("startTime" in p or "endTime" in p):
+            raise BinanceError(-1128, "Combination of optional parameters invalid.")
+        rows = _time_window(rows, p, lambda t: t.time)
+        limit = _limit(p, default=500, maximum=1000)
+        if "fromId" in p:
+            return [t.as_json() for t in rows if t.trade_id >= int(p["fromId"])][:limit]
+        if "startTime" in p:
+            return [t.as_json() for t in rows[:limit]]
+        return [t.as_json() for t in rows[-limit:]]
+
+    def _account(self, p: dict[str, str]) -> dict[str, Any]:
+        omit_zero = p.get("omitZeroBalances") == "true"
+        return {
+            "makerCommission": 10,
+            "takerCommission": 10,
+            "buyerCommission": 0,
+            "sellerCommission": 0,
+            "commissionRates": {
+                "maker": fmt(COMMISSION_RATE),
+                "taker": fmt(COMMISSION_RATE),
+                "buyer": fmt(Decimal(0)),
+                "seller": fmt(Decimal(0)),
+            },
+            "canTrade": True,
+            "canWithdraw": True,
+            "canDeposit": True,
+            "brokered": False,
+            "requireSelfTradePrevention": False,
+            "preventSor": False,
+            "updateTime": _now_ms(),
+            "accountType": "SPOT",
+            "balances": [
+                {"asset": asset, "free": fmt(free), "locked": fmt(locked)}
+                for asset, (free, locked) in sorted(self.balances.items())
+                if not (omit_zero and free == 0 and locked == 0)
+            ],
+            "permissions": ["SPOT"],
+            "uid": 354937868,
+        }
+
+
+@dataclass
+class _Reply:
+    index: int
+    status: Failure
+    payload: Any
+    failed: bool = False
+
+
+def _handler_for(fake: FakeBinance) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        # HTTP/1.0: one request per connection, so a dropped or hung one never poisons
+        # a pooled keep-alive connection in the client.
+        protocol_version = "HTTP/1.0"
+
+        def do_GET(self) -> None:
+            self._serve()
+
+        def do_POST(self) -> None:
+            self._serve()
+
+        def do_DELETE(self) -> None:
+            self._serve()
+
+        def do_PUT(self) -> None:
+            self._serve()
+
+        def _serve(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length).decode() if length else ""
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            reply = fake.handle(self.command, self.path, body, headers)
+            if reply.status == "timeout":
+                fake._release.wait(fake.hang_seconds)
+                self.close_connection = True
+                return
+            if reply.status == "drop":
+                self.close_connection = True
+                return
+            assert isinstance(reply.status, int)
+            if reply.failed and reply.payload is None:
+                data = f"{reply.status} Fake failure".encode()
+                content_type = "text/plain"
+            else:
+                data = json.dumps(reply.payload).encode()
+                content_type = "application/json;charset=UTF-8"
+            fake._answered(reply.index, reply.status)
+            self.send_response(reply.status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("x-mbx-used-weight-1m", "1")
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # keep test output clean
+
+    return Handler
+
+
+def _norm(path: str) -> str:
+    """``/api/v3/order`` and ``/order`` (and ``order``) name the same endpoint."""
+    path = urlsplit(path).path
+    if path.startswith(API_PREFIX):
+        path = path[len(API_PREFIX) :]
+    return path if path.startswith("/") else "/" + path
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _without_signature(raw: str) -> str:
+    return "&".join(part for part in raw.split("&") if part and not part.startswith("signature="))
+
+
+def _decimal(p: dict[str, str], name: str) -> Decimal:
+    try:
+        value = Decimal(p[name])
+    except (KeyError, ArithmeticError):
+        raise mandatory(name) from None
+    if not value.is_finite():
+        raise mandatory(name)
+    return value
+
+
+def _limit(p: dict[str, str], *, default: int, maximum: int) -> int:
+    limit = int(p.get("limit", default))
+    if limit <= 0 or limit > maximum:
+        raise BinanceError(
+            -1100, f"Illegal characters found in parameter 'limit'; legal range is '1-{maximum}'."
+        )
+    return limit
+
+
+def _time_window(rows: list[Any], p: dict[str, str], at: Callable[[Any], int]) -> list[Any]:
+    """Binance allows at most 24 hours between startTime and endTime."""
+    start = int(p["startTime"]) if "startTime" in p else None
+    end = int(p["endTime"]) if "endTime" in p else None
+    if start is not None and end is not None and end - start > DAY_MS:
+        raise BinanceError(-1127, "More than 24 hours between startTime and endTime.")
+    if start is not None and end is None:
+        end = start + DAY_MS
+    if end is not None and start is None:
+        start = end - DAY_MS
+    if start is None or end is None:
+        return rows
+    return [r for r in rows if start <= at(r) <= end]
