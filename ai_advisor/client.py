@@ -234,8 +234,6 @@ class ClaudeAdvisor:
         self.model = model
         self.timeout_s = timeout_s
         self.max_retries = max_retries
-        # Kept only to scrub it out of any text that reaches an error message.
-        self._secret = api_key
         self._client = anthropic.Anthropic(
             api_key=api_key, max_retries=max_retries, timeout=timeout_s, http_client=http_client
         )
@@ -295,7 +293,8 @@ class ClaudeAdvisor:
                 "type": "tool_use",
                 "id": tool_use.id,
                 "name": tool_use.name,
-                "input": tool_use.input,
+                # Sent back as it came, unless it is no object at all: the API would reject that.
+                "input": tool_use.input if isinstance(tool_use.input, dict) else {},
             }
         raise AssertionError("unreachable: the second attempt returns or raises")
 
@@ -378,7 +377,8 @@ class ClaudeAdvisor:
 
     def _scrub(self, text: str) -> str:
         """Belt and braces: an API message should never hold the key, but if one did..."""
-        return text.replace(self._secret, "[redacted]")
+        key = self._client.api_key
+        return text.replace(key, "[redacted]") if key else text
 
 
 def _tries(e: anthropic.AnthropicError) -> int:

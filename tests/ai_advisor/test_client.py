@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import json
 import logging
 import traceback
 from collections.abc import Callable
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -26,6 +28,7 @@ from ai_advisor.client import (
 from ai_advisor.prompt import SUGGESTION_TOOL, AdvisorContext, build_messages, suggestion_tool
 from tests.ai_advisor import anthropic_fakes as fakes
 
+ROOT = Path(__file__).resolve().parents[2]
 API_KEY = "sk-ant-api03-TEST-KEY-must-never-leak-0123456789"
 EMAIL = "trader@example.com"
 EXCHANGE_SECRET = "binance-secret-Zq81mFx0pLw"
@@ -552,3 +555,25 @@ def test_an_unpriced_model_gives_no_cost():
     fake = fakes.FakeAnthropic([fakes.tool_use(fakes.suggestion_input(), model="claude-next-9")])
 
     assert suggest(fake, model="claude-next-9").cost_usd is None
+
+
+def test_an_api_message_that_echoes_the_key_is_redacted():
+    fake = fakes.FakeAnthropic([fakes.bad_request(f"bad header value {API_KEY}")])
+
+    with pytest.raises(AdvisorError) as caught:
+        suggest(fake)
+
+    assert API_KEY not in str(caught.value)
+    assert "[redacted]" in str(caught.value)
+
+
+@pytest.mark.parametrize("module", ["ai_advisor/client.py", "ai_advisor/prompt.py"])
+def test_the_client_and_prompt_import_nothing_from_django(module):
+    imported: list[str] = []
+    for node in ast.walk(ast.parse((ROOT / module).read_text())):
+        if isinstance(node, ast.Import):
+            imported += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            imported.append(node.module or "")
+
+    assert not [name for name in imported if name.split(".")[0] == "django"]
