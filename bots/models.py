@@ -1,0 +1,311 @@
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from bots.engine import GridConfig, GridEngine
+
+MONEY = {"max_digits": 30, "decimal_places": 12}
+
+
+class BotQuerySet(models.QuerySet["Bot"]):
+    def running(self) -> BotQuerySet:
+        return self.filter(status=Bot.Status.RUNNING)
+
+    def owned_by(self, user: Any) -> BotQuerySet:
+        return self.filter(owner=user)
+
+    def crossed_by(self, symbol: str, low: Decimal, high: Decimal) -> BotQuerySet:
+        """Running bots on `symbol` whose next resting order a move between low and high crosses."""
+        return (
+            self.running()
+            .filter(symbol=symbol)
+            .filter(Q(next_buy_price__gte=low) | Q(next_sell_price__lte=high))
+        )
+
+
+class Bot(models.Model):
+    class Strategy(models.TextChoices):
+        GRID = "grid", "Grid"
+
+    class Mode(models.TextChoices):
+        PAPER = "paper", "Paper"
+        LIVE = "live", "Live"
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        STOPPED = "stopped", "Stopped"
+        ERROR = "error", "Error"
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="bots"
+    )
+    name = models.CharField(max_length=80, blank=True)
+    strategy = models.CharField(max_length=10, choices=Strategy.choices, default=Strategy.GRID)
+    exchange = models.CharField(max_length=30, default="binance")
+    symbol = models.CharField(max_length=30)
+    mode = models.CharField(max_length=10, choices=Mode.choices, default=Mode.PAPER)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.STOPPED)
+    status_reason = models.CharField(max_length=300, blank=True)
+    # The validated config (bots.forms / services.validate_config): capital, lower_bound,
+    # upper_bound, grid_levels, spacing, stop_loss_pct, max_daily_loss, take_profit; as strings.
+    config = models.JSONField(default=dict)
+
+    # The running grid: the engine's state (GridEngine.to_dict), rebuilt every cycle.
+    engine_state = models.JSONField(null=True, blank=True)
+    # Each start is a new generation: client order ids never repeat across restarts.
+    generation = models.PositiveIntegerField(default=0)
+    start_price = models.DecimalField(**MONEY, null=True, blank=True)
+    # The price path is consumed up to here (the open time of the last candle walked).
+    cursor = models.DateTimeField(null=True, blank=True)
+    # Highest resting buy / lowest resting sell: the feed wakes the bot when a price crosses them.
+    next_buy_price = models.DecimalField(**MONEY, null=True, blank=True)
+    next_sell_price = models.DecimalField(**MONEY, null=True, blank=True)
+    # Running statistics the candle walk keeps (drawdown needs every mark, not just the last).
+    peak_equity = models.DecimalField(**MONEY, null=True, blank=True)
+    max_drawdown = models.DecimalField(max_digits=20, decimal_places=12, default=Decimal("0"))
+    last_equity = models.DecimalField(**MONEY, null=True, blank=True)
+    last_price = models.DecimalField(**MONEY, null=True, blank=True)
+    # The day (UTC, market time) daily-loss accounting refers to, and the equity it opened with.
+    day = models.DateField(null=True, blank=True)
+    day_open_equity = models.DecimalField(**MONEY, null=True, blank=True)
+    # The Huey chain that owns this bot's cycles; a stale chain sees another token and ends.
+    chain_token = models.CharField(max_length=32, blank=True)
+
+    started_at = models.DateTimeField(null=True, blank=True)
+    stopped_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = BotQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["status", "symbol"]),
+            models.Index(fields=["owner", "status"]),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(strategy__in=["grid"]), name="bot_strategy_valid"),
+            models.CheckConstraint(condition=Q(mode__in=["paper", "live"]), name="bot_mode_valid"),
+            models.CheckConstraint(
+                condition=Q(status__in=["running", "stopped", "error"]), name="bot_status_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name or f"{self.symbol} grid #{self.pk}"
+
+    @property
+    def base_asset(self) -> str:
+        return self.symbol.split("/")[0]
+
+    @property
+    def quote_asset(self) -> str:
+        return self.symbol.split("/")[1]
+
+    @property
+    def is_running(self) -> bool:
+        return self.status == self.Status.RUNNING
+
+    @property
+    def key(self) -> str:
+        """The prefix of this bot's client order ids: bot and generation."""
+        return f"a{self.pk}g{self.generation}"
+
+    def engine(self) -> GridEngine:
+        if self.engine_state is None:
+            raise ValueError(f"{self} has no running grid")
+        return GridEngine.from_dict(self.engine_state)
+
+    def grid_config(self, **market: Any) -> GridConfig:
+        """The GridConfig of this bot's saved config, with the market's tick/step/min/fee."""
+        c = self.config
+        take_profit = c.get("take_profit")
+        return GridConfig(
+            lower=Decimal(c["lower_bound"]),
+            upper=Decimal(c["upper_bound"]),
+            levels=int(c["grid_levels"]),
+            spacing=c.get("spacing", "arithmetic"),
+            capital=Decimal(c["capital"]),
+            stop_loss_pct=Decimal(c.get("stop_loss_pct") or "0"),
+            take_profit=Decimal(take_profit) if take_profit else None,
+            min_levels=settings.GRID_MIN_LEVELS,
+            max_levels=settings.GRID_MAX_LEVELS,
+            base_asset=self.base_asset,
+            quote_asset=self.quote_asset,
+            **market,
+        )
+
+    @property
+    def capital(self) -> Decimal:
+        return Decimal(self.config.get("capital", "0"))
+
+    @property
+    def max_daily_loss(self) -> Decimal:
+        return Decimal(self.config.get("max_daily_loss") or "0")
+
+
+class OrderQuerySet(models.QuerySet["Order"]):
+    def open(self) -> OrderQuerySet:
+        return self.filter(status=Order.Status.OPEN)
+
+
+class Order(models.Model):
+    class Side(models.TextChoices):
+        BUY = "buy", "Buy"
+        SELL = "sell", "Sell"
+
+    class Kind(models.TextChoices):
+        LIMIT = "limit", "Limit"
+        MARKET = "market", "Market"
+
+    class Status(models.TextChoices):
+        # Written before the order is sent, so a crash between send and save is found again.
+        PENDING = "pending", "Pending"
+        OPEN = "open", "Open"
+        FILLED = "filled", "Filled"
+        CANCELLED = "cancelled", "Cancelled"
+        REJECTED = "rejected", "Rejected"
+
+    bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="orders")
+    # The grid slot; empty for the start buy and stop-loss / take-profit sales.
+    slot = models.PositiveIntegerField(null=True, blank=True)
+    side = models.CharField(max_length=4, choices=Side.choices)
+    kind = models.CharField(max_length=6, choices=Kind.choices, default=Kind.LIMIT)
+    price = models.DecimalField(**MONEY)
+    amount = models.DecimalField(**MONEY)
+    filled = models.DecimalField(**MONEY, default=Decimal("0"))
+    fee = models.DecimalField(**MONEY, default=Decimal("0"))
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    reason = models.CharField(max_length=300, blank=True)
+    client_order_id = models.CharField(max_length=36, unique=True)
+    exchange_order_id = models.CharField(max_length=64, blank=True)
+    # Market time (the candle) for paper fills; exchange time for live ones.
+    filled_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = OrderQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["bot", "status"])]
+        constraints = [
+            models.CheckConstraint(condition=Q(side__in=["buy", "sell"]), name="order_side_valid"),
+            models.CheckConstraint(
+                condition=Q(kind__in=["limit", "market"]), name="order_kind_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=["pending", "open", "filled", "cancelled", "rejected"]),
+                name="order_status_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(price__gt=0) & Q(amount__gt=0), name="order_price_amount_positive"
+            ),
+            # One resting order per slot: the grid's core invariant, enforced by the database.
+            models.UniqueConstraint(
+                fields=["bot", "slot"],
+                condition=Q(status__in=["pending", "open"]) & Q(slot__isnull=False),
+                name="one_open_order_per_bot_slot",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.side} {self.amount} @ {self.price} ({self.status})"
+
+
+class Trade(models.Model):
+    """A round trip: a grid buy and the sell one line above it."""
+
+    bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="trades")
+    slot = models.PositiveIntegerField()
+    buy_order = models.ForeignKey(
+        Order, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    sell_order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="+")
+    amount = models.DecimalField(**MONEY)
+    buy_price = models.DecimalField(**MONEY)
+    sell_price = models.DecimalField(**MONEY)
+    profit = models.DecimalField(**MONEY)
+    fees = models.DecimalField(**MONEY)
+    closed_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-closed_at", "-id"]
+        indexes = [models.Index(fields=["bot", "-closed_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.amount} {self.buy_price}→{self.sell_price}: {self.profit}"
+
+
+class EquitySnapshot(models.Model):
+    bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="equity_snapshots")
+    at = models.DateTimeField()
+    price = models.DecimalField(**MONEY)
+    quote = models.DecimalField(**MONEY)
+    base = models.DecimalField(**MONEY)
+    equity = models.DecimalField(**MONEY)
+
+    class Meta:
+        ordering = ["at"]
+        constraints = [models.UniqueConstraint(fields=["bot", "at"], name="one_snapshot_per_time")]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M} {self.equity}"
+
+
+class BotEvent(models.Model):
+    """Every decision a bot makes, in words: so "why did it do that?" always has an answer."""
+
+    class Kind(models.TextChoices):
+        STARTED = "started", "Started"
+        PLACED = "placed", "Placed"
+        FILLED = "filled", "Filled"
+        ROUND_TRIP = "round_trip", "Round trip"
+        CANCELLED = "cancelled", "Cancelled"
+        SKIPPED = "skipped", "Skipped"
+        STOPPED = "stopped", "Stopped"
+        ERROR = "error", "Error"
+
+    bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="events")
+    at = models.DateTimeField(auto_now_add=True)
+    market_time = models.DateTimeField(null=True, blank=True)
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    message = models.CharField(max_length=500)
+    data = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["bot", "-id"])]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.message}"
+
+
+class PaperBalance(models.Model):
+    """A user's paper-trading wallet, one row per asset; bots draw their capital from it."""
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="paper_balances"
+    )
+    asset = models.CharField(max_length=20)
+    free = models.DecimalField(**MONEY, default=Decimal("0"))
+    # Committed to running bots.
+    locked = models.DecimalField(**MONEY, default=Decimal("0"))
+
+    class Meta:
+        ordering = ["asset"]
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "asset"], name="one_paper_balance_per_asset"),
+            models.CheckConstraint(
+                condition=Q(free__gte=0) & Q(locked__gte=0), name="paper_balance_not_negative"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.free} {self.asset}"
