@@ -309,3 +309,43 @@ class PaperBalance(models.Model):
 
     def __str__(self) -> str:
         return f"{self.free} {self.asset}"
+
+
+class BacktestRun(models.Model):
+    """A backtest a user asked for from the page: run as a Huey task, progress and result kept."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="backtests"
+    )
+    bot = models.ForeignKey(Bot, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    exchange = models.CharField(max_length=30, default="binance")
+    symbol = models.CharField(max_length=30)
+    start = models.DateTimeField()
+    end = models.DateTimeField()
+    # The grid config, as in Bot.config (strings).
+    config = models.JSONField(default=dict)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    progress = models.PositiveSmallIntegerField(default=0)  # percent
+    result = models.JSONField(null=True, blank=True)  # BacktestResult.to_json_dict()
+    error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=["queued", "running", "done", "failed"]),
+                name="backtest_status_valid",
+            ),
+            models.CheckConstraint(condition=Q(start__lt=models.F("end")), name="backtest_range"),
+        ]
+
+    def __str__(self) -> str:
+        return f"backtest {self.symbol} {self.start:%Y-%m-%d}..{self.end:%Y-%m-%d}"
