@@ -242,7 +242,10 @@ class FakeBinance:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="fake-binance", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.02},  # quick shutdown between tests
+            name="fake-binance",
+            daemon=True,
         )
         self._thread.start()
         return self

@@ -1,0 +1,361 @@
+"""The fake exchange, driven by the real ccxt client: if ccxt is happy, the shapes are right."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import ccxt
+import pytest
+
+from tests.fakes.fake_binance import FakeBinance
+
+BTC = "BTC/USDT"
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeBinance]:
+    with FakeBinance(
+        balances={"USDT": "10000", "BTC": "0.5"}, prices={"BTCUSDT": "100000"}, hang_seconds=2
+    ) as fake:
+        yield fake
+
+
+@pytest.fixture
+def client(fake: FakeBinance) -> ccxt.binance:
+    client = fake.ccxt_client(timeout_ms=1000)
+    client.load_markets()
+    return client
+
+
+def raw_get(fake: FakeBinance, path: str) -> tuple[int, Any]:
+    try:
+        with urllib.request.urlopen(fake.base_url + path, timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_load_markets_reads_the_real_filters(fake: FakeBinance, client: ccxt.binance) -> None:
+    market = client.market(BTC)
+    assert market["precision"]["price"] == 0.01
+    assert market["precision"]["amount"] == 0.00001
+    assert market["limits"]["cost"]["min"] == 5.0
+    # Spot only, no sapi, no time sync: the one public call ccxt needed.
+    assert [(r.method, r.path) for r in fake.requests] == [("GET", "/api/v3/exchangeInfo")]
+
+
+def test_public_endpoints_speak_binance_types(fake: FakeBinance) -> None:
+    assert raw_get(fake, "/ping") == (200, {})
+    status, body = raw_get(fake, "/time")
+    assert status == 200 and isinstance(body["serverTime"], int)
+    status, info = raw_get(fake, "/exchangeInfo?symbol=ETHUSDT")
+    assert isinstance(info["serverTime"], int)
+    assert [s["symbol"] for s in info["symbols"]] == ["ETHUSDT"]
+    assert raw_get(fake, "/ticker/price?symbol=BTCUSDT") == (
+        200,
+        {"symbol": "BTCUSDT", "price": "100000.00000000"},
+    )
+    assert raw_get(fake, "/ticker/price?symbol=NOPE") == (
+        400,
+        {"code": -1121, "msg": "Invalid symbol."},
+    )
+    status, depth = raw_get(fake, "/depth?symbol=BTCUSDT")
+    assert depth["bids"][0][0] == "99999.99000000" and depth["asks"][0][0] == "100000.01000000"
+
+
+def test_ticker_and_klines_through_ccxt(fake: FakeBinance, client: ccxt.binance) -> None:
+    start = 1_749_000_000_000 - 1_749_000_000_000 % 60_000
+    rows = [(start + i * 60_000, 100 + i, 101 + i, 99 + i, 100.5 + i, 2) for i in range(10)]
+    fake.set_candles("BTCUSDT", rows)
+
+    assert client.fetch_ticker(BTC)["last"] == 100000.0
+    candles = client.fetch_ohlcv(BTC, "1m", since=start + 2 * 60_000, limit=3)
+    assert [c[0] for c in candles] == [start + i * 60_000 for i in (2, 3, 4)]
+    assert candles[0][1:] == [102.0, 103.0, 101.0, 102.5, 2.0]
+    assert len(client.fetch_ohlcv(BTC, "1m", limit=4)) == 4  # the latest four
+    request = fake.requests[-1]
+    assert request.path == "/api/v3/klines" and request.params["interval"] == "1m"
+    until = client.fetch_ohlcv(BTC, "1m", since=start, params={"endTime": start + 60_000})
+    assert len(until) == 2
+
+
+def test_limit_order_rests_and_locks_funds(fake: FakeBinance, client: ccxt.binance) -> None:
+    order = client.create_order(BTC, "limit", "buy", 0.001, 99000, {"clientOrderId": "g1-b-3"})
+
+    assert order["clientOrderId"] == "g1-b-3"
+    assert order["status"] == "open"
+    assert (order["price"], order["amount"], order["filled"]) == (99000.0, 0.001, 0.0)
+    posted = fake.requests[-1]
+    assert posted.params["newClientOrderId"] == "g1-b-3"
+    assert posted.params["timeInForce"] == "GTC"
+    [resting] = fake.orders("BTCUSDT", "NEW")
+    assert isinstance(resting.order_id, int)
+    # 99 USDT plus the 0.1 % commission stay locked while it rests.
+    assert fake.balance("USDT") == (Decimal("9900.901"), Decimal("99.099"))
+    [open_order] = client.fetch_open_orders(BTC)
+    assert open_order["id"] == order["id"] and open_order["status"] == "open"
+
+
+def test_order_response_types(fake: FakeBinance, client: ccxt.binance) -> None:
+    ack = client.private_post_order(
+        {
+            "symbol": "BTCUSDT",
+            "side": "BUY",
+            "type": "LIMIT",
+            "timeInForce": "GTC",
+            "quantity": "0.001",
+            "price": "90000",
+            "newOrderRespType": "ACK",
+        }
+    )
+    assert set(ack) == {"symbol", "orderId", "orderListId", "clientOrderId", "transactTime"}
+    assert isinstance(ack["orderId"], int) and isinstance(ack["transactTime"], int)
+    result = client.private_post_order(
+        {
+            "symbol": "BTCUSDT",
+            "side": "SELL",
+            "type": "MARKET",
+            "quantity": "0.001",
+            "newOrderRespType": "RESULT",
+        }
+    )
+    assert result["status"] == "FILLED" and "fills" not in result
+    assert result["cummulativeQuoteQty"] == "100.00000000"
+
+
+def test_duplicate_client_id_of_an_open_order_is_refused(
+    fake: FakeBinance, client: ccxt.binance
+) -> None:
+    client.create_order(BTC, "limit", "buy", 0.001, 99000, {"clientOrderId": "dup"})
+
+    with pytest.raises(ccxt.InvalidOrder, match="Duplicate order sent."):
+        client.create_order(BTC, "limit", "buy", 0.001, 99000, {"clientOrderId": "dup"})
+    assert fake.requests[-1].status == 400
+    assert len(fake.orders()) == 1
+
+
+def test_a_filled_orders_client_id_may_be_reused_as_on_binance(
+    fake: FakeBinance, client: ccxt.binance
+) -> None:
+    client.create_order(BTC, "limit", "buy", 0.001, 99000, {"clientOrderId": "again"})
+    fake.set_price("BTCUSDT", "98000")
+
+    client.create_order(BTC, "limit", "buy", 0.001, 97000, {"clientOrderId": "again"})
+
+    assert [o.status for o in fake.orders()] == ["FILLED", "NEW"]
+
+
+@pytest.mark.parametrize(
+    ("amount", "price", "message"),
+    [
+        ("0.001", "99000.001", "Filter failure: PRICE_FILTER"),
+        ("0.0010001", "99000", "Filter failure: LOT_SIZE"),
+        ("10000", "99000", "Filter failure: LOT_SIZE"),
+    ],
+)
+def test_filter_failures_become_invalid_order(
+    client: ccxt.binance, amount: str, price: str, message: str
+) -> None:
+    # Raw endpoint: ccxt's create_order would round these onto the grid first.
+    request = {
+        "symbol": "BTCUSDT",
+        "side": "BUY",
+        "type": "LIMIT",
+        "timeInForce": "GTC",
+        "quantity": amount,
+        "price": price,
+    }
+    with pytest.raises(ccxt.InvalidOrder, match=message):
+        client.private_post_order(request)
+
+
+def test_notional_filter_failure(fake: FakeBinance, client: ccxt.binance) -> None:
+    # ccxt maps -1013 to BadRequest unless the message names LOT_SIZE or PRICE_FILTER.
+    with pytest.raises(ccxt.BadRequest, match='"code": -1013, "msg": "Filter failure: NOTIONAL"'):
+        client.create_order(BTC, "limit", "buy", 0.00004, 99000)
+    assert fake.orders() == []
+
+
+def test_insufficient_balance(fake: FakeBinance, client: ccxt.binance) -> None:
+    with pytest.raises(ccxt.InsufficientFunds, match="insufficient balance"):
+        client.create_order(BTC, "limit", "sell", 0.6, 110000)
+    with pytest.raises(ccxt.InsufficientFunds):
+        client.create_order(BTC, "limit", "buy", 0.2, 99000)
+    assert fake.orders() == []
+
+
+def test_bad_client_order_id_is_refused(client: ccxt.binance) -> None:
+    with pytest.raises(ccxt.BadRequest, match="Illegal characters"):
+        client.create_order(BTC, "limit", "buy", 0.001, 99000, {"clientOrderId": "x" * 37})
+
+
+def test_walk_fills_resting_orders_at_their_own_price(
+    fake: FakeBinance, client: ccxt.binance
+) -> None:
+    buy = client.create_order(BTC, "limit", "buy", 0.001, 99000, {"clientOrderId": "b"})
+    sell = client.create_order(BTC, "limit", "sell", 0.002, 101000, {"clientOrderId": "s"})
+
+    trades = fake.walk("BTCUSDT", ["99500", "98999.99", "100500", "101000.01"])
+
+    assert [(t.order_id, t.price) for t in trades] == [
+        (int(buy["id"]), Decimal(99000)),
+        (int(sell["id"]), Decimal(101000)),
+    ]
+    assert trades[1].trade_id == trades[0].trade_id + 1
+    assert client.fetch_open_orders(BTC) == []
+    assert client.fetch_order(buy["id"], BTC)["status"] == "closed"
+    # +0.001 BTC -0.002 BTC; USDT: -99 -0.099 +202 -0.202
+    assert fake.balance("BTC") == (Decimal("0.499"), Decimal(0))
+    assert fake.balance("USDT") == (Decimal("10102.699"), Decimal(0))
+
+
+def test_my_trades_carry_quote_commission(fake: FakeBinance, client: ccxt.binance) -> None:
+    client.create_order(BTC, "limit", "buy", 0.001, 99000)
+    client.create_order(BTC, "limit", "buy", 0.002, 98000)
+    fake.walk("BTCUSDT", ["99000", "97000"])
+
+    trades = client.fetch_my_trades(BTC)
+
+    assert [(t["price"], t["amount"], t["side"]) for t in trades] == [
+        (99000.0, 0.001, "buy"),
+        (98000.0, 0.002, "buy"),
+    ]
+    assert trades[0]["fee"] == {"currency": "USDT", "cost": 0.099}
+    assert trades[0]["takerOrMaker"] == "maker"
+    raw = trades[1]["info"]
+    assert isinstance(raw["id"], int) and isinstance(raw["time"], int)
+    assert raw["commission"] == "0.19600000" and raw["quoteQty"] == "196.00000000"
+    # fromId and startTime page through them.
+    later = client.fetch_my_trades(BTC, params={"fromId": int(trades[1]["id"])})
+    assert [t["id"] for t in later] == [trades[1]["id"]]
+    assert len(client.fetch_my_trades(BTC, since=trades[0]["timestamp"])) == 2
+    assert client.fetch_my_trades(BTC, since=trades[1]["timestamp"] + 1) == []
+    with pytest.raises(ccxt.BadRequest, match="-1127"):
+        client.fetch_my_trades(BTC, since=0, params={"until": trades[0]["timestamp"]})
+
+
+def test_marketable_limit_and_market_orders_fill_now(
+    fake: FakeBinance, client: ccxt.binance
+) -> None:
+    taker = client.create_order(BTC, "limit", "buy", 0.001, 100500)
+    market = client.create_order(BTC, "market", "sell", 0.003, None, {"clientOrderId": "mkt"})
+
+    assert taker["status"] == "closed" and taker["average"] == 100000.0  # the better price
+    assert market["status"] == "closed" and market["filled"] == 0.003
+    assert market["clientOrderId"] == "mkt"
+    fill = market["info"]["fills"][0]
+    assert fill["commissionAsset"] == "USDT" and isinstance(fill["tradeId"], int)
+    assert fake.requests[-1].params["type"] == "MARKET"
+    assert [t.is_maker for t in fake.trades] == [False, False]
+
+
+def test_cancel_releases_funds_and_unknown_orders_are_not_found(
+    fake: FakeBinance, client: ccxt.binance
+) -> None:
+    order = client.create_order(BTC, "limit", "sell", 0.1, 110000, {"clientOrderId": "c1"})
+    assert fake.balance("BTC") == (Decimal("0.4"), Decimal("0.1"))
+
+    canceled = client.cancel_order("", BTC, {"origClientOrderId": "c1"})
+
+    assert canceled["status"] == "canceled" and canceled["id"] == order["id"]
+    assert fake.balance("BTC") == (Decimal("0.5"), Decimal(0))
+    with pytest.raises(ccxt.OrderNotFound, match="Unknown order sent."):
+        client.cancel_order(order["id"], BTC)  # already canceled
+    with pytest.raises(ccxt.OrderNotFound, match="Unknown order sent."):
+        client.cancel_order("424242", BTC)
+    with pytest.raises(ccxt.OrderNotFound, match="Order does not exist."):
+        client.fetch_order("", BTC, {"origClientOrderId": "never-sent"})
+    assert client.fetch_order("", BTC, {"origClientOrderId": "c1"})["status"] == "canceled"
+
+
+def test_cancel_all_and_all_orders(fake: FakeBinance, client: ccxt.binance) -> None:
+    for price in (95000, 96000):
+        client.create_order(BTC, "limit", "buy", 0.001, price)
+
+    canceled = client.cancel_all_orders(BTC)
+
+    assert [o["status"] for o in canceled] == ["canceled", "canceled"]
+    assert [o["status"] for o in client.fetch_orders(BTC)] == ["canceled", "canceled"]
+    assert fake.balance("USDT") == (Decimal(10000), Decimal(0))
+
+
+def test_fetch_balance(fake: FakeBinance, client: ccxt.binance) -> None:
+    client.create_order(BTC, "limit", "sell", 0.2, 120000)
+
+    balance = client.fetch_balance()
+
+    assert balance["BTC"] == {"free": 0.3, "used": 0.2, "total": 0.5}
+    assert balance["USDT"]["free"] == 10000.0
+    raw = balance["info"]["balances"]
+    assert {"asset": "BTC", "free": "0.30000000", "locked": "0.20000000"} in raw
+
+
+def test_bad_signature_and_unknown_key_are_refused(fake: FakeBinance) -> None:
+    with pytest.raises(ccxt.AuthenticationError, match="-1022"):
+        fake.ccxt_client(secret="not-the-secret").fetch_balance()
+    assert fake.requests[-1].status == 400
+    with pytest.raises(ccxt.AuthenticationError, match="-2015"):
+        fake.ccxt_client(api_key="someone-else").fetch_balance()
+    assert fake.requests[-1].status == 401
+
+
+def test_signature_covers_query_and_body_as_binance_does(fake: FakeBinance) -> None:
+    query = f"symbol=BTCUSDT&timestamp={int(time.time() * 1000)}"
+    body = "side=BUY&type=MARKET&quantity=0.001"
+    signature = hmac.new(b"s", (query + body).encode(), hashlib.sha256).hexdigest()
+    request = urllib.request.Request(
+        f"{fake.base_url}/order?{query}&signature={signature}",
+        data=body.encode(),
+        method="POST",
+        headers={"X-MBX-APIKEY": "k", "Content-Type": "application/x-www-form-urlencoded"},
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        assert json.loads(response.read())["status"] == "FILLED"
+
+
+def test_stale_timestamp_is_refused(fake: FakeBinance, client: ccxt.binance) -> None:
+    client.nonce = lambda: int(time.time() * 1000) - 60_000
+    with pytest.raises(ccxt.InvalidNonce, match="outside of the recvWindow"):
+        client.fetch_balance()
+
+
+def test_fail_next_injects_errors_once(fake: FakeBinance, client: ccxt.binance) -> None:
+    fake.fail_next("/account", 503)
+    with pytest.raises(ccxt.ExchangeNotAvailable):
+        client.fetch_balance()
+    client.fetch_balance()  # only the next call failed
+
+    fake.fail_next("/api/v3/account", code=-1003, msg="Too much request weight used.")
+    with pytest.raises(ccxt.RateLimitExceeded):
+        client.fetch_balance()
+
+    fake.fail_next("/order", "timeout")
+    started = time.monotonic()
+    with pytest.raises(ccxt.RequestTimeout):
+        client.create_order(BTC, "limit", "buy", 0.001, 99000)
+    assert time.monotonic() - started < 1.9
+    assert fake.orders() == []  # a failure before processing leaves the book alone
+
+    fake.fail_next("/order", "drop")
+    with pytest.raises(ccxt.NetworkError):
+        client.create_order(BTC, "limit", "buy", 0.001, 99000)
+    assert fake.calls("POST", "/order") == 2 and fake.orders() == []
+
+
+def test_accept_then_fail_response_keeps_the_order(fake: FakeBinance, client: ccxt.binance) -> None:
+    fake.accept_then_fail_response("/order")
+
+    with pytest.raises(ccxt.ExchangeNotAvailable):
+        client.create_order(BTC, "limit", "buy", 0.001, 99000, {"clientOrderId": "lost"})
+
+    [order] = fake.orders("BTCUSDT", "NEW")
+    assert order.client_id == "lost"
+    assert client.fetch_order("", BTC, {"origClientOrderId": "lost"})["status"] == "open"
