@@ -1,0 +1,319 @@
+"""The real exchange, through ccxt: one symbol on one account.
+
+ccxt's exceptions stop here; callers see only the errors of ``bots.gateways.base``. Orders
+carry the caller's client id (Binance ``newClientOrderId``), which makes every send safe to
+repeat: before placing, and whenever the outcome of a send is unknown (timeout, 5xx, dropped
+connection, duplicate id), the order is looked up by that id and returned if it exists.
+
+Amounts go to ccxt as decimal strings (ccxt truncates them to the step and rounds prices to the
+tick, so callers should hand in values already on the market's grid); everything coming back
+is turned into ``Decimal`` through ``str()``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+from typing import Any
+
+import ccxt
+
+from bots.gateways.base import (
+    Balance,
+    ExchangeFill,
+    GatewayError,
+    OpenOrder,
+    OrderRejected,
+    OrderRequest,
+    OrderStatus,
+    Side,
+    TemporaryGatewayError,
+)
+
+logger = logging.getLogger(__name__)
+
+DAY_MS = 24 * 60 * 60 * 1000
+TRADES_PAGE = 1000  # Binance's maximum for myTrades
+# Outcome unknown: the request may or may not have been carried out. ccxt raises NetworkError
+# for timeouts, 5xx, 429/418, dropped connections and Binance -1007 ("execution status
+# unknown"), BadResponse for unreadable answers, OperationFailed for -1000 "unknown error".
+UNKNOWN_OUTCOME = (ccxt.OperationFailed,)
+STATUSES: dict[str, OrderStatus] = {
+    "open": "open",
+    "closed": "closed",
+    "canceled": "canceled",
+    "cancelled": "canceled",
+    "expired": "canceled",
+    "rejected": "canceled",
+}
+
+
+def _decimal(value: Any) -> Decimal:
+    return Decimal(0) if value is None else Decimal(str(value))
+
+
+class CcxtGateway:
+    """The ``Gateway`` protocol on a ccxt exchange client, for one unified symbol (``BTC/USDT``)."""
+
+    def __init__(self, client: ccxt.Exchange, symbol: str) -> None:
+        self.client = client
+        self.symbol = symbol
+        self._client_ids: dict[str, str] = {}  # exchange order id -> client order id
+
+    def __repr__(self) -> str:
+        # Never the client's repr: whatever it holds (keys, secrets) stays out of logs.
+        return f"CcxtGateway({getattr(self.client, 'id', '?')!r}, {self.symbol!r})"
+
+    # ------------------------------------------------------------------ protocol
+
+    def place(self, order: OrderRequest) -> OpenOrder:
+        # Binance only refuses a client id that an *open* order carries; one that already
+        # filled would be accepted again and double the position. So look first.
+        existing = self._find(order.client_id)
+        if existing is not None and not _replaceable(existing):
+            return _open_order(existing)
+        raw = self._create(
+            order.client_id, "limit", order.side, order.amount, order.price, action="place"
+        )
+        return _open_order(raw)
+
+    def cancel(self, client_id: str) -> None:
+        with self._errors(f"cancel {client_id}"):
+            try:
+                self.client.cancel_order("", self.symbol, {"origClientOrderId": client_id})
+            except ccxt.OrderNotFound:
+                return  # unknown, filled or already canceled: nothing rests, which is the goal
+
+    def open_orders(self) -> list[OpenOrder]:
+        with self._errors("open orders"):
+            raws = self.client.fetch_open_orders(self.symbol)
+        return [self._remember(_open_order(raw)) for raw in raws]
+
+    def fetch_fills(self, since_ms: int | None) -> list[ExchangeFill]:
+        with self._errors("fetch fills"):
+            trades = self._trades_since(since_ms)
+            fills = [self._fill(t, None) for t in trades]
+        unique = {f.trade_id: f for f in fills}
+        return sorted(unique.values(), key=lambda f: (f.at_ms, _sort_key(f.trade_id)))
+
+    def market_buy(self, client_id: str, amount: Decimal) -> list[ExchangeFill]:
+        return self._market(client_id, "buy", amount)
+
+    def market_sell(self, client_id: str, amount: Decimal) -> list[ExchangeFill]:
+        return self._market(client_id, "sell", amount)
+
+    def balances(self) -> dict[str, Balance]:
+        with self._errors("balances"):
+            raw = self.client.fetch_balance()
+        skip = {"info", "free", "used", "total", "timestamp", "datetime"}
+        result = {}
+        for asset, entry in raw.items():
+            if asset in skip or not isinstance(entry, dict):
+                continue
+            balance = Balance(free=_decimal(entry.get("free")), locked=_decimal(entry.get("used")))
+            if balance.total:
+                result[asset] = balance
+        return result
+
+    # ------------------------------------------------------------------ orders
+
+    def _create(
+        self,
+        client_id: str,
+        type_: str,
+        side: Side,
+        amount: Decimal,
+        price: Decimal | None,
+        *,
+        action: str,
+    ) -> dict[str, Any]:
+        """Send one order; if the outcome is unknown or the id is taken, find it by client id."""
+        params = {"clientOrderId": client_id}
+        try:
+            with self._errors(f"{action} {client_id}"):
+                try:
+                    raw = self.client.create_order(
+                        self.symbol,
+                        type_,
+                        side,
+                        str(amount),
+                        None if price is None else str(price),
+                        params,
+                    )
+                except (ccxt.InvalidOrder, ccxt.DuplicateOrderId) as e:
+                    if "Duplicate order sent" not in str(e) and not isinstance(
+                        e, ccxt.DuplicateOrderId
+                    ):
+                        raise
+                    logger.info(
+                        "%s %s: client id already open, using that order", action, client_id
+                    )
+                    found = self._find(client_id)
+                    if found is None:
+                        raise
+                    return found
+        except TemporaryGatewayError:
+            # The exchange may have accepted it before the answer got lost.
+            logger.warning("%s %s: outcome unknown, looking it up by client id", action, client_id)
+            found = self._find(client_id)
+            if found is None:
+                raise
+            return found
+        self._remember_raw(raw)
+        return raw
+
+    def _find(self, client_id: str) -> dict[str, Any] | None:
+        """The exchange's order with this client id, or None if it has none."""
+        with self._errors(f"look up {client_id}"):
+            try:
+                raw = self.client.fetch_order("", self.symbol, {"origClientOrderId": client_id})
+            except ccxt.OrderNotFound:
+                return None
+        self._remember_raw(raw)
+        return raw
+
+    def _market(self, client_id: str, side: Side, amount: Decimal) -> list[ExchangeFill]:
+        existing = self._find(client_id)
+        if existing is None or _replaceable(existing):
+            raw = self._create(client_id, "market", side, amount, None, action=f"market {side}")
+        else:
+            raw = existing
+        with self._errors(f"market {side} {client_id} fills"):
+            return self._order_fills(raw)
+
+    def _order_fills(self, raw: dict[str, Any]) -> list[ExchangeFill]:
+        """The trades of one order: from the FULL response when it has them, else asked for."""
+        trades = [t for t in raw.get("trades") or [] if t.get("id")]
+        if trades and _decimal(raw.get("filled")) == sum(_decimal(t["amount"]) for t in trades):
+            return [self._fill(t, raw) for t in trades]
+        if not _decimal(raw.get("filled")):
+            return []
+        mine = self.client.fetch_my_trades(
+            self.symbol, None, TRADES_PAGE, {"orderId": str(raw["id"])}
+        )
+        return [self._fill(t, raw) for t in mine]
+
+    # ------------------------------------------------------------------ fills
+
+    def _trades_since(self, since_ms: int | None) -> list[dict[str, Any]]:
+        if since_ms is None:
+            return self._trades_from_id(0)
+        # Binance allows at most 24 hours between startTime and endTime: walk day by day.
+        trades: list[dict[str, Any]] = []
+        now = self.client.milliseconds()
+        start = since_ms
+        while start <= now:
+            end = min(start + DAY_MS - 1, now)
+            batch = self.client.fetch_my_trades(self.symbol, start, TRADES_PAGE, {"until": end})
+            trades.extend(batch)
+            if len(batch) >= TRADES_PAGE:
+                # A busy day: page on by trade id from here to the present.
+                trades.extend(self._trades_from_id(int(batch[-1]["id"]) + 1))
+                break
+            start = end + 1
+        return trades
+
+    def _trades_from_id(self, from_id: int) -> list[dict[str, Any]]:
+        trades: list[dict[str, Any]] = []
+        while True:
+            batch = self.client.fetch_my_trades(self.symbol, None, TRADES_PAGE, {"fromId": from_id})
+            trades.extend(batch)
+            if len(batch) < TRADES_PAGE:
+                return trades
+            from_id = int(batch[-1]["id"]) + 1
+
+    def _fill(self, trade: dict[str, Any], order: dict[str, Any] | None) -> ExchangeFill:
+        order_id = str(trade.get("order") or (order or {}).get("id") or "")
+        if order is not None and order.get("clientOrderId"):
+            client_id = str(order["clientOrderId"])
+        else:
+            client_id = self._client_id_of(order_id)
+        fee = trade.get("fee") or {}
+        at_ms = trade.get("timestamp") or (order or {}).get("lastTradeTimestamp")
+        at_ms = at_ms or (order or {}).get("timestamp") or 0
+        return ExchangeFill(
+            trade_id=str(trade["id"]),
+            client_id=client_id,
+            exchange_order_id=order_id,
+            side=trade.get("side") or (order or {})["side"],
+            price=_decimal(trade["price"]),
+            amount=_decimal(trade["amount"]),
+            fee=_decimal(fee.get("cost")),
+            fee_asset=str(fee.get("currency") or ""),
+            at_ms=int(at_ms),
+        )
+
+    def _client_id_of(self, order_id: str) -> str:
+        """Trades name their order by exchange id only; ask the exchange once per order."""
+        if order_id not in self._client_ids:
+            raw = self.client.fetch_order(order_id, self.symbol)
+            self._client_ids[order_id] = str(raw.get("clientOrderId") or "")
+        return self._client_ids[order_id]
+
+    def _remember(self, order: OpenOrder) -> OpenOrder:
+        self._client_ids[order.exchange_id] = order.client_id
+        return order
+
+    def _remember_raw(self, raw: dict[str, Any]) -> None:
+        if raw.get("id") and raw.get("clientOrderId"):
+            self._client_ids[str(raw["id"])] = str(raw["clientOrderId"])
+
+    # ------------------------------------------------------------------ errors
+
+    @contextmanager
+    def _errors(self, action: str) -> Iterator[None]:
+        """Translate ccxt's exceptions into the gateway's; none of ccxt's get out."""
+        try:
+            yield
+        except UNKNOWN_OUTCOME as e:
+            raise TemporaryGatewayError(f"{action}: {self._message(e)}") from e
+        except (ccxt.InsufficientFunds, ccxt.InvalidOrder) as e:
+            raise OrderRejected(f"{action}: {self._message(e)}") from e
+        except ccxt.BadRequest as e:
+            # Binance's -1013 "Filter failure: NOTIONAL" arrives as BadRequest, not InvalidOrder.
+            message = self._message(e)
+            if "Filter failure" in message:
+                raise OrderRejected(f"{action}: {message}") from e
+            raise GatewayError(f"{action}: {message}") from e
+        except ccxt.BaseError as e:
+            raise GatewayError(f"{action}: {self._message(e)}") from e
+
+    def _message(self, error: Exception) -> str:
+        """The exchange's own words: ``Filter failure: NOTIONAL`` rather than ccxt's wrapping."""
+        text = str(error)
+        prefix = f"{getattr(self.client, 'id', '')} "
+        if text.startswith(prefix):
+            text = text[len(prefix) :]
+        try:
+            body = json.loads(text)
+        except ValueError:
+            return text
+        if isinstance(body, dict) and body.get("msg"):
+            return f"{body['msg']} (code {body.get('code')})"
+        return text
+
+
+def _replaceable(raw: dict[str, Any]) -> bool:
+    """A closed-without-fills order under this client id may be sent again."""
+    status = STATUSES.get(str(raw.get("status")), "open")
+    return status == "canceled" and not _decimal(raw.get("filled"))
+
+
+def _open_order(raw: dict[str, Any]) -> OpenOrder:
+    price = raw.get("price") or raw.get("average")
+    return OpenOrder(
+        client_id=str(raw.get("clientOrderId") or ""),
+        exchange_id=str(raw["id"]),
+        side=raw["side"],
+        price=_decimal(price),
+        amount=_decimal(raw.get("amount")),
+        filled=_decimal(raw.get("filled")),
+        status=STATUSES.get(str(raw.get("status")), "open"),
+    )
+
+
+def _sort_key(trade_id: str) -> tuple[int, str]:
+    return (int(trade_id), "") if trade_id.isdigit() else (0, trade_id)
