@@ -77,6 +77,9 @@ class Bot(models.Model):
     chain_token = models.CharField(max_length=32, blank=True)
 
     started_at = models.DateTimeField(null=True, blank=True)
+    # Market time of the start: statistics such as APR run on market time, so a replayed or
+    # backtested year counts as a year whatever the wall clock says.
+    market_started_at = models.DateTimeField(null=True, blank=True)
     stopped_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
