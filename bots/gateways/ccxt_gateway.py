@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 
 DAY_MS = 24 * 60 * 60 * 1000
 TRADES_PAGE = 1000  # Binance's maximum for myTrades
+WALK_DAYS = 14  # fetch_fills further back than this pages by trade id instead of by day
 # Outcome unknown: the request may or may not have been carried out. ccxt raises NetworkError
 # for timeouts, 5xx, 429/418, dropped connections and Binance -1007 ("execution status
 # unknown"), BadResponse for unreadable answers, OperationFailed for -1000 "unknown error".
@@ -74,7 +75,16 @@ class CcxtGateway:
         # filled would be accepted again and double the position. So look first.
         existing = self._find(order.client_id)
         if existing is not None and not _replaceable(existing):
-            return _open_order(existing)
+            found = _open_order(existing)
+            if (found.side, found.price, found.amount) != (order.side, order.price, order.amount):
+                logger.warning(
+                    "place %s: the exchange already has this client id as %s %s @ %s",
+                    order.client_id,
+                    found.side,
+                    found.amount,
+                    found.price,
+                )
+            return found
         raw = self._create(
             order.client_id, "limit", order.side, order.amount, order.price, action="place"
         )
@@ -199,11 +209,13 @@ class CcxtGateway:
     # ------------------------------------------------------------------ fills
 
     def _trades_since(self, since_ms: int | None) -> list[dict[str, Any]]:
-        if since_ms is None:
-            return self._trades_from_id(0)
-        # Binance allows at most 24 hours between startTime and endTime: walk day by day.
-        trades: list[dict[str, Any]] = []
         now = self.client.milliseconds()
+        if since_ms is None or now - since_ms > WALK_DAYS * DAY_MS:
+            # Long ago: paging the whole history by id beats one request per day.
+            trades = self._trades_from_id(0)
+            return [t for t in trades if since_ms is None or (t["timestamp"] or 0) >= since_ms]
+        # Binance allows at most 24 hours between startTime and endTime: walk day by day.
+        trades = []
         start = since_ms
         while start <= now:
             end = min(start + DAY_MS - 1, now)

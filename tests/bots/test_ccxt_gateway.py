@@ -78,6 +78,9 @@ def test_place_cancel_open_orders_and_fills_round_trip(
     assert int(fills[1].trade_id) == int(fills[0].trade_id) + 1
     assert fills[0].at_ms >= since
     assert gateway.fetch_fills(fills[1].at_ms + 1) == []
+    three_days_ago = since - 3 * 24 * 3600 * 1000  # walks day by day: 24 h per request at most
+    assert gateway.fetch_fills(three_days_ago) == fills
+    assert gateway.fetch_fills(0) == fills  # long ago: pages by trade id instead
 
 
 def test_fills_carry_the_fee_in_quote(fake: FakeBinance, gateway: CcxtGateway) -> None:
@@ -122,7 +125,8 @@ def test_fetch_fills_pages_through_many_trades(fake: FakeBinance, gateway: CcxtG
 
     assert len(gateway.fetch_fills(None)) == 1005
     assert len(gateway.fetch_fills(since)) == 1005
-    assert fake.calls("GET", "/myTrades") == 4
+    assert fake.calls("GET", "/myTrades") == 4  # 1000 + 5, twice
+    assert len(gateway.fetch_fills(since + 1)) < 1005
 
 
 def test_resend_after_accepted_but_unanswered_is_found_not_doubled(
@@ -163,6 +167,16 @@ def test_resend_of_an_open_order_is_found_even_on_duplicate_error(
 
     assert again == original
     assert fake.calls("POST", "/order") == 2 and fake.requests[-2].status == 400
+    assert len(fake.orders()) == 1
+
+
+def test_a_client_id_already_used_for_another_order_returns_that_order(
+    fake: FakeBinance, gateway: CcxtGateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = gateway.place(buy("same-id", price="95000"))
+
+    assert gateway.place(buy("same-id", price="96000")) == first
+    assert "already has this client id" in caplog.text
     assert len(fake.orders()) == 1
 
 

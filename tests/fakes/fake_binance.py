@@ -368,7 +368,8 @@ class FakeBinance:
 
         ``status`` is an HTTP status (plain-text body unless ``code``/``msg`` give a Binance
         error JSON, then 400 by default), ``"timeout"`` (hang longer than the client waits,
-        then close) or ``"drop"`` (close the connection without answering).
+        then close) or ``"drop"`` (close the connection without answering). ``/order``
+        serves GET, POST and DELETE: pass ``method`` to aim at one of them.
         """
         if status is None:
             status = 503 if code is None else 400
