@@ -282,6 +282,8 @@ class CcxtGateway:
             yield
         except UNKNOWN_OUTCOME as e:
             raise TemporaryGatewayError(f"{action}: {self._message(e)}") from e
+        except ccxt.OrderNotFound as e:  # an InvalidOrder in ccxt, but no order was refused
+            raise GatewayError(f"{action}: {self._message(e)}") from e
         except (ccxt.InsufficientFunds, ccxt.InvalidOrder) as e:
             raise OrderRejected(f"{action}: {self._message(e)}") from e
         except ccxt.BadRequest as e:
