@@ -24,7 +24,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from bots.engine import GridConfig, GridEngine, RoundTrip, Side, StopReason
+from bots.engine import Fill, GridConfig, GridEngine, RoundTrip, Side, StopReason
 
 _MAX_DECIMALS = 8
 # Float drawdowns and equities are within ~1e-15 of the exact ones; anything this close to the
@@ -338,20 +338,57 @@ def _walk_one(engine: GridEngine, candles: Candles, j: int, points: _Points) -> 
         points.stop_time = int(candles.time_ms[j])
 
 
+class GridRun:
+    """A grid walked candle by candle with its equity marked at every close: resumable.
+
+    The naive backtest is this loop over every candle, and a paper bot's cycle is this loop
+    over the candles that closed since its last cycle, resumed from the saved peak, drawdown
+    and previous close; so a paper run ends exactly where the backtest of its candles does.
+    """
+
+    __slots__ = ("engine", "peak", "max_drawdown", "prev_close", "equity")
+
+    def __init__(
+        self,
+        engine: GridEngine,
+        *,
+        peak: Decimal | None = None,
+        max_drawdown: Decimal = Decimal(0),
+        prev_close: Decimal | None = None,
+    ) -> None:
+        self.engine = engine
+        self.peak = engine.config.capital if peak is None else peak
+        self.max_drawdown = max_drawdown
+        self.prev_close = prev_close
+        self.equity = engine.equity(prev_close if prev_close is not None else engine.start_price)
+
+    def step(self, open: Decimal, high: Decimal, low: Decimal, close: Decimal) -> list[Fill]:
+        """Walk one candle, then mark equity at its close (at the stop price once stopped)."""
+        engine = self.engine
+        fills = engine.walk_candle(open, high, low, close, self.prev_close)
+        self.prev_close = close
+        mark = engine.stop_mark if engine.is_stopped else close
+        self.equity = equity = engine.equity(mark)  # type: ignore[arg-type]
+        self.peak = peak = max(self.peak, equity)
+        self.max_drawdown = max(self.max_drawdown, (peak - equity) / peak)
+        return fills
+
+
 def _walk_naive(
     engine: GridEngine, candles: Candles
 ) -> tuple[_Points, int, Decimal, Decimal, np.ndarray]:
     points = _Points()
-    peak, drawdown = engine.config.capital, Decimal(0)
+    run = GridRun(engine)
     curve = np.empty(len(candles))
     for j in range(len(candles)):
-        _walk_one(engine, candles, j, points)
-        mark = engine.stop_mark if engine.is_stopped else candles.price(candles.close[j])
-        equity = engine.equity(mark)  # type: ignore[arg-type]
-        peak = max(peak, equity)
-        drawdown = max(drawdown, (peak - equity) / peak)
-        curve[j] = float(equity)
-    return points, len(candles), drawdown, peak, curve
+        fills = run.step(*candles.ohlc(j))
+        if fills:
+            t = int(candles.time_ms[j])
+            points.points.extend(FillPoint(t, f.side, f.price) for f in fills)
+        if engine.is_stopped and points.stop_time is None:
+            points.stop_time = int(candles.time_ms[j])
+        curve[j] = float(run.equity)
+    return points, len(candles), run.max_drawdown, run.peak, curve
 
 
 def _next_crossing(low: np.ndarray, high: np.ndarray, i: int, buy: int, sell: int) -> int:
