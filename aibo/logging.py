@@ -27,6 +27,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
             "request_id": getattr(record, "request_id", "-"),
+            "process": record.process,
         }
         if record.exc_info:
             payload["exception"] = self.formatException(record.exc_info)
