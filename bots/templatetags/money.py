@@ -1,0 +1,107 @@
+"""Money, price and amount formatting for the bot pages: thousands separators and the unit.
+
+``{{ stats.total_profit|money:bot.quote_asset }}`` → ``1,234.56 USDT``;
+``{{ value|money_signed:"USDT" }}`` → ``+1,234.56 USDT``; ``{{ line|price }}`` → ``67,012.5``
+(at least two decimals, never fewer than the value has); ``{{ q|amount:"BTC" }}`` →
+``0.00123 BTC``; ``{{ 0.1234|pct }}`` → ``12.34 %``. Empty values render as an em dash.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any
+
+from django import template
+
+register = template.Library()
+
+DASH = "—"
+_CENT = Decimal("0.01")
+
+
+def _decimal(value: Any) -> Decimal | None:
+    if value is None or value == "":
+        return None
+    try:
+        d = value if isinstance(value, Decimal) else Decimal(str(value))
+    except (InvalidOperation, ValueError, TypeError):
+        return None
+    return d if d.is_finite() else None
+
+
+def _with_unit(text: str, unit: str) -> str:
+    return f"{text} {unit}" if unit else text
+
+
+def format_money(value: Any, unit: str = "", *, signed: bool = False) -> str:
+    """Two decimals, half-up, with thousands separators (quote currencies are cents-precise)."""
+    d = _decimal(value)
+    if d is None:
+        return DASH
+    d = d.quantize(_CENT, rounding=ROUND_HALF_UP)
+    if d == 0:
+        d = abs(d)  # no "-0.00"
+    text = f"{d:+,}" if signed else f"{d:,}"
+    return _with_unit(text, unit)
+
+
+def format_price(value: Any, unit: str = "") -> str:
+    """A price as given (it is on the tick), at least two decimals, with separators."""
+    d = _decimal(value)
+    if d is None:
+        return DASH
+    d = d.normalize()
+    exponent = d.as_tuple().exponent
+    if isinstance(exponent, int) and exponent > -2:
+        d = d.quantize(_CENT)
+    return _with_unit(f"{d:,f}", unit)
+
+
+def format_amount(value: Any, unit: str = "") -> str:
+    """A base amount as given (it is on the step), trailing zeros dropped."""
+    d = _decimal(value)
+    if d is None:
+        return DASH
+    d = d.normalize()
+    if d == 0:
+        return _with_unit("0", unit)
+    return _with_unit(f"{d:,f}", unit)
+
+
+@register.filter
+def money(value: Any, unit: str = "") -> str:
+    return format_money(value, unit)
+
+
+@register.filter
+def money_signed(value: Any, unit: str = "") -> str:
+    return format_money(value, unit, signed=True)
+
+
+@register.filter
+def price(value: Any, unit: str = "") -> str:
+    return format_price(value, unit)
+
+
+@register.filter
+def amount(value: Any, unit: str = "") -> str:
+    return format_amount(value, unit)
+
+
+@register.filter
+def pct(value: Any, places: int = 2) -> str:
+    """A ratio as a percentage: 0.1234 → ``12.34 %``."""
+    d = _decimal(value)
+    if d is None:
+        return DASH
+    q = Decimal(1).scaleb(-int(places))
+    return f"{(d * 100).quantize(q, rounding=ROUND_HALF_UP):,} %"
+
+
+@register.filter
+def sign_class(value: Any) -> str:
+    """``pos``/``neg``/empty: the CSS class that colours a profit."""
+    d = _decimal(value)
+    if d is None or d == 0:
+        return ""
+    return "pos" if d > 0 else "neg"

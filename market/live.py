@@ -1,0 +1,86 @@
+"""Price push: the market feed publishes each price to ``market.<SYMBOL>``; consumers render it.
+
+The event carries everything a chart needs (the price, its time and the candle it belongs to),
+so no consumer touches the database on a tick: a price reaches a thousand sockets as fast as
+the channel layer can fan it out.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+
+_NOT_GROUP_SAFE = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def market_group(symbol: str) -> str:
+    """``BTC/USDT`` → ``market.BTCUSDT`` (Channels group names allow only letters, digits, -_.)."""
+    return "market." + _NOT_GROUP_SAFE.sub("", symbol.upper())
+
+
+def _ms(at: datetime | int | float) -> int:
+    if isinstance(at, datetime):
+        return int(at.timestamp() * 1000)
+    return int(at)
+
+
+def price_event(
+    exchange: str,
+    symbol: str,
+    price: Decimal,
+    at: datetime | int | float,
+    candle: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The ``market.price`` event: strings for prices (exact), epoch milliseconds for times."""
+    event: dict[str, Any] = {
+        "type": "market.price",
+        "exchange": exchange,
+        "symbol": symbol,
+        "price": str(price),
+        "time_ms": _ms(at),
+        "candle": None,
+    }
+    if candle:
+        event["candle"] = {
+            "time_ms": _ms(candle.get("time_ms", candle.get("open_time", at))),
+            **{k: str(candle[k]) for k in ("open", "high", "low", "close") if k in candle},
+        }
+    return event
+
+
+def publish_price(
+    exchange: str,
+    symbol: str,
+    price: Decimal,
+    at: datetime | int | float,
+    candle: dict[str, Any] | None = None,
+) -> None:
+    """Tell everyone watching ``symbol`` its new price (and the candle forming, when known).
+
+    ``candle`` holds ``open``, ``high``, ``low``, ``close`` and its open time as ``time_ms``
+    (epoch milliseconds) or ``open_time`` (a datetime).
+    """
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    event = price_event(exchange, symbol, price, at, candle)
+    async_to_sync(layer.group_send)(market_group(symbol), event)
+
+
+async def apublish_price(
+    exchange: str,
+    symbol: str,
+    price: Decimal,
+    at: datetime | int | float,
+    candle: dict[str, Any] | None = None,
+) -> None:
+    """``publish_price`` for async callers (a feed running in an event loop)."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    await layer.group_send(market_group(symbol), price_event(exchange, symbol, price, at, candle))
