@@ -1,8 +1,23 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.apps import AppConfig
 
 
 class BotsConfig(AppConfig):
     name = "bots"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from market.signals import candles_closed
+
+        candles_closed.connect(wake_crossed_bots, dispatch_uid="bots.wake_crossed_bots")
+
+
+def wake_crossed_bots(sender: Any, *, symbol: str, low: Any, high: Any, **kwargs: Any) -> None:
+    """The feed stored candles: run a cycle now for every bot whose next order they crossed."""
+    from bots.models import Bot
+    from bots.tasks import wake_bots
+
+    wake_bots(list(Bot.objects.crossed_by(symbol, low, high).values_list("pk", flat=True)))

@@ -18,7 +18,6 @@ from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field, fields
 from decimal import (
     ROUND_CEILING,
-    ROUND_FLOOR,
     ROUND_HALF_UP,
     Context,
     Decimal,
@@ -30,6 +29,9 @@ from decimal import (
 )
 from enum import StrEnum
 from typing import Any, Literal
+
+# The one rounding helper pair (stdlib only), shared with the market rules and the feed.
+from market.precision import floor_amount, round_price  # noqa: F401  (re-exported)
 
 Spacing = Literal["arithmetic", "geometric"]
 StopReason = Literal["stop_loss", "take_profit"]
@@ -60,19 +62,6 @@ class Side(StrEnum):
 class SlotState(StrEnum):
     QUOTE = "quote"  # holds quote, rests a buy at its lower line
     BASE = "base"  # holds q base, rests a sell at its upper line
-
-
-# --- rounding: the one helper pair everything uses ---------------------------------------------
-
-
-def round_price(price: Decimal, tick: Decimal) -> Decimal:
-    """Round half-up to the nearest multiple of ``tick``."""
-    return (price / tick).to_integral_value(rounding=ROUND_HALF_UP) * tick
-
-
-def floor_amount(amount: Decimal, step: Decimal) -> Decimal:
-    """Round down to a multiple of ``step`` (exchanges truncate amounts)."""
-    return (amount / step).to_integral_value(rounding=ROUND_FLOOR) * step
 
 
 def _ceil_to(value: Decimal, unit: Decimal) -> Decimal:

@@ -377,12 +377,23 @@ def test_engine_imports_neither_django_nor_numpy() -> None:
     source = Path(__file__).resolve().parents[2] / "bots" / "engine.py"
     tree = ast.parse(source.read_text())
     imported: set[str] = set()
+    modules: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             imported.update(alias.name.split(".")[0] for alias in node.names)
+            modules.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module:
             imported.add(node.module.split(".")[0])
-    assert not imported & {"django", "numpy", "bots", "market", "accounts"}, imported
+            modules.add(node.module)
+    # The rounding helper lives in market.precision, itself stdlib only; nothing else of ours.
+    assert "market.precision" in modules
+    assert not imported & {"django", "numpy", "bots", "accounts"}, imported
+    assert not {m for m in modules if m.startswith("market")} - {"market.precision"}
+    helper = ast.parse((source.parent.parent / "market" / "precision.py").read_text())
+    helper_imports = {
+        (n.module or "").split(".")[0] for n in ast.walk(helper) if isinstance(n, ast.ImportFrom)
+    } | {a.name for n in ast.walk(helper) if isinstance(n, ast.Import) for a in n.names}
+    assert helper_imports <= {"__future__", "decimal"}, helper_imports
 
 
 # --- properties --------------------------------------------------------------------------------

@@ -1,0 +1,55 @@
+"""List, start and stop bots from the command line (operators)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from bots import services
+from bots.models import Bot
+
+
+class Command(BaseCommand):
+    help = "List, start or stop grid bots: `bots list [--user EMAIL]`, `bots start/stop ID`."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        sub = parser.add_subparsers(dest="action", required=True)
+        listing = sub.add_parser("list", help="list bots")
+        listing.add_argument("--user", help="only this owner's bots (email)")
+        listing.add_argument("--status", choices=[s.value for s in Bot.Status])
+        for name in ("start", "stop"):
+            action = sub.add_parser(name, help=f"{name} a bot")
+            action.add_argument("bot_id", type=int)
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["action"] == "list":
+            self.list(options.get("user"), options.get("status"))
+            return
+        bot = Bot.objects.filter(pk=options["bot_id"]).select_related("owner").first()
+        if bot is None:
+            raise CommandError(f"There is no bot {options['bot_id']}.")
+        try:
+            if options["action"] == "start":
+                services.start_bot(bot)
+            else:
+                services.stop_bot(bot, reason="stopped by an operator")
+        except services.BotError as e:
+            raise CommandError(str(e)) from None
+        bot.refresh_from_db()
+        self.stdout.write(f"bot {bot.pk} ({bot}): {bot.get_status_display().lower()}")
+
+    def list(self, email: str | None, status: str | None) -> None:
+        bots = Bot.objects.select_related("owner").order_by("pk")
+        if email:
+            bots = bots.filter(owner__email__iexact=email)
+        if status:
+            bots = bots.filter(status=status)
+        rows = [("ID", "OWNER", "PAIR", "MODE", "STATUS", "PROFIT", "WHY")]
+        for bot in bots:
+            stats = services.bot_statistics(bot)
+            rows.append((str(bot.pk), bot.owner.email, bot.symbol, bot.mode, bot.status,
+                         f"{stats.total_profit:,.2f}", bot.status_reason))  # fmt: skip
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        for row in rows:
+            self.stdout.write("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))

@@ -1,0 +1,81 @@
+"""Huey tasks for bots: each running bot has a chain of cycle tasks; a watchdog revives chains.
+
+A task is an interface, like a view: it locks, loads by id and calls a service.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+
+from django.conf import settings
+from django.core.cache import cache
+from django.utils import timezone
+from huey import crontab
+from huey.contrib.djhuey import HUEY, db_periodic_task, db_task
+from huey.exceptions import TaskLockedException
+
+from bots import services
+from bots.models import Bot
+
+logger = logging.getLogger(__name__)
+
+
+def heartbeat_key(bot_id: int) -> str:
+    return f"bot-heartbeat-{bot_id}"
+
+
+def cycle_once(bot_id: int) -> services.CycleResult | None:
+    """One cycle under the bot's lock; None when another worker holds it right now."""
+    try:
+        with HUEY.lock_task(f"bot-cycle-{bot_id}"):  # never two cycles of one bot at once
+            began = time.time()
+            logger.debug("bot %s: cycle began at %.6f", bot_id, began)
+            result = services.run_cycle(bot_id)
+            logger.debug("bot %s: cycle ended at %.6f after %.6f (%s candles, %s fills)",
+                         bot_id, time.time(), began, result.candles, result.fills)  # fmt: skip
+            return result
+    except TaskLockedException:
+        logger.debug("bot %s: another worker is cycling it; skipped", bot_id)
+        return None
+
+
+@db_task()
+def bot_cycle_task(bot_id: int, token: str | None = None) -> None:
+    """A cycle. With a token it is a link of the bot's chain and schedules the next link;
+    without one it was a wake-up from the market feed and ends after its cycle."""
+    result = cycle_once(bot_id)
+    if token is None:
+        return
+    if result is not None and (not result.running or result.chain_token != token):
+        return  # the bot stopped, or a newer chain (the watchdog's) owns it
+    cache.set(heartbeat_key(bot_id), timezone.now().timestamp(), timeout=None)
+    delay = 0 if result is not None and result.behind else settings.BOT_CYCLE_SECONDS
+    bot_cycle_task.schedule((bot_id, token), delay=delay)
+
+
+def wake_bots(bot_ids: list[int]) -> None:
+    for bot_id in bot_ids:
+        bot_cycle_task(bot_id)
+
+
+@db_periodic_task(crontab(minute="*"))
+def revive_quiet_chains() -> int:
+    """Give a new chain to every running bot whose chain has not beaten for a while."""
+    quiet_after = max(3 * settings.BOT_CYCLE_SECONDS, 60)
+    now = timezone.now().timestamp()
+    revived = 0
+    for bot_id, started in Bot.objects.running().values_list("pk", "started_at"):
+        beat = cache.get(heartbeat_key(bot_id))
+        last = beat if beat is not None else (started.timestamp() if started else 0)
+        if now - last < quiet_after:
+            continue
+        token = uuid.uuid4().hex
+        updated = Bot.objects.running().filter(pk=bot_id).update(chain_token=token)
+        if updated:
+            logger.warning("bot %s: its cycle chain went quiet; starting a new one", bot_id)
+            cache.set(heartbeat_key(bot_id), now, timeout=None)
+            bot_cycle_task(bot_id, token)
+            revived += 1
+    return revived

@@ -1,0 +1,271 @@
+"""The market feed: closed candles from a live exchange, or a replay of real recorded ones.
+
+A feed yields closed 1-minute candles. The run_market_feed command stores each one, records
+the latest price, publishes it on the channel layer and wakes the bots whose next resting order
+the candle crossed. Replay continues a symbol's stored history with the bundled real candles
+that follow it, then, when the file runs out, plays it again from the start — shifted in time
+and scaled so the price path stays continuous — so the embedded default trades forever offline.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Protocol
+
+from django.conf import settings
+
+from market.precision import round_price
+
+logger = logging.getLogger(__name__)
+
+MINUTE_MS = 60_000
+
+
+@dataclass(frozen=True)
+class ClosedCandle:
+    exchange: str
+    symbol: str
+    open_time: datetime
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: Decimal
+
+
+class Feed(Protocol):
+    replayed: bool
+
+    def describe(self) -> str: ...
+
+    def next_batch(self, timeout: float) -> list[ClosedCandle]: ...
+
+
+@dataclass
+class ReplayTrack:
+    """Where one symbol's replay stands: the source row to play next, and how to shift it."""
+
+    exchange: str
+    symbol: str
+    rows: Sequence[tuple[int, Decimal, Decimal, Decimal, Decimal, Decimal]]
+    tick: Decimal
+    position: int = 0
+    shift_ms: int = 0
+    scale: Decimal = Decimal(1)
+
+    @classmethod
+    def after(
+        cls,
+        exchange: str,
+        symbol: str,
+        rows: Sequence,
+        tick: Decimal,
+        last_time_ms: int | None,
+        last_close: Decimal | None,
+    ) -> ReplayTrack:
+        """The track that continues a stored history ending at last_time_ms with last_close."""
+        track = cls(exchange, symbol, rows, tick)
+        if last_time_ms is None:
+            return track
+        for i, row in enumerate(rows):
+            if row[0] > last_time_ms:
+                track.position = i
+                return track
+        # The stored history runs past the file: play it again, continuing time and price.
+        track.position = 0
+        track.shift_ms = last_time_ms + MINUTE_MS - rows[0][0]
+        track.scale = (last_close / rows[0][1]) if last_close else Decimal(1)
+        return track
+
+    def next_candle(self) -> ClosedCandle:
+        if self.position >= len(self.rows):
+            last_ts, *_, last_close, _ = self._shifted(len(self.rows) - 1)
+            self.shift_ms = last_ts + MINUTE_MS - self.rows[0][0]
+            self.scale = last_close / self.rows[0][1]
+            self.position = 0
+        ts, o, h, low, c, v = self._shifted(self.position)
+        self.position += 1
+        return ClosedCandle(
+            self.exchange, self.symbol, datetime.fromtimestamp(ts / 1000, UTC), o, h, low, c, v
+        )
+
+    def _shifted(self, i: int) -> tuple[int, Decimal, Decimal, Decimal, Decimal, Decimal]:
+        ts, o, h, low, c, v = self.rows[i]
+        if self.scale == 1:
+            return ts + self.shift_ms, o, h, low, c, v
+        s, t = self.scale, self.tick
+        return (
+            ts + self.shift_ms,
+            round_price(o * s, t),
+            round_price(h * s, t),
+            round_price(low * s, t),
+            round_price(c * s, t),
+            v,
+        )
+
+
+class ReplayFeed:
+    """Plays recorded candles at `candles_per_second`, one candle per symbol per step."""
+
+    replayed = True
+
+    def __init__(
+        self,
+        tracks: list[ReplayTrack],
+        candles_per_second: Decimal,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.tracks = tracks
+        self.interval = float(1 / candles_per_second) if candles_per_second > 0 else 0.0
+        self.sleep = sleep
+        self._next_at = time.monotonic()
+
+    def describe(self) -> str:
+        names = ", ".join(t.symbol for t in self.tracks) or "nothing"
+        speed = f"{1 / self.interval:g} candles/s" if self.interval else "full speed"
+        return f"replaying recorded candles of {names} at {speed}"
+
+    def next_batch(self, timeout: float) -> list[ClosedCandle]:
+        wait = self._next_at - time.monotonic()
+        if wait > 0:
+            self.sleep(min(wait, timeout))
+            if time.monotonic() < self._next_at:
+                return []
+        self._next_at = max(self._next_at + self.interval, time.monotonic() - self.interval)
+        return [track.next_candle() for track in self.tracks]
+
+
+def replay_tracks(symbols: Iterable[tuple[str, str]]) -> list[ReplayTrack]:
+    """A track per market with a bundled file, continuing its stored history."""
+    from market.models import Candle
+    from market.services import SAMPLES, load_market_rules, read_csv_rows
+
+    files = {(exchange, symbol): path for exchange, symbol, path in SAMPLES}
+    tracks = []
+    for exchange, symbol in symbols:
+        path = files.get((exchange, symbol))
+        if path is None:
+            logger.warning("replay: no recorded candles for %s %s; not replayed", exchange, symbol)
+            continue
+        last = (
+            Candle.objects.for_series(exchange, symbol)
+            .order_by("-open_time")
+            .values_list("open_time", "close")
+            .first()
+        )
+        last_ms = int(last[0].timestamp() * 1000) if last else None
+        tick = load_market_rules(exchange, symbol).tick
+        rows = list(read_csv_rows(path))
+        tracks.append(
+            ReplayTrack.after(exchange, symbol, rows, tick, last_ms, last[1] if last else None)
+        )
+    return tracks
+
+
+def feed_from_settings(extra_symbols: Iterable[str] = ()) -> Feed:
+    """The feed the settings ask for: replay of recorded candles (default) or live via ccxt."""
+    from market.services import SAMPLES
+
+    exchange = settings.MARKET_FEED_EXCHANGE
+    symbols = [(exchange, s) for s in extra_symbols]
+    symbols += [(e, s) for e, s, _ in SAMPLES if (e, s) not in symbols]
+    if settings.MARKET_FEED == "live":
+        return LiveFeed(exchange, [s for _, s in symbols])
+    return ReplayFeed(replay_tracks(symbols), settings.REPLAY_CANDLES_PER_SECOND)
+
+
+class LiveFeed:
+    """Closed candles from the exchange: ccxt.pro `watch_ohlcv` would stream them; this polls
+    ccxt REST `fetch_ohlcv` once per `poll_seconds`, which works everywhere ccxt does."""
+
+    replayed = False
+
+    def __init__(
+        self, exchange: str, symbols: list[str], *, client: Any = None, poll_seconds: float = 10
+    ) -> None:
+        import ccxt
+
+        self.exchange = exchange
+        self.symbols = symbols
+        self.client = client or getattr(ccxt, exchange)({"enableRateLimit": True})
+        self.poll_seconds = poll_seconds
+        self._last: dict[str, int] = {}
+        self._next_at = 0.0
+
+    def describe(self) -> str:
+        return f"live from {self.exchange} ({', '.join(self.symbols)})"
+
+    def next_batch(self, timeout: float) -> list[ClosedCandle]:
+        import ccxt
+
+        from bots.gateways.base import TemporaryGatewayError
+
+        wait = self._next_at - time.monotonic()
+        if wait > 0:
+            time.sleep(min(wait, timeout))
+            return []
+        self._next_at = time.monotonic() + self.poll_seconds
+        out: list[ClosedCandle] = []
+        now_ms = int(time.time() * 1000)
+        for symbol in self.symbols:
+            try:
+                since = self._last.get(symbol, now_ms - 5 * MINUTE_MS) + MINUTE_MS
+                rows = self.client.fetch_ohlcv(symbol, "1m", since=since, limit=500)
+            except ccxt.NetworkError as e:
+                raise TemporaryGatewayError(str(e)) from e
+            for ts, o, h, low, c, v in rows:
+                if ts + MINUTE_MS > now_ms:
+                    continue  # still open
+                out.append(ClosedCandle(
+                    self.exchange, symbol, datetime.fromtimestamp(ts / 1000, UTC),
+                    *(Decimal(str(x)) for x in (o, h, low, c, v)),
+                ))  # fmt: skip
+                self._last[symbol] = ts
+        return out
+
+
+# --- recording -----------------------------------------------------------------------------------
+
+
+def record_candles(candles: list[ClosedCandle], *, replayed: bool = False) -> None:
+    """Store closed candles, record each symbol's latest price, publish it, wake crossed bots."""
+    from market import live
+    from market.models import Candle
+    from market.services import record_price
+    from market.signals import candles_closed
+
+    Candle.objects.bulk_create(
+        [
+            Candle(exchange=c.exchange, symbol=c.symbol, timeframe="1m", open_time=c.open_time,
+                   open=c.open, high=c.high, low=c.low, close=c.close, volume=c.volume)
+            for c in candles
+        ],
+        ignore_conflicts=True,
+    )  # fmt: skip
+    by_symbol: dict[tuple[str, str], list[ClosedCandle]] = {}
+    for c in candles:
+        by_symbol.setdefault((c.exchange, c.symbol), []).append(c)
+    for (exchange, symbol), group in by_symbol.items():
+        last = group[-1]
+        record_price(exchange, symbol, last.close, last.open_time, replayed=replayed)
+        live.publish_price(exchange, symbol, last.close, last.open_time, candle=_as_dict(last))
+        candles_closed.send(
+            sender=ClosedCandle,
+            exchange=exchange,
+            symbol=symbol,
+            low=min(c.low for c in group),
+            high=max(c.high for c in group),
+            at=last.open_time,
+        )
+
+
+def _as_dict(c: ClosedCandle) -> dict[str, object]:
+    return {
+        "time_ms": int(c.open_time.timestamp() * 1000),
+        "open": str(c.open), "high": str(c.high), "low": str(c.low), "close": str(c.close),
+    }  # fmt: skip

@@ -1,0 +1,53 @@
+"""The market feed: store closed candles, record and publish the price, wake crossed bots."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from types import FrameType
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+
+from bots.gateways.base import TemporaryGatewayError
+from market.feed import Feed, feed_from_settings, record_candles
+
+logger = logging.getLogger(__name__)
+
+
+class Command(BaseCommand):
+    help = "Run the market feed: live prices through ccxt, or a replay of stored real candles."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--symbol",
+            action="append",
+            dest="symbols",
+            help="feed this symbol too (default: every symbol a bot runs on)",
+        )
+
+    def handle(self, *args: Any, stop_event: threading.Event | None = None, **options: Any) -> None:
+        self.stop_event = stop_event or threading.Event()
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self.stop)
+            signal.signal(signal.SIGINT, self.stop)
+        feed = feed_from_settings(extra_symbols=options.get("symbols") or [])
+        self.stdout.write(f"market feed: {feed.describe()}")
+        while not self.stop_event.is_set():
+            self.pump(feed)
+
+    def pump(self, feed: Feed) -> int:
+        """Record one batch of candles; on exchange trouble, log and back off."""
+        try:
+            candles = feed.next_batch(timeout=1)
+        except TemporaryGatewayError as e:
+            logger.warning("market feed: exchange unavailable (%s), retrying in 5 s", e)
+            self.stop_event.wait(5)
+            return 0
+        if candles:
+            record_candles(candles, replayed=feed.replayed)
+        return len(candles)
+
+    def stop(self, signum: int, frame: FrameType | None) -> None:
+        self.stop_event.set()

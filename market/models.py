@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from django.db import models
+from django.db.models import Q
+
+PRICE = {"max_digits": 30, "decimal_places": 12}
+
+
+class CandleQuerySet(models.QuerySet["Candle"]):
+    def for_series(self, exchange: str, symbol: str, timeframe: str = "1m") -> CandleQuerySet:
+        return self.filter(exchange=exchange, symbol=symbol, timeframe=timeframe)
+
+    def between(self, start: datetime | None, end: datetime | None) -> CandleQuerySet:
+        qs = self
+        if start is not None:
+            qs = qs.filter(open_time__gte=start)
+        if end is not None:
+            qs = qs.filter(open_time__lt=end)
+        return qs
+
+
+class Candle(models.Model):
+    """One OHLCV candle; prices in quote per base, volume in base."""
+
+    exchange = models.CharField(max_length=30)
+    symbol = models.CharField(max_length=30)
+    timeframe = models.CharField(max_length=5, default="1m")
+    open_time = models.DateTimeField()
+    open = models.DecimalField(**PRICE)
+    high = models.DecimalField(**PRICE)
+    low = models.DecimalField(**PRICE)
+    close = models.DecimalField(**PRICE)
+    volume = models.DecimalField(max_digits=36, decimal_places=12)
+
+    objects = CandleQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["exchange", "symbol", "timeframe", "open_time"]
+        constraints = [
+            # Also the range-query index: (series, time) is exactly how candles are read.
+            models.UniqueConstraint(
+                fields=["exchange", "symbol", "timeframe", "open_time"], name="one_candle_per_time"
+            ),
+            models.CheckConstraint(
+                condition=Q(low__gt=0) & Q(low__lte=models.F("high")), name="candle_low_high"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.exchange} {self.symbol} {self.timeframe} {self.open_time:%Y-%m-%d %H:%M}"
+
+
+class MarketRules(models.Model):
+    """A market's filters, from the exchange through ccxt (or the bundled offline snapshot)."""
+
+    class Source(models.TextChoices):
+        EXCHANGE = "exchange", "Exchange"
+        SNAPSHOT = "snapshot", "Offline snapshot"
+
+    exchange = models.CharField(max_length=30)
+    symbol = models.CharField(max_length=30)
+    base = models.CharField(max_length=20)
+    quote = models.CharField(max_length=20)
+    tick = models.DecimalField(**PRICE)
+    step = models.DecimalField(**PRICE)
+    min_notional = models.DecimalField(**PRICE)
+    min_amount = models.DecimalField(**PRICE, default=Decimal("0"))
+    fee = models.DecimalField(max_digits=10, decimal_places=8, default=Decimal("0.001"))
+    source = models.CharField(max_length=10, choices=Source.choices, default=Source.EXCHANGE)
+    fetched_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["exchange", "symbol"]
+        verbose_name_plural = "market rules"
+        constraints = [
+            models.UniqueConstraint(fields=["exchange", "symbol"], name="one_rules_per_market"),
+            models.CheckConstraint(
+                condition=Q(tick__gt=0) & Q(step__gt=0) & Q(min_notional__gte=0),
+                name="market_rules_positive",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.exchange} {self.symbol} (tick {self.tick}, step {self.step})"
+
+
+class LatestPrice(models.Model):
+    """The last price the feed saw for a market, and its market time."""
+
+    exchange = models.CharField(max_length=30)
+    symbol = models.CharField(max_length=30)
+    price = models.DecimalField(**PRICE)
+    at = models.DateTimeField()
+    replayed = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["exchange", "symbol"]
+        constraints = [
+            models.UniqueConstraint(fields=["exchange", "symbol"], name="one_latest_price")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.symbol} {self.price} at {self.at:%Y-%m-%d %H:%M}"

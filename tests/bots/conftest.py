@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from bots import services
+from bots.models import Bot
+from market.models import Candle, MarketRules
+
+WORKED_CONFIG = {
+    "capital": "1000",
+    "lower_bound": "100",
+    "upper_bound": "110",
+    "grid_levels": "3",
+    "spacing": "arithmetic",
+    "stop_loss_pct": "0",
+    "max_daily_loss": "0",
+    "take_profit": "",
+}
+# GRID_SPEC.md's worked example, after a first candle that closes at P0 = 104.
+WORKED_CANDLES = [
+    (0, "104", "104", "104", "104"),
+    (60_000, "104", "106", "99", "105"),
+    (120_000, "105", "111", "104", "108"),
+    (180_000, "108", "108", "96", "97"),
+]
+
+
+def at(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def add_candles(rows: Iterable[Sequence[Any]], symbol: str = "BTC/USDT") -> None:
+    Candle.objects.bulk_create(
+        [
+            Candle(exchange="binance", symbol=symbol, timeframe="1m", open_time=at(int(r[0])),
+                   open=Decimal(r[1]), high=Decimal(r[2]), low=Decimal(r[3]),
+                   close=Decimal(r[4]), volume=Decimal(r[5]) if len(r) > 5 else Decimal(1))
+            for r in rows
+        ]
+    )  # fmt: skip
+
+
+def make_rules(
+    symbol: str = "BTC/USDT",
+    *,
+    tick: str = "0.01",
+    step: str = "0.00001",
+    min_notional: str = "5",
+    fee: str = "0.001",
+) -> MarketRules:
+    base, quote = symbol.split("/")
+    rules, _ = MarketRules.objects.update_or_create(
+        exchange="binance", symbol=symbol,
+        defaults={"base": base, "quote": quote, "tick": Decimal(tick), "step": Decimal(step),
+                  "min_notional": Decimal(min_notional), "min_amount": Decimal(step),
+                  "fee": Decimal(fee), "source": "snapshot"},
+    )  # fmt: skip
+    return rules
+
+
+@pytest.fixture
+def worked_market(db: None, settings: Any) -> None:
+    """BTC/USDT with the worked example's rules (step 0.001) and its first candle stored."""
+    settings.GRID_MIN_LEVELS = 2
+    make_rules(step="0.001")
+    add_candles(WORKED_CANDLES[:1])
+
+
+@pytest.fixture
+def worked_bot(worked_market: None, user: Any) -> Bot:
+    return services.create_bot(user, symbol="BTC/USDT", config=WORKED_CONFIG)
+
+
+@pytest.fixture
+def make_bot(user: Any) -> Callable[..., Bot]:
+    def make(config: dict[str, str], owner: Any = None, symbol: str = "BTC/USDT") -> Bot:
+        return services.create_bot(owner or user, symbol=symbol, config=config)
+
+    return make
