@@ -124,7 +124,12 @@ def test_production_refuses_to_start_without_a_secret_key(tmp_path):
 
 def test_check_deploy_is_clean_in_production(tmp_path):
     env = {
-        **{k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}},
+        **{
+            k: v
+            for k, v in os.environ.items()
+            # The browser tests allow sync ORM calls in their thread; production never does.
+            if k not in {"DATABASE_URL", "REDIS_URL", "DJANGO_ALLOW_ASYNC_UNSAFE"}
+        },
         "AIBO_DATA_DIR": str(tmp_path),
         "DEBUG": "0",
         "SECRET_KEY": "s3cr3t-" + "Zq9" * 20,
@@ -171,6 +176,9 @@ def test_every_command_compose_runs_exists():
 
 @pytest.mark.skipif(not shutil.which("docker"), reason="the docker CLI is not installed")
 def test_docker_compose_config_accepts_the_file(tmp_path):
+    probe = subprocess.run(["docker", "compose", "version"], capture_output=True, timeout=30)
+    if probe.returncode != 0:
+        pytest.skip("the docker compose plugin is not installed; the YAML-level checks ran")
     for name in ("compose.yaml", "Dockerfile"):
         shutil.copy(ROOT / name, tmp_path / name)
     shutil.copy(ROOT / ".env.example", tmp_path / ".env")  # compose reads env_file: .env
@@ -181,6 +189,4 @@ def test_docker_compose_config_accepts_the_file(tmp_path):
         text=True,
         timeout=60,
     )
-    if "unknown command" in result.stderr or "is not a docker command" in result.stderr:
-        pytest.skip("the docker compose plugin is not installed; the YAML-level checks ran")
     assert result.returncode == 0, result.stderr
