@@ -21,7 +21,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from bots import live
-from bots.backtest import GridRun
+from bots.backtest import Candles, GridRun
 from bots.engine import (
     STOP_LOSS,
     TAKE_PROFIT,
@@ -518,6 +518,25 @@ def _market_order(bot: Bot, trade: MarketTrade, label: str, at: datetime | None)
 
 def _event(bot: Bot, kind: str, message: str, at: datetime | None) -> BotEvent:
     return BotEvent(bot=bot, kind=kind, message=message[:500], market_time=at)
+
+
+# --- backtests ----------------------------------------------------------------------------------
+
+
+def stored_candles(
+    exchange: str, symbol: str, *, start: datetime | None, end: datetime | None, tick: Decimal
+) -> Candles:
+    """The stored 1-minute candles of a market in [start, end), ready for run_backtest."""
+    rows = (
+        Candle.objects.for_series(exchange, symbol, TIMEFRAME)
+        .between(start, end)
+        .order_by("open_time")
+        .values_list("open_time", "open", "high", "low", "close")
+    )
+    table = [(int(t.timestamp() * 1000), o, h, low, c) for t, o, h, low, c in rows.iterator()]
+    if not table:
+        raise BotError(f"No stored candles for {symbol} on {exchange} in that period.")
+    return Candles.from_rows(table, tick)
 
 
 # --- statistics ---------------------------------------------------------------------------------
