@@ -67,7 +67,8 @@ class Bot(models.Model):
     next_sell_price = models.DecimalField(**MONEY, null=True, blank=True)
     # Running statistics the candle walk keeps (drawdown needs every mark, not just the last).
     peak_equity = models.DecimalField(**MONEY, null=True, blank=True)
-    max_drawdown = models.DecimalField(max_digits=20, decimal_places=12, default=Decimal("0"))
+    # A ratio at full Decimal precision (28 significant digits), so it survives the round trip.
+    max_drawdown = models.DecimalField(max_digits=32, decimal_places=30, default=Decimal("0"))
     last_equity = models.DecimalField(**MONEY, null=True, blank=True)
     last_price = models.DecimalField(**MONEY, null=True, blank=True)
     # The day (UTC, market time) daily-loss accounting refers to, and the equity it opened with.
