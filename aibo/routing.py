@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
-from django.urls import URLPattern
+from django.urls import URLPattern, path
 
-websocket_urlpatterns: list[URLPattern] = []
+from bots.consumers import BotApiConsumer, BotPageConsumer, DashboardConsumer
+from market.consumers import PriceConsumer
+
+websocket_urlpatterns: list[URLPattern] = [
+    path("ws/dashboard/", DashboardConsumer.as_asgi()),
+    path("ws/bots/<int:bot_id>/", BotPageConsumer.as_asgi()),
+    path("ws/api/bots/<int:bot_id>/", BotApiConsumer.as_asgi()),
+    path("ws/market/<str:symbol>/", PriceConsumer.as_asgi()),
+]

@@ -1,11 +1,38 @@
-"""Live push for bots: publishers say what changed; consumers decide how to show it."""
+"""Live push for bots: publishers say what changed; consumers decide how to show it.
+
+``publish_bot`` is the publishing half (services call it after a commit). The rest renders:
+the same partials the pages use, built from the same context functions, so a pushed fragment
+is exactly what a reload would show. Every renderer runs a bounded number of queries, however
+many bots, orders or trades there are (tests/bots/test_queries.py holds them to it).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import dataclasses
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.conf import settings
+from django.core.paginator import Page, Paginator
+from django.db.models import Count, F, Q, Window
+from django.db.models.functions import RowNumber
+from django.template.loader import render_to_string
+
+from bots import services
+from bots.engine import GridEngine, InvalidGrid, SlotState
+from bots.models import Bot, BotEvent, EquitySnapshot, Order, PaperBalance
+from bots.preview import GridPreview, grid_preview
+
+CHANGES = ("status", "orders", "trades", "stats", "events")
+SPARK_POINTS = 96
+TRADES_PER_PAGE = 20
+EVENTS_SHOWN = 30
+CHART_FILLS = 300
 
 
 def bot_group(bot_id: int) -> str:
@@ -21,3 +48,360 @@ def publish_bot(
         return
     event = {"type": "bot.changed", "bot_id": bot_id, "changes": sorted(set(changes))}
     async_to_sync(layer.group_send)(bot_group(bot_id), event)
+
+
+# --- shared pieces -------------------------------------------------------------------------------
+
+
+def prices_for(pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Decimal | None]:
+    """The latest price of each distinct (exchange, symbol): one look-up per pair, not per bot."""
+    return {pair: services.latest_price(*pair) for pair in set(pairs)}
+
+
+def sparkline(values: Sequence[Decimal | float], width: int = 120, height: int = 32) -> str:
+    """SVG polyline points for ``values`` scaled into width x height (y grows downwards)."""
+    if len(values) < 2:
+        return ""
+    floats = [float(v) for v in values]
+    lo, hi = min(floats), max(floats)
+    span = (hi - lo) or 1.0
+    dx = width / (len(floats) - 1)
+    pad = 2
+    return " ".join(
+        f"{i * dx:.1f},{pad + (height - 2 * pad) * (1 - (v - lo) / span):.1f}"
+        for i, v in enumerate(floats)
+    )
+
+
+def plain(value: Decimal) -> str:
+    """Decimal('61578.950000000000') → '61578.95': database scale dropped, exact still."""
+    return f"{value.normalize():f}"
+
+
+def replayed() -> bool:
+    return settings.MARKET_FEED == "replay"
+
+
+# --- dashboard cards -----------------------------------------------------------------------------
+
+
+@dataclass
+class Card:
+    bot: Bot
+    price: Decimal | None
+    total_profit: Decimal | None
+    grid_profit: Decimal
+    round_trips: int
+    open_orders: int
+    spark: str
+    spark_up: bool
+
+    @property
+    def quote(self) -> str:
+        return self.bot.quote_asset
+
+
+def _card_bots(owner_id: int, bot_ids: Iterable[int] | None = None) -> list[Bot]:
+    qs = Bot.objects.filter(owner_id=owner_id).annotate(
+        open_orders=Count("orders", filter=Q(orders__status=Order.Status.OPEN))
+    )
+    if bot_ids is not None:
+        qs = qs.filter(pk__in=list(bot_ids))
+    return list(qs.order_by("-created_at"))
+
+
+def _equity_series(bot_ids: list[int]) -> dict[int, list[Decimal]]:
+    """The last SPARK_POINTS equity marks of each bot, oldest first: one query for all bots."""
+    if not bot_ids:
+        return {}
+    rows = (
+        EquitySnapshot.objects.filter(bot_id__in=bot_ids)
+        .annotate(
+            n=Window(RowNumber(), partition_by=[F("bot_id")], order_by=F("at").desc()),
+        )
+        .filter(n__lte=SPARK_POINTS)
+        .order_by("bot_id", "at")
+        .values_list("bot_id", "equity")
+    )
+    out: dict[int, list[Decimal]] = defaultdict(list)
+    for bot_id, equity in rows:
+        out[bot_id].append(equity)
+    return out
+
+
+def dashboard_cards(owner_id: int, bot_ids: Iterable[int] | None = None) -> list[Card]:
+    """Cards for the owner's bots (or those of ``bot_ids`` among them), newest first.
+
+    Read from the bot rows (the cycle keeps last price, equity and the engine's totals there),
+    one annotated query for the open orders and one for all the sparklines: the dashboard with
+    20 bots runs as many queries as with one.
+    """
+    bots = _card_bots(owner_id, bot_ids)
+    series = _equity_series([b.pk for b in bots])
+    prices = prices_for((b.exchange, b.symbol) for b in bots)
+    cards = []
+    for bot in bots:
+        state = bot.engine_state or {}
+        equity = series.get(bot.pk, [])
+        price = prices.get((bot.exchange, bot.symbol)) or bot.last_price
+        total = None
+        if bot.last_equity is not None:
+            total = bot.last_equity - bot.capital
+        cards.append(
+            Card(
+                bot=bot,
+                price=price,
+                total_profit=total,
+                grid_profit=Decimal(state.get("grid_profit", "0")),
+                round_trips=int(state.get("total_trades", 0)),
+                open_orders=bot.open_orders,  # type: ignore[attr-defined]
+                spark=sparkline(equity),
+                spark_up=len(equity) < 2 or equity[-1] >= equity[0],
+            )
+        )
+    return cards
+
+
+def paper_balances(owner_id: int) -> list[PaperBalance]:
+    return list(PaperBalance.objects.filter(owner_id=owner_id))
+
+
+def render_cards(owner_id: int, bot_ids: Iterable[int] | None = None) -> str:
+    """The dashboard cards as out-of-band fragments (each swaps its own ``bot-<pk>-card``)."""
+    return "".join(
+        render_to_string("bots/dashboard.html#bot-card", {"card": card})
+        for card in dashboard_cards(owner_id, bot_ids)
+    )
+
+
+def render_paper_balance(owner_id: int) -> str:
+    return render_to_string(
+        "bots/dashboard.html#paper-balance", {"balances": paper_balances(owner_id)}
+    )
+
+
+# --- the bot page --------------------------------------------------------------------------------
+
+
+@dataclass
+class LadderRow:
+    """One grid (slot i, from line i to line i+1) and the order resting on it."""
+
+    slot: int
+    low: Decimal
+    high: Decimal
+    state: str  # "quote" (rests a buy at low), "base" (rests a sell at high), "" (not started)
+    acquired: Decimal | None
+    side: str
+    order_price: Decimal | None
+    amount: Decimal | None
+    order: Order | None  # the order row resting on the book, when there is one
+    price_inside: bool  # the market price is within this grid
+
+
+def ladder(
+    bot: Bot, engine: GridEngine | None, preview: GridPreview | None, price: Decimal | None
+) -> list[LadderRow]:
+    """The slots from the top of the range down, with their resting orders (one query)."""
+    rows: list[LadderRow] = []
+    if engine is not None:
+        resting = {
+            o.slot: o
+            for o in bot.orders.filter(
+                status__in=[Order.Status.OPEN, Order.Status.PENDING], slot__isnull=False
+            )
+        }
+        lines = engine.lines
+        for i, slot in enumerate(engine.slots):
+            want = engine.resting_order(i) if not engine.is_stopped else None
+            rows.append(
+                LadderRow(
+                    slot=i,
+                    low=lines[i],
+                    high=lines[i + 1],
+                    state=slot.state.value,
+                    acquired=slot.acquired,
+                    side=want.side.value if want else "",
+                    order_price=want.price if want else None,
+                    amount=want.amount if want else None,
+                    order=resting.get(i),
+                    price_inside=price is not None and lines[i] <= price <= lines[i + 1],
+                )
+            )
+    elif preview is not None:
+        lines = [line.price for line in preview.lines]
+        states = preview.config.start_states(price) if price is not None else []
+        for i in range(len(lines) - 1):
+            state = states[i].value if states else ""
+            side = ""
+            if states:
+                side = "buy" if states[i] == SlotState.QUOTE else "sell"
+            rows.append(
+                LadderRow(
+                    slot=i,
+                    low=lines[i],
+                    high=lines[i + 1],
+                    state=state,
+                    acquired=None,
+                    side=side,
+                    order_price=(lines[i] if side == "buy" else lines[i + 1]) if side else None,
+                    amount=preview.order_amount,
+                    order=None,
+                    price_inside=price is not None and lines[i] <= price <= lines[i + 1],
+                )
+            )
+    rows.reverse()
+    return rows
+
+
+def _engine_and_preview(
+    bot: Bot, price: Decimal | None
+) -> tuple[GridEngine | None, GridPreview | None, str]:
+    if bot.engine_state:
+        return bot.engine(), None, ""
+    try:
+        grid = services.grid_config_for(bot.config, exchange=bot.exchange, symbol=bot.symbol)
+    except InvalidGrid as e:
+        return None, None, str(e)
+    return None, grid_preview(grid, price), ""
+
+
+def trades_page(bot: Bot, number: Any = 1) -> Page:
+    return Paginator(bot.trades.all(), TRADES_PER_PAGE).get_page(number)
+
+
+def events(bot: Bot) -> list[BotEvent]:
+    return list(bot.events.all()[:EVENTS_SHOWN])
+
+
+def bot_context(bot: Bot, *, trades: Any = 1, parts: Iterable[str] = CHANGES) -> dict[str, Any]:
+    """What the bot page's partials need; ``parts`` limits the work to what will be shown."""
+    parts = set(parts)
+    price = services.latest_price(bot.exchange, bot.symbol) or bot.last_price
+    ctx: dict[str, Any] = {"bot": bot, "price": price, "replayed": replayed()}
+    if parts & {"status", "stats"}:
+        ctx["stats"] = services.bot_statistics(bot)
+    if "orders" in parts:
+        engine, preview, problem = _engine_and_preview(bot, price)
+        ctx.update(
+            engine=engine,
+            preview=preview,
+            grid_problem=problem,
+            ladder=ladder(bot, engine, preview, price),
+        )
+    if "trades" in parts:
+        ctx["trades"] = trades_page(bot, trades)
+    if "events" in parts:
+        ctx["events"] = events(bot)
+    return ctx
+
+
+_PARTIALS = {
+    "status": "status-card",
+    "stats": "stats",
+    "orders": "ladder",
+    "trades": "trades",
+    "events": "events",
+}
+
+
+def render_bot(bot_id: int, changes: Iterable[str] = CHANGES) -> str:
+    """The bot page's fragments for ``changes``, as out-of-band swaps by id."""
+    changes = set(changes) & set(_PARTIALS)
+    bot = Bot.objects.get(pk=bot_id)
+    if "status" in changes:
+        changes.add("stats")  # a start or a stop moves the numbers too
+    ctx = bot_context(bot, parts=changes)
+    ctx["pushed"] = True
+    return "".join(
+        render_to_string(f"bots/bot_detail.html#{_PARTIALS[name]}", ctx)
+        for name in CHANGES
+        if name in changes
+    )
+
+
+def render_price(bot_ids: Iterable[int], price: str) -> str:
+    """The price on each of these bots' cards or page: tiny fragments, no queries."""
+    return "".join(
+        render_to_string("bots/_price.html", {"bot_id": pk, "price": price}) for pk in bot_ids
+    )
+
+
+# --- the chart -----------------------------------------------------------------------------------
+
+CHART_CANDLES = 720  # twelve hours of one-minute candles
+
+
+def recent_candles(exchange: str, symbol: str, limit: int = CHART_CANDLES) -> list[list[Any]]:
+    """The pair's last ``limit`` one-minute candles, oldest first, as chart rows:
+    ``[epoch seconds, open, high, low, close]`` (prices as floats: the chart draws floats)."""
+    from market.models import Candle
+
+    rows = list(
+        Candle.objects.for_series(exchange, symbol)
+        .order_by("-open_time")
+        .values_list("open_time", "open", "high", "low", "close")[:limit]
+    )
+    rows.reverse()
+    return [
+        [int(t.timestamp()), float(o), float(h), float(lo), float(c)] for t, o, h, lo, c in rows
+    ]
+
+
+def chart_state(bot: Bot) -> dict[str, Any]:
+    """Grid lines, resting orders and recent fills: what the chart draws over the candles."""
+    lines: list[str] = []
+    if bot.engine_state:
+        lines = list(bot.engine_state.get("lines", []))
+    else:
+        try:
+            grid = services.grid_config_for(bot.config, exchange=bot.exchange, symbol=bot.symbol)
+            lines = [str(p) for p in grid.lines]
+        except InvalidGrid:
+            lines = []
+    orders = [
+        {"slot": slot, "side": side, "price": plain(price), "amount": plain(amount)}
+        for slot, side, price, amount in bot.orders.filter(status=Order.Status.OPEN)
+        .order_by("price")
+        .values_list("slot", "side", "price", "amount")
+    ]
+    fills = [
+        {"time_ms": int(at.timestamp() * 1000), "side": side, "price": plain(price)}
+        for at, side, price in bot.orders.filter(
+            status=Order.Status.FILLED, slot__isnull=False, filled_at__isnull=False
+        )
+        .order_by("-filled_at", "-id")
+        .values_list("filled_at", "side", "price")[:CHART_FILLS]
+    ]
+    fills.reverse()
+    return {
+        "type": "grid",
+        "bot_id": bot.pk,
+        "status": bot.status,
+        "lines": lines,
+        "orders": orders,
+        "fills": fills,
+    }
+
+
+def api_state(bot: Bot) -> dict[str, Any]:
+    """The JSON API's view of a bot: status, statistics and the grid."""
+    stats = services.bot_statistics(bot)
+    state = chart_state(bot)
+    state.update(
+        type="bot",
+        name=str(bot),
+        symbol=bot.symbol,
+        mode=bot.mode,
+        status_reason=bot.status_reason,
+        statistics={k: _jsonable(v) for k, v in dataclasses.asdict(stats).items()},
+    )
+    return state
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return plain(value)
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value

@@ -7,4 +7,15 @@ from bots import views
 app_name = "bots"
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
+    path("bots/emergency-stop/", views.emergency_stop, name="emergency_stop"),
+    path("bots/new/", views.bot_new, name="new"),
+    path("bots/preview/", views.bot_preview, name="preview"),
+    path("bots/<int:pk>/", views.bot_detail, name="detail"),
+    path("bots/<int:pk>/edit/", views.bot_edit, name="edit"),
+    path("bots/<int:pk>/start/", views.bot_start, name="start"),
+    path("bots/<int:pk>/stop/", views.bot_stop, name="stop"),
+    path("bots/<int:pk>/candles.json", views.bot_candles, name="candles"),
+    path("backtests/new/", views.backtest_new, name="backtest_new"),
+    path("backtests/<int:pk>/", views.backtest_detail, name="backtest"),
+    path("backtests/<int:pk>/data.json", views.backtest_data, name="backtest_data"),
 ]

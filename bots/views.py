@@ -1,12 +1,244 @@
+"""The trading desk: dashboard, bot forms with a live grid preview, the bot page, backtests.
+
+Every query is scoped to ``request.user``: another user's bot or backtest is a 404. Pages are
+one template each, rendered whole or as one of its partials for htmx (``page.html#part``).
+"""
+
 from __future__ import annotations
 
+from typing import Any
+
+from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpResponse
-from django.shortcuts import render
+from django.db import transaction
+from django.http import HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.http import AuthedRequest
+from bots import backtests, live, services
+from bots.forms import BacktestForm, BotForm
+from bots.models import BacktestRun, Bot
+from bots.preview import grid_preview
+
+
+def _own_bot(request: AuthedRequest, pk: int) -> Bot:
+    return get_object_or_404(Bot, pk=pk, owner=request.user)
+
+
+# --- dashboard -----------------------------------------------------------------------------------
 
 
 @login_required
+@require_GET
 def dashboard(request: AuthedRequest) -> HttpResponse:
-    return render(request, "bots/dashboard.html", {})
+    return render(request, "bots/dashboard.html", _dashboard_context(request))
+
+
+def _dashboard_context(request: AuthedRequest) -> dict[str, Any]:
+    return {
+        "cards": live.dashboard_cards(request.user.pk),
+        "balances": live.paper_balances(request.user.pk),
+        "replayed": live.replayed(),
+        "starting_balance": settings.PAPER_STARTING_BALANCE,
+    }
+
+
+@login_required
+@require_POST
+def emergency_stop(request: AuthedRequest) -> HttpResponse:
+    stopped = services.emergency_stop(request.user, reason="emergency stop (by you)")
+    if stopped:
+        messages.warning(
+            request, f"Emergency stop: {stopped} bot(s) stopped, every order cancelled."
+        )
+    else:
+        messages.info(request, "Emergency stop: no bot was running; open orders were cancelled.")
+    if request.htmx:
+        return render(request, "bots/dashboard.html#bot-cards", _dashboard_context(request))
+    return redirect("bots:dashboard")
+
+
+# --- start / stop --------------------------------------------------------------------------------
+
+
+def _after_start_stop(request: AuthedRequest, bot: Bot) -> HttpResponse:
+    """The card on the dashboard, the status card on the bot page, a redirect without htmx."""
+    if not request.htmx:
+        return redirect("bots:detail", pk=bot.pk)
+    if request.htmx.target == f"bot-{bot.pk}-card":
+        (card,) = live.dashboard_cards(request.user.pk, [bot.pk])
+        return render(request, "bots/dashboard.html#bot-card", {"card": card})
+    ctx = live.bot_context(bot, parts=("status",))
+    return render(request, "bots/bot_detail.html#status-card", ctx)
+
+
+@login_required
+@require_POST
+def bot_start(request: AuthedRequest, pk: int) -> HttpResponse:
+    bot = _own_bot(request, pk)
+    try:
+        services.start_bot(bot)
+    except services.BotError as e:
+        messages.error(request, f"{bot} did not start: {e}")
+    else:
+        messages.success(request, f"{bot} started.")
+    bot.refresh_from_db()
+    return _after_start_stop(request, bot)
+
+
+@login_required
+@require_POST
+def bot_stop(request: AuthedRequest, pk: int) -> HttpResponse:
+    bot = _own_bot(request, pk)
+    services.stop_bot(bot, reason="stopped by you")
+    messages.success(request, f"{bot} stopped.")
+    bot.refresh_from_db()
+    return _after_start_stop(request, bot)
+
+
+# --- new / edit, and the grid preview ------------------------------------------------------------
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def bot_new(request: AuthedRequest) -> HttpResponse:
+    form = BotForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            bot = services.create_bot(
+                request.user,
+                symbol=data["symbol"],
+                config=form.config(),
+                name=data["name"],
+                mode=data["mode"],
+            )
+        except services.BotError as e:
+            form.add_error(None, str(e))
+        else:
+            messages.success(request, f"{bot} created. Start it when you are ready.")
+            return redirect("bots:detail", pk=bot.pk)
+    return render(request, "bots/bot_form.html", _form_context(form, None))
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def bot_edit(request: AuthedRequest, pk: int) -> HttpResponse:
+    bot = _own_bot(request, pk)
+    data = request.POST.copy() if request.method == "POST" else None
+    if data is not None:
+        # A bot keeps its pair and mode; only the grid and the name change.
+        data["symbol"], data["mode"] = bot.symbol, bot.mode
+    form = BotForm(data, initial=BotForm.initial_for(bot))
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.update_bot_config(bot, form.config())
+        except services.BotError as e:
+            form.add_error(None, str(e))
+        else:
+            if bot.name != form.cleaned_data["name"]:
+                bot.name = form.cleaned_data["name"]
+                bot.save(update_fields=["name", "updated_at"])
+            messages.success(request, f"{bot} saved.")
+            return redirect("bots:detail", pk=bot.pk)
+    return render(request, "bots/bot_form.html", _form_context(form, bot))
+
+
+def _form_context(form: BotForm, bot: Bot | None) -> dict[str, Any]:
+    return {"form": form, "bot": bot, "preview": None}
+
+
+@login_required
+@require_POST
+def bot_preview(request: AuthedRequest) -> HttpResponse:
+    """The grid preview for the form as typed so far, with each field's error out of band."""
+    form = BotForm(request.POST)
+    form.is_valid()
+    preview = None
+    price = None
+    if form.grid is not None:
+        price = services.latest_price(form.exchange, form.cleaned_data["symbol"])
+        preview = grid_preview(form.grid, price)
+    # While typing, an empty field is not yet an error: say so only on submit.
+    errors = {
+        name: [] if not request.POST.get(name, "").strip() else form.errors.get(name, [])
+        for name in form.fields
+    }
+    return render(
+        request,
+        "bots/bot_form.html#grid-preview",
+        {"form": form, "preview": preview, "field_errors": errors, "oob_errors": True},
+    )
+
+
+# --- the bot page --------------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def bot_detail(request: AuthedRequest, pk: int) -> HttpResponse:
+    bot = _own_bot(request, pk)
+    page = request.GET.get("trades", 1)
+    if request.htmx and "trades" in request.GET:  # the history's pager
+        ctx = live.bot_context(bot, trades=page, parts=("trades",))
+        return render(request, "bots/bot_detail.html#trades", ctx)
+    return render(request, "bots/bot_detail.html", live.bot_context(bot, trades=page))
+
+
+@login_required
+@require_GET
+def bot_candles(request: AuthedRequest, pk: int) -> JsonResponse:
+    """Recent candles of the bot's pair, its grid lines, resting orders and recent fills."""
+    bot = _own_bot(request, pk)
+    data = live.chart_state(bot)
+    data["candles"] = live.recent_candles(bot.exchange, bot.symbol)
+    data["symbol"] = bot.symbol
+    return JsonResponse(data)
+
+
+# --- backtests -----------------------------------------------------------------------------------
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def backtest_new(request: AuthedRequest) -> HttpResponse:
+    initial: dict[str, Any] = backtests.default_range()
+    source = None
+    if pk := request.GET.get("bot"):
+        source = get_object_or_404(Bot, pk=pk, owner=request.user)
+        initial |= {"symbol": source.symbol, **source.config}
+    form = BacktestForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        start, end = form.time_range()
+        with transaction.atomic():
+            run = BacktestRun.objects.create(
+                owner=request.user,
+                bot=source,
+                exchange=form.exchange,
+                symbol=form.cleaned_data["symbol"],
+                start=start,
+                end=end,
+                config=form.config(),
+            )
+            transaction.on_commit(lambda: backtests.enqueue(run.pk))
+        return redirect("bots:backtest", pk=run.pk)
+    return render(request, "bots/backtest_form.html", {"form": form, "source": source})
+
+
+@login_required
+@require_GET
+def backtest_detail(request: AuthedRequest, pk: int) -> HttpResponse:
+    run = get_object_or_404(BacktestRun, pk=pk, owner=request.user)
+    ctx = backtests.page_context(run)
+    if request.htmx:
+        return render(request, "bots/backtest_detail.html#progress", ctx)
+    return render(request, "bots/backtest_detail.html", ctx)
+
+
+@login_required
+@require_GET
+def backtest_data(request: AuthedRequest, pk: int) -> JsonResponse:
+    run = get_object_or_404(BacktestRun, pk=pk, owner=request.user)
+    return JsonResponse(backtests.chart_data(run))

@@ -1,0 +1,207 @@
+"""Backtests a user asks for from the page: a BacktestRun row, a Huey task, a result to show.
+
+``run_backtest_job(run_id)`` is the task's body (``bots.tasks.backtest_task`` calls it): it
+loads the stored candles of the range, runs ``bots.backtest.run_backtest`` with the grid the
+run was saved with, and keeps the result with a chart-sized summary (candles merged into at
+most ``CHART_BARS`` bars, the equity curve, the fills) so the page never reloads the range.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+from django.db import connection
+from django.utils import timezone
+
+from bots import services
+from bots.backtest import BacktestResult, Candles, run_backtest
+from bots.engine import InvalidGrid
+from bots.models import BacktestRun
+
+logger = logging.getLogger(__name__)
+
+CHART_BARS = 1000
+CHART_MARKERS = 400
+DEFAULT_DAYS = 7
+
+
+def default_range() -> dict[str, dt.date]:
+    """The last week of stored candles, or of the calendar when none are stored yet."""
+    from market.models import Candle
+
+    last = (
+        Candle.objects.filter(timeframe="1m")
+        .order_by("-open_time")
+        .values_list("open_time", flat=True)
+        .first()
+    )
+    end = (last or timezone.now()).date()
+    return {"start": end - dt.timedelta(days=DEFAULT_DAYS - 1), "end": end}
+
+
+def enqueue(run_id: int) -> None:
+    """Hand the run to Huey (called on commit, so the task finds the row)."""
+    try:
+        from bots.tasks import backtest_task
+    except ImportError:  # until bots.tasks has the task: run it here, off the request thread
+        threading.Thread(target=_run_in_thread, args=(run_id,), daemon=True).start()
+        return
+    backtest_task(run_id)
+
+
+def _run_in_thread(run_id: int) -> None:
+    try:
+        run_backtest_job(run_id)
+    finally:
+        connection.close()
+
+
+def load_candles(
+    exchange: str, symbol: str, start: dt.datetime, end: dt.datetime, tick: Decimal
+) -> Candles:
+    """The stored one-minute candles with ``start <= open time < end``, oldest first."""
+    from market.models import Candle
+
+    rows = (
+        Candle.objects.for_series(exchange, symbol)
+        .between(start, end)
+        .order_by("open_time")
+        .values_list("open_time", "open", "high", "low", "close")
+    )
+    table = np.array(
+        [(t.timestamp() * 1000, o, h, lo, c) for t, o, h, lo, c in rows.iterator(chunk_size=5000)],
+        dtype=np.float64,
+    ).reshape(-1, 5)
+    return Candles.from_floats(table, tick)
+
+
+def _set(run: BacktestRun, **fields: Any) -> None:
+    for name, value in fields.items():
+        setattr(run, name, value)
+    run.save(update_fields=list(fields))
+
+
+def run_backtest_job(run_id: int) -> None:
+    """Run one page backtest to the end, saving progress (percent) and the result or the error."""
+    run = BacktestRun.objects.get(pk=run_id)
+    if run.status not in (BacktestRun.Status.QUEUED, BacktestRun.Status.RUNNING):
+        return  # done already: a retried task changes nothing
+    _set(run, status=BacktestRun.Status.RUNNING, progress=5)
+    try:
+        grid = services.grid_config_for(run.config, exchange=run.exchange, symbol=run.symbol)
+        candles = load_candles(run.exchange, run.symbol, run.start, run.end, grid.tick)
+        if not len(candles):
+            raise ValueError(
+                f"no stored {run.symbol} candles between {run.start:%Y-%m-%d} and "
+                f"{run.end:%Y-%m-%d}: import them first (manage.py import_candles)"
+            )
+        _set(run, progress=40)
+        result = run_backtest(grid, candles)
+        _set(run, progress=90)
+        data = result.to_json_dict()
+        data["chart"] = chart_summary(result, candles)
+    except (InvalidGrid, ValueError) as e:
+        _set(
+            run,
+            status=BacktestRun.Status.FAILED,
+            error=str(e)[:500],
+            finished_at=timezone.now(),
+        )
+        return
+    except Exception:
+        logger.exception("backtest %s failed", run_id)
+        _set(
+            run,
+            status=BacktestRun.Status.FAILED,
+            error="the backtest failed unexpectedly; the log has the details",
+            finished_at=timezone.now(),
+        )
+        return
+    _set(run, status=BacktestRun.Status.DONE, progress=100, result=data, finished_at=timezone.now())
+
+
+def chart_summary(result: BacktestResult, candles: Candles) -> dict[str, Any]:
+    """At most CHART_BARS merged bars, the equity curve and up to CHART_MARKERS fills.
+
+    Times are epoch seconds (what the chart library takes); fills sit on their bar's time.
+    """
+    n = len(candles)
+    per_bar = max(1, -(-n // CHART_BARS))
+    starts = np.arange(0, n, per_bar)
+    ends = np.minimum(starts + per_bar, n) - 1
+    unit = 10.0**-candles.decimals
+    times = candles.time_ms[starts] // 1000
+    bars = np.column_stack(
+        [
+            times,
+            candles.open[starts] * unit,
+            np.maximum.reduceat(candles.high, starts) * unit,
+            np.minimum.reduceat(candles.low, starts) * unit,
+            candles.close[ends] * unit,
+        ]
+    )
+    digits = max(candles.decimals, 2)
+    out_bars = [
+        [int(t), round(o, digits), round(h, digits), round(lo, digits), round(c, digits)]
+        for t, o, h, lo, c in bars.tolist()
+    ]
+    equity: list[list[float]] = []
+    if result.equity_curve is not None and len(result.equity_curve):
+        idx = np.unique(np.linspace(0, n - 1, min(n, CHART_BARS)).astype(int))
+        equity = [
+            [int(candles.time_ms[i] // 1000), round(float(result.equity_curve[i]), 2)] for i in idx
+        ]
+    points = result.fill_points
+    if len(points) > CHART_MARKERS:
+        keep = np.unique(np.linspace(0, len(points) - 1, CHART_MARKERS).astype(int))
+        points = [points[i] for i in keep]
+    markers = []
+    if points:
+        positions = np.searchsorted(candles.time_ms, [p.time_ms for p in points])
+        for p, pos in zip(points, positions, strict=True):
+            bar = min(int(pos), n - 1) // per_bar
+            markers.append([int(times[bar]), p.side.value, float(p.price)])
+    return {"bars": out_bars, "bar_seconds": per_bar * 60, "equity": equity, "fills": markers}
+
+
+def page_context(run: BacktestRun) -> dict[str, Any]:
+    result = run.result or {}
+    stats = {k: v for k, v in result.items() if k not in ("chart", "round_trips", "fill_points")}
+    capital = Decimal(run.config.get("capital", "0") or "0")
+    ctx: dict[str, Any] = {
+        "run": run,
+        "done": run.status in (BacktestRun.Status.DONE, BacktestRun.Status.FAILED),
+        "stats": stats,
+        "quote": run.symbol.split("/")[-1],
+        "base": run.symbol.split("/")[0],
+        "capital": capital,
+        "return_pct": (
+            Decimal(stats["total_profit"]) / capital
+            if capital and "total_profit" in stats
+            else None
+        ),
+    }
+    curve = (result.get("chart") or {}).get("equity") or []
+    if curve:
+        from bots.live import sparkline
+
+        ctx["equity_spark"] = sparkline([v for _, v in curve], width=600, height=120)
+    return ctx
+
+
+def chart_data(run: BacktestRun) -> dict[str, Any]:
+    chart = (run.result or {}).get("chart") or {}
+    return {
+        "status": run.status,
+        "symbol": run.symbol,
+        "lines": (run.result or {}).get("levels", []),
+        "candles": chart.get("bars", []),
+        "bar_seconds": chart.get("bar_seconds", 60),
+        "equity": chart.get("equity", []),
+        "fills": chart.get("fills", []),
+    }

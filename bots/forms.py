@@ -1,0 +1,259 @@
+"""Bot and backtest forms: plain forms whose cleaning ends in the engine's own validation.
+
+A config is kept as strings (``Bot.config``); ``clean`` builds the ``GridConfig`` through
+``services.grid_config_for`` (which knows the market's tick, step and minimum order) and puts
+each ``InvalidGrid`` message on the field it is about, so errors show next to what to change.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+from django import forms
+from django.conf import settings
+
+from bots import services
+from bots.engine import GridConfig, InvalidGrid
+from bots.models import Bot
+
+CONFIG_FIELDS = (
+    "capital",
+    "lower_bound",
+    "upper_bound",
+    "grid_levels",
+    "spacing",
+    "stop_loss_pct",
+    "max_daily_loss",
+    "take_profit",
+)
+LIVE_DISABLED_REASON = "live trading needs exchange keys"
+
+# Words in an InvalidGrid message → the field the user should change. First match wins, so
+# the more specific words come first.
+_ERROR_FIELDS = (
+    ("take-profit", "take_profit"),
+    ("stop-loss", "stop_loss_pct"),
+    ("upper price", "upper_bound"),
+    ("lower price", "lower_bound"),
+    ("collide", "grid_levels"),
+    ("levels", "grid_levels"),
+    ("capital", "capital"),
+)
+
+
+def field_for_error(message: str) -> str | None:
+    """The form field an ``InvalidGrid`` message is about (None: the form as a whole)."""
+    lowered = message.lower()
+    for words, name in _ERROR_FIELDS:
+        if words in lowered:
+            return name
+    return None
+
+
+def _sentence(message: str) -> str:
+    return message[:1].upper() + message[1:] + ("" if message.endswith(".") else ".")
+
+
+def _plain(value: Decimal) -> str:
+    """Decimal('1.50') → '1.5', Decimal('1E+3') → '1000': what a person would have typed."""
+    return f"{value.normalize():f}"
+
+
+def symbol_choices(exchange: str = "binance") -> list[tuple[str, str]]:
+    """The pairs the exchange's market rules are known for (BTC/USDT and ETH/USDT bundled)."""
+    from market.models import MarketRules
+
+    symbols = (
+        MarketRules.objects.filter(exchange=exchange)
+        .order_by("symbol")
+        .values_list("symbol", flat=True)
+    )
+    return [(s, s) for s in symbols]
+
+
+class ModeSelect(forms.Select):
+    """A select whose live option is shown but disabled, with the reason in its label."""
+
+    def create_option(self, name: str, value: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        option = super().create_option(name, value, *args, **kwargs)
+        if value == Bot.Mode.LIVE:
+            option["attrs"]["disabled"] = True
+        return option
+
+
+class GridConfigForm(forms.Form):
+    """The grid's inputs (GRID_SPEC.md); subclasses add the symbol and what else they need."""
+
+    min_levels = 2
+    max_levels = 500
+
+    symbol = forms.ChoiceField(label="Pair")
+    capital = forms.DecimalField(
+        label="Capital", min_value=Decimal("0"), help_text="Quote currency the bot may use."
+    )
+    lower_bound = forms.DecimalField(label="Lower price", min_value=Decimal("0"))
+    upper_bound = forms.DecimalField(label="Upper price", min_value=Decimal("0"))
+    grid_levels = forms.IntegerField(label="Price lines")
+    spacing = forms.ChoiceField(
+        label="Spacing",
+        choices=[
+            ("arithmetic", "Arithmetic (equal price steps)"),
+            ("geometric", "Geometric (equal percentage steps)"),
+        ],
+        initial="arithmetic",
+    )
+    stop_loss_pct = forms.DecimalField(
+        label="Stop-loss (% below the lower price)",
+        min_value=Decimal("0"),
+        max_value=Decimal("10"),
+        initial=Decimal("0"),
+        help_text="0 turns it off. Below it the bot sells everything and stops.",
+    )
+    take_profit = forms.DecimalField(
+        label="Take-profit price",
+        required=False,
+        min_value=Decimal("0"),
+        help_text="Optional, above the upper price: there the bot sells everything and stops.",
+    )
+
+    def __init__(self, *args: Any, exchange: str = "binance", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.exchange = exchange
+        self.grid: GridConfig | None = None
+        self.fields["symbol"].choices = symbol_choices(exchange)
+        levels = self.fields["grid_levels"]
+        levels.min_value, levels.max_value = self.min_levels, self.max_levels
+        levels.widget.attrs.update(min=self.min_levels, max=self.max_levels)
+        levels.help_text = f"{self.min_levels} to {self.max_levels} lines."
+        for name in ("capital", "lower_bound", "upper_bound", "stop_loss_pct", "take_profit"):
+            if name in self.fields:
+                self.fields[name].widget.attrs.update(inputmode="decimal", step="any")
+
+    def clean_grid_levels(self) -> int:
+        levels = self.cleaned_data["grid_levels"]
+        if not self.min_levels <= levels <= self.max_levels:
+            raise forms.ValidationError(
+                f"Use between {self.min_levels} and {self.max_levels} price lines."
+            )
+        return levels
+
+    def config(self) -> dict[str, str]:
+        """The cleaned config as ``Bot.config`` keeps it: strings."""
+        data = self.cleaned_data
+        out: dict[str, str] = {}
+        for name in CONFIG_FIELDS:
+            if name not in self.fields:
+                continue
+            value = data.get(name)
+            if value is None:
+                out[name] = ""
+            elif isinstance(value, Decimal):
+                out[name] = _plain(value)
+            else:
+                out[name] = str(value)
+        return out
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        needed = [n for n in CONFIG_FIELDS if n in self.fields and n != "take_profit"]
+        if self.errors or any(data.get(n) is None for n in needed):
+            return data  # the fields' own errors first
+        try:
+            self.grid = self.grid_config(self.config(), data["symbol"])
+        except InvalidGrid as e:
+            self.add_error(field_for_error(str(e)), _sentence(str(e)))
+        except services.BotError as e:  # no market rules for the pair
+            self.add_error("symbol", str(e))
+        return data
+
+    def grid_config(self, config: dict[str, str], symbol: str) -> GridConfig:
+        return services.grid_config_for(config, exchange=self.exchange, symbol=symbol)
+
+
+class BotForm(GridConfigForm):
+    """Create or edit a bot. Nothing is saved here: the view hands ``config()`` to a service."""
+
+    name = forms.CharField(
+        label="Name", max_length=80, required=False, help_text="Optional: for your own list."
+    )
+    mode = forms.ChoiceField(
+        label="Mode",
+        choices=[
+            (Bot.Mode.PAPER, "Paper (simulated money, real prices)"),
+            (Bot.Mode.LIVE, f"Live ({LIVE_DISABLED_REASON})"),
+        ],
+        initial=Bot.Mode.PAPER,
+        widget=ModeSelect,
+        help_text=f"Live is off: {LIVE_DISABLED_REASON}.",
+    )
+    max_daily_loss = forms.DecimalField(
+        label="Daily loss limit",
+        min_value=Decimal("0"),
+        initial=Decimal("0"),
+        help_text="Quote currency lost in one day (UTC) that stops the bot; 0 turns it off.",
+    )
+
+    field_order = [
+        "name",
+        "symbol",
+        "mode",
+        "capital",
+        "lower_bound",
+        "upper_bound",
+        "grid_levels",
+        "spacing",
+        "stop_loss_pct",
+        "take_profit",
+        "max_daily_loss",
+    ]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.min_levels = settings.GRID_MIN_LEVELS
+        self.max_levels = settings.GRID_MAX_LEVELS
+        super().__init__(*args, **kwargs)
+
+    def clean_mode(self) -> str:
+        mode = self.cleaned_data["mode"]
+        if mode == Bot.Mode.LIVE:
+            raise forms.ValidationError(f"Not yet: {LIVE_DISABLED_REASON}.")
+        return mode
+
+    @classmethod
+    def initial_for(cls, bot: Bot) -> dict[str, Any]:
+        return {"name": bot.name, "symbol": bot.symbol, "mode": bot.mode, **bot.config}
+
+
+class BacktestForm(GridConfigForm):
+    """A page backtest: a pair, a date range and a grid (2..500 lines, as GRID_SPEC allows)."""
+
+    start = forms.DateField(label="From", widget=forms.DateInput(attrs={"type": "date"}))
+    end = forms.DateField(label="To (inclusive)", widget=forms.DateInput(attrs={"type": "date"}))
+
+    field_order = [
+        "symbol",
+        "start",
+        "end",
+        "capital",
+        "lower_bound",
+        "upper_bound",
+        "grid_levels",
+        "spacing",
+        "stop_loss_pct",
+        "take_profit",
+    ]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        start, end = data.get("start"), data.get("end")
+        if start and end and end < start:
+            self.add_error("end", "The end date must be on or after the start date.")
+        return data
+
+    def time_range(self) -> tuple[dt.datetime, dt.datetime]:
+        """[start 00:00, the day after end 00:00) in UTC."""
+        tz = dt.UTC
+        start = dt.datetime.combine(self.cleaned_data["start"], dt.time(), tzinfo=tz)
+        end = dt.datetime.combine(self.cleaned_data["end"], dt.time(), tzinfo=tz)
+        return start, end + dt.timedelta(days=1)

@@ -1,0 +1,166 @@
+// Candlestick charts (Lightweight Charts 5, served locally) for the bot and backtest pages.
+//
+// An element with data-chart="bot" or "backtest" and data-url gets a chart of the JSON there:
+// candles, grid lines (price lines), resting orders (coloured by side) and fills (markers).
+// On the bot page the websocket also carries JSON: {"type": "price"} moves the last candle,
+// {"type": "grid"} redraws the lines, orders and fills. htmx ignores those messages; HTML
+// fragments on the same socket are swapped by htmx as usual.
+(function () {
+  "use strict";
+  var LC = window.LightweightCharts;
+  var COLORS = { buy: "#26a69a", sell: "#ef5350", line: "rgba(139,152,165,0.45)", text: "#e6edf3" };
+
+  function num(x) { return typeof x === "number" ? x : parseFloat(x); }
+
+  function makeChart(el) {
+    var chart = LC.createChart(el, {
+      autoSize: true,
+      layout: { background: { color: "#182029" }, textColor: COLORS.text, attributionLogo: false },
+      grid: { vertLines: { color: "#222c37" }, horzLines: { color: "#222c37" } },
+      timeScale: { timeVisible: true, secondsVisible: false },
+      rightPriceScale: { borderColor: "#2a3542" },
+      crosshair: { mode: 0 },
+    });
+    var view = { chart: chart, lines: [], last: null, focus: null };
+    // The price scale fits the candles and the nearest resting buy and sell: the next orders to
+    // fill stay in sight however wide the grid (scroll the price axis to see all of it).
+    view.series = chart.addSeries(LC.CandlestickSeries, {
+      upColor: COLORS.buy, downColor: COLORS.sell, borderVisible: false,
+      wickUpColor: COLORS.buy, wickDownColor: COLORS.sell,
+      autoscaleInfoProvider: function (original) {
+        var res = original();
+        var f = view.focus;
+        if (res === null || !f) return res;
+        res.priceRange.minValue = Math.min(res.priceRange.minValue, f.min);
+        res.priceRange.maxValue = Math.max(res.priceRange.maxValue, f.max);
+        return res;
+      },
+    });
+    view.markers = LC.createSeriesMarkers(view.series, []);
+    return view;
+  }
+
+  // Grid lines first, then each resting order drawn over its line in its side's colour.
+  function drawGrid(view, lines, orders) {
+    view.lines.forEach(function (l) { view.series.removePriceLine(l); });
+    view.lines = [];
+    var resting = {};
+    (orders || []).forEach(function (o) { resting[String(num(o.price))] = o.side; });
+    (lines || []).forEach(function (p) {
+      var side = resting[String(num(p))];
+      view.lines.push(view.series.createPriceLine({
+        price: num(p),
+        color: side ? COLORS[side] : COLORS.line,
+        lineWidth: 1,
+        lineStyle: side ? 0 : 2,
+        axisLabelVisible: Boolean(side),
+        title: side ? side : "",
+      }));
+    });
+    view.focus = focusRange(lines || [], orders || [], view.last ? view.last.close : null);
+    view.el.dataset.gridLines = String(view.lines.length);
+    view.el.dataset.restingOrders = String((orders || []).length);
+  }
+
+  // The nearest resting buy and sell, or the lines either side of the price when none rest.
+  function focusRange(lines, orders, price) {
+    var buys = orders.filter(function (o) { return o.side === "buy"; }).map(function (o) { return num(o.price); });
+    var sells = orders.filter(function (o) { return o.side === "sell"; }).map(function (o) { return num(o.price); });
+    var ps = lines.map(num);
+    if (price !== null) {
+      if (!buys.length) buys = ps.filter(function (p) { return p < price; });
+      if (!sells.length) sells = ps.filter(function (p) { return p > price; });
+    }
+    var lo = buys.length ? Math.max.apply(null, buys) : null;
+    var hi = sells.length ? Math.min.apply(null, sells) : null;
+    if (lo === null && hi === null) return null;
+    return { min: lo === null ? hi : lo, max: hi === null ? lo : hi };
+  }
+
+  function drawFills(view, fills, barSeconds) {
+    var markers = (fills || []).map(function (f) {
+      var t = Array.isArray(f) ? f[0] : Math.floor(f.time_ms / 1000);
+      var side = Array.isArray(f) ? f[1] : f.side;
+      var price = Array.isArray(f) ? f[2] : num(f.price);
+      if (barSeconds) t = t - (t % barSeconds);
+      return side === "buy"
+        ? { time: t, position: "belowBar", color: COLORS.buy, shape: "arrowUp", text: "B" }
+        : { time: t, position: "aboveBar", color: COLORS.sell, shape: "arrowDown", text: "S" };
+    });
+    markers.sort(function (a, b) { return a.time - b.time; });
+    view.markers.setMarkers(markers);
+    view.el.dataset.fills = String(markers.length);
+  }
+
+  function toBar(c) {
+    if (Array.isArray(c)) return { time: c[0], open: c[1], high: c[2], low: c[3], close: c[4] };
+    return { time: Math.floor(c.time_ms / 1000), open: num(c.open), high: num(c.high), low: num(c.low), close: num(c.close) };
+  }
+
+  function load(view) {
+    return fetch(view.el.dataset.url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (r) { return r.json(); })
+      .then(function (data) {
+        var bars = (data.candles || []).map(toBar);
+        view.series.setData(bars);
+        view.last = bars.length ? bars[bars.length - 1] : null;
+        drawGrid(view, data.lines, data.orders);
+        if (view.el.dataset.chart === "backtest" && (data.lines || []).length) {
+          var ps = data.lines.map(num); // a backtest shows its whole grid
+          view.focus = { min: Math.min.apply(null, ps), max: Math.max.apply(null, ps) };
+        }
+        view.chart.priceScale("right").applyOptions({ autoScale: true });
+        drawFills(view, data.fills, data.bar_seconds || 60);
+        if (bars.length) view.chart.timeScale().fitContent();
+        view.el.dataset.candles = String(bars.length);
+        view.el.dataset.ready = "1";
+      })
+      .catch(function (err) { view.el.dataset.error = String(err); });
+  }
+
+  // A live price: extend the current bar, or start the next one.
+  function onPrice(view, msg) {
+    var c = msg.candle;
+    var bar = c ? toBar(c) : null;
+    var price = num(msg.price);
+    var t = Math.floor(msg.time_ms / 60000) * 60;
+    if (!bar) {
+      var last = view.last;
+      bar = last && last.time === t
+        ? { time: t, open: last.open, high: Math.max(last.high, price), low: Math.min(last.low, price), close: price }
+        : { time: t, open: price, high: price, low: price, close: price };
+    }
+    if (view.last && bar.time < view.last.time) return; // an old tick after a reload: ignore
+    view.series.update(bar);
+    view.last = bar;
+  }
+
+  function init(el) {
+    if (el.dataset.chartInit || !LC) return;
+    el.dataset.chartInit = "1";
+    var view = makeChart(el);
+    view.el = el;
+    load(view);
+    if (el.dataset.chart !== "bot") return;
+    var socketElt = el.closest("[ws-connect]");
+    if (!socketElt) return;
+    socketElt.addEventListener("htmx:wsBeforeMessage", function (e) {
+      var text = e.detail.message;
+      if (typeof text !== "string" || text.charAt(0) !== "{") return; // HTML: htmx swaps it
+      e.preventDefault();
+      var msg;
+      try { msg = JSON.parse(text); } catch (err) { return; }
+      if (msg.type === "price") onPrice(view, msg);
+      else if (msg.type === "grid") { drawGrid(view, msg.lines, msg.orders); drawFills(view, msg.fills, 60); }
+    });
+    // After a reconnect, fetch the candles missed while away (the grid comes pushed).
+    socketElt.addEventListener("aibo:live", function (e) { if (e.detail.reconnected) load(view); });
+  }
+
+  function scan(root) {
+    (root.querySelectorAll ? root : document).querySelectorAll("[data-chart]").forEach(init);
+  }
+  document.addEventListener("DOMContentLoaded", function () { scan(document); });
+  document.addEventListener("htmx:load", function (e) { scan(e.target.parentNode || document); });
+  if (document.readyState !== "loading") scan(document);
+})();

@@ -1,0 +1,33 @@
+// The live indicator: htmx's websocket extension says when its socket opens and closes
+// (and reconnects by itself, with backoff); this only shows it.
+(function () {
+  "use strict";
+
+  function indicators(source) {
+    var root = source && source.closest ? source.closest("[ws-connect]") : null;
+    var scope = root || document;
+    var found = scope.querySelectorAll(".live-indicator");
+    return found.length ? found : document.querySelectorAll(".live-indicator");
+  }
+
+  function show(source, state, text) {
+    indicators(source).forEach(function (el) {
+      el.dataset.liveState = state;
+      var label = el.querySelector(".live-text");
+      if (label) label.textContent = text;
+    });
+  }
+
+  document.addEventListener("htmx:wsConnecting", function (e) {
+    if (e.target.dataset.wasOpen) show(e.target, "reconnecting", "reconnecting…");
+  });
+  document.addEventListener("htmx:wsOpen", function (e) {
+    var again = Boolean(e.target.dataset.wasOpen);
+    e.target.dataset.wasOpen = "1";
+    show(e.target, "live", "live");
+    e.target.dispatchEvent(new CustomEvent("aibo:live", { bubbles: true, detail: { reconnected: again } }));
+  });
+  document.addEventListener("htmx:wsClose", function (e) {
+    show(e.target, "reconnecting", "reconnecting…");
+  });
+})();

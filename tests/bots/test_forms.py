@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from bots.forms import BacktestForm, BotForm, field_for_error
+from tests.bots import test_views as desk
+from tests.bots.test_views import CONFIG, FORM
+
+pytestmark = pytest.mark.django_db
+
+# The desk fixtures (tests/bots/test_views.py), made visible to this module.
+price = desk.price
+rules = desk.rules
+
+
+def test_a_valid_form_gives_the_config_as_strings(rules):
+    form = BotForm(FORM | {"capital": "1000.50", "stop_loss_pct": "2.0"})
+    assert form.is_valid(), form.errors
+    assert form.config() == CONFIG | {"capital": "1000.5", "stop_loss_pct": "2"}
+    assert form.grid is not None and len(form.grid.lines) == 20
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "words"),
+    [
+        ({"upper_bound": "59000"}, "upper_bound", "upper price must be above the lower price"),
+        ({"take_profit": "65000"}, "take_profit", "take-profit must be above the upper price"),
+        ({"stop_loss_pct": "11"}, "stop_loss_pct", "less than or equal to 10"),
+        ({"grid_levels": "51"}, "grid_levels", "between 10 and 50"),
+        ({"grid_levels": "9"}, "grid_levels", "between 10 and 50"),
+        ({"lower_bound": "69999.99", "upper_bound": "70000"}, "grid_levels", "collide"),
+        ({"capital": "0"}, "capital", "capital must be above 0"),
+        ({"mode": "live"}, "mode", "live trading needs exchange keys"),
+        ({"symbol": "DOGE/USDT"}, "symbol", "Select a valid choice"),
+    ],
+)
+def test_invalid_input_is_an_error_on_its_field_in_words(rules, changes, field, words):
+    form = BotForm(FORM | changes)
+    assert not form.is_valid()
+    assert words in " ".join(form.errors[field]), form.errors
+
+
+def test_engine_messages_map_onto_fields():
+    assert field_for_error("the take-profit must be above the upper price 1") == "take_profit"
+    assert field_for_error("the grid needs at least 280.92 USDT") is None
+    assert field_for_error("the capital must be above 0") == "capital"
+    assert field_for_error("levels must be between 10 and 50, not 60") == "grid_levels"
+    assert field_for_error("something else") is None
+
+
+def test_live_option_is_shown_disabled_with_the_reason(rules):
+    html = str(BotForm()["mode"])
+    assert '<option value="live" disabled>' in html
+    assert "live trading needs exchange keys" in html
+
+
+def test_backtest_range_is_whole_utc_days(rules):
+    data = {k: v for k, v in FORM.items() if k not in ("name", "mode", "max_daily_loss")}
+    form = BacktestForm(data | {"start": "2025-06-02", "end": "2025-06-03"})
+    assert form.is_valid(), form.errors
+    assert form.time_range() == (
+        dt.datetime(2025, 6, 2, tzinfo=dt.UTC),
+        dt.datetime(2025, 6, 4, tzinfo=dt.UTC),
+    )
+    bad = BacktestForm(data | {"start": "2025-06-03", "end": "2025-06-02"})
+    assert not bad.is_valid() and "on or after the start" in bad.errors["end"][0]
