@@ -28,6 +28,7 @@ from decimal import (
     localcontext,
 )
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any, Literal
 
 # The one rounding helper pair (stdlib only), shared with the market rules and the feed.
@@ -72,6 +73,14 @@ def grid_lines(
     lower: Decimal, upper: Decimal, levels: int, spacing: Spacing, tick: Decimal
 ) -> list[Decimal]:
     """Price lines p_0..p_{N-1}, each rounded half-up to the tick."""
+    return list(_grid_lines(lower, upper, levels, spacing, tick))
+
+
+# A running bot rebuilds its engine every cycle: remember recent grids (a pure function).
+@lru_cache(maxsize=4096)
+def _grid_lines(
+    lower: Decimal, upper: Decimal, levels: int, spacing: Spacing, tick: Decimal
+) -> tuple[Decimal, ...]:
     steps = Decimal(levels - 1)
     # The powers are irrational: compute them far past the tick, then round once.
     with localcontext(prec=40):
@@ -87,7 +96,7 @@ def grid_lines(
             f"{levels} price lines between {lower} and {upper} collide after rounding to the "
             f"tick of {tick}; use fewer levels or a wider range"
         )
-    return lines
+    return tuple(lines)
 
 
 def _dec(value: Any) -> Decimal:

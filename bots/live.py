@@ -15,14 +15,13 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.paginator import Page, Paginator
 from django.db.models import Count, F, Q, Window
 from django.db.models.functions import RowNumber
 from django.template.loader import render_to_string
 
+from aibo import push
 from bots import services
 from bots.engine import GridEngine, InvalidGrid, SlotState
 from bots.models import Bot, BotEvent, EquitySnapshot, Order, PaperBalance
@@ -43,11 +42,8 @@ def publish_bot(
     bot_id: int, *, changes: Iterable[str] = ("status", "orders", "trades", "stats")
 ) -> None:
     """Tell everyone watching bot `bot_id` that it changed (after the change is committed)."""
-    layer = get_channel_layer()
-    if layer is None:
-        return
     event = {"type": "bot.changed", "bot_id": bot_id, "changes": sorted(set(changes))}
-    async_to_sync(layer.group_send)(bot_group(bot_id), event)
+    push.group_send(bot_group(bot_id), event)
 
 
 # --- shared pieces -------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from bots import live
@@ -321,23 +322,29 @@ class CycleResult:
 def run_cycle(bot_id: int) -> CycleResult:
     """One level-triggered pass for a paper bot: walk the new candles, persist what happened.
 
-    An idle cycle (no new candle) costs two queries: the bot and the candle probe.
+    An idle cycle (no new candle) costs one query: the bot, with whether a candle is new.
     """
-    bot = (
+    newer = Candle.objects.filter(
+        exchange=OuterRef("exchange"), symbol=OuterRef("symbol"), timeframe=TIMEFRAME,
+        open_time__gt=OuterRef("cursor"),
+    )  # fmt: skip
+    row = (
         Bot.objects.filter(pk=bot_id)
-        .only("status", "mode", "exchange", "symbol", "cursor", "chain_token")
+        .annotate(has_new=Exists(newer))
+        .values_list("status", "chain_token", "has_new")
         .first()
     )
-    if bot is None or not bot.is_running:
+    if row is None or row[0] != Bot.Status.RUNNING:
         return CycleResult(running=False)
-    candles = _new_candles(bot)
-    if not candles:
-        return CycleResult(chain_token=bot.chain_token)
+    if not row[2]:
+        return CycleResult(chain_token=row[1])
     with transaction.atomic():
         bot = Bot.objects.select_for_update().get(pk=bot_id)
         if not bot.is_running:
             return CycleResult(running=False)
-        candles = [c for c in candles if c[0] > bot.cursor] if bot.cursor else candles
+        candles = _new_candles(bot)
+        if not candles:
+            return CycleResult(chain_token=bot.chain_token)
         result = _walk(bot, candles)
         result.chain_token = bot.chain_token
     transaction.on_commit(lambda: live.publish_bot(bot_id, changes=_changes(result)))
@@ -379,7 +386,15 @@ def _walk(
         max_drawdown=bot.max_drawdown,
         prev_close=bot.last_price,
     )
-    book = {o.slot: o for o in Order.objects.filter(bot=bot, status=Order.Status.OPEN)}
+    book: dict[int | None, Order] | None = None
+
+    def open_book() -> dict[int | None, Order]:
+        """The bot's open orders by slot, read only when a fill needs them (idle: never)."""
+        nonlocal book
+        if book is None:
+            book = {o.slot: o for o in Order.objects.filter(bot=bot, status=Order.Status.OPEN)}
+        return book
+
     seqs = [s.seq for s in engine.slots]
     filled: list[Order] = []
     created: list[Order] = []
@@ -399,7 +414,7 @@ def _walk(
             seq = seqs[fill.slot]
             seqs[fill.slot] += 1
             cid = client_order_id(bot.key, fill.slot, fill.side, fill.price, seq)
-            order = book.pop(fill.slot, None)
+            order = open_book().pop(fill.slot, None)
             if order is None or order.client_order_id != cid:
                 # Placed and filled within this walk (or the book lagged): record it as both.
                 if order is not None:
@@ -454,9 +469,10 @@ def _walk(
     Order.objects.bulk_update(filled, ["status", "filled", "fee", "filled_at", "reason",
                                        "updated_at"])  # fmt: skip
     # New resting orders for the slots whose order filled (placed after the walk).
-    if not engine.is_stopped and halt_reason is None:
+    # Without fills the desired orders are the ones already resting.
+    if result.fills and not engine.is_stopped and halt_reason is None:
         for desired in engine.desired_orders(bot.key):
-            resting = book.get(desired.slot)
+            resting = open_book().get(desired.slot)
             if resting is not None and resting.client_order_id != desired.client_id:
                 resting.status, resting.reason = Order.Status.CANCELLED, "replaced"
                 resting.save(update_fields=["status", "reason", "updated_at"])
@@ -464,7 +480,7 @@ def _walk(
             if resting is None:
                 order = _open_order(bot, desired)
                 created.append(order)
-                book[desired.slot] = order
+                open_book()[desired.slot] = order
                 events.append(_event(bot, BotEvent.Kind.PLACED,
                                      f"Placed {desired.side} {desired.amount} "
                                      f"{bot.base_asset} at {desired.price} (slot "
@@ -473,16 +489,32 @@ def _walk(
     Trade.objects.bulk_create(trades)
     BotEvent.objects.bulk_create(events)
     _save_engine(bot, engine)
-    EquitySnapshot.objects.update_or_create(
-        bot=bot, at=at,
-        defaults={"price": bot.last_price, "quote": engine.quote, "base": engine.base,
-                  "equity": bot.last_equity},
-    )  # fmt: skip
+    if result.fills or halt_reason is not None or _snapshot_due(at):
+        EquitySnapshot.objects.bulk_create(
+            [EquitySnapshot(bot=bot, at=at, price=bot.last_price, quote=engine.quote,
+                            base=engine.base, equity=bot.last_equity)],
+            ignore_conflicts=True,
+        )  # fmt: skip
     if halt_reason is not None:
         _halt(bot, reason=halt_reason, status=Bot.Status.STOPPED, at=at)
         result.running = False
-    bot.save()
+    bot.save(update_fields=CYCLE_FIELDS)
     return result
+
+
+# What a cycle changes on the bot row: saving only these keeps the cycle's write small.
+CYCLE_FIELDS = [
+    "engine_state", "next_buy_price", "next_sell_price", "cursor", "last_price", "last_equity",
+    "peak_equity", "max_drawdown", "day", "day_open_equity", "status", "status_reason",
+    "stopped_at", "chain_token", "updated_at",
+]  # fmt: skip
+# Equity is marked at every candle for the drawdown; the stored series (charts, sparklines)
+# keeps a point per this many market minutes, and one at every fill.
+SNAPSHOT_MINUTES = 15
+
+
+def _snapshot_due(at: datetime) -> bool:
+    return (int(at.timestamp()) // 60) % SNAPSHOT_MINUTES == 0
 
 
 def _stop_words(engine: GridEngine, bot: Bot) -> str:

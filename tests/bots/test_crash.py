@@ -47,12 +47,16 @@ STEPS = [
     (Order.objects, "bulk_create"),  # placing the orders the fills call for
     (Trade.objects, "bulk_create"),  # recording round trips
     (BotEvent.objects, "bulk_create"),  # the event log
-    (EquitySnapshot.objects, "update_or_create"),  # the equity mark, just before commit
+    (EquitySnapshot.objects, "bulk_create"),  # the equity mark, just before commit
     (Bot, "save"),  # the engine state itself: the last write before the commit
 ]
 
 
-@pytest.mark.parametrize(("target", "name"), STEPS, ids=[f"{n}" for _, n in STEPS])
+@pytest.mark.parametrize(
+    ("target", "name"),
+    STEPS,
+    ids=[f"{t.model.__name__ if hasattr(t, 'model') else t.__name__}.{n}" for t, n in STEPS],
+)
 def test_a_crash_at_any_step_of_a_cycle_loses_nothing(
     worked_bot, make_bot, monkeypatch, target, name
 ):

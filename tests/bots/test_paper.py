@@ -77,10 +77,10 @@ def test_candle_by_candle_cycles_equal_one_big_cycle(worked_bot, make_bot):
     assert open_orders(a) == open_orders(b)
 
 
-def test_an_idle_cycle_costs_two_queries(worked_bot, django_assert_num_queries):
+def test_an_idle_cycle_costs_one_query(worked_bot, django_assert_num_queries):
     services.start_bot(worked_bot)
-    with django_assert_num_queries(2):
-        services.run_cycle(worked_bot.pk)
+    with django_assert_num_queries(1):
+        assert services.run_cycle(worked_bot.pk).candles == 0
 
 
 def test_start_without_enough_paper_balance_says_why_and_changes_nothing(worked_bot):
