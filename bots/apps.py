@@ -10,9 +10,18 @@ class BotsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from market import feed
         from market.signals import candles_closed
 
         candles_closed.connect(wake_crossed_bots, dispatch_uid="bots.wake_crossed_bots")
+        if running_bot_markets not in feed.symbol_providers:
+            feed.symbol_providers.append(running_bot_markets)
+
+
+def running_bot_markets() -> list[tuple[str, str]]:
+    from bots.models import Bot
+
+    return list(Bot.objects.running().values_list("exchange", "symbol").distinct())
 
 
 def wake_crossed_bots(sender: Any, *, symbol: str, low: Any, high: Any, **kwargs: Any) -> None:

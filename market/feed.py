@@ -167,12 +167,22 @@ def replay_tracks(symbols: Iterable[tuple[str, str]]) -> list[ReplayTrack]:
     return tracks
 
 
+# Other apps say which markets they need prices for (bots: the pairs of running bots), so the
+# feed serves them without importing those apps.
+symbol_providers: list[Callable[[], Iterable[tuple[str, str]]]] = []
+
+
+def wanted_symbols() -> list[tuple[str, str]]:
+    return sorted({pair for provider in symbol_providers for pair in provider()})
+
+
 def feed_from_settings(extra_symbols: Iterable[str] = ()) -> Feed:
     """The feed the settings ask for: replay of recorded candles (default) or live via ccxt."""
     from market.services import SAMPLES
 
     exchange = settings.MARKET_FEED_EXCHANGE
     symbols = [(exchange, s) for s in extra_symbols]
+    symbols += [pair for pair in wanted_symbols() if pair not in symbols]
     symbols += [(e, s) for e, s, _ in SAMPLES if (e, s) not in symbols]
     if settings.MARKET_FEED == "live":
         return LiveFeed(exchange, [s for _, s in symbols])

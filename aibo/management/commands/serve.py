@@ -12,7 +12,6 @@ from typing import Any
 
 import uvicorn
 from django.conf import settings
-from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 from huey.consumer import Consumer
 from huey.contrib.djhuey import HUEY
@@ -61,18 +60,10 @@ class Command(BaseCommand):
         logger.info("in-process Huey consumer started (%s workers)", cfg.get("workers", 2))
         return consumer
 
-    def start_feed(self, stop: threading.Event) -> threading.Thread | None:
-        try:
-            from django.core.management import get_commands
+    def start_feed(self, stop: threading.Event) -> threading.Thread:
+        from market.management.commands.run_market_feed import Command as FeedCommand
 
-            if "run_market_feed" not in get_commands():
-                return None
-        except Exception:
-            return None
-
-        def run() -> None:
-            call_command("run_market_feed", stop_event=stop)
-
-        thread = threading.Thread(target=run, name="market-feed", daemon=True)
+        feed = FeedCommand(stdout=self.stdout, stderr=self.stderr)
+        thread = threading.Thread(target=feed.run, args=(stop,), name="market-feed", daemon=True)
         thread.start()
         return thread

@@ -24,17 +24,22 @@ class Command(BaseCommand):
             "--symbol",
             action="append",
             dest="symbols",
-            help="feed this symbol too (default: every symbol a bot runs on)",
+            help="feed this symbol too (besides those of running bots and the bundled ones)",
         )
 
-    def handle(self, *args: Any, stop_event: threading.Event | None = None, **options: Any) -> None:
-        self.stop_event = stop_event or threading.Event()
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, self.stop)
-            signal.signal(signal.SIGINT, self.stop)
-        feed = feed_from_settings(extra_symbols=options.get("symbols") or [])
+    def handle(self, *args: Any, **options: Any) -> None:
+        stop = threading.Event()
+        self.stop_event = stop
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+        self.run(stop, extra_symbols=options.get("symbols") or [])
+
+    def run(self, stop: threading.Event, *, extra_symbols: list[str] | None = None) -> None:
+        """Pump until `stop` is set (the serve command runs this in a thread)."""
+        self.stop_event = stop
+        feed = feed_from_settings(extra_symbols=extra_symbols or [])
         self.stdout.write(f"market feed: {feed.describe()}")
-        while not self.stop_event.is_set():
+        while not stop.is_set():
             self.pump(feed)
 
     def pump(self, feed: Feed) -> int:
