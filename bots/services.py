@@ -187,7 +187,7 @@ def start_bot(bot: Bot) -> None:
         raise BotError(
             f"There is no price for {bot.symbol} yet: the market feed has not delivered one."
         )
-    at, p0 = candle
+    at, p0 = candle[0], canonical(candle[1])  # the column pads to 12 places
     try:
         engine = GridEngine.start(
             grid_config_for(bot.config, exchange=bot.exchange, symbol=bot.symbol), p0
