@@ -98,6 +98,17 @@ class _LiveConsumer(AsyncWebsocketConsumer):
         for group in self.groups_joined:
             await self.channel_layer.group_add(group, self.channel_name)
 
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels runs every handler after a thread hop that closes stale database
+        # connections; these two only note what to send (the flush does its own database
+        # work in database_sync_to_async), and with many sockets the hops were the latency.
+        if message["type"] == "bot.changed":
+            await self.bot_changed(message)
+        elif message["type"] == "market.price":
+            await self.market_price(message)
+        else:
+            await super().dispatch(message)
+
     async def disconnect(self, code: int) -> None:
         for c in (getattr(self, "bots", None), getattr(self, "prices", None)):
             if c is not None:

@@ -1,19 +1,88 @@
 """``/ws/market/<SYMBOL>/``: a pair's prices as JSON, for any signed-in user.
 
-No database on a tick: the event from ``market.live.publish_price`` is forwarded as it is.
+A price goes to many sockets at once, so it does not go through one Channels consumer queue
+per socket: each server process keeps one channel-layer subscription per pair (``PriceHub``)
+and hands every tick straight to that pair's sockets. The event already carries its JSON
+(``market.live.price_event``), so a tick costs each socket one websocket frame and nothing
+else: no database, no per-socket task switch through the layer, no per-socket serialising.
+A socket whose client reads slower than the feed gets only the newest price when it catches up.
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
+import logging
 import re
-from typing import Any
+import weakref
 
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import BaseChannelLayer
 
 from market.live import market_group
 
+logger = logging.getLogger(__name__)
+
 _SYMBOL = re.compile(r"^[A-Za-z0-9]{2,30}$")
+
+
+class PriceHub:
+    """Per event loop (one per server process): one subscription per pair, fanned out here."""
+
+    _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, PriceHub] = (
+        weakref.WeakKeyDictionary()
+    )
+
+    def __init__(self) -> None:
+        self.sockets: dict[str, set[PriceConsumer]] = {}
+        self.pumps: dict[str, asyncio.Task[None]] = {}
+        self.subscribed: dict[str, asyncio.Event] = {}
+
+    @classmethod
+    def current(cls) -> PriceHub:
+        loop = asyncio.get_running_loop()
+        hub = cls._hubs.get(loop)
+        if hub is None:
+            hub = cls._hubs[loop] = cls()
+        return hub
+
+    async def join(self, group: str, socket: PriceConsumer, layer: BaseChannelLayer) -> None:
+        """Add the socket; returns once the pair's subscription is in place."""
+        self.sockets.setdefault(group, set()).add(socket)
+        if group not in self.pumps:
+            self.subscribed[group] = asyncio.Event()
+            self.pumps[group] = asyncio.ensure_future(self._pump(group, layer))
+        await self.subscribed[group].wait()
+
+    def leave(self, group: str, socket: PriceConsumer) -> None:
+        sockets = self.sockets.get(group)
+        if sockets is None:
+            return
+        sockets.discard(socket)
+        if not sockets:
+            del self.sockets[group]
+            pump = self.pumps.pop(group, None)
+            self.subscribed.pop(group, None)
+            if pump is not None:
+                pump.cancel()
+
+    async def _pump(self, group: str, layer: BaseChannelLayer) -> None:
+        channel = await layer.new_channel()
+        await layer.group_add(group, channel)
+        self.subscribed[group].set()
+        try:
+            while True:
+                event = await layer.receive(channel)
+                if event.get("type") != "market.price":
+                    continue
+                text = event["json"]
+                for socket in list(self.sockets.get(group, ())):
+                    socket.deliver(text)
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            logger.exception("price hub for %s stopped", group)
+        finally:
+            await layer.group_discard(group, channel)
 
 
 class PriceConsumer(AsyncWebsocketConsumer):
@@ -23,24 +92,31 @@ class PriceConsumer(AsyncWebsocketConsumer):
         if user is None or not user.is_authenticated or not _SYMBOL.match(symbol):
             await self.close()
             return
+        self.sending: asyncio.Task[None] | None = None
+        self.newest: str | None = None
         self.group = market_group(symbol)
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        await PriceHub.current().join(self.group, self, self.channel_layer)
         await self.accept()
 
     async def disconnect(self, code: int) -> None:
         if hasattr(self, "group"):
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+            PriceHub.current().leave(self.group, self)
+        if getattr(self, "sending", None) is not None:
+            self.sending.cancel()  # type: ignore[union-attr]
 
-    async def market_price(self, event: dict[str, Any]) -> None:
-        await self.send(
-            text_data=json.dumps(
-                {
-                    "type": "price",
-                    "exchange": event["exchange"],
-                    "symbol": event["symbol"],
-                    "price": event["price"],
-                    "time_ms": event["time_ms"],
-                    "candle": event.get("candle"),
-                }
-            )
-        )
+    def deliver(self, text: str) -> None:
+        """Send ``text`` soon; while a send waits on a slow client, keep only the newest."""
+        if self.sending is not None:
+            self.newest = text
+            return
+        self.sending = asyncio.ensure_future(self._send(text))
+
+    async def _send(self, text: str | None) -> None:
+        try:
+            while text is not None:
+                await self.send(text_data=text)
+                text, self.newest = self.newest, None
+        except Exception:  # the client went away mid-send: disconnect() cleans up
+            pass
+        finally:
+            self.sending = None

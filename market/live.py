@@ -7,6 +7,7 @@ the channel layer can fan it out.
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime
 from decimal import Decimal
@@ -16,6 +17,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
 _NOT_GROUP_SAFE = re.compile(r"[^A-Za-z0-9_.-]")
+PRICE_KEYS = ("exchange", "symbol", "price", "time_ms", "candle")
 
 
 def market_group(symbol: str) -> str:
@@ -50,6 +52,8 @@ def price_event(
             "time_ms": _ms(candle.get("time_ms", candle.get("open_time", at))),
             **{k: str(candle[k]) for k in ("open", "high", "low", "close") if k in candle},
         }
+    # The JSON every price socket sends, serialised once here instead of once per socket.
+    event["json"] = json.dumps({"type": "price", **{k: event[k] for k in PRICE_KEYS}})
     return event
 
 

@@ -217,3 +217,22 @@ async def test_coalescer_sends_the_first_at_once_and_the_rest_together():
     await asyncio.sleep(0.2)
     assert batches == [{"a": {1}}, {"a": {0, 1, 2, 3, 4}, "b": {9}}]
     c.cancel()
+
+
+async def test_one_subscription_per_pair_feeds_every_socket_until_the_last_leaves(app, user):
+    from market.consumers import PriceHub
+
+    a, _ = await connect(app, "/ws/market/BTCUSDT/", user)
+    b, _ = await connect(app, "/ws/market/BTCUSDT/", user)
+    try:
+        hub = PriceHub.current()
+        assert len(hub.sockets["market.BTCUSDT"]) == 2 and len(hub.pumps) == 1
+        await apublish_price("binance", "BTC/USDT", D("2"), 2000)
+        assert (await a.receive_json_from(timeout=2))["price"] == "2"
+        assert (await b.receive_json_from(timeout=2))["price"] == "2"
+        await a.disconnect()
+        await apublish_price("binance", "BTC/USDT", D("3"), 3000)
+        assert (await b.receive_json_from(timeout=2))["price"] == "3"
+    finally:
+        await b.disconnect()
+    assert "market.BTCUSDT" not in hub.sockets and not hub.pumps
