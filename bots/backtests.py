@@ -180,6 +180,7 @@ def page_context(run: BacktestRun) -> dict[str, Any]:
         "quote": run.symbol.split("/")[-1],
         "base": run.symbol.split("/")[0],
         "capital": capital,
+        "last_day": (run.end - dt.timedelta(microseconds=1)).date(),  # the range ends before
         "return_pct": (
             Decimal(stats["total_profit"]) / capital
             if capital and "total_profit" in stats
@@ -191,6 +192,7 @@ def page_context(run: BacktestRun) -> dict[str, Any]:
         from bots.live import sparkline
 
         ctx["equity_spark"] = sparkline([v for _, v in curve], width=600, height=120)
+        ctx["equity_up"] = curve[-1][1] >= curve[0][1]
     return ctx
 
 

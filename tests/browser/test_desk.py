@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+from collections.abc import Callable
 from decimal import Decimal as D
 
 import pytest
 from django.db import connection
 
 from bots import services
-from bots.models import Bot, Order
+from bots.models import BacktestRun, Bot, Order
+from market.live import publish_price
 from tests.browser.conftest import screenshot
 
 pytestmark = pytest.mark.browser
@@ -68,20 +70,20 @@ def candle(at: dt.datetime, open_: D, close: D, low: D | None = None, high: D | 
     )
 
 
-def run_one_cycle(bot: Bot) -> None:
-    """One bot cycle, in a thread of its own: Playwright keeps an event loop running in this one,
-    and the cycle's push (async_to_sync onto the shared in-memory layer) needs a thread without."""
+def in_thread(fn: Callable[[], object]) -> None:
+    """Run ``fn`` in a thread of its own: Playwright keeps an event loop running in this one,
+    and a push (async_to_sync onto the shared in-memory layer) needs a thread without."""
     errors: list[BaseException] = []
 
-    def cycle() -> None:
+    def run() -> None:
         try:
-            services.run_cycle(bot.pk)
+            fn()
         except BaseException as e:  # re-raised in the test thread
             errors.append(e)
         finally:
             connection.close()
 
-    thread = threading.Thread(target=cycle)
+    thread = threading.Thread(target=run)
     thread.start()
     thread.join(timeout=30)
     if errors:
@@ -162,11 +164,17 @@ def test_the_desk_from_a_new_bot_to_a_live_fill_and_the_emergency_stop(page, liv
         ]
     )
     page.evaluate("window.__noReload = true")
-    run_one_cycle(bot)
+    in_thread(lambda: services.run_cycle(bot.pk))
     page.locator(f"#bot-{bot.pk}-trades .trade").first.wait_for(timeout=10_000)
     page.locator(f"#bot-{bot.pk}-events").get_by_text("Filled").first.wait_for()
     page.wait_for_function("Number(document.querySelector('#bot-chart').dataset.fills) >= 2")
-    assert page.evaluate("window.__noReload") is True  # it came live, no reload
+    # A price tick from the feed moves the price on the page and the chart's last candle.
+    at = T0 + dt.timedelta(minutes=62)
+    tick = {"time_ms": int(at.timestamp() * 1000), "open": "65100", "high": "65200",
+            "low": "65050", "close": "65123.45"}  # fmt: skip
+    in_thread(lambda: publish_price("binance", "BTC/USDT", D("65123.45"), at, candle=tick))
+    page.locator(f"#bot-{bot.pk}-price").get_by_text("65,123.45").wait_for()
+    assert page.evaluate("window.__noReload") is True  # it all came live, no reload
     screenshot(page, "desk-bot-page")
 
     # The dashboard, then the emergency stop.
@@ -219,3 +227,42 @@ def test_the_desk_fits_a_phone(page, live_url, django_user_model):
     page.goto(f"{live_url}/")
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     screenshot(page, "desk-dashboard-phone")
+
+
+def test_a_backtest_from_the_bot_page_shows_its_result_and_chart(page, live_url, django_user_model):
+    market()
+    user = django_user_model.objects.create_user(email="bt@example.com", password="a-Long-pw-123")
+    bot = services.create_bot(
+        user,
+        symbol="BTC/USDT",
+        name="Backtested grid",
+        config={
+            "capital": "1000",
+            "lower_bound": "64900",
+            "upper_bound": "65200",
+            "grid_levels": "10",
+            "spacing": "arithmetic",
+            "stop_loss_pct": "0",
+            "max_daily_loss": "0",
+            "take_profit": "",
+        },
+    )
+    page.goto(f"{live_url}/accounts/login/")
+    page.get_by_label("Email address").fill(user.email)
+    page.get_by_label("Password").fill("a-Long-pw-123")
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(f"{live_url}/")
+    page.goto(f"{live_url}/bots/{bot.pk}/")
+    page.get_by_role("link", name="Backtest this grid").click()
+    assert page.get_by_label("Lower price", exact=True).input_value() == "64900"
+    page.get_by_label("From").fill("2025-06-02")
+    page.get_by_label("To (inclusive)").fill("2025-06-02")
+    page.get_by_role("button", name="Run backtest").click()
+    page.wait_for_url(f"{live_url}/backtests/*/")
+    page.get_by_role("heading", name="Result").wait_for(timeout=20_000)  # polled, no reload
+    page.locator("#backtest-chart canvas").first.wait_for()
+    page.wait_for_function("document.querySelector('#backtest-chart').dataset.ready === '1'")
+    assert page.locator("#backtest-chart").get_attribute("data-grid-lines") == "10"
+    run = BacktestRun.objects.get(owner=user)
+    assert run.status == BacktestRun.Status.DONE and run.result["candles"] == 60
+    screenshot(page, "desk-backtest")
