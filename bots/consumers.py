@@ -201,7 +201,7 @@ class DashboardConsumer(_LiveConsumer):
             await self.send_cards({pk: set(live.CHANGES) for pk, _ in owned})
 
     async def send_cards(self, batch: dict[Hashable, Any]) -> None:
-        html = await database_sync_to_async(live.render_cards)(self.owner_id, list(batch))
+        html = await _render_cards(self.owner_id, list(batch))
         if html:
             await self.send(text_data=html)
 
@@ -212,6 +212,11 @@ class DashboardConsumer(_LiveConsumer):
         )
         if html:
             await self.send(text_data=html)
+
+
+@database_sync_to_async
+def _render_cards(owner_id: int, bot_ids: list[int]) -> str:
+    return live.render_cards(owner_id, bot_ids) + live.render_paper_balance(owner_id)
 
 
 class BotApiConsumer(_LiveConsumer):

@@ -171,9 +171,9 @@ def render_cards(owner_id: int, bot_ids: Iterable[int] | None = None) -> str:
 
 
 def render_paper_balance(owner_id: int) -> str:
-    return render_to_string(
-        "bots/dashboard.html#paper-balance", {"balances": paper_balances(owner_id)}
-    )
+    """The paper wallet as an out-of-band swap: starts and stops move money in and out of it."""
+    ctx = {"balances": paper_balances(owner_id), "oob": True}
+    return render_to_string("bots/dashboard.html#paper-balance", ctx)
 
 
 # --- the bot page --------------------------------------------------------------------------------

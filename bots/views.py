@@ -56,8 +56,16 @@ def emergency_stop(request: AuthedRequest) -> HttpResponse:
     else:
         messages.info(request, "Emergency stop: no bot was running; open orders were cancelled.")
     if request.htmx:
-        return render(request, "bots/dashboard.html#bot-cards", _dashboard_context(request))
+        return _with_balance(
+            request, render(request, "bots/dashboard.html#bot-cards", _dashboard_context(request))
+        )
     return redirect("bots:dashboard")
+
+
+def _with_balance(request: AuthedRequest, response: HttpResponse) -> HttpResponse:
+    """Add the paper wallet, out of band: starting and stopping bots moves money."""
+    response.write(live.render_paper_balance(request.user.pk))
+    return response
 
 
 # --- start / stop --------------------------------------------------------------------------------
@@ -69,7 +77,9 @@ def _after_start_stop(request: AuthedRequest, bot: Bot) -> HttpResponse:
         return redirect("bots:detail", pk=bot.pk)
     if request.htmx.target == f"bot-{bot.pk}-card":
         (card,) = live.dashboard_cards(request.user.pk, [bot.pk])
-        return render(request, "bots/dashboard.html#bot-card", {"card": card})
+        return _with_balance(
+            request, render(request, "bots/dashboard.html#bot-card", {"card": card})
+        )
     ctx = live.bot_context(bot, parts=("status",))
     return render(request, "bots/bot_detail.html#status-card", ctx)
 

@@ -88,6 +88,17 @@ def amount(value: Any, unit: str = "") -> str:
     return format_amount(value, unit)
 
 
+CASH_LIKE = frozenset({"USDT", "USDC", "USD", "BUSD", "FDUSD", "DAI", "EUR", "TUSD"})
+
+
+@register.filter
+def holding(value: Any, asset: str) -> str:
+    """A wallet balance: cents for quote currencies, the amount as it is for coins."""
+    if asset.upper() in CASH_LIKE:
+        return format_money(value, asset)
+    return format_amount(value, asset)
+
+
 @register.filter
 def pct(value: Any, places: int = 2) -> str:
     """A ratio as a percentage: 0.1234 → ``12.34 %``."""

@@ -7,7 +7,15 @@ import pytest
 
 from bots.engine import GridConfig, InvalidGrid
 from bots.preview import grid_preview, min_capital
-from bots.templatetags.money import amount, money, money_signed, pct, price, sign_class
+from bots.templatetags.money import (
+    amount,
+    holding,
+    money,
+    money_signed,
+    pct,
+    price,
+    sign_class,
+)
 
 
 def config(**kw) -> GridConfig:
@@ -102,3 +110,8 @@ def test_money_filters_use_thousands_separators_and_the_unit():
     assert pct(D("0.12345")) == "12.35 %"
     assert pct("0.5", 0) == "50 %"
     assert (sign_class(D(1)), sign_class(D(-1)), sign_class(0)) == ("pos", "neg", "")
+
+
+def test_wallet_balances_show_cents_for_cash_and_amounts_for_coins():
+    assert holding(D("9039.6406"), "USDT") == "9,039.64 USDT"
+    assert holding(D("0.007380000000"), "BTC") == "0.00738 BTC"

@@ -245,6 +245,7 @@ def test_start_from_the_card_swaps_the_card(client, user, bot):
     assert response.status_code == 200
     assert f'id="bot-{bot.pk}-card"' in response.text and "Running" in response.text
     assert 'id="messages"' in response.text and "started" in response.text
+    assert "9,000.00 USDT" in response.text and "1,000.00 USDT in bots" in response.text
     bot.refresh_from_db()
     assert bot.status == Bot.Status.RUNNING
     assert bot.orders.filter(status=Order.Status.OPEN).count() == int(bot.config["grid_levels"]) - 1
@@ -294,6 +295,9 @@ def test_emergency_stop_stops_every_bot_and_cancels_every_order(client, user, ru
     response = client.post("/bots/emergency-stop/", headers=HX)
     assert response.status_code == 200
     assert 'id="bot-cards"' in response.text and "Emergency stop: 2 bot(s) stopped" in response.text
+    wallet = response.text.split('id="paper-balance"')[1]
+    assert wallet.split(">")[0].endswith('hx-swap-oob="true"')  # the wallet rides along
+    assert "in bots" not in wallet  # the capital is back in it
     assert not Bot.objects.filter(owner=user, status=Bot.Status.RUNNING).exists()
     assert not Order.objects.filter(bot__owner=user, status=Order.Status.OPEN).exists()
 
