@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 
 from django.core.asgi import get_asgi_application
@@ -14,6 +15,14 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from aibo.routing import websocket_urlpatterns  # noqa: E402
+
+# A web process holds long-lived objects (settings, URL resolvers, templates) and pushes a burst
+# of small messages to every socket on each price: left alone, the garbage collector's full
+# passes over that heap stall a push by 150-200 ms (bench/bench_ws.py). Freeze what is loaded
+# now and collect the young generation less often.
+gc.collect()
+gc.freeze()
+gc.set_threshold(20_000, 50, 1000)
 
 application = ProtocolTypeRouter(
     {

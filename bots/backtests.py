@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import threading
 from decimal import Decimal
 from typing import Any
 
 import numpy as np
-from django.db import connection
 from django.utils import timezone
 
 from bots import services
@@ -46,38 +44,9 @@ def default_range() -> dict[str, dt.date]:
 
 def enqueue(run_id: int) -> None:
     """Hand the run to Huey (called on commit, so the task finds the row)."""
-    try:
-        from bots.tasks import backtest_task
-    except ImportError:  # until bots.tasks has the task: run it here, off the request thread
-        threading.Thread(target=_run_in_thread, args=(run_id,), daemon=True).start()
-        return
+    from bots.tasks import backtest_task
+
     backtest_task(run_id)
-
-
-def _run_in_thread(run_id: int) -> None:
-    try:
-        run_backtest_job(run_id)
-    finally:
-        connection.close()
-
-
-def load_candles(
-    exchange: str, symbol: str, start: dt.datetime, end: dt.datetime, tick: Decimal
-) -> Candles:
-    """The stored one-minute candles with ``start <= open time < end``, oldest first."""
-    from market.models import Candle
-
-    rows = (
-        Candle.objects.for_series(exchange, symbol)
-        .between(start, end)
-        .order_by("open_time")
-        .values_list("open_time", "open", "high", "low", "close")
-    )
-    table = np.array(
-        [(t.timestamp() * 1000, o, h, lo, c) for t, o, h, lo, c in rows.iterator(chunk_size=5000)],
-        dtype=np.float64,
-    ).reshape(-1, 5)
-    return Candles.from_floats(table, tick)
 
 
 def _set(run: BacktestRun, **fields: Any) -> None:
@@ -94,18 +63,15 @@ def run_backtest_job(run_id: int) -> None:
     _set(run, status=BacktestRun.Status.RUNNING, progress=5)
     try:
         grid = services.grid_config_for(run.config, exchange=run.exchange, symbol=run.symbol)
-        candles = load_candles(run.exchange, run.symbol, run.start, run.end, grid.tick)
-        if not len(candles):
-            raise ValueError(
-                f"no stored {run.symbol} candles between {run.start:%Y-%m-%d} and "
-                f"{run.end:%Y-%m-%d}: import them first (manage.py import_candles)"
-            )
+        candles = services.stored_candles(
+            run.exchange, run.symbol, start=run.start, end=run.end, tick=grid.tick
+        )
         _set(run, progress=40)
         result = run_backtest(grid, candles)
         _set(run, progress=90)
         data = result.to_json_dict()
         data["chart"] = chart_summary(result, candles)
-    except (InvalidGrid, ValueError) as e:
+    except (InvalidGrid, ValueError, services.BotError) as e:
         _set(
             run,
             status=BacktestRun.Status.FAILED,

@@ -16,6 +16,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+import numpy as np
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Exists, OuterRef
@@ -558,17 +559,24 @@ def _event(bot: Bot, kind: str, message: str, at: datetime | None) -> BotEvent:
 def stored_candles(
     exchange: str, symbol: str, *, start: datetime | None, end: datetime | None, tick: Decimal
 ) -> Candles:
-    """The stored 1-minute candles of a market in [start, end), ready for run_backtest."""
+    """The stored 1-minute candles of a market with start <= open time < end, oldest first."""
     rows = (
         Candle.objects.for_series(exchange, symbol, TIMEFRAME)
         .between(start, end)
         .order_by("open_time")
         .values_list("open_time", "open", "high", "low", "close")
     )
-    table = [(int(t.timestamp() * 1000), o, h, low, c) for t, o, h, low, c in rows.iterator()]
-    if not table:
-        raise BotError(f"No stored candles for {symbol} on {exchange} in that period.")
-    return Candles.from_rows(table, tick)
+    # Floats only carry the prices to Candles, which checks they convert back exactly.
+    table = np.array(
+        [(t.timestamp() * 1000, o, h, low, c) for t, o, h, low, c in rows.iterator(5000)],
+        dtype=np.float64,
+    ).reshape(-1, 5)
+    if not len(table):
+        raise BotError(
+            f"No stored {symbol} candles on {exchange} in that period: import them first "
+            "(manage.py import_candles)."
+        )
+    return Candles.from_floats(table, tick)
 
 
 # --- statistics ---------------------------------------------------------------------------------

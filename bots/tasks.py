@@ -55,6 +55,14 @@ def bot_cycle_task(bot_id: int, token: str | None = None) -> None:
     bot_cycle_task.schedule((bot_id, token), delay=delay)
 
 
+@db_task()
+def backtest_task(run_id: int) -> None:
+    """A backtest asked for from the page (progress and result kept on its BacktestRun)."""
+    from bots.backtests import run_backtest_job
+
+    run_backtest_job(run_id)
+
+
 def wake_bots(bot_ids: list[int]) -> None:
     for bot_id in bot_ids:
         bot_cycle_task(bot_id)
