@@ -8,6 +8,7 @@ from django.db import models
 from django.db.models import Q
 
 from bots.engine import GridConfig, GridEngine
+from market.precision import canonical
 
 MONEY = {"max_digits": 30, "decimal_places": 12}
 
@@ -220,7 +221,7 @@ class Order(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.side} {self.amount} @ {self.price} ({self.status})"
+        return f"{self.side} {canonical(self.amount)} @ {canonical(self.price)} ({self.status})"
 
 
 class Trade(models.Model):
@@ -244,7 +245,10 @@ class Trade(models.Model):
         indexes = [models.Index(fields=["bot", "-closed_at"])]
 
     def __str__(self) -> str:
-        return f"{self.amount} {self.buy_price}→{self.sell_price}: {self.profit}"
+        return (
+            f"{canonical(self.amount)} {canonical(self.buy_price)}→{canonical(self.sell_price)}: "
+            f"{canonical(self.profit)}"
+        )
 
 
 class EquitySnapshot(models.Model):
