@@ -13,8 +13,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+
+from aibo import push
 
 _NOT_GROUP_SAFE = re.compile(r"[^A-Za-z0-9_.-]")
 PRICE_KEYS = ("exchange", "symbol", "price", "time_ms", "candle")
@@ -69,11 +70,7 @@ def publish_price(
     ``candle`` holds ``open``, ``high``, ``low``, ``close`` and its open time as ``time_ms``
     (epoch milliseconds) or ``open_time`` (a datetime).
     """
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    event = price_event(exchange, symbol, price, at, candle)
-    async_to_sync(layer.group_send)(market_group(symbol), event)
+    push.group_send(market_group(symbol), price_event(exchange, symbol, price, at, candle))
 
 
 async def apublish_price(
