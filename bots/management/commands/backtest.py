@@ -4,34 +4,17 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from aibo.cli import parse_date, parse_decimal
 from bots import services
 from bots.backtest import BacktestResult, Candles, load_csv, run_backtest
 from bots.engine import GridConfig, InvalidGrid
 from market.models import MarketRules
 from market.precision import canonical
-
-
-def _decimal(value: str) -> Decimal:
-    try:
-        number = Decimal(value)
-    except InvalidOperation:
-        raise CommandError(f"{value!r} is not a number") from None
-    if not number.is_finite():
-        raise CommandError(f"{value!r} is not a finite number")
-    return number
-
-
-def _date(value: str) -> datetime:
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise CommandError(f"{value!r} is not a date (use YYYY-MM-DD or an ISO time)") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 class Command(BaseCommand):
@@ -42,20 +25,24 @@ class Command(BaseCommand):
         source.add_argument("--csv", help="timestamp_ms,open,high,low,close[,volume] (.csv/.gz)")
         source.add_argument("--symbol", help="stored candles of this pair, e.g. BTC/USDT")
         source.add_argument("--exchange", default="binance")
-        source.add_argument("--start", type=_date, help="first candle (stored candles)")
-        source.add_argument("--end", type=_date, help="stop before this time (stored candles)")
+        source.add_argument("--start", type=parse_date, help="first candle (stored candles)")
+        source.add_argument("--end", type=parse_date, help="stop before this time (stored candles)")
         grid = parser.add_argument_group("grid")
-        grid.add_argument("--lower", type=_decimal, required=True)
-        grid.add_argument("--upper", type=_decimal, required=True)
+        grid.add_argument("--lower", type=parse_decimal, required=True)
+        grid.add_argument("--upper", type=parse_decimal, required=True)
         grid.add_argument("--levels", type=int, required=True, help="price lines, 2..500")
-        grid.add_argument("--capital", type=_decimal, required=True, help="quote to commit")
+        grid.add_argument("--capital", type=parse_decimal, required=True, help="quote to commit")
         grid.add_argument("--geometric", action="store_true", help="equal ratios between lines")
-        grid.add_argument("--fee", type=_decimal, help="per fill (default: the market's, 0.001)")
-        grid.add_argument("--tick", type=_decimal, help="price increment (default: the market's)")
-        grid.add_argument("--step", type=_decimal, help="amount increment")
-        grid.add_argument("--min-notional", type=_decimal, help="minimum order value")
-        grid.add_argument("--stop-loss-pct", type=_decimal, default=Decimal(0))
-        grid.add_argument("--take-profit", type=_decimal)
+        grid.add_argument(
+            "--fee", type=parse_decimal, help="per fill (default: the market's, 0.001)"
+        )
+        grid.add_argument(
+            "--tick", type=parse_decimal, help="price increment (default: the market's)"
+        )
+        grid.add_argument("--step", type=parse_decimal, help="amount increment")
+        grid.add_argument("--min-notional", type=parse_decimal, help="minimum order value")
+        grid.add_argument("--stop-loss-pct", type=parse_decimal, default=Decimal(0))
+        grid.add_argument("--take-profit", type=parse_decimal)
         out = parser.add_argument_group("output")
         out.add_argument("--json", action="store_true", help="print one JSON object")
         out.add_argument("--plot", help="draw price, grid, fills and equity to this PNG")

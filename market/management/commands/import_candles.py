@@ -3,20 +3,12 @@
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from aibo.cli import parse_date
 from market import services
-
-
-def _date(value: str) -> datetime:
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise CommandError(f"{value!r} is not a date (use YYYY-MM-DD or an ISO time)") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 class Command(BaseCommand):
@@ -27,8 +19,10 @@ class Command(BaseCommand):
         parser.add_argument("--csv", help="timestamp_ms,open,high,low,close,volume (.csv or .gz)")
         parser.add_argument("--exchange", default="binance")
         parser.add_argument("--timeframe", default="1m")
-        parser.add_argument("--since", type=_date, help="exchange import: first candle time")
-        parser.add_argument("--until", type=_date, help="exchange import: stop before this time")
+        parser.add_argument("--since", type=parse_date, help="exchange import: first candle time")
+        parser.add_argument(
+            "--until", type=parse_date, help="exchange import: stop before this time"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         symbol, exchange = options["symbol"], options["exchange"]
