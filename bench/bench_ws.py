@@ -12,10 +12,11 @@ arrival minus publish (wall clock, one machine), over every (client, price) pair
 under 100 ms with 1,000 clients. Everything listens on loopback; every wait has a deadline.
 
 Measured on the 2-core dev machine (1,000 clients in 4 processes on the same 2 cores, 40 prices
-at 4/s, PostgreSQL): default server p50 55 ms, p99 230 ms (the p99 is full garbage collections
-of the server, 150-200 ms each, on a few ticks); ``--gc-tuned`` p50 52 ms, p99 68 ms;
-``--gc-tuned --no-deflate`` p50 44 ms, p99 65 ms. Before ``market.consumers.PriceHub`` (one
-Channels consumer queue per socket, with Channels' per-message database hop) p50 was 800 ms.
+at 4/s, PostgreSQL): with Python's default GC thresholds p50 55 ms, p99 230 ms (full
+collections of the server, 150-200 ms each, on a few ticks); with the GC tuning aibo.asgi now
+applies p50 52-59 ms, p99 68-94 ms (the range is other work on the machine); ``--no-deflate``
+saves about 8 ms more. Before ``market.consumers.PriceHub`` (one Channels consumer queue per
+socket, with Channels' per-message database hop) p50 was 800 ms.
 """
 
 from __future__ import annotations
@@ -42,18 +43,6 @@ sys.path.insert(0, str(ROOT))
 
 BASE_PRICE = 60000
 SYMBOL_PATH = "/ws/market/BTCUSDT/"
-
-
-# A full garbage collection walks every live object: with a thousand sockets that is a pause of
-# 150-200 ms, every few seconds of ticks, and it is the whole p99. Freezing what the app loaded
-# and collecting the young generation less often removes it (see --gc-tuned).
-GC_TUNED_SERVER = """
-import gc, sys, uvicorn
-from aibo.asgi import application
-gc.collect(); gc.freeze(); gc.set_threshold(20_000, 50, 1000)
-sys.argv = ["uvicorn", "aibo.asgi:application", *sys.argv[1:]]
-uvicorn.main()
-"""
 
 
 def raise_fd_limit() -> int:
@@ -152,11 +141,6 @@ def main() -> None:
         action="store_true",
         help="serve without permessage-deflate (tiny JSON frames gain nothing from it)",
     )
-    parser.add_argument(
-        "--gc-tuned",
-        action="store_true",
-        help="server with gc.freeze() after loading the app and gen-0 threshold 20,000",
-    )
     parser.add_argument("--verbose", action="store_true", help="latency of each price")
     parser.add_argument("--profile", help="write a cProfile of the server to this file")
     args = parser.parse_args()
@@ -216,10 +200,7 @@ def main() -> None:
     server_args = ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
                    "--no-access-log",
                    *(["--ws-per-message-deflate", "false"] if args.no_deflate else [])]  # fmt: skip
-    if args.gc_tuned:
-        launch = ["-c", GC_TUNED_SERVER, *server_args]
-    else:
-        launch = [*profile, "-m", "uvicorn", "aibo.asgi:application", *server_args]
+    launch = [*profile, "-m", "uvicorn", "aibo.asgi:application", *server_args]
     server = subprocess.Popen([sys.executable, *launch], cwd=ROOT, env=env)
     ctx = mp.get_context("spawn")
     procs: list = []
@@ -282,7 +263,7 @@ def main() -> None:
             print(
                 f"  price {seq:3}: first {lat[0]:6.1f}  median {mid:6.1f}  last {lat[-1]:6.1f} ms"
             )
-    print(f"server: {'gc tuned' if args.gc_tuned else 'default gc'}, "
+    print("server: the app as deployed (aibo.asgi tunes its GC), "
           f"permessage-deflate {'off' if args.no_deflate else 'on'}")  # fmt: skip
     print(f"load average during the run: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     verdict = "meets" if q(0.99) < 100 and len(latencies) == expected else "MISSES"
