@@ -201,7 +201,7 @@ def start_bot(bot: Bot) -> None:
         if bot.is_running:
             raise BotError(f"{bot} is already running.")
         capital = bot.capital
-        wallet = paper_balance(bot.owner_id and bot.owner, bot.quote_asset, for_update=True)
+        wallet = paper_balance(bot.owner, bot.quote_asset, for_update=True)
         if wallet.free < capital:
             raise BotError(
                 f"Your paper balance is {wallet.free:,.2f} {bot.quote_asset}; this grid needs "
