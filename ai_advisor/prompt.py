@@ -253,3 +253,11 @@ def build_messages(
             }
         )
     return system, messages
+
+
+def context_json(ctx: AdvisorContext) -> dict[str, Any]:
+    """The context as plain JSON (Decimals as exact strings), for storing with a run."""
+    out = {name: getattr(ctx, name) for name in ctx.__dataclass_fields__}
+    result = _jsonable(out)
+    assert isinstance(result, dict)
+    return result
