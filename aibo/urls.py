@@ -14,4 +14,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("accounts.urls")),
     path("", include("bots.urls")),
+    path("", include("ai_advisor.urls")),
 ]

@@ -1,0 +1,294 @@
+"""The advisor on the page (a <dialog> that polls a run) and as a JSON API.
+
+Every query is scoped to ``request.user``: another user's run or bot is a 404.
+
+``POST /api/ai/optimize`` is session-authenticated and CSRF-protected like any Django POST:
+a script on an aibo page sends the ``csrftoken`` cookie's value in an ``X-CSRFToken`` header
+(``base.html`` already puts that header on every htmx request). It answers synchronously:
+Claude's call and the backtests take seconds, up to the client's timeout on a bad day.
+The page instead creates the run, hands it to Huey and polls it every second.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django.contrib.auth.decorators import login_required
+from django.db import transaction
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseClientRedirect
+
+from accounts.http import AuthedRequest
+from ai_advisor import services
+from ai_advisor.models import AdvisorRun
+from bots.models import Bot
+
+DIFF_FIELDS = (
+    ("lower_bound", "Lower price"),
+    ("upper_bound", "Upper price"),
+    ("grid_levels", "Lines"),
+    ("spacing", "Spacing"),
+    ("stop_loss_pct", "Stop-loss %"),
+    ("take_profit", "Take-profit"),
+    ("capital", "Capital"),
+)
+
+
+def _own_run(request: AuthedRequest, pk: int) -> AdvisorRun:
+    return get_object_or_404(AdvisorRun.objects.select_related("bot"), pk=pk, owner=request.user)
+
+
+# --- the JSON API -----------------------------------------------------------------------------
+
+
+def _error(message: str, status: int = 400, **extra: Any) -> JsonResponse:
+    return JsonResponse({"error": message, **extra}, status=status)
+
+
+def _number(body: dict[str, Any], name: str) -> Decimal | None:
+    value = body.get(name)
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise services.AdviceError(f"{name} must be a number.")
+    try:
+        d = Decimal(str(value))
+    except InvalidOperation:
+        raise services.AdviceError(f"{name} must be a number.") from None
+    if not d.is_finite() or d <= 0:
+        raise services.AdviceError(f"{name} must be a number above 0.")
+    return d
+
+
+@require_POST
+def api_optimize(request: HttpRequest) -> JsonResponse:
+    """``{pair, capital, current_price, lower_bound, upper_bound, volatility, volume_24h}``
+    (optional: ``grid_levels``, ``risk`` low|medium|high, ``bot``) → the suggestion, the
+    backtest comparison and the run id.
+
+    The market facts come from aibo's own stored data; current_price, volatility and
+    volume_24h are kept with the run as the client's view. lower_bound and upper_bound with
+    grid_levels (or a ``bot``) are the current grid the suggestion is compared against.
+    """
+    if not request.user.is_authenticated:
+        return _error("Sign in first: the advisor API uses your session.", 401)
+    try:
+        body = json.loads(request.body or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        return _error("The body must be JSON.")
+    if not isinstance(body, dict):
+        return _error("The body must be a JSON object.")
+    try:
+        run = _api_run(request, body)
+    except services.Throttled as e:
+        response = _error(str(e), 429)
+        response["Retry-After"] = str(e.retry_after)
+        return response
+    except services.AdviceError as e:
+        return _error(str(e))
+    except Http404:
+        return _error("No such bot.", 404)
+    services.execute_run(run)
+    if run.status != AdvisorRun.Status.DONE:
+        return _error(run.error, 502, run_id=run.pk, validation=run.validation)
+    return JsonResponse(api_payload(run))
+
+
+def _api_run(request: HttpRequest, body: dict[str, Any]) -> AdvisorRun:
+    bot = None
+    if body.get("bot") not in (None, ""):
+        try:
+            bot = Bot.objects.filter(pk=int(body["bot"]), owner=request.user).first()
+        except (TypeError, ValueError):
+            raise services.AdviceError("bot must be a bot's id.") from None
+        if bot is None:
+            raise Http404("No such bot.")
+    pair = body.get("pair")
+    if bot is None and (not isinstance(pair, str) or "/" not in pair):
+        raise services.AdviceError("pair is required, as BASE/QUOTE, e.g. BTC/USDT.")
+    if body.get("capital") in (None, ""):
+        raise services.AdviceError("capital is required.")
+    capital = _number(body, "capital")
+    lower, upper = _number(body, "lower_bound"), _number(body, "upper_bound")
+    if lower is not None and upper is not None and lower >= upper:
+        raise services.AdviceError("lower_bound must be below upper_bound.")
+    hints = {
+        name: str(value)
+        for name in ("current_price", "volatility", "volume_24h")
+        if (value := _number(body, name)) is not None
+    }
+    current = None
+    if bot is None and lower is not None and upper is not None and body.get("grid_levels"):
+        levels = _number(body, "grid_levels")
+        if levels is None or levels != levels.to_integral_value():
+            raise services.AdviceError("grid_levels must be a whole number.")
+        current = {
+            "capital": str(capital), "lower_bound": str(lower), "upper_bound": str(upper),
+            "grid_levels": str(int(levels)), "spacing": body.get("spacing") or "arithmetic",
+        }  # fmt: skip
+    elif lower is not None or upper is not None:
+        hints.update({k: str(v) for k, v in (("lower_bound", lower), ("upper_bound", upper)) if v})
+    risk = body.get("risk") or "medium"
+    return services.create_run(
+        request.user,
+        symbol=pair if isinstance(pair, str) else None,
+        capital=capital,
+        risk=str(risk),
+        bot=bot,
+        current=current,
+        client_hints=hints,
+    )
+
+
+def api_payload(run: AdvisorRun) -> dict[str, Any]:
+    s = run.suggestion or {}
+    return {
+        "run_id": run.pk,
+        "source": run.source,
+        "grid_lower": s.get("grid_lower"),
+        "grid_upper": s.get("grid_upper"),
+        "num_levels": s.get("num_levels"),
+        "spacing": s.get("spacing"),
+        "stop_loss_pct": s.get("stop_loss_pct"),
+        "take_profit": s.get("take_profit"),
+        "confidence": s.get("confidence"),
+        "reasoning": s.get("reasoning"),
+        "risk_level": s.get("risk_level"),
+        "config": s.get("config"),
+        "model": run.model,
+        "input_tokens": run.input_tokens,
+        "output_tokens": run.output_tokens,
+        "cost_usd": str(run.cost_usd) if run.cost_usd is not None else None,
+        "latency_ms": run.latency_ms,
+        "backtests": run.backtests,
+    }
+
+
+# --- the dialog -------------------------------------------------------------------------------
+
+
+@login_required
+@require_POST
+def run_create(request: AuthedRequest) -> HttpResponse:
+    """Store the question, hand it to Huey, answer with the panel that polls it."""
+    bot = None
+    if pk := request.POST.get("bot"):
+        bot = get_object_or_404(Bot, pk=pk, owner=request.user)
+    try:
+        with transaction.atomic():
+            run = services.create_run(
+                request.user,
+                symbol=request.POST.get("symbol"),
+                capital=request.POST.get("capital", ""),
+                risk=request.POST.get("risk", "medium"),
+                bot=bot,
+            )
+            transaction.on_commit(lambda: _enqueue(run.pk))
+    except services.AdviceError as e:
+        status = 429 if isinstance(e, services.Throttled) else 400
+        # htmx swaps only 2xx answers by default: the dialog shows the problem in place.
+        return render(
+            request,
+            "ai_advisor/run_detail.html#advisor-problem",
+            {"problem": str(e)},
+            status=200 if request.htmx else status,
+        )
+    return render(request, "ai_advisor/run_detail.html#advisor-run", panel_context(run))
+
+
+def _enqueue(run_id: int) -> None:
+    from ai_advisor.tasks import advise_task
+
+    advise_task(run_id)
+
+
+@login_required
+@require_GET
+def run_detail(request: AuthedRequest, pk: int) -> HttpResponse:
+    run = _own_run(request, pk)
+    template = "ai_advisor/run_detail.html"
+    if request.htmx:
+        template += "#advisor-run"
+    return render(request, template, panel_context(run))
+
+
+@login_required
+@require_POST
+def run_accept(request: AuthedRequest, pk: int) -> HttpResponse:
+    run = _own_run(request, pk)
+    try:
+        bot = services.accept_run(run, confirm_restart=request.POST.get("confirm") == "restart")
+    except services.NeedsConfirmation as e:
+        ctx = panel_context(run) | {"confirm": str(e)}
+        return render(request, "ai_advisor/run_detail.html#advisor-run", ctx)
+    except services.DecisionError as e:
+        ctx = panel_context(run) | {"problem": str(e)}
+        return render(request, "ai_advisor/run_detail.html#advisor-run", ctx)
+    url = reverse("bots:detail", args=[bot.pk])
+    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+
+
+@login_required
+@require_POST
+def run_reject(request: AuthedRequest, pk: int) -> HttpResponse:
+    run = _own_run(request, pk)
+    ctx: dict[str, Any] = {}
+    try:
+        services.reject_run(run, reason=request.POST.get("reason", ""))
+    except services.DecisionError as e:
+        ctx["problem"] = str(e)
+    return render(request, "ai_advisor/run_detail.html#advisor-run", panel_context(run) | ctx)
+
+
+def panel_context(run: AdvisorRun) -> dict[str, Any]:
+    """The run as the dialog shows it: the diff, and a row per candidate and window."""
+    from bots.live import sparkline
+
+    suggested = (run.suggestion or {}).get("config") or {}
+    current = services.current_config_of(run) if run.bot_id or run.inputs else None
+    diff = [
+        {
+            "label": label,
+            "current": (current or {}).get(key, ""),
+            "suggested": suggested.get(key, ""),
+            "changed": current is not None and _differs(current.get(key), suggested.get(key)),
+        }
+        for key, label in DIFF_FIELDS
+    ]
+    rows = []
+    backtests = run.backtests or {}
+    for cand in backtests.get("candidates", []):
+        for window in backtests.get("windows", []):
+            result = cand["results"].get(str(window["days"]), {})
+            curve = result.get("equity_curve") or []
+            rows.append(
+                {
+                    "candidate": cand,
+                    "window": window,
+                    "result": result,
+                    "spark": sparkline(curve, width=120, height=28) if curve else "",
+                    "up": len(curve) < 2 or curve[-1] >= curve[0],
+                }
+            )
+    return {
+        "run": run,
+        "suggestion": run.suggestion,
+        "diff": diff,
+        "has_current": current is not None,
+        "rows": rows,
+        "windows": backtests.get("windows", []),
+        "baseline": backtests.get("baseline"),
+        "running_bot": run.bot is not None and run.bot.is_running,
+    }
+
+
+def _differs(a: Any, b: Any) -> bool:
+    try:
+        return Decimal(str(a or 0)) != Decimal(str(b or 0))
+    except InvalidOperation:
+        return (a or "") != (b or "")
