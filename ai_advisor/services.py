@@ -20,7 +20,7 @@ from typing import Any
 import httpx2
 import numpy as np
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from ai_advisor.client import (
@@ -121,7 +121,7 @@ def create_run(
         check_throttle(owner)
     inputs: dict[str, Any] = {}
     if current is not None:
-        inputs["current_config"] = current
+        inputs["compare_config"] = current
     if client_hints:
         inputs["client_hints"] = client_hints
     return AdvisorRun.objects.create(
@@ -235,7 +235,8 @@ def _execute(run: AdvisorRun, *, http_client: httpx2.Client | None) -> None:
 
 
 def _extra_inputs(run: AdvisorRun) -> dict[str, Any]:
-    return {"client_hints": run.inputs["client_hints"]} if "client_hints" in run.inputs else {}
+    """What the caller gave besides the context: kept beside it."""
+    return {k: run.inputs[k] for k in ("client_hints", "compare_config") if k in run.inputs}
 
 
 # --- the context ----------------------------------------------------------------------------
@@ -254,7 +255,7 @@ CONFIG_KEYS = ("capital", "lower_bound", "upper_bound", "grid_levels", "spacing"
 
 def current_config_of(run: AdvisorRun) -> dict[str, str] | None:
     """The bot's config (only the grid's own keys), or the API's range, or None."""
-    source = run.bot.config if run.bot is not None else run.inputs.get("current_config")
+    source = run.bot.config if run.bot is not None else run.inputs.get("compare_config")
     if not source:
         return None
     config = bot_services.normalise_config({k: source.get(k) for k in CONFIG_KEYS})
@@ -327,14 +328,10 @@ def suggestion_config(s: RawSuggestion, ctx: AdvisorContext) -> dict[str, str]:
             "grid_levels": s.num_levels,
             "spacing": s.spacing,
             "stop_loss_pct": canonical(s.stop_loss_pct),
-            "max_daily_loss": _max_daily_loss(ctx),
+            "max_daily_loss": "",  # the trader's own limit: accepting keeps the bot's
             "take_profit": canonical(s.take_profit) if s.take_profit is not None else "",
         }
     )
-
-
-def _max_daily_loss(ctx: AdvisorContext) -> str:
-    return ""  # the suggestion leaves the daily loss limit to the trader (accept keeps the bot's)
 
 
 def grid_for(config: dict[str, str], ctx: AdvisorContext) -> GridConfig:
@@ -677,16 +674,7 @@ def accept_run(run: AdvisorRun, *, confirm_restart: bool = False, name: str = ""
         raise DecisionError("This advice cannot be accepted: " + _why_not(run))
     assert run.suggestion is not None
     config = dict(run.suggestion["config"])
-    try:
-        bot = _accept(run, config, confirm_restart=confirm_restart, name=name)
-    except IntegrityError:
-        # Rolled back whole. Seen when a restart lands in the same market minute as the stop
-        # (start_bot's equity snapshot collides with the stop's): the next minute works.
-        logger.exception("advisor run %s: accepting failed", run.pk)
-        raise DecisionError(
-            "The bot could not be restarted on the new grid just now; nothing changed. "
-            "Try again in a minute."
-        ) from None
+    bot = _accept(run, config, confirm_restart=confirm_restart, name=name)
     run.refresh_from_db()
     bot.refresh_from_db()
     return bot

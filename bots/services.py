@@ -246,9 +246,10 @@ def start_bot(bot: Bot) -> None:
             )
         ]
         BotEvent.objects.bulk_create(events)
-        EquitySnapshot.objects.create(
-            bot=bot, at=at, price=p0, quote=engine.quote, base=engine.base,
-            equity=bot.last_equity,
+        # A restart in the market minute of the last cycle replaces that minute's snapshot.
+        EquitySnapshot.objects.update_or_create(
+            bot=bot, at=at, defaults={"price": p0, "quote": engine.quote, "base": engine.base,
+                                      "equity": bot.last_equity},
         )  # fmt: skip
         transaction.on_commit(lambda: _after_start(bot.pk, bot.chain_token))
 

@@ -4,6 +4,7 @@ run, the backtest comparison, the decision, and the bot left alone whenever anyt
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -13,9 +14,10 @@ from ai_advisor import services
 from ai_advisor.models import AdvisorRun
 from bots import services as bot_services
 from bots.models import Bot, Order
+from market.indicators import market_snapshot
+from market.services import load_bundled_sample
 from tests.ai_advisor import anthropic_fakes as fakes
-from tests.ai_advisor.conftest import API_KEY, BOT_CONFIG, END_MS, good_input
-from tests.bots.conftest import add_candles
+from tests.ai_advisor.conftest import API_KEY, BOT_CONFIG, good_input
 
 API = "/api/ai/optimize"
 
@@ -242,9 +244,6 @@ def test_accept_on_a_running_bot_asks_first_then_restarts_it_on_the_new_grid(
     client, user, running_bot, no_key
 ):
     run = _done_run(user, running_bot)
-    # The market moves on a minute before the user accepts (bots.services.start_bot cannot
-    # yet restart a bot within the minute it stopped: its equity snapshot collides).
-    add_candles([(END_MS, "65000", "65010", "64990", "65000")])
     before = bot_state(running_bot)
     old_orders = set(
         Order.objects.filter(bot=running_bot, status="open").values_list("pk", flat=True)
@@ -266,9 +265,7 @@ def test_accept_on_a_running_bot_asks_first_then_restarts_it_on_the_new_grid(
     assert running_bot.config["lower_bound"] == run.suggestion["config"]["lower_bound"]
     engine = running_bot.engine()
     assert (
-        engine.config.lower
-        == engine.lines[0]
-        == __import__("decimal").Decimal(run.suggestion["config"]["lower_bound"])
+        engine.config.lower == engine.lines[0] == Decimal(run.suggestion["config"]["lower_bound"])
     )
     assert len(engine.lines) == run.suggestion["num_levels"]
     assert not Order.objects.filter(pk__in=old_orders, status="open").exists()
@@ -407,6 +404,11 @@ def test_the_api_compares_against_a_range_given_with_its_levels(client, user, ma
     data = response.json()
     assert [c["key"] for c in data["backtests"]["candidates"]] == ["suggestion", "current"]
     assert data["backtests"]["candidates"][1]["config"]["grid_levels"] == "12"
+    run = AdvisorRun.objects.get()
+    assert run.inputs["compare_config"]["lower_bound"] == "60000"
+    assert run.inputs["current_config"]["lower"] == "60000"  # as the prompt put it
+    page = client.get(reverse("ai_advisor:run", args=[run.pk]), headers={"HX-Request": "true"})
+    assert "(changed)" in page.text and "60000" in page.text
 
 
 def test_throttling_is_a_429_with_a_clear_message(client, user, market, no_key, settings):
@@ -463,3 +465,28 @@ def test_the_prompt_holds_no_secret(client, user, bot, claude, settings):
     stored = json.dumps(AdvisorRun.objects.values(*fields).get(), default=str)
     for secret in planted:
         assert secret not in stored
+
+
+def test_on_the_bundled_market_the_prompt_carries_the_real_indicators(client, user, claude):
+    # No stubbed snapshot here: market.indicators reads the stored real BTC candles.
+    load_bundled_sample()
+    snap = market_snapshot("binance", "BTC/USDT")
+    price = float(snap.price)
+    fake = claude([fakes.tool_use(fakes.suggestion_input(
+        grid_lower=round(price * 0.97), grid_upper=round(price * 1.03), num_levels=20,
+        take_profit=None,
+    ))])  # fmt: skip
+    client.force_login(user)
+
+    response = ask(client)
+
+    assert response.status_code == 200, response.content
+    assert response.json()["source"] == "claude"
+    prompt = fake.requests[0].content.decode()
+    figures = (snap.price, snap.rsi14, snap.volatility_daily, snap.atr14, snap.support,
+               snap.resistance, *snap.range_7d, *snap.range_30d)  # fmt: skip
+    for figure in figures:
+        assert format(figure, "f") in prompt
+    run = AdvisorRun.objects.get()
+    assert run.inputs["price"] == format(snap.price, "f")
+    assert run.inputs["rsi14"] == format(snap.rsi14, "f")

@@ -133,6 +133,18 @@ def test_stop_cancels_every_resting_order_and_returns_the_holdings(worked_bot):
     assert worked_bot.events.filter(kind=BotEvent.Kind.STOPPED).exists()
 
 
+def test_a_restart_in_the_same_market_minute_replaces_that_minutes_snapshot(worked_bot):
+    services.start_bot(worked_bot)
+    add_candles(WORKED_CANDLES[1:])
+    services.run_cycle(worked_bot.pk)
+    services.stop_bot(worked_bot)
+    services.start_bot(worked_bot)  # no new candle since the stop: the same market minute
+    worked_bot.refresh_from_db()
+    assert worked_bot.status == Bot.Status.RUNNING
+    last = worked_bot.equity_snapshots.last()
+    assert (last.at, last.equity) == (worked_bot.cursor, worked_bot.last_equity)
+
+
 def test_emergency_stop_stops_all_of_a_users_bots_and_no_one_elses(
     worked_bot, make_bot, other_user
 ):

@@ -105,30 +105,31 @@ def test_the_desk_from_a_new_bot_to_a_live_fill_and_the_emergency_stop(page, liv
     assert page.get_by_text("No bots yet").is_visible()
     page.get_by_role("link", name="Create your first bot").click()
 
-    # The form and its live grid preview.
-    page.get_by_label("Name", exact=True).fill("Desk grid")
-    page.get_by_label("Capital", exact=True).fill("1000")
-    page.get_by_label("Lower price", exact=True).fill("60000")
-    page.get_by_label("Upper price", exact=True).fill("70000")
-    page.get_by_label("Price lines").fill("20")
+    # The form and its live grid preview (the advisor's dialog has fields of its own).
+    form = page.locator("#bot-form")
+    form.get_by_label("Name", exact=True).fill("Desk grid")
+    form.get_by_label("Capital", exact=True).fill("1000")
+    form.get_by_label("Lower price", exact=True).fill("60000")
+    form.get_by_label("Upper price", exact=True).fill("70000")
+    form.get_by_label("Price lines").fill("20")
     preview = page.locator("#grid-preview")
     lines = preview.get_by_test_id("preview-lines")
     lines.filter(has_text="20 from 60,000.00 to 70,000.00").wait_for()
     amount_20 = preview.get_by_test_id("preview-amount").inner_text()
-    page.get_by_label("Price lines").fill("30")
+    form.get_by_label("Price lines").fill("30")
     lines.filter(has_text="30 from").wait_for()
     assert preview.get_by_test_id("preview-amount").inner_text() != amount_20
     assert preview.locator("line.buy").count() > 0 and preview.locator("line.sell").count() > 0
 
     # An invalid range: an error in words next to the field, and nothing saved.
-    page.get_by_label("Upper price", exact=True).fill("50000")
+    form.get_by_label("Upper price", exact=True).fill("50000")
     error = page.locator("#id_upper_bound-errors")
     error.get_by_text("The upper price must be above the lower price").wait_for()
     page.get_by_role("button", name="Create bot").click()
     page.locator("#id_upper_bound-errors").get_by_text("upper price must be above").wait_for()
     assert not Bot.objects.exists()
-    page.get_by_label("Upper price", exact=True).fill("70000")
-    page.get_by_label("Price lines").fill("20")
+    form.get_by_label("Upper price", exact=True).fill("70000")
+    form.get_by_label("Price lines").fill("20")
     lines.filter(has_text="20 from").wait_for()
     screenshot(page, "desk-new-bot")
     page.get_by_role("button", name="Create bot").click()
