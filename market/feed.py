@@ -198,11 +198,11 @@ class LiveFeed:
     def __init__(
         self, exchange: str, symbols: list[str], *, client: Any = None, poll_seconds: float = 10
     ) -> None:
-        import ccxt
+        from market.services import exchange_client
 
         self.exchange = exchange
         self.symbols = symbols
-        self.client = client or getattr(ccxt, exchange)({"enableRateLimit": True})
+        self.client = client or exchange_client(exchange)
         self.poll_seconds = poll_seconds
         self._last: dict[str, int] = {}
         self._next_at = 0.0

@@ -14,7 +14,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import IO, Any
 
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from market.models import Candle, LatestPrice, MarketRules
@@ -44,7 +44,12 @@ def load_market_rules(exchange: str, symbol: str, *, client: Any = None) -> Mark
     """The market's tick, step, min notional and fee: from the exchange through ccxt when a
     client is given (and cached), else the cached row, else the bundled offline snapshot."""
     if client is not None:
-        markets = client.load_markets()
+        import ccxt
+
+        try:
+            markets = client.load_markets(reload=True)
+        except ccxt.BaseError as e:
+            raise MarketDataError(f"{exchange} did not answer: {type(e).__name__}: {e}") from None
         if symbol not in markets:
             raise MarketDataError(f"{exchange} has no market {symbol}")
         return _save_rules(exchange, markets[symbol], source=MarketRules.Source.EXCHANGE)
@@ -205,8 +210,25 @@ def _insert(rows: list[Row], exchange: str, symbol: str, timeframe: str) -> int:
 
 
 def _copy_insert(rows: list[Row], exchange: str, symbol: str, timeframe: str) -> int:
-    """PostgreSQL: COPY into a temporary table, then insert what is not there yet."""
+    """PostgreSQL COPY: straight into the table when none of these times is stored yet (the
+    common case of a first import or a resume), else through a temporary table and
+    INSERT .. ON CONFLICT DO NOTHING so stored candles are skipped."""
+    import psycopg
+
     table = Candle._meta.db_table
+    series = Candle.objects.for_series(exchange, symbol, timeframe)
+    times = [r[0] for r in rows]
+    overlap = series.filter(open_time__range=(_time(min(times)), _time(max(times)))).exists()
+    if not overlap:
+        columns = (
+            f"{table} (exchange, symbol, timeframe, open_time, open, high, low, close, volume)"
+        )
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                _copy(cursor, columns, rows, prefix=f"{exchange}\t{symbol}\t{timeframe}\t")
+            return len(rows)
+        except (IntegrityError, psycopg.IntegrityError):  # the raw COPY raises psycopg's own
+            pass  # a repeated row, or another import got there first: take the careful path
     with connection.cursor() as cursor:
         cursor.execute(
             "CREATE TEMP TABLE IF NOT EXISTS candle_import "
@@ -214,13 +236,7 @@ def _copy_insert(rows: list[Row], exchange: str, symbol: str, timeframe: str) ->
             "volume numeric) ON COMMIT DROP"
         )
         cursor.execute("TRUNCATE candle_import")
-        buffer = io.StringIO()
-        for ts, o, h, low, c, v in rows:
-            buffer.write(f"{_time(ts).isoformat()}\t{o}\t{h}\t{low}\t{c}\t{v}\n")
-        with cursor.cursor.copy(
-            "COPY candle_import (open_time, open, high, low, close, volume) FROM STDIN"
-        ) as copy:
-            copy.write(buffer.getvalue())
+        _copy(cursor, "candle_import (open_time, open, high, low, close, volume)", rows)
         cursor.execute(
             f"INSERT INTO {table} (exchange, symbol, timeframe, open_time, open, high, low, "
             "close, volume) SELECT %s, %s, %s, open_time, open, high, low, close, volume "
@@ -228,6 +244,14 @@ def _copy_insert(rows: list[Row], exchange: str, symbol: str, timeframe: str) ->
             [exchange, symbol, timeframe],
         )
         return cursor.rowcount
+
+
+def _copy(cursor: Any, target: str, rows: list[Row], *, prefix: str = "") -> None:
+    buffer = io.StringIO()
+    for ts, o, h, low, c, v in rows:
+        buffer.write(f"{prefix}{_time(ts).isoformat()}\t{o}\t{h}\t{low}\t{c}\t{v}\n")
+    with cursor.cursor.copy(f"COPY {target} FROM STDIN") as copy:
+        copy.write(buffer.getvalue())
 
 
 def import_candles_from_csv(
@@ -247,6 +271,15 @@ def import_candles_from_csv(
     )
 
 
+def exchange_client(exchange: str) -> Any:
+    """A keyless ccxt client for an exchange's public market data (spot markets)."""
+    import ccxt
+
+    if exchange not in ccxt.exchanges:
+        raise MarketDataError(f"ccxt does not know an exchange called {exchange!r}")
+    return getattr(ccxt, exchange)({"enableRateLimit": True, "options": {"defaultType": "spot"}})
+
+
 def import_candles_from_exchange(
     client: Any,
     *,
@@ -256,35 +289,59 @@ def import_candles_from_exchange(
     since: datetime | None = None,
     until: datetime | None = None,
     progress: Callable[[int], None] | None = None,
+    page_size: int = 1000,
 ) -> ImportReport:
-    """Page through ccxt `fetch_ohlcv`, resuming after the last stored candle."""
+    """Page through ccxt `fetch_ohlcv` from ``since`` (default: after the last stored candle)
+    to ``until`` (default: now; the candle still open is left for next time). Each page is
+    stored as it arrives, so an interrupted import resumes where it stopped."""
+    import ccxt
+
+    series = Candle.objects.for_series(exchange, symbol, timeframe)
     if since is None:
-        last = (
-            Candle.objects.for_series(exchange, symbol, timeframe)
-            .order_by("-open_time")
-            .values_list("open_time", flat=True)
-            .first()
-        )
+        last = series.order_by("-open_time").values_list("open_time", flat=True).first()
         if last is None:
-            raise MarketDataError(f"nothing stored for {symbol} yet: give a start date")
-        since = last + timedelta(minutes=1)
+            raise MarketDataError(
+                f"nothing stored for {symbol} yet: give a start date (--since YYYY-MM-DD)"
+            )
+        since = last + timedelta(milliseconds=_timeframe_ms(client, timeframe))
+    step = _timeframe_ms(client, timeframe)
     cursor = int(since.timestamp() * 1000)
     end = int((until or timezone.now()).timestamp() * 1000)
+    if until is None:
+        end -= step - 1  # only closed candles: open time + one step must be in the past
     total = ImportReport()
+    times: list[int] = []
     while cursor < end:
-        page = client.fetch_ohlcv(symbol, timeframe, since=cursor, limit=1000)
-        page = [p for p in page if p[0] < end]
-        if not page:
+        try:
+            page = client.fetch_ohlcv(symbol, timeframe, since=cursor, limit=page_size)
+        except ccxt.BadSymbol:
+            raise MarketDataError(f"{exchange} has no market {symbol}") from None
+        except ccxt.BaseError as e:
+            raise MarketDataError(
+                f"{exchange} did not answer ({type(e).__name__}: {e}); {total.inserted:,} "
+                "candles were stored before that, run the import again to resume"
+            ) from None
+        rows = [
+            (int(p[0]), *(Decimal(str(x)) for x in p[1:6])) for p in page if cursor <= p[0] < end
+        ]
+        if not rows:
             break
-        rows = [(int(p[0]), *(Decimal(str(x)) for x in p[1:6])) for p in page]
         report = import_candle_rows(rows, exchange=exchange, symbol=symbol, timeframe=timeframe)
         total.read += report.read
         total.inserted += report.inserted
-        total.gaps += report.gaps
-        cursor = rows[-1][0] + MINUTE_MS
+        times += [r[0] for r in rows]
+        cursor = rows[-1][0] + step
         if progress:
             progress(total.read)
+    total.gaps = find_gaps(times, step)
     return total
+
+
+def _timeframe_ms(client: Any, timeframe: str) -> int:
+    try:
+        return int(client.parse_timeframe(timeframe)) * 1000
+    except Exception:
+        raise MarketDataError(f"{timeframe!r} is not a timeframe (1m, 5m, 1h, 1d, ...)") from None
 
 
 def load_bundled_sample() -> list[str]:

@@ -40,9 +40,7 @@ class Command(BaseCommand):
                     timeframe=options["timeframe"], progress=progress,
                 )  # fmt: skip
             else:
-                import ccxt
-
-                client = getattr(ccxt, exchange)({"enableRateLimit": True})
+                client = services.exchange_client(exchange)
                 report = services.import_candles_from_exchange(
                     client, exchange=exchange, symbol=symbol, timeframe=options["timeframe"],
                     since=options["since"], until=options["until"], progress=progress,
@@ -56,5 +54,8 @@ class Command(BaseCommand):
         )
         for start, end, missing in report.gaps[:20]:
             self.stdout.write(
-                f"  gap: {missing} minute(s) missing, {start:%Y-%m-%d %H:%M} to {end:%H:%M}"
+                f"  gap: {missing} candle(s) missing, {start:%Y-%m-%d %H:%M} to "
+                f"{end:%Y-%m-%d %H:%M}"
             )
+        if len(report.gaps) > 20:
+            self.stdout.write(f"  ... and {len(report.gaps) - 20} more gap(s)")
