@@ -599,9 +599,9 @@ def baseline_search(
     width_pct = _plain(width * 100)
     fit_from, fit_to = _iso(int(fit.time_ms[0])), _iso(int(fit.time_ms[-1]) + MINUTE_MS)
     reasoning = (
-        f"Quantitative baseline, not Claude: of {tried} grids ({len(BASELINE_WIDTHS)} range "
-        f"widths from 2 % to 20 % × {len(level_choices(ctx.min_levels, ctx.max_levels))} line "
-        f"counts) fitted on {fit_from[:10]} .. {fit_to[:10]}, a range {width_pct} % wide with "
+        f"Quantitative baseline, not Claude: of {tried} valid grids (among "
+        f"{len(BASELINE_WIDTHS)} range widths from 2 % to 20 % × "
+        f"{len(level_choices(ctx.min_levels, ctx.max_levels))} line counts) fitted on {fit_from[:10]} .. {fit_to[:10]}, a range {width_pct} % wide with "
         f"{levels} lines scored best for a {ctx.risk_preference} risk preference (profit "
         f"{_money(fit_stats['total_profit'])} {ctx.quote}, max drawdown "
         f"{_pct(Decimal(fit_stats['max_drawdown']))})."

@@ -172,6 +172,7 @@ def import_candle_rows(
     batch: int = 20_000,
 ) -> ImportReport:
     """Store candles; ones already stored are skipped (idempotent). All or nothing."""
+    step = timeframe_ms(timeframe)
     report = ImportReport()
     times: list[int] = []
     with transaction.atomic():
@@ -179,24 +180,41 @@ def import_candle_rows(
         for row in rows:
             chunk.append(row)
             if len(chunk) >= batch:
-                report.inserted += _insert(chunk, exchange, symbol, timeframe)
+                report.inserted += _insert(chunk, exchange, symbol, timeframe, step)
                 report.read += len(chunk)
                 times.extend(r[0] for r in chunk)
                 chunk = []
                 if progress:
                     progress(report.read)
         if chunk:
-            report.inserted += _insert(chunk, exchange, symbol, timeframe)
+            report.inserted += _insert(chunk, exchange, symbol, timeframe, step)
             report.read += len(chunk)
             times.extend(r[0] for r in chunk)
-    report.gaps = find_gaps(sorted(times))
+    report.gaps = find_gaps(sorted(times), step)
     return report
 
 
-def _insert(rows: list[Row], exchange: str, symbol: str, timeframe: str) -> int:
+def timeframe_ms(timeframe: str) -> int:
+    """'1m' → 60000, '1h' → 3600000 (ccxt's own parser)."""
+    import ccxt
+
+    try:
+        return int(ccxt.Exchange.parse_timeframe(timeframe)) * 1000
+    except Exception:
+        raise MarketDataError(f"{timeframe!r} is not a timeframe (1m, 5m, 1h, 1d, ...)") from None
+
+
+def _insert(rows: list[Row], exchange: str, symbol: str, timeframe: str, step: int) -> int:
+    """Insert the rows not stored yet; returns how many were new."""
+    times = [r[0] for r in rows]
+    span = Candle.objects.for_series(exchange, symbol, timeframe).filter(
+        open_time__range=(_time(min(times)), _time(max(times)))
+    )
+    stored = span.count()
+    if stored == (max(times) - min(times)) // step + 1:
+        return 0  # every candle of the span is stored already: a re-import
     if connection.vendor == "postgresql":
-        return _copy_insert(rows, exchange, symbol, timeframe)
-    before = Candle.objects.for_series(exchange, symbol, timeframe).count()
+        return _copy_insert(rows, exchange, symbol, timeframe, overlap=stored > 0)
     Candle.objects.bulk_create(
         [
             Candle(exchange=exchange, symbol=symbol, timeframe=timeframe, open_time=_time(ts),
@@ -206,19 +224,17 @@ def _insert(rows: list[Row], exchange: str, symbol: str, timeframe: str) -> int:
         batch_size=2_000,
         ignore_conflicts=True,
     )  # fmt: skip
-    return Candle.objects.for_series(exchange, symbol, timeframe).count() - before
+    return span.count() - stored
 
 
-def _copy_insert(rows: list[Row], exchange: str, symbol: str, timeframe: str) -> int:
+def _copy_insert(rows: list[Row], exchange: str, symbol: str, timeframe: str, *,
+                 overlap: bool) -> int:  # fmt: skip
     """PostgreSQL COPY: straight into the table when none of these times is stored yet (the
     common case of a first import or a resume), else through a temporary table and
     INSERT .. ON CONFLICT DO NOTHING so stored candles are skipped."""
     import psycopg
 
     table = Candle._meta.db_table
-    series = Candle.objects.for_series(exchange, symbol, timeframe)
-    times = [r[0] for r in rows]
-    overlap = series.filter(open_time__range=(_time(min(times)), _time(max(times)))).exists()
     if not overlap:
         columns = (
             f"{table} (exchange, symbol, timeframe, open_time, open, high, low, close, volume)"
@@ -296,6 +312,7 @@ def import_candles_from_exchange(
     stored as it arrives, so an interrupted import resumes where it stopped."""
     import ccxt
 
+    step = timeframe_ms(timeframe)
     series = Candle.objects.for_series(exchange, symbol, timeframe)
     if since is None:
         last = series.order_by("-open_time").values_list("open_time", flat=True).first()
@@ -303,8 +320,7 @@ def import_candles_from_exchange(
             raise MarketDataError(
                 f"nothing stored for {symbol} yet: give a start date (--since YYYY-MM-DD)"
             )
-        since = last + timedelta(milliseconds=_timeframe_ms(client, timeframe))
-    step = _timeframe_ms(client, timeframe)
+        since = last + timedelta(milliseconds=step)
     cursor = int(since.timestamp() * 1000)
     end = int((until or timezone.now()).timestamp() * 1000)
     if until is None:
@@ -335,13 +351,6 @@ def import_candles_from_exchange(
             progress(total.read)
     total.gaps = find_gaps(times, step)
     return total
-
-
-def _timeframe_ms(client: Any, timeframe: str) -> int:
-    try:
-        return int(client.parse_timeframe(timeframe)) * 1000
-    except Exception:
-        raise MarketDataError(f"{timeframe!r} is not a timeframe (1m, 5m, 1h, 1d, ...)") from None
 
 
 def load_bundled_sample() -> list[str]:

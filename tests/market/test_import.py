@@ -260,6 +260,7 @@ def test_import_candles_command_from_the_exchange(fake, monkeypatch):
         (["--symbol", "BTCUSDT", "--csv", "x.csv"], "not a pair"),
         (["--symbol", "BTC/USDT", "--csv", "/nonexistent.csv"], "no such file"),
         (["--symbol", "BTC/USDT", "--exchange", "nowhere"], "does not know an exchange"),
+        (["--symbol", "BTC/USDT", "--since", "2025-06-01", "--timeframe", "7x"], "not a timeframe"),
     ],
 )
 def test_import_candles_command_errors_are_words(args, says):
