@@ -46,3 +46,52 @@ class User(AbstractUser):
 
     def __str__(self) -> str:
         return self.email
+
+
+class CredentialQuerySet(models.QuerySet["ExchangeCredential"]):
+    def owned_by(self, user: Any) -> CredentialQuerySet:
+        return self.filter(owner=user)
+
+
+class ExchangeCredential(models.Model):
+    """A user's API key for one exchange account, encrypted at rest (accounts.crypto).
+
+    Only ``key_hint`` (the key's last four characters) is ever shown; the secret never
+    leaves this model except to the exchange client.
+    """
+
+    owner = models.ForeignKey(User, on_delete=models.CASCADE, related_name="credentials")
+    exchange = models.CharField(max_length=30, default="binance")
+    label = models.CharField(max_length=60)
+    key_hint = models.CharField(max_length=8, editable=False)
+    api_key_encrypted = models.TextField(editable=False)
+    secret_encrypted = models.TextField(editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    verified_at = models.DateTimeField(null=True, blank=True)
+
+    objects = CredentialQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["exchange", "label"]
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "label"], name="one_credential_label_per_user")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.label} ({self.exchange} {self.key_hint})"
+
+    def __repr__(self) -> str:  # never the encrypted fields, even in tracebacks
+        return f"<ExchangeCredential {self.pk} {self}>"
+
+    def set_keys(self, api_key: str, secret: str) -> None:
+        from accounts import crypto
+
+        self.api_key_encrypted = crypto.encrypt(api_key)
+        self.secret_encrypted = crypto.encrypt(secret)
+        self.key_hint = crypto.mask(api_key)
+
+    def keys(self) -> tuple[str, str]:
+        """(api_key, secret), decrypted: only for building the exchange client."""
+        from accounts import crypto
+
+        return crypto.decrypt(self.api_key_encrypted), crypto.decrypt(self.secret_encrypted)

@@ -601,7 +601,8 @@ def baseline_search(
     reasoning = (
         f"Quantitative baseline, not Claude: of {tried} valid grids (among "
         f"{len(BASELINE_WIDTHS)} range widths from 2 % to 20 % × "
-        f"{len(level_choices(ctx.min_levels, ctx.max_levels))} line counts) fitted on {fit_from[:10]} .. {fit_to[:10]}, a range {width_pct} % wide with "
+        f"{len(level_choices(ctx.min_levels, ctx.max_levels))} line counts) fitted on "
+        f"{fit_from[:10]} .. {fit_to[:10]}, a range {width_pct} % wide with "
         f"{levels} lines scored best for a {ctx.risk_preference} risk preference (profit "
         f"{_money(fit_stats['total_profit'])} {ctx.quote}, max drawdown "
         f"{_pct(Decimal(fit_stats['max_drawdown']))})."
@@ -697,6 +698,11 @@ def _accept(run: AdvisorRun, config: dict[str, Any], *, confirm_restart: bool, n
             else:
                 # The daily loss limit is the trader's, not the advisor's: keep it.
                 config["max_daily_loss"] = bot.config.get("max_daily_loss") or "0"
+                if bot.is_running and bot.mode == Bot.Mode.LIVE:
+                    raise DecisionError(
+                        f"{bot} is trading live: stop it first, then accept. aibo does not "
+                        "cancel and re-buy on an exchange inside one step."
+                    )
                 if bot.is_running:
                     if not confirm_restart:
                         raise NeedsConfirmation(

@@ -36,6 +36,8 @@ class BotAdmin(admin.ModelAdmin):
     search_fields = ("name", "symbol", "owner__email")
     list_select_related = ("owner",)
     readonly_fields = (
+        "credential",  # a user's own keys: operators never switch them
+        "fill_cursor_ms",
         "engine_state",
         "generation",
         "start_price",
@@ -59,17 +61,24 @@ class BotAdmin(admin.ModelAdmin):
     def stop_bots(self, request: HttpRequest, queryset: QuerySet[Bot]) -> None:
         stopped = 0
         for bot in queryset.running():
-            services.stop_bot(bot, reason=f"stopped by operator {request.user}")
-            stopped += 1
+            try:
+                services.stop_bot(bot, reason=f"stopped by operator {request.user}")
+                stopped += 1
+            except services.BotError as e:
+                self.message_user(request, str(e), messages.ERROR)
         self.message_user(request, f"Stopped {stopped} bot(s).", messages.SUCCESS)
 
     @admin.action(description="Emergency stop: every bot of the selected bots' owners")
     def emergency_stop_owners(self, request: HttpRequest, queryset: QuerySet[Bot]) -> None:
         owners = {bot.owner for bot in queryset.select_related("owner")}
-        total = sum(
-            services.emergency_stop(owner, reason=f"emergency stop by operator {request.user}")
-            for owner in owners
-        )
+        total = 0
+        for owner in owners:
+            try:
+                total += services.emergency_stop(
+                    owner, reason=f"emergency stop by operator {request.user}"
+                )
+            except services.BotError as e:
+                self.message_user(request, f"{owner}: {e}", messages.ERROR)
         self.message_user(request, f"Emergency stop: {total} bot(s) stopped.", messages.WARNING)
 
 

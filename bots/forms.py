@@ -14,6 +14,7 @@ from typing import Any
 from django import forms
 from django.conf import settings
 
+from accounts.models import ExchangeCredential
 from bots import services
 from bots.engine import GridConfig, InvalidGrid
 from bots.models import Bot
@@ -28,7 +29,7 @@ CONFIG_FIELDS = (
     "max_daily_loss",
     "take_profit",
 )
-LIVE_DISABLED_REASON = "live trading needs exchange keys"
+LIVE_DISABLED_REASON = "add your exchange keys first"
 
 # Words in an InvalidGrid message → the field the user should change. First match wins, so
 # the more specific words come first.
@@ -74,11 +75,14 @@ def symbol_choices(exchange: str = "binance") -> list[tuple[str, str]]:
 
 
 class ModeSelect(forms.Select):
-    """A select whose live option is shown but disabled, with the reason in its label."""
+    """A select whose live option is disabled, with the reason in its label, until the user
+    has exchange keys."""
+
+    live_enabled = False
 
     def create_option(self, name: str, value: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
         option = super().create_option(name, value, *args, **kwargs)
-        if value == Bot.Mode.LIVE:
+        if value == Bot.Mode.LIVE and not self.live_enabled:
             option["attrs"]["disabled"] = True
         return option
 
@@ -186,7 +190,7 @@ class BotForm(GridConfigForm):
         ],
         initial=Bot.Mode.PAPER,
         widget=ModeSelect,
-        help_text=f"Live is off: {LIVE_DISABLED_REASON}.",
+        help_text=f"Live is off until you {LIVE_DISABLED_REASON} (Exchange keys).",
     )
     max_daily_loss = forms.DecimalField(
         label="Daily loss limit",
@@ -199,6 +203,7 @@ class BotForm(GridConfigForm):
         "name",
         "symbol",
         "mode",
+        "credential",
         "capital",
         "lower_bound",
         "upper_bound",
@@ -209,20 +214,47 @@ class BotForm(GridConfigForm):
         "max_daily_loss",
     ]
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    credential = forms.ModelChoiceField(
+        label="Exchange keys",
+        queryset=ExchangeCredential.objects.none(),
+        required=False,
+        empty_label="(none: paper)",
+        help_text="The exchange account a live bot trades on.",
+    )
+
+    def __init__(self, *args: Any, owner: Any = None, **kwargs: Any) -> None:
         self.min_levels = settings.GRID_MIN_LEVELS
         self.max_levels = settings.GRID_MAX_LEVELS
         super().__init__(*args, **kwargs)
+        keys = ExchangeCredential.objects.none()
+        if owner is not None:
+            keys = ExchangeCredential.objects.owned_by(owner)
+        self.fields["credential"].queryset = keys
+        has_keys = owner is not None and keys.exists()
+        self.fields["mode"].widget.live_enabled = has_keys
+        if has_keys:
+            self.fields["mode"].choices = [
+                (Bot.Mode.PAPER, "Paper (simulated money, real prices)"),
+                (Bot.Mode.LIVE, "Live (real orders with your exchange keys)"),
+            ]
+            self.fields["mode"].help_text = "Live bots place real orders on your account."
 
     def clean_mode(self) -> str:
         mode = self.cleaned_data["mode"]
-        if mode == Bot.Mode.LIVE:
+        if mode == Bot.Mode.LIVE and not self.fields["mode"].widget.live_enabled:
             raise forms.ValidationError(f"Not yet: {LIVE_DISABLED_REASON}.")
         return mode
 
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if data.get("mode") == Bot.Mode.LIVE and not data.get("credential"):
+            self.add_error("credential", "Choose the exchange keys this live bot trades with.")
+        return data
+
     @classmethod
     def initial_for(cls, bot: Bot) -> dict[str, Any]:
-        return {"name": bot.name, "symbol": bot.symbol, "mode": bot.mode, **bot.config}
+        return {"name": bot.name, "symbol": bot.symbol, "mode": bot.mode,
+                "credential": bot.credential_id, **bot.config}  # fmt: skip
 
 
 class BacktestForm(GridConfigForm):

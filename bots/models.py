@@ -50,6 +50,11 @@ class Bot(models.Model):
     exchange = models.CharField(max_length=30, default="binance")
     symbol = models.CharField(max_length=30)
     mode = models.CharField(max_length=10, choices=Mode.choices, default=Mode.PAPER)
+    # The exchange account a live bot trades on (its owner's); paper bots have none.
+    credential = models.ForeignKey(
+        "accounts.ExchangeCredential", on_delete=models.PROTECT, null=True, blank=True,
+        related_name="bots",
+    )  # fmt: skip
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.STOPPED)
     status_reason = models.CharField(max_length=300, blank=True)
     # The validated config (bots.forms / services.validate_config): capital, lower_bound,
@@ -75,6 +80,8 @@ class Bot(models.Model):
     # The day (UTC, market time) daily-loss accounting refers to, and the equity it opened with.
     day = models.DateField(null=True, blank=True)
     day_open_equity = models.DecimalField(**MONEY, null=True, blank=True)
+    # Live bots: exchange fills at or after this time (ms) are fetched again each cycle.
+    fill_cursor_ms = models.BigIntegerField(null=True, blank=True)
     # The Huey chain that owns this bot's cycles; a stale chain sees another token and ends.
     chain_token = models.CharField(max_length=32, blank=True)
 
@@ -97,6 +104,10 @@ class Bot(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(strategy__in=["grid"]), name="bot_strategy_valid"),
             models.CheckConstraint(condition=Q(mode__in=["paper", "live"]), name="bot_mode_valid"),
+            models.CheckConstraint(
+                condition=Q(mode="paper") | Q(credential__isnull=False),
+                name="live_bot_has_credential",
+            ),
             models.CheckConstraint(
                 condition=Q(status__in=["running", "stopped", "error"]), name="bot_status_valid"
             ),
@@ -222,6 +233,28 @@ class Order(models.Model):
 
     def __str__(self) -> str:
         return f"{self.side} {canonical(self.amount)} @ {canonical(self.price)} ({self.status})"
+
+
+class ExchangeFillRecord(models.Model):
+    """One exchange trade against a live bot's order, stored once (by its trade id): a fill
+    fetched again after a crash is recognised and never applied twice."""
+
+    bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="exchange_fills")
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="exchange_fills")
+    trade_id = models.CharField(max_length=64)
+    price = models.DecimalField(**MONEY)
+    amount = models.DecimalField(**MONEY)
+    fee_quote = models.DecimalField(**MONEY)
+    at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["bot", "trade_id"], name="one_record_per_exchange_fill")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.trade_id}: {canonical(self.amount)} @ {canonical(self.price)}"
 
 
 class Trade(models.Model):

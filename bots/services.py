@@ -22,7 +22,7 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from bots import live
+from bots import live, live_trading
 from bots.backtest import Candles, GridRun
 from bots.engine import (
     STOP_LOSS,
@@ -34,6 +34,7 @@ from bots.engine import (
     Side,
     client_order_id,
 )
+from bots.gateways.base import GatewayError
 from bots.models import Bot, BotEvent, EquitySnapshot, Order, PaperBalance, Trade
 from market import services as market_services
 from market.models import Candle, LatestPrice, MarketRules
@@ -123,6 +124,15 @@ def latest_price(exchange: str, symbol: str) -> Decimal | None:
     return row.price if row else None
 
 
+def latest_mark(bot: Bot) -> Decimal | None:
+    """The price to mark a live bot at: the feed's latest price, else the last candle's close."""
+    price = latest_price(bot.exchange, bot.symbol)
+    if price is None:
+        candle = last_candle(bot.exchange, bot.symbol)
+        price = candle[1] if candle else None
+    return canonical(price) if price is not None else None
+
+
 def last_candle(exchange: str, symbol: str) -> tuple[datetime, Decimal] | None:
     row = (
         Candle.objects.filter(exchange=exchange, symbol=symbol, timeframe=TIMEFRAME)
@@ -144,17 +154,30 @@ def create_bot(
     name: str = "",
     mode: str = Bot.Mode.PAPER,
     exchange: str = "binance",
+    credential: Any = None,
 ) -> Bot:
-    if mode != Bot.Mode.PAPER:
-        raise BotError("Live trading needs exchange keys, which aibo cannot store yet.")
+    check_credential(owner, mode, exchange, credential)
     config = normalise_config(config)
     try:
         validate_config(config, exchange=exchange, symbol=symbol)
     except InvalidGrid as e:
         raise BotError(str(e)) from None
     return Bot.objects.create(
-        owner=owner, name=name, symbol=symbol, exchange=exchange, mode=mode, config=config
-    )
+        owner=owner, name=name, symbol=symbol, exchange=exchange, mode=mode, config=config,
+        credential=credential if mode == Bot.Mode.LIVE else None,
+    )  # fmt: skip
+
+
+def check_credential(owner: Any, mode: str, exchange: str, credential: Any) -> None:
+    """A live bot needs its owner's keys for its exchange; a paper bot needs none."""
+    if mode != Bot.Mode.LIVE:
+        return
+    if credential is None:
+        raise BotError("A live bot trades with your exchange keys: add them under Exchange keys.")
+    if credential.owner_id != owner.pk:
+        raise BotError("Those exchange keys are not yours.")
+    if credential.exchange != exchange:
+        raise BotError(f"Those keys are for {credential.exchange}, not {exchange}.")
 
 
 def update_bot_config(bot: Bot, config: dict[str, Any]) -> None:
@@ -181,8 +204,6 @@ def start_bot(bot: Bot) -> None:
     """Validate against the market and the paper balance, buy the start, rest the grid."""
     if bot.is_running:
         raise BotError(f"{bot} is already running.")
-    if bot.mode != Bot.Mode.PAPER:
-        raise BotError("Live trading needs exchange keys, which aibo cannot store yet.")
     candle = last_candle(bot.exchange, bot.symbol)
     if candle is None:
         raise BotError(
@@ -195,21 +216,31 @@ def start_bot(bot: Bot) -> None:
         )
     except InvalidGrid as e:
         raise BotError(str(e)) from None
+    live_mode = bot.mode == Bot.Mode.LIVE
+    if live_mode:  # the exchange first: funds, then the start buy (idempotent on retries)
+        try:
+            gw = live_trading.gateway(bot)
+            live_trading.check_funds(bot, gw)
+            start_fills = live_trading.start_buy(bot, gw, engine)
+        except live_trading.LiveError as e:
+            raise BotError(str(e)) from None
 
     with transaction.atomic():
         bot = Bot.objects.select_for_update().get(pk=bot.pk)
         if bot.is_running:
             raise BotError(f"{bot} is already running.")
         capital = bot.capital
-        wallet = paper_balance(bot.owner, bot.quote_asset, for_update=True)
-        if wallet.free < capital:
-            raise BotError(
-                f"Your paper balance is {wallet.free:,.2f} {bot.quote_asset}; this grid needs "
-                f"{capital:,.2f} {bot.quote_asset}. Lower the capital or stop another bot."
-            )
-        wallet.free -= capital
-        wallet.locked += capital
-        wallet.save(update_fields=["free", "locked"])
+        if not live_mode:
+            wallet = paper_balance(bot.owner, bot.quote_asset, for_update=True)
+            if wallet.free < capital:
+                raise BotError(
+                    f"Your paper balance is {wallet.free:,.2f} {bot.quote_asset}; this grid "
+                    f"needs {capital:,.2f} {bot.quote_asset}. Lower the capital or stop "
+                    "another bot."
+                )
+            wallet.free -= capital
+            wallet.locked += capital
+            wallet.save(update_fields=["free", "locked"])
 
         bot.generation += 1
         bot.status, bot.status_reason = Bot.Status.RUNNING, ""
@@ -225,8 +256,11 @@ def start_bot(bot: Bot) -> None:
         orders: list[Order] = []
         if engine.start_buy:
             orders.append(_market_order(bot, engine.start_buy, "start", at))
-        orders += [_open_order(bot, d) for d in engine.desired_orders(bot.key)]
+        # A live grid is written pending and sent after the commit (live_trading.reconcile).
+        orders += [_open_order(bot, d, pending=live_mode) for d in engine.desired_orders(bot.key)]
         Order.objects.bulk_create(orders)
+        if live_mode and engine.start_buy:
+            live_trading.record_start(bot, orders[0], start_fills)
         n_buys = sum(1 for o in orders if o.status == Order.Status.OPEN and o.side == "buy")
         cfg = engine.config
         events = [
@@ -257,12 +291,36 @@ def start_bot(bot: Bot) -> None:
 def _after_start(bot_id: int, token: str) -> None:
     from bots.tasks import bot_cycle_task
 
+    bot = Bot.objects.select_related("credential").get(pk=bot_id)
+    if bot.mode == Bot.Mode.LIVE:
+        # Send the grid now; if the exchange stumbles, the cycle sends what is still pending.
+        try:
+            live_trading.reconcile(bot, live_trading.gateway(bot))
+        except Exception:
+            logger.exception("bot %s: placing the grid failed; the next cycle retries", bot_id)
     live.publish_bot(bot_id)
     bot_cycle_task.schedule((bot_id, token), delay=settings.BOT_CYCLE_SECONDS)
 
 
 def stop_bot(bot: Bot, *, reason: str = "stopped by you", status: str = Bot.Status.STOPPED) -> None:
-    """Cancel every resting order and hand the bot's holdings back to the paper wallet."""
+    """Cancel every resting order; a paper bot's holdings go back to the paper wallet, a live
+    bot's stay in the exchange account."""
+    if bot.mode == Bot.Mode.LIVE:
+        bot = Bot.objects.select_related("credential").get(pk=bot.pk)
+        if not bot.is_running:
+            return
+        try:
+            live_trading.halt(bot, live_trading.gateway(bot), reason=reason, status=status)
+        except (live_trading.LiveError, GatewayError) as e:
+            raise BotError(
+                f"{bot} is still running: its orders could not be cancelled on "
+                f"{bot.exchange} ({e}). Try again, or cancel them on the exchange."
+            ) from None
+        return
+    halt_in_db(bot, reason=reason, status=status)
+
+
+def halt_in_db(bot: Bot, *, reason: str, status: str = Bot.Status.STOPPED) -> None:
     with transaction.atomic():
         bot = Bot.objects.select_for_update().get(pk=bot.pk)
         if not bot.is_running:
@@ -273,11 +331,17 @@ def stop_bot(bot: Bot, *, reason: str = "stopped by you", status: str = Bot.Stat
 
 
 def emergency_stop(user: Any, *, reason: str = "emergency stop") -> int:
-    """Stop all of a user's bots and cancel all their orders. Returns how many were running."""
-    stopped = 0
-    for bot in Bot.objects.owned_by(user).running():
-        stop_bot(bot, reason=reason)
-        stopped += 1
+    """Stop all of a user's bots and cancel all their orders. Returns how many stopped; a live
+    bot whose exchange cannot be reached is reported after all the others are stopped."""
+    stopped, failed = 0, []
+    for bot in Bot.objects.owned_by(user).running().select_related("credential"):
+        try:
+            stop_bot(bot, reason=reason)
+            stopped += 1
+        except BotError as e:
+            failed.append(str(e))
+    if failed:
+        raise BotError(f"Stopped {stopped}; not stopped: " + " ".join(failed))
     return stopped
 
 
@@ -333,11 +397,13 @@ def run_cycle(bot_id: int) -> CycleResult:
     row = (
         Bot.objects.filter(pk=bot_id)
         .annotate(has_new=Exists(newer))
-        .values_list("status", "chain_token", "has_new")
+        .values_list("status", "chain_token", "has_new", "mode")
         .first()
     )
     if row is None or row[0] != Bot.Status.RUNNING:
         return CycleResult(running=False)
+    if row[3] == Bot.Mode.LIVE:
+        return _live_cycle(bot_id, row[1])
     if not row[2]:
         return CycleResult(chain_token=row[1])
     with transaction.atomic():
@@ -350,6 +416,18 @@ def run_cycle(bot_id: int) -> CycleResult:
         result = _walk(bot, candles)
         result.chain_token = bot.chain_token
     transaction.on_commit(lambda: live.publish_bot(bot_id, changes=_changes(result)))
+    return result
+
+
+def _live_cycle(bot_id: int, token: str) -> CycleResult:
+    cycle = live_trading.run_cycle(bot_id)
+    if cycle is None:
+        return CycleResult(running=False)
+    running = Bot.objects.filter(pk=bot_id, status=Bot.Status.RUNNING).exists()
+    result = CycleResult(fills=cycle.fills, round_trips=cycle.round_trips, running=running,
+                         chain_token=token)  # fmt: skip
+    if cycle.fills or cycle.placed or not running:
+        transaction.on_commit(lambda: live.publish_bot(bot_id, changes=_changes(result)))
     return result
 
 
@@ -535,10 +613,11 @@ def _save_engine(bot: Bot, engine: GridEngine) -> None:
     bot.next_sell_price = engine.next_sell_price
 
 
-def _open_order(bot: Bot, desired: Any) -> Order:
+def _open_order(bot: Bot, desired: Any, *, pending: bool = False) -> Order:
     return Order(
         bot=bot, slot=desired.slot, side=desired.side, price=desired.price,
-        amount=desired.amount, status=Order.Status.OPEN, client_order_id=desired.client_id,
+        amount=desired.amount, status=Order.Status.PENDING if pending else Order.Status.OPEN,
+        client_order_id=desired.client_id,
     )  # fmt: skip
 
 

@@ -24,7 +24,7 @@ from bots.preview import grid_preview
 
 
 def _own_bot(request: AuthedRequest, pk: int) -> Bot:
-    return get_object_or_404(Bot, pk=pk, owner=request.user)
+    return get_object_or_404(Bot.objects.select_related("credential"), pk=pk, owner=request.user)
 
 
 # --- dashboard -----------------------------------------------------------------------------------
@@ -48,13 +48,25 @@ def _dashboard_context(request: AuthedRequest) -> dict[str, Any]:
 @login_required
 @require_POST
 def emergency_stop(request: AuthedRequest) -> HttpResponse:
-    stopped = services.emergency_stop(request.user, reason="emergency stop (by you)")
+    try:
+        stopped = services.emergency_stop(request.user, reason="emergency stop (by you)")
+    except services.BotError as e:
+        messages.error(request, f"Emergency stop: {e}")
+    else:
+        _emergency_message(request, stopped)
+    return _emergency_response(request)
+
+
+def _emergency_message(request: AuthedRequest, stopped: int) -> None:
     if stopped:
         messages.warning(
             request, f"Emergency stop: {stopped} bot(s) stopped, every order cancelled."
         )
     else:
         messages.info(request, "Emergency stop: no bot was running; open orders were cancelled.")
+
+
+def _emergency_response(request: AuthedRequest) -> HttpResponse:
     if request.htmx:
         return _with_balance(
             request, render(request, "bots/dashboard.html#bot-cards", _dashboard_context(request))
@@ -102,8 +114,12 @@ def bot_start(request: AuthedRequest, pk: int) -> HttpResponse:
 @require_POST
 def bot_stop(request: AuthedRequest, pk: int) -> HttpResponse:
     bot = _own_bot(request, pk)
-    services.stop_bot(bot, reason="stopped by you")
-    messages.success(request, f"{bot} stopped.")
+    try:
+        services.stop_bot(bot, reason="stopped by you")
+    except services.BotError as e:
+        messages.error(request, str(e))
+    else:
+        messages.success(request, f"{bot} stopped.")
     bot.refresh_from_db()
     return _after_start_stop(request, bot)
 
@@ -114,7 +130,7 @@ def bot_stop(request: AuthedRequest, pk: int) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 def bot_new(request: AuthedRequest) -> HttpResponse:
-    form = BotForm(request.POST or None)
+    form = BotForm(request.POST or None, owner=request.user)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
@@ -124,6 +140,7 @@ def bot_new(request: AuthedRequest) -> HttpResponse:
                 config=form.config(),
                 name=data["name"],
                 mode=data["mode"],
+                credential=data["credential"] if data["mode"] == Bot.Mode.LIVE else None,
             )
         except services.BotError as e:
             form.add_error(None, str(e))
@@ -139,9 +156,10 @@ def bot_edit(request: AuthedRequest, pk: int) -> HttpResponse:
     bot = _own_bot(request, pk)
     data = request.POST.copy() if request.method == "POST" else None
     if data is not None:
-        # A bot keeps its pair and mode; only the grid and the name change.
+        # A bot keeps its pair, mode and keys; only the grid and the name change.
         data["symbol"], data["mode"] = bot.symbol, bot.mode
-    form = BotForm(data, initial=BotForm.initial_for(bot))
+        data["credential"] = bot.credential_id or ""
+    form = BotForm(data, initial=BotForm.initial_for(bot), owner=request.user)
     if request.method == "POST" and form.is_valid():
         try:
             services.update_bot_config(bot, form.config())
@@ -164,7 +182,7 @@ def _form_context(form: BotForm, bot: Bot | None) -> dict[str, Any]:
 @require_POST
 def bot_preview(request: AuthedRequest) -> HttpResponse:
     """The grid preview for the form as typed so far, with each field's error out of band."""
-    form = BotForm(request.POST)
+    form = BotForm(request.POST, owner=request.user)
     form.is_valid()
     preview = None
     price = None

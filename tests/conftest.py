@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -7,6 +8,24 @@ import pytest
 from huey.contrib.djhuey import HUEY
 
 from tests.servers import postgres_available, skip_or_fail
+
+LOOPBACK = {"localhost", "127.0.0.1", "::1", "testserver"}
+_getaddrinfo = socket.getaddrinfo
+
+
+def _loopback_only(host: Any, *args: Any, **kwargs: Any) -> Any:
+    name = host.decode() if isinstance(host, bytes) else str(host)
+    if name not in LOOPBACK and not name.startswith("127."):
+        raise OSError(f"tests must not touch the internet (tried to resolve {name})")
+    return _getaddrinfo(host, *args, **kwargs)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_internet() -> Iterator[None]:
+    """Every name a test resolves must be this machine: no test touches the internet."""
+    socket.getaddrinfo = _loopback_only
+    yield
+    socket.getaddrinfo = _getaddrinfo
 
 
 @pytest.fixture(autouse=True)

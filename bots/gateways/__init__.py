@@ -1,0 +1,37 @@
+"""Exchange gateways: the protocol (base), the real exchange through ccxt, and the client
+that carries a user's decrypted keys."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+
+def _ccxt_client(exchange: str, api_key: str, secret: str) -> Any:
+    import ccxt
+
+    return getattr(ccxt, exchange)(
+        {
+            "apiKey": api_key,
+            "secret": secret,
+            "enableRateLimit": True,
+            "timeout": 10_000,
+            "options": {"defaultType": "spot", "fetchMarkets": {"types": ["spot"]}},
+        }
+    )
+
+
+# (exchange, api_key, secret) -> a ccxt client. Tests point it at the local fake exchange.
+CLIENT_FACTORY: Callable[[str, str, str], Any] = _ccxt_client
+
+
+def client_for(credential: Any) -> Any:
+    """A ccxt client signed with this ExchangeCredential's keys (decrypted only here)."""
+    api_key, secret = credential.keys()
+    return CLIENT_FACTORY(credential.exchange, api_key, secret)
+
+
+def gateway_for(credential: Any, symbol: str) -> Any:
+    from bots.gateways.ccxt_gateway import CcxtGateway
+
+    return CcxtGateway(client_for(credential), symbol)

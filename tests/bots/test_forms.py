@@ -32,7 +32,7 @@ def test_a_valid_form_gives_the_config_as_strings(rules):
         ({"grid_levels": "9"}, "grid_levels", "between 10 and 50"),
         ({"lower_bound": "69999.99", "upper_bound": "70000"}, "grid_levels", "collide"),
         ({"capital": "0"}, "capital", "capital must be above 0"),
-        ({"mode": "live"}, "mode", "live trading needs exchange keys"),
+        ({"mode": "live"}, "mode", "add your exchange keys first"),
         ({"symbol": "DOGE/USDT"}, "symbol", "Select a valid choice"),
     ],
 )
@@ -53,7 +53,7 @@ def test_engine_messages_map_onto_fields():
 def test_live_option_is_shown_disabled_with_the_reason(rules):
     html = str(BotForm()["mode"])
     assert '<option value="live" disabled>' in html
-    assert "live trading needs exchange keys" in html
+    assert "add your exchange keys first" in html
 
 
 def test_backtest_range_is_whole_utc_days(rules):

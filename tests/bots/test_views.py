@@ -324,7 +324,7 @@ def test_new_bot_form_has_labels_and_a_live_preview(client, user, rules):
     for label in ("Pair", "Capital", "Lower price", "Upper price", "Price lines", "Spacing"):
         assert f">{label}</label>" in text
     assert 'hx-post="/bots/preview/"' in text and "input changed delay:300ms" in text
-    assert '<option value="live" disabled' in text and "live trading needs exchange keys" in text
+    assert '<option value="live" disabled' in text and "add your exchange keys first" in text
     assert '<option value="ETH/USDT">' in text
 
 
@@ -350,7 +350,7 @@ def test_invalid_range_shows_an_inline_error_and_saves_nothing(client, user, rul
 def test_live_mode_is_refused_with_the_reason(client, user, rules, price):
     client.force_login(user)
     response = client.post("/bots/new/", FORM | {"mode": "live"})
-    assert "live trading needs exchange keys" in response.text
+    assert "add your exchange keys first" in response.text
     assert not Bot.objects.exists()
 
 

@@ -20,5 +20,8 @@ class Command(BaseCommand):
         user = get_user_model().objects.filter(email__iexact=options["user"]).first()
         if user is None:
             raise CommandError(f"There is no user {options['user']}.")
-        stopped = services.emergency_stop(user, reason="emergency stop by an operator")
+        try:
+            stopped = services.emergency_stop(user, reason="emergency stop by an operator")
+        except services.BotError as e:
+            raise CommandError(str(e)) from None
         self.stdout.write(f"Emergency stop for {user.email}: {stopped} bot(s) stopped.")

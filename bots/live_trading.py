@@ -1,0 +1,432 @@
+"""Live bots: the same grid engine, with a real exchange account behind it (through ccxt).
+
+A paper bot's fills come from the engine's own matching over candles; a live bot's come from
+the exchange. Its cycle (``run_cycle``):
+
+1. fetches the account's fills for the pair since the last cycle (outside any transaction);
+2. applies each new fill once, in one transaction: every exchange trade is stored by its trade
+   id, so a fill fetched again after a crash is recognised and never applied twice; an order
+   counts as filled when its trades add up to its amount;
+3. checks the risk rules against the latest price (stop-loss and take-profit cancel the grid
+   and sell the bot's base at market; the daily loss limit cancels the grid);
+4. reconciles the book: an order the engine wants is written as ``pending`` and committed
+   *before* it is sent, then sent with its deterministic client order id and marked ``open``.
+   A crash between the two leaves a pending row, and the next cycle sends it again: the
+   gateway finds the order by its client id instead of placing a second one.
+
+Nothing here holds a database transaction open across a network call.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from bots import gateways
+from bots.engine import STOP_LOSS, TAKE_PROFIT, Fill, GridEngine, MarketTrade, Side
+from bots.gateways.base import (
+    ExchangeFill,
+    GatewayError,
+    OrderRejected,
+    OrderRequest,
+    TemporaryGatewayError,
+)
+from bots.models import Bot, BotEvent, EquitySnapshot, ExchangeFillRecord, Order, Trade
+
+logger = logging.getLogger(__name__)
+ZERO = Decimal(0)
+
+
+class LiveError(Exception):
+    """A live action could not be done; the message says why, in words."""
+
+
+def gateway(bot: Bot) -> Any:
+    if bot.credential is None:
+        raise LiveError(f"{bot} has no exchange keys: choose an account on its settings.")
+    if bot.credential.owner_id != bot.owner_id:
+        raise LiveError("These exchange keys belong to someone else.")
+    return gateways.gateway_for(bot.credential, bot.symbol)
+
+
+def _time(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def fee_in_quote(fill: ExchangeFill, base: str, quote: str) -> Decimal:
+    """The fee in the quote asset: Binance charges a buyer in the base asset it receives."""
+    if fill.fee_asset == quote or not fill.fee:
+        return fill.fee
+    if fill.fee_asset == base:
+        return fill.fee * fill.price
+    return ZERO  # paid in a third asset (BNB): not out of the grid's balances
+
+
+def start_client_id(bot: Bot) -> str:
+    """The start buy's client id for the generation about to start (stable across retries)."""
+    return f"a{bot.pk}g{bot.generation + 1}-start"
+
+
+# --- start ------------------------------------------------------------------------------------
+
+
+def check_funds(bot: Bot, gw: Any) -> None:
+    try:
+        balances = gw.balances()
+    except GatewayError as e:
+        raise LiveError(f"{bot.exchange} did not answer: {e}") from None
+    free = balances.get(bot.quote_asset)
+    have = free.free if free else ZERO
+    if have < bot.capital:
+        raise LiveError(
+            f"Your {bot.exchange} account has {have:,.2f} {bot.quote_asset} free; this grid "
+            f"needs {bot.capital:,.2f} {bot.quote_asset}."
+        )
+
+
+def start_buy(bot: Bot, gw: Any, engine: GridEngine) -> list[ExchangeFill]:
+    """Buy the start amount at market (idempotent by client id) and book what it really cost."""
+    planned = engine.start_buy
+    if planned is None:
+        return []
+    try:
+        fills = gw.market_buy(start_client_id(bot), planned.amount)
+    except OrderRejected as e:
+        raise LiveError(f"{bot.exchange} refused the start buy: {e}") from None
+    except GatewayError as e:
+        raise LiveError(
+            f"{bot.exchange} did not confirm the start buy ({e}). Nothing was started; "
+            "starting again finds that buy if it went through, and never buys twice."
+        ) from None
+    amount = sum((f.amount for f in fills), ZERO)
+    if amount < planned.amount:
+        raise LiveError(
+            f"The start buy filled {amount} of {planned.amount} {bot.base_asset}; start again "
+            "to pick up the rest of it, or stop."
+        )
+    cost = sum((f.price * f.amount for f in fills), ZERO)
+    fee = sum((fee_in_quote(f, bot.base_asset, bot.quote_asset) for f in fills), ZERO)
+    average = cost / amount
+    engine.start_buy = MarketTrade(Side.BUY, average, amount, fee)
+    engine.quote = engine.config.capital - cost - fee
+    engine.fees_paid = fee
+    engine.start_price = average
+    for slot in engine.slots:
+        if slot.acquired is not None:
+            slot.acquired = average  # what the start slots' base really cost
+    return fills
+
+
+def record_start(bot: Bot, order: Order, fills: list[ExchangeFill]) -> None:
+    """Inside start's transaction: the start buy's trades, so later fetches skip them."""
+    ExchangeFillRecord.objects.bulk_create(
+        [_record(bot, order, f) for f in fills], ignore_conflicts=True
+    )
+    if fills:
+        bot.fill_cursor_ms = max(f.at_ms for f in fills)
+        bot.save(update_fields=["fill_cursor_ms"])
+
+
+def _record(bot: Bot, order: Order, f: ExchangeFill) -> ExchangeFillRecord:
+    return ExchangeFillRecord(
+        bot=bot, order=order, trade_id=f.trade_id, price=f.price, amount=f.amount,
+        fee_quote=fee_in_quote(f, bot.base_asset, bot.quote_asset), at=_time(f.at_ms),
+    )  # fmt: skip
+
+
+# --- the cycle --------------------------------------------------------------------------------
+
+
+@dataclass
+class LiveCycle:
+    fills: int = 0
+    round_trips: int = 0
+    placed: int = 0
+    halt_reason: str = ""
+
+
+def run_cycle(bot_id: int) -> LiveCycle | None:
+    """One live cycle; None when the bot is not running. Temporary exchange trouble ends the
+    cycle early with nothing half-done: the next one picks up from the same place."""
+    bot = Bot.objects.select_related("credential").filter(pk=bot_id).first()
+    if bot is None or not bot.is_running:
+        return None
+    cycle = LiveCycle()
+    try:
+        gw = gateway(bot)
+        sync_fills(bot, gw, cycle)
+        bot.refresh_from_db()
+        if not bot.is_running:
+            return cycle
+        mark_to_market(bot)
+        reason = risk_reason(bot)
+        if reason:
+            liquidate = reason.startswith(("stop-loss", "take-profit"))
+            halt(bot, gw, reason=reason, sell=liquidate)
+            cycle.halt_reason = reason
+            return cycle
+        cycle.placed = reconcile(bot, gw)
+    except TemporaryGatewayError as e:
+        logger.warning("bot %s: %s; retrying next cycle", bot_id, e)
+    except (GatewayError, LiveError) as e:
+        # Keys revoked, symbol delisted, an order refused: a person must look. The bot stops
+        # with the reason; whatever rests on the book is cancelled when the exchange lets us.
+        _error(bot, f"{type(e).__name__ if isinstance(e, GatewayError) else 'error'}: {e}")
+        cycle.halt_reason = str(e)
+    return cycle
+
+
+def sync_fills(bot: Bot, gw: Any, cycle: LiveCycle) -> None:
+    """Fetch the account's fills since the cursor and apply the new ones, once each."""
+    fetched = gw.fetch_fills(bot.fill_cursor_ms)
+    if not fetched:
+        return
+    with transaction.atomic():
+        bot = Bot.objects.select_for_update().get(pk=bot.pk)
+        if bot.engine_state is None:
+            return
+        ids = [f.trade_id for f in fetched]
+        seen = set(
+            ExchangeFillRecord.objects.filter(bot=bot, trade_id__in=ids).values_list(
+                "trade_id", flat=True
+            )
+        )
+        book = {
+            o.client_order_id: o
+            for o in Order.objects.filter(
+                bot=bot, client_order_id__in={f.client_id for f in fetched}
+            )
+        }
+        engine = bot.engine()
+        records: list[ExchangeFillRecord] = []
+        trades: list[Trade] = []
+        events: list[BotEvent] = []
+        touched: dict[int, Order] = {}
+        for f in fetched:
+            order = book.get(f.client_id)
+            if f.trade_id in seen or order is None or order.kind != Order.Kind.LIMIT:
+                continue  # applied already, not this bot's, or the start / stop sale
+            record = _record(bot, order, f)
+            records.append(record)
+            order.filled += f.amount
+            order.fee += record.fee_quote
+            touched[order.pk] = order
+            if order.filled < order.amount or order.status == Order.Status.FILLED:
+                continue
+            order.status, order.filled_at = Order.Status.FILLED, record.at
+            trip = engine.apply_fill(
+                Fill(order.slot, Side(order.side), order.price, order.amount, order.fee)
+            )
+            cycle.fills += 1
+            verb = "Bought" if order.side == Order.Side.BUY else "Sold"
+            better = f" (filled at {f.price})" if f.price != order.price else ""
+            events.append(BotEvent(bot=bot, kind=BotEvent.Kind.FILLED, market_time=record.at,
+                                   message=f"{verb} {order.amount} {bot.base_asset} at "
+                                           f"{order.price}{better} (slot {order.slot}) on "
+                                           f"{bot.exchange}; fee {order.fee:.8f} "
+                                           f"{bot.quote_asset}."))  # fmt: skip
+            if trip is not None:
+                cycle.round_trips += 1
+                trades.append(Trade(bot=bot, slot=trip.slot, sell_order=order,
+                                    amount=trip.amount, buy_price=trip.buy_price,
+                                    sell_price=trip.sell_price, profit=trip.profit,
+                                    fees=trip.fees, closed_at=record.at))  # fmt: skip
+                events.append(BotEvent(bot=bot, kind=BotEvent.Kind.ROUND_TRIP,
+                                       market_time=record.at,
+                                       message=f"Round trip on slot {trip.slot}: bought at "
+                                               f"{trip.buy_price}, sold at {trip.sell_price}, "
+                                               f"profit {trip.profit:.6f} "
+                                               f"{bot.quote_asset}."))  # fmt: skip
+        ExchangeFillRecord.objects.bulk_create(records)
+        Order.objects.bulk_update(
+            list(touched.values()), ["filled", "fee", "status", "filled_at", "updated_at"]
+        )
+        Trade.objects.bulk_create(trades)
+        BotEvent.objects.bulk_create(events)
+        bot.fill_cursor_ms = max(f.at_ms for f in fetched)
+        _save_engine(bot, engine)
+        fields = ["engine_state", "next_buy_price", "next_sell_price", "fill_cursor_ms",
+                  "last_equity", "updated_at"]  # fmt: skip
+        if cycle.fills:
+            mark = bot.last_price or engine.start_price
+            bot.last_equity = engine.equity(mark)
+            if bot.peak_equity is None or bot.last_equity > bot.peak_equity:
+                bot.peak_equity = bot.last_equity
+                fields.append("peak_equity")
+            EquitySnapshot.objects.update_or_create(
+                bot=bot, at=timezone.now().replace(second=0, microsecond=0),
+                defaults={"price": mark, "quote": engine.quote, "base": engine.base,
+                          "equity": bot.last_equity},
+            )  # fmt: skip
+        bot.save(update_fields=fields)
+
+
+def _save_engine(bot: Bot, engine: GridEngine) -> None:
+    bot.engine_state = engine.to_dict()
+    bot.next_buy_price = engine.next_buy_price
+    bot.next_sell_price = engine.next_sell_price
+
+
+def mark_to_market(bot: Bot) -> None:
+    """The latest price, the equity at it, and the UTC day the daily loss limit counts."""
+    from bots.services import latest_mark
+
+    price = latest_mark(bot)
+    if price is None or bot.engine_state is None:
+        return
+    bot.last_price = price
+    bot.last_equity = bot.engine().equity(price)
+    today = timezone.now().date()
+    if bot.day != today:
+        bot.day, bot.day_open_equity = today, bot.last_equity
+    if bot.peak_equity is None or bot.last_equity > bot.peak_equity:
+        bot.peak_equity = bot.last_equity
+    elif bot.peak_equity:
+        bot.max_drawdown = max(bot.max_drawdown, 1 - bot.last_equity / bot.peak_equity)
+    bot.save(update_fields=["last_price", "last_equity", "day", "day_open_equity",
+                            "peak_equity", "max_drawdown", "updated_at"])  # fmt: skip
+
+
+def risk_reason(bot: Bot) -> str:
+    """Stop-loss, take-profit or the daily loss limit at the latest price, in words; or ''."""
+    price = bot.last_price
+    if price is None or bot.engine_state is None:
+        return ""
+    engine = bot.engine()
+    stop, take = engine.stop_price, engine.config.take_profit
+    if stop is not None and price <= stop:
+        return f"stop-loss: the price fell to {price}, at or below the stop price {stop}"
+    if take is not None and price >= take:
+        return f"take-profit: the price rose to {price}, at or above {take}"
+    limit = bot.max_daily_loss
+    if limit and bot.day_open_equity is not None:
+        lost = bot.day_open_equity - engine.equity(price)
+        if lost >= limit:
+            return (
+                f"daily loss limit: lost {lost:,.2f} {bot.quote_asset} today (UTC), the "
+                f"limit is {limit:,.2f}"
+            )
+    return ""
+
+
+def reconcile(bot: Bot, gw: Any) -> int:
+    """Make the exchange's book the engine's: cancel what is no longer wanted, write what is
+    missing as pending, then send every pending order. Returns how many were sent."""
+    engine = bot.engine()
+    desired = {d.client_id: d for d in engine.desired_orders(bot.key)}
+    resting = [Order.Status.PENDING, Order.Status.OPEN]
+    book = list(Order.objects.filter(bot=bot, kind=Order.Kind.LIMIT, status__in=resting))
+    on_exchange = {o.client_id for o in gw.open_orders()}
+    for order in book:
+        cid = order.client_order_id
+        if cid not in desired:
+            gw.cancel(cid)
+            order.status, order.reason = Order.Status.CANCELLED, "replaced"
+            order.save(update_fields=["status", "reason", "updated_at"])
+        elif order.status == Order.Status.OPEN and cid not in on_exchange:
+            # Cancelled outside aibo, or by a stop that crashed before it was recorded (its
+            # fills were taken in above): the grid wants it, so it is sent again.
+            order.status = Order.Status.PENDING
+            order.save(update_fields=["status", "updated_at"])
+            BotEvent.objects.create(bot=bot, kind=BotEvent.Kind.SKIPPED,
+                                    message=f"The {order.side} at {order.price} (slot "
+                                            f"{order.slot}) was no longer on {bot.exchange}; "
+                                            "sending it again.")  # fmt: skip
+    have = {o.client_order_id for o in book if o.client_order_id in desired}
+    Order.objects.bulk_create(
+        [
+            Order(bot=bot, slot=d.slot, side=d.side, price=d.price, amount=d.amount,
+                  status=Order.Status.PENDING, client_order_id=cid)
+            for cid, d in desired.items() if cid not in have
+        ]
+    )  # fmt: skip
+    sent = 0
+    pending = Order.objects.filter(bot=bot, status=Order.Status.PENDING, kind=Order.Kind.LIMIT)
+    for order in pending.order_by("slot"):
+        request = OrderRequest(order.client_order_id, order.side, order.price, order.amount)
+        try:
+            placed = gw.place(request)
+        except OrderRejected as e:
+            order.status, order.reason = Order.Status.REJECTED, str(e)[:300]
+            order.save(update_fields=["status", "reason", "updated_at"])
+            raise LiveError(
+                f"{bot.exchange} refused the {order.side} at {order.price} (slot {order.slot}): {e}"
+            ) from None
+        order.status, order.exchange_order_id = Order.Status.OPEN, placed.exchange_id
+        order.save(update_fields=["status", "exchange_order_id", "updated_at"])
+        BotEvent.objects.create(bot=bot, kind=BotEvent.Kind.PLACED,
+                                message=f"Placed {order.side} {order.amount} {bot.base_asset} "
+                                        f"at {order.price} (slot {order.slot}) on "
+                                        f"{bot.exchange}.")  # fmt: skip
+        sent += 1
+    return sent
+
+
+# --- stopping ---------------------------------------------------------------------------------
+
+
+def cancel_book(bot: Bot, gw: Any) -> None:
+    """Cancel every order of this bot on the exchange, then take in the fills that came
+    before the cancels (an order may fill a moment before it is cancelled)."""
+    for cid in Order.objects.filter(
+        bot=bot, status__in=[Order.Status.PENDING, Order.Status.OPEN]
+    ).values_list("client_order_id", flat=True):
+        gw.cancel(cid)
+    sync_fills(bot, gw, LiveCycle())
+
+
+def halt(bot: Bot, gw: Any, *, reason: str, sell: bool = False,
+         status: str = Bot.Status.STOPPED) -> None:  # fmt: skip
+    """Cancel the grid on the exchange, sell the bot's base at market when ``sell`` (stop-loss,
+    take-profit), then mark the bot stopped with ``reason``."""
+    from bots.services import halt_in_db
+
+    cancel_book(bot, gw)
+    bot.refresh_from_db()
+    if sell:
+        engine = bot.engine()
+        if engine.base > 0:
+            try:
+                fills = gw.market_sell(f"{bot.key}-stop", engine.base)
+            except GatewayError as e:
+                raise LiveError(f"the stop sale failed ({e}); the grid is cancelled") from None
+            amount = sum((f.amount for f in fills), ZERO)
+            cost = sum((f.price * f.amount for f in fills), ZERO)
+            fee = sum((fee_in_quote(f, bot.base_asset, bot.quote_asset) for f in fills), ZERO)
+            with transaction.atomic():
+                sale = Order.objects.create(
+                    bot=bot, side=Order.Side.SELL, kind=Order.Kind.MARKET,
+                    price=cost / amount, amount=amount, filled=amount, fee=fee,
+                    status=Order.Status.FILLED, client_order_id=f"{bot.key}-stop",
+                    filled_at=timezone.now(), reason=reason[:300],
+                )  # fmt: skip
+                ExchangeFillRecord.objects.bulk_create(
+                    [_record(bot, sale, f) for f in fills], ignore_conflicts=True
+                )
+                engine.stopped = STOP_LOSS if reason.startswith("stop-loss") else TAKE_PROFIT
+                engine.stop_sale = MarketTrade(Side.SELL, cost / amount, amount, fee)
+                engine.quote += cost - fee
+                engine.base -= amount
+                engine.fees_paid += fee
+                engine.stop_mark = cost / amount
+                Bot.objects.filter(pk=bot.pk).update(engine_state=engine.to_dict())
+            bot.refresh_from_db()
+    halt_in_db(bot, reason=reason, status=status)
+
+
+def _error(bot: Bot, reason: str) -> None:
+    """Stop a bot whose exchange said something a person must see; cancel what we can."""
+    from bots.services import halt_in_db
+
+    try:
+        cancel_book(bot, gateway(bot))
+    except (GatewayError, LiveError) as e:
+        reason += f" (its orders could not be cancelled: {e}; cancel them on {bot.exchange})"
+    logger.error("bot %s stopped: %s", bot.pk, reason)
+    halt_in_db(bot, reason=reason, status=Bot.Status.ERROR)

@@ -1,0 +1,335 @@
+"""Live bots against a local fake Binance, through the real ccxt client and the real gateway.
+
+The exchange's book is the truth: after every step, what rests there is exactly what the bot's
+database says rests, and a crash anywhere never doubles an order or loses a fill.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from accounts.models import ExchangeCredential
+from bots import gateways, services
+from bots.forms import BotForm
+from bots.models import Bot, BotEvent, ExchangeFillRecord, Order, Trade
+from market.models import LatestPrice
+from tests.bots.conftest import add_candles, make_rules
+from tests.fakes.fake_binance import FakeBinance
+
+pytestmark = pytest.mark.django_db
+
+API_KEY = "live-key-Qw3rTy7890abcd"
+SECRET = "live-secret-ZxCvBn123456"
+P0 = "100000"
+CONFIG = {
+    "capital": "1000", "lower_bound": "95000", "upper_bound": "105000", "grid_levels": "10",
+    "spacing": "arithmetic", "stop_loss_pct": "0", "max_daily_loss": "0", "take_profit": "",
+}  # fmt: skip
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeBinance]:
+    with FakeBinance(
+        api_key=API_KEY, secret=SECRET, balances={"USDT": "5000"}, prices={"BTCUSDT": P0},
+        hang_seconds=1,
+    ) as fake:  # fmt: skip
+        monkeypatch.setattr(
+            gateways,
+            "CLIENT_FACTORY",
+            lambda exchange, k, s: fake.ccxt_client(k, s, timeout_ms=500),
+        )
+        yield fake
+
+
+@pytest.fixture
+def market(db: None) -> None:
+    make_rules()
+    add_candles([(0, P0, P0, P0, P0)])
+
+
+@pytest.fixture
+def keys(user: Any) -> ExchangeCredential:
+    cred = ExchangeCredential(owner=user, label="main")
+    cred.set_keys(API_KEY, SECRET)
+    cred.save()
+    return cred
+
+
+@pytest.fixture
+def start_live(django_capture_on_commit_callbacks: Any) -> Any:
+    """start_bot as committed: the grid is sent to the exchange after the start commits."""
+
+    def go(bot: Bot) -> None:
+        with django_capture_on_commit_callbacks(execute=True):
+            services.start_bot(bot)
+
+    return go
+
+
+@pytest.fixture
+def bot(market: None, user: Any, keys: ExchangeCredential, fake: FakeBinance) -> Bot:
+    return services.create_bot(
+        user, symbol="BTC/USDT", config=CONFIG, mode=Bot.Mode.LIVE, credential=keys
+    )
+
+
+def resting(fake: FakeBinance) -> set[tuple[str, str, Decimal]]:
+    return {(o.client_id, o.side.lower(), o.price) for o in fake.orders("BTCUSDT", "NEW")}
+
+
+def db_resting(bot: Bot) -> set[tuple[str, str, Decimal]]:
+    return {
+        (o.client_order_id, o.side, o.price)
+        for o in bot.orders.filter(status__in=["pending", "open"])
+    }
+
+
+def set_price(fake: FakeBinance, price: str) -> None:
+    """The market moves: the fake fills what it crosses, the feed records the price."""
+    fake.set_price("BTCUSDT", price)
+    LatestPrice.objects.update_or_create(
+        exchange="binance", symbol="BTC/USDT",
+        defaults={"price": Decimal(price), "at": timezone.now()},
+    )  # fmt: skip
+
+
+def test_start_buys_the_sells_at_market_and_rests_the_grid_on_the_exchange(bot, fake, start_live):
+    start_live(bot)
+    bot.refresh_from_db()
+    assert bot.is_running
+    engine = bot.engine()
+    buy = bot.orders.get(kind=Order.Kind.MARKET)
+    market_buys = [o for o in fake.orders("BTCUSDT") if o.type == "MARKET"]
+    assert [(o.client_id, o.qty) for o in market_buys] == [(buy.client_order_id, buy.amount)]
+    # The grid rests on the exchange exactly as the database says: one order per slot.
+    assert resting(fake) == db_resting(bot)
+    assert len(resting(fake)) == len(engine.slots) == 9
+    assert not bot.orders.filter(status="pending").exists()
+    assert all(o.exchange_order_id for o in bot.orders.filter(status="open"))
+    # The engine books what the start buy really cost (the fake's commission is in USDT).
+    trade = fake.trades[0]
+    assert engine.quote == Decimal(1000) - trade.price * trade.qty - trade.commission
+    assert bot.events.filter(kind=BotEvent.Kind.STARTED).exists()
+
+
+def test_fills_on_the_exchange_become_round_trips_and_the_next_orders(bot, fake, start_live):
+    start_live(bot)
+    bot.refresh_from_db()
+    top_buy = max(o.price for o in bot.orders.filter(side="buy", status="open"))
+    set_price(fake, str(top_buy - 1))  # the highest buy fills
+
+    services.run_cycle(bot.pk)
+
+    bot.refresh_from_db()
+    filled = bot.orders.get(price=top_buy, side="buy")
+    assert filled.status == "filled" and filled.filled == filled.amount
+    # Its slot now wants a sell one line up, and that sell rests on the exchange.
+    assert resting(fake) == db_resting(bot)
+    sell_line = bot.engine().lines[filled.slot + 1]
+    assert ("sell", sell_line) in {(side, price) for _, side, price in resting(fake)}
+
+    set_price(fake, str(sell_line + 1))
+    services.run_cycle(bot.pk)
+
+    trip = Trade.objects.get(bot=bot, slot=filled.slot, buy_price=top_buy)
+    assert trip.sell_price == sell_line and trip.profit > 0
+    assert resting(fake) == db_resting(bot)
+    # Every exchange trade is stored once, by its id.
+    assert ExchangeFillRecord.objects.filter(bot=bot).count() == len(fake.trades)
+
+
+def test_a_crash_after_the_exchange_took_an_order_never_doubles_it(
+    bot, fake, start_live, monkeypatch
+):
+    start_live(bot)
+    bot.refresh_from_db()
+    top_buy = max(o.price for o in bot.orders.filter(side="buy", status="open"))
+    set_price(fake, str(top_buy - 1))
+    real_save = Order.save
+
+    def die_once(self: Order, *args: Any, **kwargs: Any) -> None:
+        if self.status == Order.Status.OPEN and self.side == "sell" and self.slot is not None:
+            monkeypatch.setattr(Order, "save", real_save)
+            raise RuntimeError("the worker died after the exchange accepted the order")
+        real_save(self, *args, **kwargs)
+
+    monkeypatch.setattr(Order, "save", die_once)
+    with pytest.raises(RuntimeError):
+        services.run_cycle(bot.pk)
+
+    pending = bot.orders.get(status="pending")
+    assert pending.side == "sell"
+    assert [o.client_id for o in fake.orders("BTCUSDT", "NEW")].count(pending.client_order_id) == 1
+
+    services.run_cycle(bot.pk)  # the next cycle sends it again: found by its client id
+
+    assert not bot.orders.filter(status="pending").exists()
+    assert [o.client_id for o in fake.orders("BTCUSDT")].count(pending.client_order_id) == 1
+    assert resting(fake) == db_resting(bot)
+
+
+def test_a_lost_answer_is_found_by_the_gateway_in_the_same_cycle(bot, fake, start_live):
+    start_live(bot)
+    bot.refresh_from_db()
+    top_buy = max(o.price for o in bot.orders.filter(side="buy", status="open"))
+    set_price(fake, str(top_buy - 1))
+    fake.accept_then_fail_response("/order", 500)  # the sell is placed; its answer is lost
+
+    services.run_cycle(bot.pk)
+
+    assert not bot.orders.filter(status="pending").exists()
+    assert resting(fake) == db_resting(bot)
+    assert len([o for o in fake.orders("BTCUSDT") if o.side == "SELL" and o.type == "LIMIT"]) == 5
+
+
+def test_a_crash_while_applying_fills_applies_them_once_on_the_next_cycle(
+    bot, fake, monkeypatch, start_live
+):
+    start_live(bot)
+    bot.refresh_from_db()
+    top_buy = max(o.price for o in bot.orders.filter(side="buy", status="open"))
+    set_price(fake, str(top_buy - 1))
+    before = bot.engine_state
+    calls = {"n": 0}
+    real_bulk_create = BotEvent.objects.bulk_create
+
+    def crash_once(*args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("the worker died mid-fill")
+        return real_bulk_create(*args, **kwargs)
+
+    monkeypatch.setattr(BotEvent.objects, "bulk_create", crash_once)
+    with pytest.raises(RuntimeError):
+        services.run_cycle(bot.pk)
+    bot.refresh_from_db()
+    assert bot.engine_state == before  # rolled back whole
+    assert not ExchangeFillRecord.objects.filter(bot=bot, order__kind="limit").exists()
+
+    services.run_cycle(bot.pk)
+    services.run_cycle(bot.pk)  # and a fill fetched again is not applied twice
+
+    bot.refresh_from_db()
+    assert bot.engine().fills == 1
+    assert bot.orders.filter(status="filled", kind="limit").count() == 1
+    assert resting(fake) == db_resting(bot)
+
+
+def test_stop_cancels_the_grid_on_the_exchange_and_keeps_the_coins(bot, fake, start_live):
+    start_live(bot)
+    base_before = fake.balance("BTC")
+    services.stop_bot(bot)
+    bot.refresh_from_db()
+    assert bot.status == "stopped"
+    assert resting(fake) == set() == db_resting(bot)
+    assert fake.balance("BTC")[0] == base_before[0] + base_before[1]  # unlocked, not sold
+
+
+def test_a_crash_during_stop_and_orders_cancelled_outside_aibo_are_healed(
+    bot, fake, start_live, monkeypatch
+):
+    start_live(bot)
+
+    def die(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("the worker died after cancelling on the exchange")
+
+    with monkeypatch.context() as m, pytest.raises(RuntimeError):
+        m.setattr(services, "halt_in_db", die)
+        services.stop_bot(bot)
+    assert resting(fake) == set()  # cancelled there, still open here
+    assert len(db_resting(bot)) == 9
+
+    services.run_cycle(bot.pk)  # the bot is still running: its grid goes back on the book
+
+    assert resting(fake) == db_resting(bot) and len(db_resting(bot)) == 9
+    assert bot.events.filter(message__contains="no longer on binance").count() == 9
+    services.stop_bot(bot)
+    assert resting(fake) == set() == db_resting(bot)
+
+
+def test_stop_loss_cancels_the_grid_and_sells_at_market(bot, fake, start_live):
+    Bot.objects.filter(pk=bot.pk).update(config={**CONFIG, "stop_loss_pct": "2"})
+    bot.refresh_from_db()
+    start_live(bot)
+    set_price(fake, "90000")  # through every buy and below the stop price 93,100
+
+    services.run_cycle(bot.pk)
+
+    bot.refresh_from_db()
+    assert bot.status == "stopped" and bot.status_reason.startswith("stop-loss")
+    assert resting(fake) == set()
+    assert fake.balance("BTC") == (Decimal(0), Decimal(0))  # everything sold
+    sale = bot.orders.get(kind="market", side="sell")
+    assert sale.client_order_id.endswith("-stop") and sale.price == Decimal("90000")
+    assert bot.engine().base == 0
+
+
+def test_not_enough_on_the_exchange_is_refused_and_nothing_is_bought(bot, fake, start_live):
+    fake.set_balance("USDT", "100")
+    with pytest.raises(services.BotError, match="has 100.00 USDT free; this grid needs 1,000"):
+        start_live(bot)
+    bot.refresh_from_db()
+    assert bot.status == "stopped" and not bot.orders.exists()
+    assert fake.orders() == []
+
+
+def test_keys_the_exchange_stops_accepting_stop_the_bot_with_the_reason(bot, fake, start_live):
+    start_live(bot)
+    fake.api_key = "revoked"
+
+    services.run_cycle(bot.pk)
+
+    bot.refresh_from_db()
+    assert bot.status == "error"
+    assert "could not be cancelled" in bot.status_reason
+    assert API_KEY not in bot.status_reason and SECRET not in bot.status_reason
+
+
+def test_emergency_stop_cancels_live_and_paper_bots(bot, fake, user, start_live):
+    start_live(bot)
+    paper = services.create_bot(user, symbol="BTC/USDT", config=CONFIG)
+    start_live(paper)
+    assert services.emergency_stop(user) == 2
+    assert resting(fake) == set()
+    assert not Order.objects.filter(status__in=["pending", "open"]).exists()
+
+
+def test_live_needs_the_owners_keys_for_that_exchange(market, user, other_user, keys):
+    theirs = ExchangeCredential(owner=other_user, label="theirs")
+    theirs.set_keys("k" * 20, "s" * 20)
+    theirs.save()
+    with pytest.raises(services.BotError, match="not yours"):
+        services.create_bot(user, symbol="BTC/USDT", config=CONFIG, mode="live",
+                            credential=theirs)  # fmt: skip
+    with pytest.raises(services.BotError, match="add them under Exchange keys"):
+        services.create_bot(user, symbol="BTC/USDT", config=CONFIG, mode="live")
+    form_data = {"name": "", "symbol": "BTC/USDT", "mode": "live", **CONFIG}
+    # The form offers only the user's own keys; live is disabled for someone without keys.
+    form = BotForm(form_data | {"credential": theirs.pk}, owner=user)
+    assert not form.is_valid() and "credential" in form.errors
+    assert BotForm(form_data | {"credential": keys.pk}, owner=user).is_valid()
+    no_keys = BotForm(form_data, owner=other_user.__class__.objects.create_user(
+        email="new@example.com", password="x-Long-pw-1"))  # fmt: skip
+    assert not no_keys.is_valid() and "mode" in no_keys.errors
+
+
+def test_a_live_bot_from_the_form_and_its_page_show_only_the_masked_key(
+    client, user, keys, market, fake, start_live
+):
+    client.force_login(user)
+    page = client.get("/bots/new/")
+    assert '<option value="live">' in page.text and "main (binance ••••abcd)" in page.text
+    form = {"name": "Live grid", "symbol": "BTC/USDT", "mode": "live", **CONFIG}
+    response = client.post("/bots/new/", form | {"credential": keys.pk})
+    bot = Bot.objects.get(name="Live grid")
+    assert response.status_code == 302 and bot.mode == "live" and bot.credential == keys
+    start_live(bot)
+    detail = client.get(f"/bots/{bot.pk}/")
+    assert "••••abcd" in detail.text
+    for secret in (API_KEY, SECRET, keys.api_key_encrypted):
+        assert secret not in detail.text and secret not in page.text
