@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.http import HttpRequest
 
-from accounts.models import User
+from accounts.models import ExchangeCredential, User
 
 
 @admin.register(User)
@@ -23,3 +26,24 @@ class UserAdmin(DjangoUserAdmin):
         ("Important dates", {"fields": ("last_login", "date_joined")}),
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
+
+
+@admin.register(ExchangeCredential)
+class ExchangeCredentialAdmin(admin.ModelAdmin):
+    """Operators see whose keys exist and whether they work, never the keys themselves: the
+    encrypted columns are not in any form, nothing is editable, and nobody can type in a
+    user's keys here. Deleting is allowed (revoking keys a user reports as leaked)."""
+
+    list_display = ("owner", "label", "exchange", "key_hint", "created_at", "verified_at")
+    list_filter = ("exchange",)
+    list_select_related = ("owner",)
+    search_fields = ("owner__email", "label")
+    fields = ("owner", "label", "exchange", "key_hint", "created_at", "verified_at")
+    readonly_fields = fields
+    exclude = ("api_key_encrypted", "secret_encrypted")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

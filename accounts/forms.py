@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 from django.contrib.auth.forms import AuthenticationForm, UserCreationForm
 
-from accounts.models import User
+from accounts.models import ExchangeCredential, User
 
 
 class RegistrationForm(UserCreationForm):
@@ -23,3 +25,74 @@ class EmailLoginForm(AuthenticationForm):
         label="Email address",
         widget=forms.EmailInput(attrs={"autofocus": True, "autocomplete": "email"}),
     )
+
+
+EXCHANGES = [("binance", "Binance")]
+KEY_MIN, KEY_MAX = 16, 512
+
+
+def _key_field(label: str, help_text: str) -> forms.CharField:
+    # A password input that never re-renders: a failed submit must not echo the key back.
+    widget = forms.PasswordInput(
+        render_value=False, attrs={"autocomplete": "off", "spellcheck": "false"}
+    )
+    return forms.CharField(
+        label=label,
+        help_text=help_text,
+        widget=widget,
+        strip=True,
+        error_messages={"required": f"Paste the {label.lower()} from your exchange account."},
+    )
+
+
+class CredentialForm(forms.Form):
+    """A new set of exchange keys. The keys come out stripped; the view encrypts and verifies."""
+
+    label = forms.CharField(
+        max_length=60,
+        help_text="Your name for this key, e.g. “Main account”.",
+        error_messages={"required": "Give these keys a label, e.g. “Main account”."},
+    )
+    exchange = forms.ChoiceField(choices=EXCHANGES, initial="binance")
+    api_key = _key_field("API key", "From the API management page of your exchange account.")
+    secret = _key_field(
+        "Secret key",
+        "Shown once by the exchange; aibo stores it encrypted and never shows it again.",
+    )
+
+    def __init__(self, *args: Any, owner: User, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.owner = owner
+
+    def clean_label(self) -> str:
+        label: str = self.cleaned_data["label"]
+        if ExchangeCredential.objects.owned_by(self.owner).filter(label__iexact=label).exists():
+            raise forms.ValidationError(
+                f"You already have exchange keys labelled “{label}”. Choose another label."
+            )
+        return label
+
+    def clean_api_key(self) -> str:
+        return _clean_key(self.cleaned_data["api_key"], "API key")
+
+    def clean_secret(self) -> str:
+        return _clean_key(self.cleaned_data["secret"], "secret key")
+
+
+def _clean_key(value: str, name: str) -> str:
+    # The messages never quote the value: they end up in the page.
+    if any(c.isspace() for c in value):
+        raise forms.ValidationError(
+            f"The {name} contains spaces or line breaks; copy it again from the exchange."
+        )
+    if len(value) < KEY_MIN:
+        raise forms.ValidationError(
+            f"This {name} is too short ({len(value)} characters; at least {KEY_MIN}). "
+            "Check that you copied all of it."
+        )
+    if len(value) > KEY_MAX:
+        raise forms.ValidationError(
+            f"This {name} is too long ({len(value)} characters; at most {KEY_MAX}). "
+            "Check that you copied only the key."
+        )
+    return value

@@ -10,4 +10,7 @@ urlpatterns = [
     path("login/", views.LoginView.as_view(), name="login"),
     path("logout/", views.LogoutView.as_view(), name="logout"),
     path("password/", views.PasswordChangeView.as_view(), name="password_change"),
+    path("keys/", views.credential_list, name="credentials"),
+    path("keys/<int:pk>/verify/", views.credential_verify, name="credential_verify"),
+    path("keys/<int:pk>/delete/", views.credential_delete, name="credential_delete"),
 ]

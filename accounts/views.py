@@ -1,17 +1,40 @@
+"""Sign-up, sign-in and password pages, and the page where a user keeps exchange API keys.
+
+Keys are owner-scoped (another user's are a 404), stored encrypted (accounts.crypto) and shown
+only as their mask. They are checked with the exchange before being saved: keys the exchange
+refuses are never stored.
+"""
+
 from __future__ import annotations
 
+import contextlib
+import json
+import logging
 from typing import Any
 
+import ccxt
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
+from django.db import IntegrityError, transaction
+from django.db.models import ProtectedError, RestrictedError
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse_lazy
-from django.views.decorators.http import require_http_methods
+from django.utils import timezone
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
+from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts import throttle
-from accounts.forms import EmailLoginForm, RegistrationForm
+from accounts.crypto import UndecryptableSecret, mask
+from accounts.forms import CredentialForm, EmailLoginForm, RegistrationForm
+from accounts.http import AuthedRequest
+from accounts.models import ExchangeCredential
+from bots import gateways
+from bots.models import Bot
+
+logger = logging.getLogger(__name__)
 
 
 @require_http_methods(["GET", "POST"])
@@ -69,3 +92,165 @@ class PasswordChangeView(auth_views.PasswordChangeView):
     def form_valid(self, form: Any) -> HttpResponse:
         messages.success(self.request, "Your password has been changed.")
         return super().form_valid(form)
+
+
+# --- exchange keys -------------------------------------------------------------------------------
+
+
+class KeysRefused(Exception):
+    """The exchange answered, and said these keys are not valid (its words are the message)."""
+
+
+@sensitive_variables()
+def _verify_keys(cred: ExchangeCredential) -> str | None:
+    """Ask the exchange for the balance with these keys; on success set ``verified_at`` (not
+    saved). None when verified, else why the keys could not be checked now (they may be fine).
+    Raises KeysRefused, or UndecryptableSecret for keys stored under another CREDENTIALS_KEY.
+    """
+    redact = cred.keys()
+    try:
+        gateways.client_for(cred).fetch_balance()
+    except ccxt.AuthenticationError as e:  # also PermissionDenied, AccountSuspended
+        raise KeysRefused(_exchange_says(e, redact)) from None
+    except ccxt.NetworkError as e:  # timeouts, rate limits, maintenance, clock skew
+        # The type only: ccxt's messages carry request URLs, which are nobody's business.
+        logger.warning("exchange keys %s: not verified, %s", cred.pk, type(e).__name__)
+        return "the exchange did not answer (busy or unreachable)"
+    except ccxt.BaseError as e:
+        logger.warning("exchange keys %s: not verified, %s", cred.pk, type(e).__name__)
+        return f"the exchange answered “{_exchange_says(e, redact)}”"
+    cred.verified_at = timezone.now()
+    return None
+
+
+def _exchange_says(error: ccxt.BaseError, redact: tuple[str, ...]) -> str:
+    """The exchange's own words from a ccxt error (``binance {"code":-2015,"msg":"…"}``), with
+    anything that looks like one of the keys masked, in case an exchange echoes it."""
+    text = str(error)
+    start = text.find("{")
+    if start != -1:
+        with contextlib.suppress(ValueError, AttributeError):  # not JSON: keep it whole
+            text = str(json.loads(text[start:]).get("msg") or text)
+    for value in redact:
+        if value:
+            text = text.replace(value, mask(value))
+    return text[:300]
+
+
+def _own_credential(request: AuthedRequest, pk: int) -> ExchangeCredential:
+    return get_object_or_404(ExchangeCredential.objects.owned_by(request.user), pk=pk)
+
+
+def _bots_using(request: AuthedRequest, cred: ExchangeCredential) -> list[str]:
+    return [str(bot) for bot in Bot.objects.owned_by(request.user).filter(credential=cred)]
+
+
+def _credentials_page(request: AuthedRequest, form: CredentialForm) -> HttpResponse:
+    credentials = ExchangeCredential.objects.owned_by(request.user)
+    ctx = {"form": form, "credentials": credentials}
+    return render(request, "accounts/credential_list.html", ctx)
+
+
+def _after_credential_action(request: AuthedRequest) -> HttpResponse:
+    """The key table (with the messages, out of band) for htmx, else back to the page."""
+    if not request.htmx:
+        return redirect("accounts:credentials")
+    credentials = ExchangeCredential.objects.owned_by(request.user)
+    return render(
+        request, "accounts/credential_list.html#credential-table", {"credentials": credentials}
+    )
+
+
+@sensitive_variables()
+@sensitive_post_parameters("api_key", "secret")
+@login_required
+@require_http_methods(["GET", "POST"])
+def credential_list(request: AuthedRequest) -> HttpResponse:
+    form = CredentialForm(request.POST or None, owner=request.user)
+    if request.method == "POST" and form.is_valid() and _add_credential(request, form):
+        return redirect("accounts:credentials")
+    return _credentials_page(request, form)
+
+
+@sensitive_variables()
+def _add_credential(request: AuthedRequest, form: CredentialForm) -> bool:
+    """Encrypt, verify and save the keys; False (with the reason on the form) if not saved."""
+    data = form.cleaned_data  # holds the plain keys: never log it
+    cred = ExchangeCredential(owner=request.user, exchange=data["exchange"], label=data["label"])
+    cred.set_keys(data["api_key"], data["secret"])
+    try:
+        problem = _verify_keys(cred)
+    except KeysRefused as e:
+        form.add_error(None, f"The exchange refused these keys: {e}")
+        return False
+    try:
+        with transaction.atomic():
+            cred.save()
+    except IntegrityError:  # the same label, added at the same moment in another tab
+        form.add_error("label", f"You already have exchange keys labelled “{cred.label}”.")
+        return False
+    logger.info("exchange keys %s added (%s, verified: %s)", cred.pk, cred.exchange, not problem)
+    if problem:
+        messages.warning(
+            request,
+            f"Keys “{cred.label}” saved, but they could not be verified now: {problem}. "
+            "Use “Verify again” in a while.",
+        )
+    else:
+        messages.success(request, f"Keys “{cred.label}” added: the exchange accepted them.")
+    return True
+
+
+@login_required
+@require_POST
+def credential_verify(request: AuthedRequest, pk: int) -> HttpResponse:
+    cred = _own_credential(request, pk)
+    try:
+        problem = _verify_keys(cred)
+    except KeysRefused as e:
+        # No longer known to work: the page should not keep calling them verified.
+        cred.verified_at = None
+        cred.save(update_fields=["verified_at"])
+        messages.error(request, f"The exchange refused the keys “{cred.label}”: {e}")
+    except UndecryptableSecret as e:
+        messages.error(request, f"Keys “{cred.label}”: {e}")
+    else:
+        if problem:
+            messages.warning(request, f"Keys “{cred.label}” could not be verified now: {problem}.")
+        else:
+            cred.save(update_fields=["verified_at"])
+            messages.success(request, f"Keys “{cred.label}” verified: the exchange accepted them.")
+    return _after_credential_action(request)
+
+
+@login_required
+@require_POST
+def credential_delete(request: AuthedRequest, pk: int) -> HttpResponse:
+    cred = _own_credential(request, pk)
+    users = _bots_using(request, cred)
+    if users:
+        messages.error(
+            request,
+            f"Keys “{cred.label}” were not deleted: {_in_use_by(users)}. "
+            "Give those bots other keys, or delete them, first.",
+        )
+        return _after_credential_action(request)
+    try:
+        cred.delete()
+    except (ProtectedError, RestrictedError):
+        messages.error(request, f"Keys “{cred.label}” were not deleted: something still uses them.")
+        return _after_credential_action(request)
+    logger.info("exchange keys %s deleted", pk)
+    messages.success(
+        request,
+        f"Keys “{cred.label}” deleted. Revoke them on the exchange too if you no longer use them.",
+    )
+    return _after_credential_action(request)
+
+
+def _in_use_by(bots: list[str]) -> str:
+    if len(bots) == 1:
+        return f"the bot “{bots[0]}” uses them"
+    shown = ", ".join(f"“{name}”" for name in bots[:3])
+    more = f" and {len(bots) - 3} more" if len(bots) > 3 else ""
+    return f"the bots {shown}{more} use them"

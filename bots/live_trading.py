@@ -391,9 +391,10 @@ def halt(bot: Bot, gw: Any, *, reason: str, sell: bool = False,
     bot.refresh_from_db()
     if sell:
         engine = bot.engine()
-        if engine.base > 0:
+        amount = sellable(bot, gw, engine.base)
+        if amount > 0:
             try:
-                fills = gw.market_sell(f"{bot.key}-stop", engine.base)
+                fills = gw.market_sell(f"{bot.key}-stop", amount)
             except GatewayError as e:
                 raise LiveError(f"the stop sale failed ({e}); the grid is cancelled") from None
             amount = sum((f.amount for f in fills), ZERO)
@@ -418,6 +419,17 @@ def halt(bot: Bot, gw: Any, *, reason: str, sell: bool = False,
                 Bot.objects.filter(pk=bot.pk).update(engine_state=engine.to_dict())
             bot.refresh_from_db()
     halt_in_db(bot, reason=reason, status=status)
+
+
+def sellable(bot: Bot, gw: Any, held: Decimal) -> Decimal:
+    """What the stop sale can sell: the bot's base, at most what the account has free (a fee
+    taken in the base asset leaves a little less), to the market's step."""
+    from bots.services import rules_for
+    from market.precision import floor_amount
+
+    balance = gw.balances().get(bot.base_asset)
+    free = balance.free if balance else ZERO
+    return floor_amount(min(held, free), rules_for(bot.exchange, bot.symbol).step)
 
 
 def _error(bot: Bot, reason: str) -> None:
