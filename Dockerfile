@@ -12,4 +12,4 @@ RUN SECRET_KEY=build-only DEBUG=0 ALLOWED_HOSTS=localhost .venv/bin/python manag
 RUN useradd --create-home aibo && chown -R aibo /app
 USER aibo
 EXPOSE 8000
-CMD ["uvicorn", "aibo.asgi:application", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers"]
+CMD ["uvicorn", "aibo.asgi:application", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers", "--ws-per-message-deflate", "false"]

@@ -41,6 +41,9 @@ class Command(BaseCommand):
                 port=options["port"],
                 log_config=None,  # keep the logging configured in settings
                 lifespan="off",
+                # Frames are small JSON and fragments: compressing each one for each socket
+                # costs more server time than it saves (bench/bench_ws.py measures both).
+                ws_per_message_deflate=False,
             )
         finally:
             feed_stop.set()
