@@ -38,6 +38,7 @@ from bots.gateways.base import (
     TemporaryGatewayError,
 )
 from bots.models import Bot, BotEvent, EquitySnapshot, ExchangeFillRecord, Order, Trade
+from market.precision import floor_amount
 
 logger = logging.getLogger(__name__)
 ZERO = Decimal(0)
@@ -59,13 +60,15 @@ def _time(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, UTC)
 
 
-def fee_in_quote(fill: ExchangeFill, base: str, quote: str) -> Decimal:
-    """The fee in the quote asset: Binance charges a buyer in the base asset it receives."""
-    if fill.fee_asset == quote or not fill.fee:
-        return fill.fee
-    if fill.fee_asset == base:
-        return fill.fee * fill.price
-    return ZERO  # paid in a third asset (BNB): not out of the grid's balances
+def quote_fee(fill: ExchangeFill, quote: str) -> Decimal:
+    """The part of a fee the grid's quote balance pays (none when paid in base or BNB)."""
+    return fill.fee if fill.fee_asset == quote else ZERO
+
+
+def base_fee(fill: ExchangeFill, base: str) -> Decimal:
+    """The part paid in the base asset: Binance takes a buyer's fee from the coins it buys
+    (unless fees are paid in BNB), so the slot holds that much less than the grid's amount."""
+    return fill.fee if fill.fee_asset == base else ZERO
 
 
 def start_client_id(bot: Bot) -> str:
@@ -111,7 +114,7 @@ def start_buy(bot: Bot, gw: Any, engine: GridEngine) -> list[ExchangeFill]:
             "to pick up the rest of it, or stop."
         )
     cost = sum((f.price * f.amount for f in fills), ZERO)
-    fee = sum((fee_in_quote(f, bot.base_asset, bot.quote_asset) for f in fills), ZERO)
+    fee = sum((quote_fee(f, bot.quote_asset) for f in fills), ZERO)
     average = cost / amount
     engine.start_buy = MarketTrade(Side.BUY, average, amount, fee)
     engine.quote = engine.config.capital - cost - fee
@@ -135,8 +138,8 @@ def record_start(bot: Bot, order: Order, fills: list[ExchangeFill]) -> None:
 
 def _record(bot: Bot, order: Order, f: ExchangeFill) -> ExchangeFillRecord:
     return ExchangeFillRecord(
-        bot=bot, order=order, trade_id=f.trade_id, price=f.price, amount=f.amount,
-        fee_quote=fee_in_quote(f, bot.base_asset, bot.quote_asset), at=_time(f.at_ms),
+        bot=bot, order=order, trade_id=f.trade_id, price=f.price, amount=f.amount, fee=f.fee,
+        fee_asset=f.fee_asset, fee_quote=quote_fee(f, bot.quote_asset), at=_time(f.at_ms),
     )  # fmt: skip
 
 
@@ -220,9 +223,13 @@ def sync_fills(bot: Bot, gw: Any, cycle: LiveCycle) -> None:
             if order.filled < order.amount or order.status == Order.Status.FILLED:
                 continue
             order.status, order.filled_at = Order.Status.FILLED, record.at
+            # A sell short by a buy's base fee sold less than the grid's amount: the coins it
+            # did not sell are part of that round trip's cost, valued at the sell price.
+            short = engine.q - order.amount
             trip = engine.apply_fill(
-                Fill(order.slot, Side(order.side), order.price, order.amount, order.fee)
-            )
+                Fill(order.slot, Side(order.side), order.price, engine.q,
+                     order.fee + short * order.price)
+            )  # fmt: skip
             cycle.fills += 1
             verb = "Bought" if order.side == Order.Side.BUY else "Sold"
             better = f" (filled at {f.price})" if f.price != order.price else ""
@@ -341,7 +348,9 @@ def reconcile(bot: Bot, gw: Any) -> int:
     have = {o.client_order_id for o in book if o.client_order_id in desired}
     Order.objects.bulk_create(
         [
-            Order(bot=bot, slot=d.slot, side=d.side, price=d.price, amount=d.amount,
+            Order(bot=bot, slot=d.slot, side=d.side, price=d.price,
+                  amount=d.amount - (sell_shortfall(bot, engine, d.slot) if d.side == Side.SELL
+                                     else ZERO),
                   status=Order.Status.PENDING, client_order_id=cid)
             for cid, d in desired.items() if cid not in have
         ]
@@ -366,6 +375,31 @@ def reconcile(bot: Bot, gw: Any) -> int:
                                         f"{bot.exchange}.")  # fmt: skip
         sent += 1
     return sent
+
+
+def sell_shortfall(bot: Bot, engine: GridEngine, slot: int) -> Decimal:
+    """How much less than the grid's amount a slot's sell can sell: the base fee the exchange
+    took from the buy that filled the slot, up to the market's step (0 with fees in quote)."""
+    from bots.services import rules_for
+
+    last = (
+        Order.objects.filter(bot=bot, slot=slot, kind=Order.Kind.LIMIT,
+                             status=Order.Status.FILLED, created_at__gte=bot.started_at)
+        .order_by("-filled_at", "-id").first()
+    )  # fmt: skip
+    if last is not None and last.side == Order.Side.BUY:
+        fees = ExchangeFillRecord.objects.filter(order=last, fee_asset=bot.base_asset)
+        paid = sum(fees.values_list("fee", flat=True), ZERO)
+    else:  # bought by the start buy: its base fee is shared by every slot it filled
+        start = Order.objects.filter(bot=bot, client_order_id=f"{bot.key}-start").first()
+        if start is None:
+            return ZERO
+        fees = ExchangeFillRecord.objects.filter(order=start, fee_asset=bot.base_asset)
+        paid = sum(fees.values_list("fee", flat=True), ZERO) / (start.amount / engine.q)
+    if not paid:
+        return ZERO
+    step = rules_for(bot.exchange, bot.symbol).step
+    return -floor_amount(-paid, step)  # rounded up to the step
 
 
 # --- stopping ---------------------------------------------------------------------------------
@@ -399,7 +433,7 @@ def halt(bot: Bot, gw: Any, *, reason: str, sell: bool = False,
                 raise LiveError(f"the stop sale failed ({e}); the grid is cancelled") from None
             amount = sum((f.amount for f in fills), ZERO)
             cost = sum((f.price * f.amount for f in fills), ZERO)
-            fee = sum((fee_in_quote(f, bot.base_asset, bot.quote_asset) for f in fills), ZERO)
+            fee = sum((quote_fee(f, bot.quote_asset) for f in fills), ZERO)
             with transaction.atomic():
                 sale = Order.objects.create(
                     bot=bot, side=Order.Side.SELL, kind=Order.Kind.MARKET,
@@ -425,7 +459,6 @@ def sellable(bot: Bot, gw: Any, held: Decimal) -> Decimal:
     """What the stop sale can sell: the bot's base, at most what the account has free (a fee
     taken in the base asset leaves a little less), to the market's step."""
     from bots.services import rules_for
-    from market.precision import floor_amount
 
     balance = gw.balances().get(bot.base_asset)
     free = balance.free if balance else ZERO

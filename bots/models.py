@@ -244,6 +244,9 @@ class ExchangeFillRecord(models.Model):
     trade_id = models.CharField(max_length=64)
     price = models.DecimalField(**MONEY)
     amount = models.DecimalField(**MONEY)
+    fee = models.DecimalField(**MONEY, default=Decimal("0"))  # as the exchange charged it
+    fee_asset = models.CharField(max_length=16, blank=True)
+    # The part of the fee paid in the quote asset (what the grid's quote balance lost to it).
     fee_quote = models.DecimalField(**MONEY)
     at = models.DateTimeField()
 

@@ -255,12 +255,13 @@ def start_bot(bot: Bot) -> None:
         orders: list[Order] = []
         if engine.start_buy:
             orders.append(_market_order(bot, engine.start_buy, "start", at))
-        # A live grid is written pending and sent after the commit (live_trading.reconcile).
-        orders += [_open_order(bot, d, pending=live_mode) for d in engine.desired_orders(bot.key)]
+        desired = engine.desired_orders(bot.key)
+        if not live_mode:  # a live grid is written and sent after the commit (reconcile)
+            orders += [_open_order(bot, d) for d in desired]
         Order.objects.bulk_create(orders)
         if live_mode and engine.start_buy:
             live_trading.record_start(bot, orders[0], start_fills)
-        n_buys = sum(1 for o in orders if o.status == Order.Status.OPEN and o.side == "buy")
+        n_buys = sum(1 for d in desired if d.side == "buy")
         cfg = engine.config
         events = [
             _event(
@@ -623,11 +624,10 @@ def _save_engine(bot: Bot, engine: GridEngine) -> None:
     bot.next_sell_price = engine.next_sell_price
 
 
-def _open_order(bot: Bot, desired: Any, *, pending: bool = False) -> Order:
+def _open_order(bot: Bot, desired: Any) -> Order:
     return Order(
         bot=bot, slot=desired.slot, side=desired.side, price=desired.price,
-        amount=desired.amount, status=Order.Status.PENDING if pending else Order.Status.OPEN,
-        client_order_id=desired.client_id,
+        amount=desired.amount, status=Order.Status.OPEN, client_order_id=desired.client_id,
     )  # fmt: skip
 
 

@@ -143,6 +143,43 @@ def test_fills_on_the_exchange_become_round_trips_and_the_next_orders(bot, fake,
     assert ExchangeFillRecord.objects.filter(bot=bot).count() == len(fake.trades)
 
 
+def test_fees_taken_in_the_base_asset_shorten_the_sells_and_never_overdraw(bot, fake, start_live):
+    fake.buyer_pays_base = True  # Binance without BNB: a buyer pays in the coin it buys
+    start_live(bot)
+    bot.refresh_from_db()
+    engine = bot.engine()
+    start_fee = fake.trades[0].commission  # in BTC
+    assert fake.trades[0].commission_asset == "BTC"
+    sells = bot.orders.filter(side="sell", status="open")
+    # The start buy's fee is shared by the four slots it bought, each rounded up to the step.
+    assert {o.amount for o in sells} == {engine.q - Decimal("0.00001")}
+    assert sum(o.amount for o in sells) <= engine.base - start_fee
+    assert engine.quote == Decimal(1000) - fake.trades[0].price * fake.trades[0].qty
+
+    top_buy = max(o.price for o in bot.orders.filter(side="buy", status="open"))
+    set_price(fake, str(top_buy - 1))
+    services.run_cycle(bot.pk)
+    bot.refresh_from_db()
+    buy = bot.orders.get(price=top_buy, side="buy")
+    sell = bot.orders.get(slot=buy.slot, side="sell", status="open")
+    assert sell.amount == buy.amount - Decimal("0.00001")  # its own buy's fee, to the step
+    sell_line = sell.price
+
+    set_price(fake, str(sell_line + 1))  # every sell up to this line fills: none overdraws
+    services.run_cycle(bot.pk)
+
+    bot.refresh_from_db()
+    assert bot.status == "running", bot.status_reason
+    assert fake.balance("BTC")[0] >= 0
+    trip = Trade.objects.get(bot=bot, slot=buy.slot)
+    # The coins the sell could not sell are booked as a cost of the round trip.
+    assert trip.sell_price == sell_line and trip.amount == engine.q
+    assert resting(fake) == db_resting(bot)
+    # The engine's quote is the exchange's: what the fills added and took, fees included.
+    usdt = fake.balance("USDT")
+    assert bot.engine().quote == usdt[0] + usdt[1] - (Decimal(5000) - Decimal(1000))
+
+
 def test_a_crash_after_the_exchange_took_an_order_never_doubles_it(
     bot, fake, start_live, monkeypatch
 ):

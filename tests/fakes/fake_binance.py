@@ -14,8 +14,9 @@ real exchangeInfo snapshot. Simplifications, all deliberate:
 - Fills are whole: a resting order fills completely once the price crosses it, at its own
   price (maker). An order that is marketable when placed fills at once at the current price
   (taker), as market orders do.
-- Commission is ``COMMISSION_RATE`` of the quote notional, always charged in the quote asset.
-  A buy therefore locks notional plus commission while it rests.
+- Commission is ``COMMISSION_RATE`` of the quote notional, charged in the quote asset; with
+  ``buyer_pays_base=True`` a buyer pays it in the base asset it receives, as Binance does for
+  accounts that do not pay fees in BNB. A buy locks notional plus commission while it rests.
 - Only one account, one API key.
 """
 
@@ -202,7 +203,9 @@ class FakeBinance:
         prices: dict[str, str | Decimal] | None = None,
         exchange_info: Path | dict[str, Any] = EXCHANGE_INFO,
         hang_seconds: float = 5.0,
+        buyer_pays_base: bool = False,
     ) -> None:
+        self.buyer_pays_base = buyer_pays_base
         self.api_key = api_key
         self.secret = secret
         self.hang_seconds = hang_seconds
@@ -750,9 +753,15 @@ class FakeBinance:
         now = _now_ms()
         notional = price * order.qty
         commission = (notional * COMMISSION_RATE).quantize(EIGHT, rounding=ROUND_HALF_UP)
+        commission_asset = sym.quote
         self._release_funds(order)
         base, quote = self.balances[sym.base], self.balances[sym.quote]
-        if order.side == "BUY":
+        if order.side == "BUY" and self.buyer_pays_base:
+            commission = (order.qty * COMMISSION_RATE).quantize(EIGHT, rounding=ROUND_HALF_UP)
+            commission_asset = sym.base
+            base[0] += order.qty - commission
+            quote[0] -= notional
+        elif order.side == "BUY":
             base[0] += order.qty
             quote[0] -= notional + commission
         else:
@@ -769,7 +778,7 @@ class FakeBinance:
             price,
             order.qty,
             commission,
-            sym.quote,
+            commission_asset,
             now,
             is_buyer=order.side == "BUY",
             is_maker=maker,
