@@ -25,11 +25,12 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from accounts.crypto import UndecryptableSecret
 from bots import gateways
-from bots.engine import STOP_LOSS, TAKE_PROFIT, Fill, GridEngine, MarketTrade, Side
+from bots.engine import STOP_LOSS, TAKE_PROFIT, Fill, FillMismatch, GridEngine, MarketTrade, Side
 from bots.gateways.base import (
     ExchangeFill,
     GatewayError,
@@ -42,6 +43,9 @@ from market.precision import floor_amount
 
 logger = logging.getLogger(__name__)
 ZERO = Decimal(0)
+# Fills are fetched again from this long before the last look, for trades the exchange lists
+# a little late.
+CURSOR_MARGIN_MS = 5 * 60_000
 
 
 class LiveError(Exception):
@@ -53,7 +57,10 @@ def gateway(bot: Bot) -> Any:
         raise LiveError(f"{bot} has no exchange keys: choose an account on its settings.")
     if bot.credential.owner_id != bot.owner_id:
         raise LiveError("These exchange keys belong to someone else.")
-    return gateways.gateway_for(bot.credential, bot.symbol)
+    try:
+        return gateways.gateway_for(bot.credential, bot.symbol)
+    except UndecryptableSecret as e:
+        raise LiveError(str(e)) from None
 
 
 def _time(ms: int) -> datetime:
@@ -110,8 +117,8 @@ def start_buy(bot: Bot, gw: Any, engine: GridEngine) -> list[ExchangeFill]:
     amount = sum((f.amount for f in fills), ZERO)
     if amount < planned.amount:
         raise LiveError(
-            f"The start buy filled {amount} of {planned.amount} {bot.base_asset}; start again "
-            "to pick up the rest of it, or stop."
+            f"The start buy filled only {amount} of {planned.amount} {bot.base_asset}; nothing "
+            f"was started. The {amount} {bot.base_asset} it bought stay in your account."
         )
     cost = sum((f.price * f.amount for f in fills), ZERO)
     fee = sum((quote_fee(f, bot.quote_asset) for f in fills), ZERO)
@@ -155,8 +162,9 @@ class LiveCycle:
 
 
 def run_cycle(bot_id: int) -> LiveCycle | None:
-    """One live cycle; None when the bot is not running. Temporary exchange trouble ends the
-    cycle early with nothing half-done: the next one picks up from the same place."""
+    """One live cycle (under the bot's lock); None when the bot is not running. Temporary
+    exchange trouble ends the cycle early with nothing half-done: the next one picks up from
+    the same place. Anything a person must look at stops the bot with the reason."""
     bot = Bot.objects.select_related("credential").filter(pk=bot_id).first()
     if bot is None or not bot.is_running:
         return None
@@ -167,28 +175,49 @@ def run_cycle(bot_id: int) -> LiveCycle | None:
         bot.refresh_from_db()
         if not bot.is_running:
             return cycle
+        stop_sale = pending_stop_sale(bot)
+        if stop_sale is not None:  # a stop whose sale did not finish: finish it first
+            halt(bot, gw, reason=stop_sale.reason, sell=True)
+            return cycle
+        if bot.engine().is_stopped:  # stopped and sold, but not yet recorded as stopped
+            halt(bot, gw, reason=bot.status_reason or "stopped")
+            return cycle
         mark_to_market(bot)
         reason = risk_reason(bot)
         if reason:
-            liquidate = reason.startswith(("stop-loss", "take-profit"))
-            halt(bot, gw, reason=reason, sell=liquidate)
-            cycle.halt_reason = reason
+            halt(bot, gw, reason=reason, sell=reason.startswith(("stop-loss", "take-profit")))
             return cycle
         cycle.placed = reconcile(bot, gw)
     except TemporaryGatewayError as e:
         logger.warning("bot %s: %s; retrying next cycle", bot_id, e)
-    except (GatewayError, LiveError) as e:
-        # Keys revoked, symbol delisted, an order refused: a person must look. The bot stops
-        # with the reason; whatever rests on the book is cancelled when the exchange lets us.
-        _error(bot, f"{type(e).__name__ if isinstance(e, GatewayError) else 'error'}: {e}")
-        cycle.halt_reason = str(e)
+        _note_trouble(bot, str(e))
+    except (GatewayError, LiveError, FillMismatch, IntegrityError) as e:
+        # Keys revoked, symbol delisted, an order refused, a fill that does not fit the grid:
+        # a person must look. The bot stops with the reason; its orders are cancelled when the
+        # exchange lets us.
+        logger.exception("bot %s: live cycle failed", bot_id)
+        _error(bot, f"{type(e).__name__}: {e}")
     return cycle
+
+
+def _note_trouble(bot: Bot, message: str) -> None:
+    """Exchange trouble the cycle retries, on the bot's event log once (not every cycle)."""
+    text = f"{bot.exchange} trouble, retrying every cycle: {message}"[:500]
+    last = bot.events.order_by("-id").values_list("message", flat=True).first()
+    if last != text:
+        BotEvent.objects.create(bot=bot, kind=BotEvent.Kind.SKIPPED, message=text)
 
 
 def sync_fills(bot: Bot, gw: Any, cycle: LiveCycle) -> None:
     """Fetch the account's fills since the cursor and apply the new ones, once each."""
+    asked_at = int(timezone.now().timestamp() * 1000)
     fetched = gw.fetch_fills(bot.fill_cursor_ms)
     if not fetched:
+        # Nothing new: the next fetch starts a little before now, not at the last fill, so
+        # it stays one request however long the grid has been quiet.
+        cursor = asked_at - CURSOR_MARGIN_MS
+        if bot.fill_cursor_ms is None or cursor > bot.fill_cursor_ms:
+            Bot.objects.filter(pk=bot.pk).update(fill_cursor_ms=cursor)
         return
     with transaction.atomic():
         bot = Bot.objects.select_for_update().get(pk=bot.pk)
@@ -217,6 +246,19 @@ def sync_fills(bot: Bot, gw: Any, cycle: LiveCycle) -> None:
                 continue  # applied already, not this bot's, or the start / stop sale
             record = _record(bot, order, f)
             records.append(record)
+            if order.status not in (Order.Status.PENDING, Order.Status.OPEN) or (
+                bot.started_at is not None and order.created_at < bot.started_at
+            ):
+                # An order of an earlier run, or one marked cancelled that filled anyway: the
+                # coins moved in the account, but it is not this grid's order.
+                status = order.get_status_display().lower()
+                events.append(BotEvent(
+                    bot=bot, kind=BotEvent.Kind.SKIPPED, market_time=record.at,
+                    message=f"{bot.exchange} filled {f.amount} {bot.base_asset} of a {status} "
+                            f"{order.side} at {order.price}, not part of the running grid: not "
+                            "applied to it (the coins are in your account).",
+                ))  # fmt: skip
+                continue
             order.filled += f.amount
             order.fee += record.fee_quote
             touched[order.pk] = order
@@ -345,7 +387,13 @@ def reconcile(bot: Bot, gw: Any) -> int:
                                     message=f"The {order.side} at {order.price} (slot "
                                             f"{order.slot}) was no longer on {bot.exchange}; "
                                             "sending it again.")  # fmt: skip
-    have = {o.client_order_id for o in book if o.client_order_id in desired}
+    # Any row already under a wanted id counts (a rejected one too: ids are unique, and an
+    # order the exchange refused is not sent again blindly).
+    have = set(
+        Order.objects.filter(bot=bot, client_order_id__in=list(desired)).values_list(
+            "client_order_id", flat=True
+        )
+    )
     Order.objects.bulk_create(
         [
             Order(bot=bot, slot=d.slot, side=d.side, price=d.price,
@@ -409,50 +457,85 @@ def cancel_book(bot: Bot, gw: Any) -> None:
     """Cancel every order of this bot on the exchange, then take in the fills that came
     before the cancels (an order may fill a moment before it is cancelled)."""
     for cid in Order.objects.filter(
-        bot=bot, status__in=[Order.Status.PENDING, Order.Status.OPEN]
+        bot=bot, kind=Order.Kind.LIMIT, status__in=[Order.Status.PENDING, Order.Status.OPEN]
     ).values_list("client_order_id", flat=True):
         gw.cancel(cid)
     sync_fills(bot, gw, LiveCycle())
 
 
+def stop_sale_id(bot: Bot) -> str:
+    return f"{bot.key}-stop"
+
+
+def pending_stop_sale(bot: Bot) -> Order | None:
+    return Order.objects.filter(
+        bot=bot, client_order_id=stop_sale_id(bot), status=Order.Status.PENDING
+    ).first()
+
+
 def halt(bot: Bot, gw: Any, *, reason: str, sell: bool = False,
          status: str = Bot.Status.STOPPED) -> None:  # fmt: skip
-    """Cancel the grid on the exchange, sell the bot's base at market when ``sell`` (stop-loss,
-    take-profit), then mark the bot stopped with ``reason``."""
+    """Cancel the grid on the exchange; for stop-loss and take-profit sell the bot's coins at
+    market; then mark the bot stopped with ``reason``.
+
+    The sale is written as a pending order before it is sent and sent under a fixed client
+    id, so a crash or a lost answer is finished by the next cycle without selling twice; while
+    it is pending the bot stays running (and sends no grid orders).
+    """
     from bots.services import halt_in_db
 
     cancel_book(bot, gw)
     bot.refresh_from_db()
     if sell:
-        engine = bot.engine()
-        amount = sellable(bot, gw, engine.base)
-        if amount > 0:
+        sale = pending_stop_sale(bot)
+        if sale is None:
+            amount = sellable(bot, gw, bot.engine().base)
+            if amount > 0:
+                price = bot.last_price or bot.engine().start_price
+                sale = Order.objects.create(
+                    bot=bot, side=Order.Side.SELL, kind=Order.Kind.MARKET, price=price,
+                    amount=amount, status=Order.Status.PENDING,
+                    client_order_id=stop_sale_id(bot), reason=reason[:300],
+                )  # fmt: skip
+        if sale is not None:
             try:
-                fills = gw.market_sell(f"{bot.key}-stop", amount)
+                fills = gw.market_sell(sale.client_order_id, sale.amount)
+            except TemporaryGatewayError:
+                raise  # the cycle retries: the pending sale is finished next time
             except GatewayError as e:
                 raise LiveError(f"the stop sale failed ({e}); the grid is cancelled") from None
-            amount = sum((f.amount for f in fills), ZERO)
-            cost = sum((f.price * f.amount for f in fills), ZERO)
-            fee = sum((quote_fee(f, bot.quote_asset) for f in fills), ZERO)
-            with transaction.atomic():
-                sale = Order.objects.create(
-                    bot=bot, side=Order.Side.SELL, kind=Order.Kind.MARKET,
-                    price=cost / amount, amount=amount, filled=amount, fee=fee,
-                    status=Order.Status.FILLED, client_order_id=f"{bot.key}-stop",
-                    filled_at=timezone.now(), reason=reason[:300],
-                )  # fmt: skip
-                ExchangeFillRecord.objects.bulk_create(
-                    [_record(bot, sale, f) for f in fills], ignore_conflicts=True
-                )
-                engine.stopped = STOP_LOSS if reason.startswith("stop-loss") else TAKE_PROFIT
-                engine.stop_sale = MarketTrade(Side.SELL, cost / amount, amount, fee)
-                engine.quote += cost - fee
-                engine.base -= amount
-                engine.fees_paid += fee
-                engine.stop_mark = cost / amount
-                Bot.objects.filter(pk=bot.pk).update(engine_state=engine.to_dict())
+            record_stop_sale(bot, sale, fills)
             bot.refresh_from_db()
     halt_in_db(bot, reason=reason, status=status)
+
+
+def record_stop_sale(bot: Bot, sale: Order, fills: list[ExchangeFill]) -> None:
+    """The sale's fills into the order, the records and the engine (stopped), at once."""
+    amount = sum((f.amount for f in fills), ZERO)
+    if not amount:
+        raise LiveError(f"{bot.exchange} did not fill the stop sale {sale.client_order_id}")
+    cost = sum((f.price * f.amount for f in fills), ZERO)
+    fee = sum((quote_fee(f, bot.quote_asset) for f in fills), ZERO)
+    average = cost / amount
+    with transaction.atomic():
+        locked = Bot.objects.select_for_update().get(pk=bot.pk)
+        engine = locked.engine()
+        sale.price, sale.filled, sale.fee = average, amount, fee
+        sale.status, sale.filled_at = Order.Status.FILLED, timezone.now()
+        sale.save(update_fields=["price", "filled", "fee", "status", "filled_at", "updated_at"])
+        ExchangeFillRecord.objects.bulk_create(
+            [_record(locked, sale, f) for f in fills], ignore_conflicts=True
+        )
+        engine.stopped = STOP_LOSS if sale.reason.startswith("stop-loss") else TAKE_PROFIT
+        engine.stop_sale = MarketTrade(Side.SELL, average, amount, fee)
+        engine.quote += cost - fee
+        engine.base -= amount
+        engine.fees_paid += fee
+        engine.stop_mark = average
+        _save_engine(locked, engine)
+        locked.status_reason = sale.reason
+        locked.save(update_fields=["engine_state", "next_buy_price", "next_sell_price",
+                                   "status_reason", "updated_at"])  # fmt: skip
 
 
 def sellable(bot: Bot, gw: Any, held: Decimal) -> Decimal:

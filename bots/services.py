@@ -200,7 +200,27 @@ def paper_balance(owner: Any, asset: str, *, for_update: bool = False) -> PaperB
 
 
 def start_bot(bot: Bot) -> None:
-    """Validate against the market and the paper balance, buy the start, rest the grid."""
+    """Validate against the market and the paper balance, buy the start, rest the grid.
+
+    A live bot starts under its cycle lock (never beside a cycle or another start), and its
+    grid is sent by the first cycle, which runs as soon as the start is committed.
+    """
+    if bot.mode == Bot.Mode.LIVE:
+        from bots.tasks import bot_lock
+
+        if settings.MARKET_FEED != "live":
+            raise BotError(
+                "Live bots trade on live prices: set MARKET_FEED=live (the market feed is "
+                "replaying recorded candles now)."
+            )
+        with bot_lock(bot.pk):
+            token = _start(Bot.objects.select_related("credential").get(pk=bot.pk))
+    else:
+        token = _start(bot)
+    transaction.on_commit(lambda: _after_start(bot.pk, token))
+
+
+def _start(bot: Bot) -> str:
     if bot.is_running:
         raise BotError(f"{bot} is already running.")
     candle = last_candle(bot.exchange, bot.symbol)
@@ -285,32 +305,31 @@ def start_bot(bot: Bot) -> None:
             bot=bot, at=at, defaults={"price": p0, "quote": engine.quote, "base": engine.base,
                                       "equity": bot.last_equity},
         )  # fmt: skip
-        transaction.on_commit(lambda: _after_start(bot.pk, bot.chain_token))
+    return bot.chain_token
 
 
 def _after_start(bot_id: int, token: str) -> None:
     from bots.tasks import bot_cycle_task
 
-    bot = Bot.objects.select_related("credential").get(pk=bot_id)
-    if bot.mode == Bot.Mode.LIVE:
-        # Send the grid now; if the exchange stumbles, the cycle sends what is still pending.
-        try:
-            live_trading.reconcile(bot, live_trading.gateway(bot))
-        except Exception:
-            logger.exception("bot %s: placing the grid failed; the next cycle retries", bot_id)
     live.publish_bot(bot_id)
-    bot_cycle_task.schedule((bot_id, token), delay=settings.BOT_CYCLE_SECONDS)
+    if Bot.objects.filter(pk=bot_id, mode=Bot.Mode.LIVE).exists():
+        bot_cycle_task(bot_id, token)  # the first link now: it sends the grid
+    else:
+        bot_cycle_task.schedule((bot_id, token), delay=settings.BOT_CYCLE_SECONDS)
 
 
 def stop_bot(bot: Bot, *, reason: str = "stopped by you", status: str = Bot.Status.STOPPED) -> None:
     """Cancel every resting order; a paper bot's holdings go back to the paper wallet, a live
     bot's stay in the exchange account."""
     if bot.mode == Bot.Mode.LIVE:
-        bot = Bot.objects.select_related("credential").get(pk=bot.pk)
-        if not bot.is_running:
-            return
+        from bots.tasks import bot_lock
+
         try:
-            live_trading.halt(bot, live_trading.gateway(bot), reason=reason, status=status)
+            with bot_lock(bot.pk):
+                bot = Bot.objects.select_related("credential").get(pk=bot.pk)
+                if not bot.is_running:
+                    return
+                live_trading.halt(bot, live_trading.gateway(bot), reason=reason, status=status)
         except (live_trading.LiveError, GatewayError) as e:
             raise BotError(
                 f"{bot} is still running: its orders could not be cancelled on "
@@ -340,6 +359,9 @@ def emergency_stop(user: Any, *, reason: str = "emergency stop") -> int:
             stopped += 1
         except BotError as e:
             failed.append(str(e))
+        except Exception:  # one bot's surprise must not keep the others running
+            logger.exception("emergency stop: bot %s", bot.pk)
+            failed.append(f"{bot} could not be stopped (an unexpected error, logged).")
     if failed:
         raise BotError(f"Stopped {stopped}; not stopped: " + " ".join(failed))
     return stopped

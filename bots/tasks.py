@@ -8,6 +8,8 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from django.conf import settings
 from django.core.cache import cache
@@ -26,10 +28,36 @@ def heartbeat_key(bot_id: int) -> str:
     return f"bot-heartbeat-{bot_id}"
 
 
+def lock_name(bot_id: int) -> str:
+    return f"bot-cycle-{bot_id}"
+
+
+@contextmanager
+def bot_lock(bot_id: int, *, wait: float = 10.0) -> Iterator[None]:
+    """The bot's cycle lock, waited for: live starts and stops take it so they never run
+    beside a cycle of the same bot. BotError when a cycle holds it longer than ``wait``."""
+    lock = HUEY.lock_task(lock_name(bot_id))
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            lock.__enter__()
+            break
+        except TaskLockedException:
+            if time.monotonic() > deadline:
+                raise services.BotError(
+                    "The bot is busy with its exchange right now; try again in a moment."
+                ) from None
+            time.sleep(0.05)
+    try:
+        yield
+    finally:
+        lock.__exit__(None, None, None)
+
+
 def cycle_once(bot_id: int) -> services.CycleResult | None:
     """One cycle under the bot's lock; None when another worker holds it right now."""
     try:
-        with HUEY.lock_task(f"bot-cycle-{bot_id}"):  # never two cycles of one bot at once
+        with HUEY.lock_task(lock_name(bot_id)):  # never two cycles of one bot at once
             began = time.time()
             logger.debug("bot %s: cycle began at %.6f", bot_id, began)
             result = services.run_cycle(bot_id)
@@ -44,8 +72,16 @@ def cycle_once(bot_id: int) -> services.CycleResult | None:
 @db_task()
 def bot_cycle_task(bot_id: int, token: str | None = None) -> None:
     """A cycle. With a token it is a link of the bot's chain and schedules the next link;
-    without one it was a wake-up from the market feed and ends after its cycle."""
-    result = cycle_once(bot_id)
+    without one it was a wake-up from the market feed and ends after its cycle.
+
+    A cycle that fails unexpectedly is logged and the chain goes on: its work was one
+    transaction (or, for a live bot, written before it was sent), so the next cycle redoes it.
+    """
+    try:
+        result = cycle_once(bot_id)
+    except Exception:
+        logger.exception("bot %s: the cycle failed; the next one retries", bot_id)
+        result = None
     if token is None:
         return
     if result is not None and (not result.running or result.chain_token != token):

@@ -71,7 +71,8 @@ class OpenOrder:
 class ExchangeFill:
     """One trade against one of our orders; ``trade_id`` is unique per symbol, use it to dedupe.
 
-    ``fee`` is in ``fee_asset`` (the quote asset on Binance without BNB fee discounts).
+    ``fee`` is in ``fee_asset``: on Binance a buyer pays in the base asset it receives and a
+    seller in the quote asset, unless the account pays fees in BNB.
     """
 
     trade_id: str

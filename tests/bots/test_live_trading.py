@@ -47,7 +47,8 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeBinance]:
 
 
 @pytest.fixture
-def market(db: None) -> None:
+def market(db: None, settings: Any) -> None:
+    settings.MARKET_FEED = "live"  # live bots trade on live prices only
     make_rules()
     add_candles([(0, P0, P0, P0, P0)])
 
@@ -203,10 +204,13 @@ def test_a_crash_after_the_exchange_took_an_order_never_doubles_it(
     assert pending.side == "sell"
     assert [o.client_id for o in fake.orders("BTCUSDT", "NEW")].count(pending.client_order_id) == 1
 
-    services.run_cycle(bot.pk)  # the next cycle sends it again: found by its client id
+    # It fills before anyone looks again: the resend must not place it a second time.
+    set_price(fake, str(pending.price + 1))
+    services.run_cycle(bot.pk)
 
-    assert not bot.orders.filter(status="pending").exists()
     assert [o.client_id for o in fake.orders("BTCUSDT")].count(pending.client_order_id) == 1
+    pending.refresh_from_db()
+    assert pending.status == "filled"
     assert resting(fake) == db_resting(bot)
 
 
@@ -315,16 +319,25 @@ def test_not_enough_on_the_exchange_is_refused_and_nothing_is_bought(bot, fake, 
     assert fake.orders() == []
 
 
-def test_keys_the_exchange_stops_accepting_stop_the_bot_with_the_reason(bot, fake, start_live):
+def test_refused_keys_stop_the_bot_with_the_reason(bot, fake, start_live):
     start_live(bot)
     fake.api_key = "revoked"
+    # A worker that has used these keys before reads Binance's -2015 as a temporary ban (so
+    # does ccxt): the bot keeps running, retries, and says so once on its event log.
+    services.run_cycle(bot.pk)
+    services.run_cycle(bot.pk)
+    bot.refresh_from_db()
+    assert bot.status == "running"
+    assert bot.events.filter(message__contains="trouble, retrying").count() == 1
+    # A worker that never got in with them (a restart) reads it as refused keys.
+    gateways._local.__dict__.clear()
 
     services.run_cycle(bot.pk)
 
     bot.refresh_from_db()
     assert bot.status == "error"
-    assert "could not be cancelled" in bot.status_reason
-    assert API_KEY not in bot.status_reason and SECRET not in bot.status_reason
+    assert "Invalid API-key" in bot.status_reason
+    assert "could not be cancelled" in bot.status_reason  # the refused keys cannot cancel
 
 
 def test_emergency_stop_cancels_live_and_paper_bots(bot, fake, user, start_live):
@@ -370,3 +383,88 @@ def test_a_live_bot_from_the_form_and_its_page_show_only_the_masked_key(
     assert "••••abcd" in detail.text
     for secret in (API_KEY, SECRET, keys.api_key_encrypted):
         assert secret not in detail.text and secret not in page.text
+
+
+def test_a_fill_of_an_order_outside_the_running_grid_is_recorded_not_applied(bot, fake, start_live):
+    start_live(bot)
+    bot.refresh_from_db()
+    top_buy = bot.orders.filter(side="buy", status="open").order_by("-price").first()
+    # Marked cancelled here (say its cancel was recorded but never reached the exchange).
+    Order.objects.filter(pk=top_buy.pk).update(status="cancelled")
+    set_price(fake, str(top_buy.price - 1))
+
+    services.run_cycle(bot.pk)
+
+    bot.refresh_from_db()
+    assert bot.status == "running" and bot.engine().fills == 0
+    assert ExchangeFillRecord.objects.filter(order=top_buy).count() == 1
+    assert bot.events.filter(message__contains="not part of the running grid").exists()
+
+
+def test_an_order_the_exchange_refuses_stops_the_bot_in_words(bot, fake):
+    services.start_bot(bot)  # committed, but its first cycle has not sent the grid yet
+    fake.set_balance("USDT", "50")
+
+    services.run_cycle(bot.pk)
+
+    bot.refresh_from_db()
+    assert bot.status == "error"
+    assert "refused the buy" in bot.status_reason and "insufficient balance" in bot.status_reason
+    assert bot.orders.filter(status="rejected").count() == 1
+    assert services.run_cycle(bot.pk).running is False  # and nothing else happens
+
+
+def test_a_crash_after_the_stop_sale_is_finished_by_the_next_cycle(
+    bot, fake, start_live, monkeypatch
+):
+    from bots import live_trading
+
+    Bot.objects.filter(pk=bot.pk).update(config={**CONFIG, "stop_loss_pct": "2"})
+    bot.refresh_from_db()
+    start_live(bot)
+    set_price(fake, "90000")
+
+    def die(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("the worker died after the exchange sold")
+
+    with monkeypatch.context() as m, pytest.raises(RuntimeError):
+        m.setattr(live_trading, "record_stop_sale", die)
+        services.run_cycle(bot.pk)
+    bot.refresh_from_db()
+    assert bot.is_running and bot.orders.get(kind="market", side="sell").status == "pending"
+
+    services.run_cycle(bot.pk)
+
+    bot.refresh_from_db()
+    assert bot.status == "stopped" and bot.status_reason.startswith("stop-loss")
+    sells = [o for o in fake.orders("BTCUSDT") if o.type == "MARKET" and o.side == "SELL"]
+    assert len(sells) == 1  # sold once
+    assert bot.orders.get(kind="market", side="sell").status == "filled"
+    assert fake.balance("BTC") == (Decimal(0), Decimal(0))
+
+
+def test_an_exchange_hiccup_on_the_stop_sale_is_retried_not_abandoned(bot, fake, start_live):
+    Bot.objects.filter(pk=bot.pk).update(config={**CONFIG, "stop_loss_pct": "2"})
+    bot.refresh_from_db()
+    start_live(bot)
+    set_price(fake, "90000")
+    fake.fail_next("/order", 503, method="POST")  # the sale's send fails; nothing sold
+
+    services.run_cycle(bot.pk)
+
+    bot.refresh_from_db()
+    assert bot.is_running and resting(fake) == set()  # grid cancelled, sale pending
+    assert fake.balance("BTC")[0] > 0
+
+    services.run_cycle(bot.pk)  # no grid is sent while the sale is pending: it is finished
+
+    bot.refresh_from_db()
+    assert bot.status == "stopped" and fake.balance("BTC") == (Decimal(0), Decimal(0))
+    assert resting(fake) == set()
+
+
+def test_live_bots_start_only_on_live_prices(bot, fake, settings):
+    settings.MARKET_FEED = "replay"
+    with pytest.raises(services.BotError, match="MARKET_FEED=live"):
+        services.start_bot(bot)
+    assert fake.orders() == []
