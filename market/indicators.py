@@ -223,7 +223,9 @@ def market_snapshot(
     week = at - timedelta(days=7)
     recent = [b for b in bars if b.open_time >= week]
     support, resistance = swing_levels([b.high for b in recent], [b.low for b in recent], price)
-    volume_base, volume_quote = volume_since(bars, at - timedelta(hours=24))
+    # Volume and ranges to the minute (hourly bars would start up to 59 minutes early).
+    minutes = [Bar(t, o, h, lo, c, v, v * c) for t, o, h, lo, c, v in rows]
+    volume_base, volume_quote = volume_since(minutes, at - timedelta(hours=24))
     return MarketSnapshot(
         exchange=exchange,
         symbol=symbol,
@@ -239,8 +241,8 @@ def market_snapshot(
         resistance=canonical(resistance),
         volume_24h_base=volume_base,
         volume_24h_quote=volume_quote,
-        range_7d=_canonical_pair(price_range(bars, week)),
-        range_30d=_canonical_pair(price_range(bars, at - timedelta(days=days))),
+        range_7d=_canonical_pair(price_range(minutes, week)),
+        range_30d=_canonical_pair(price_range(minutes, at - timedelta(days=days))),
         candles_used=len(rows),
     )
 

@@ -198,6 +198,8 @@ def timeframe_ms(timeframe: str) -> int:
     """'1m' → 60000, '1h' → 3600000 (ccxt's own parser)."""
     import ccxt
 
+    if timeframe[-1:] in ("M", "y"):  # months and years are not a fixed number of seconds
+        raise MarketDataError(f"{timeframe!r}: aibo stores fixed timeframes (1m, 5m, 1h, 1d, 1w)")
     try:
         return int(ccxt.Exchange.parse_timeframe(timeframe)) * 1000
     except Exception:
@@ -211,8 +213,10 @@ def _insert(rows: list[Row], exchange: str, symbol: str, timeframe: str, step: i
         open_time__range=(_time(min(times)), _time(max(times)))
     )
     stored = span.count()
-    if stored == (max(times) - min(times)) // step + 1:
-        return 0  # every candle of the span is stored already: a re-import
+    if stored >= len(set(times)) and set(times) <= {
+        int(t.timestamp() * 1000) for t in span.values_list("open_time", flat=True)
+    }:
+        return 0  # every one of these candles is stored already: a re-import
     if connection.vendor == "postgresql":
         return _copy_insert(rows, exchange, symbol, timeframe, overlap=stored > 0)
     Candle.objects.bulk_create(
@@ -322,9 +326,10 @@ def import_candles_from_exchange(
             )
         since = last + timedelta(milliseconds=step)
     cursor = int(since.timestamp() * 1000)
-    end = int((until or timezone.now()).timestamp() * 1000)
-    if until is None:
-        end -= step - 1  # only closed candles: open time + one step must be in the past
+    now = timezone.now()
+    # Only closed candles: one whose open time plus a step is still ahead is left for later.
+    end = int(min(until or now, now).timestamp() * 1000)
+    end = min(end, int(now.timestamp() * 1000) - step + 1)
     total = ImportReport()
     times: list[int] = []
     while cursor < end:

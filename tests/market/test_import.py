@@ -103,6 +103,21 @@ def test_overlapping_unsorted_and_repeated_rows_store_each_candle_once():
     assert report.inserted == 5 and stored() == 30
 
 
+def test_a_span_with_as_many_stored_rows_but_not_the_same_ones_is_still_inserted():
+    data = [(int(r[0]), *(D(x) for x in r[1:])) for r in rows(3)]
+    # Stored: minute 0, minute 2 and one 30 s off the grid; the batch's minute 1 is not there.
+    services.import_candle_rows([data[0], data[2]], exchange="binance", symbol="BTC/USDT")
+    off_grid = (data[0][0] + 30_000, *data[0][1:])
+    services.import_candle_rows([off_grid], exchange="binance", symbol="BTC/USDT")
+    report = services.import_candle_rows(data, exchange="binance", symbol="BTC/USDT")
+    assert report.inserted == 1 and stored() == 4
+
+
+def test_calendar_timeframes_are_refused():
+    with pytest.raises(services.MarketDataError, match="fixed timeframes"):
+        services.timeframe_ms("1M")
+
+
 def test_a_missing_file_says_so(tmp_path: Path):
     with pytest.raises(services.MarketDataError, match="no such file"):
         services.import_candles_from_csv(
@@ -156,6 +171,17 @@ def test_exchange_import_pages_through_fetch_ohlcv_and_resumes(fake: FakeBinance
     )
     assert (again.read, again.inserted) == (100, 100)
     assert stored() == 2_599
+
+
+def test_an_until_in_the_future_leaves_the_open_candle(fake: FakeBinance):
+    now_ms = int(datetime.now(UTC).timestamp() * 1000) // MIN * MIN
+    fake.set_candles("BTCUSDT", kline_rows(rows(5, start_ms=now_ms - 4 * MIN)))
+    report = services.import_candles_from_exchange(
+        fake.ccxt_client(), exchange="binance", symbol="BTC/USDT",
+        since=datetime.fromtimestamp((now_ms - 4 * MIN) / 1000, UTC),
+        until=datetime.now(UTC) + timedelta(days=1),
+    )  # fmt: skip
+    assert report.inserted == 4  # the minute still open is not stored
 
 
 def test_exchange_import_needs_a_start_the_first_time(fake: FakeBinance):

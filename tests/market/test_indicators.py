@@ -156,3 +156,15 @@ def test_the_snapshot_of_the_bundled_btc_sample_is_plausible():
     assert D("0.001") < snap.volatility_daily < D("0.2")  # BTC moves about 1-5 % a day
     assert 0 < snap.atr14 < high_30 - low_30
     assert snap.volume_24h_quote > snap.volume_24h_base * low_30 * D("0.99")
+
+
+@pytest.mark.django_db
+def test_24h_volume_and_ranges_count_to_the_minute():
+    from tests.bots.conftest import add_candles
+
+    start = int(T0.timestamp() * 1000)
+    # 30 hours and 30 minutes of candles, volume 1 each; the last closes at 06:30 next day.
+    add_candles([(start + i * 60_000, 100, 101, 99, 100, 1) for i in range(30 * 60 + 30)])
+    snap = indicators.market_snapshot("binance", "BTC/USDT")
+    assert snap.at == T0 + timedelta(hours=30, minutes=30)
+    assert snap.volume_24h_base == 24 * 60  # exactly the last 1,440 minutes
