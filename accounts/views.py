@@ -7,12 +7,9 @@ refuses are never stored.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 from typing import Any
 
-import ccxt
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
@@ -22,17 +19,14 @@ from django.db.models import ProtectedError, RestrictedError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse_lazy
-from django.utils import timezone
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_http_methods, require_POST
 
-from accounts import throttle
-from accounts.crypto import UndecryptableSecret, mask
+from accounts import exchange, throttle
+from accounts.crypto import UndecryptableSecret
 from accounts.forms import CredentialForm, EmailLoginForm, RegistrationForm
 from accounts.http import AuthedRequest
 from accounts.models import ExchangeCredential
-from bots import gateways
-from bots.models import Bot
 
 logger = logging.getLogger(__name__)
 
@@ -97,52 +91,8 @@ class PasswordChangeView(auth_views.PasswordChangeView):
 # --- exchange keys -------------------------------------------------------------------------------
 
 
-class KeysRefused(Exception):
-    """The exchange answered, and said these keys are not valid (its words are the message)."""
-
-
-@sensitive_variables()
-def _verify_keys(cred: ExchangeCredential) -> str | None:
-    """Ask the exchange for the balance with these keys; on success set ``verified_at`` (not
-    saved). None when verified, else why the keys could not be checked now (they may be fine).
-    Raises KeysRefused, or UndecryptableSecret for keys stored under another CREDENTIALS_KEY.
-    """
-    redact = cred.keys()
-    try:
-        gateways.client_for(cred).fetch_balance()
-    except ccxt.AuthenticationError as e:  # also PermissionDenied, AccountSuspended
-        raise KeysRefused(_exchange_says(e, redact)) from None
-    except ccxt.NetworkError as e:  # timeouts, rate limits, maintenance, clock skew
-        # The type only: ccxt's messages carry request URLs, which are nobody's business.
-        logger.warning("exchange keys %s: not verified, %s", cred.pk, type(e).__name__)
-        return "the exchange did not answer (busy or unreachable)"
-    except ccxt.BaseError as e:
-        logger.warning("exchange keys %s: not verified, %s", cred.pk, type(e).__name__)
-        return f"the exchange answered “{_exchange_says(e, redact)}”"
-    cred.verified_at = timezone.now()
-    return None
-
-
-def _exchange_says(error: ccxt.BaseError, redact: tuple[str, ...]) -> str:
-    """The exchange's own words from a ccxt error (``binance {"code":-2015,"msg":"…"}``), with
-    anything that looks like one of the keys masked, in case an exchange echoes it."""
-    text = str(error)
-    start = text.find("{")
-    if start != -1:
-        with contextlib.suppress(ValueError, AttributeError):  # not JSON: keep it whole
-            text = str(json.loads(text[start:]).get("msg") or text)
-    for value in redact:
-        if value:
-            text = text.replace(value, mask(value))
-    return text[:300]
-
-
 def _own_credential(request: AuthedRequest, pk: int) -> ExchangeCredential:
     return get_object_or_404(ExchangeCredential.objects.owned_by(request.user), pk=pk)
-
-
-def _bots_using(request: AuthedRequest, cred: ExchangeCredential) -> list[str]:
-    return [str(bot) for bot in Bot.objects.owned_by(request.user).filter(credential=cred)]
 
 
 def _credentials_page(request: AuthedRequest, form: CredentialForm) -> HttpResponse:
@@ -179,8 +129,8 @@ def _add_credential(request: AuthedRequest, form: CredentialForm) -> bool:
     cred = ExchangeCredential(owner=request.user, exchange=data["exchange"], label=data["label"])
     cred.set_keys(data["api_key"], data["secret"])
     try:
-        problem = _verify_keys(cred)
-    except KeysRefused as e:
+        problem = exchange.verify_keys(cred)
+    except exchange.KeysRefused as e:
         form.add_error(None, f"The exchange refused these keys: {e}")
         return False
     try:
@@ -206,8 +156,8 @@ def _add_credential(request: AuthedRequest, form: CredentialForm) -> bool:
 def credential_verify(request: AuthedRequest, pk: int) -> HttpResponse:
     cred = _own_credential(request, pk)
     try:
-        problem = _verify_keys(cred)
-    except KeysRefused as e:
+        problem = exchange.verify_keys(cred)
+    except exchange.KeysRefused as e:
         # No longer known to work: the page should not keep calling them verified.
         cred.verified_at = None
         cred.save(update_fields=["verified_at"])
@@ -227,18 +177,15 @@ def credential_verify(request: AuthedRequest, pk: int) -> HttpResponse:
 @require_POST
 def credential_delete(request: AuthedRequest, pk: int) -> HttpResponse:
     cred = _own_credential(request, pk)
-    users = _bots_using(request, cred)
-    if users:
+    try:
+        cred.delete()
+    except (ProtectedError, RestrictedError) as e:  # a bot trades with them
+        users = sorted(str(obj) for obj in e.protected_objects)
         messages.error(
             request,
             f"Keys “{cred.label}” were not deleted: {_in_use_by(users)}. "
             "Give those bots other keys, or delete them, first.",
         )
-        return _after_credential_action(request)
-    try:
-        cred.delete()
-    except (ProtectedError, RestrictedError):
-        messages.error(request, f"Keys “{cred.label}” were not deleted: something still uses them.")
         return _after_credential_action(request)
     logger.info("exchange keys %s deleted", pk)
     messages.success(

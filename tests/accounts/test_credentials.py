@@ -11,10 +11,9 @@ import pytest
 from cryptography.fernet import Fernet
 from django.urls import reverse
 
-from accounts import crypto
+from accounts import crypto, exchange
 from accounts.crypto import UndecryptableSecret
 from accounts.models import ExchangeCredential
-from bots import gateways
 from bots.models import Bot
 from tests.fakes.fake_binance import FakeBinance
 
@@ -31,14 +30,14 @@ def _no_real_exchange(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(exchange: str, api_key: str, secret: str) -> Any:
         raise AssertionError("this test would have called the real exchange")
 
-    monkeypatch.setattr(gateways, "CLIENT_FACTORY", refuse)
+    monkeypatch.setattr(exchange, "CLIENT_FACTORY", refuse)
 
 
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeBinance]:
     with FakeBinance(api_key=API_KEY, secret=SECRET, balances={"USDT": "1000"}) as fake:
         monkeypatch.setattr(
-            gateways, "CLIENT_FACTORY", lambda exchange, k, s: fake.ccxt_client(k, s)
+            exchange, "CLIENT_FACTORY", lambda exchange, k, s: fake.ccxt_client(k, s)
         )
         yield fake
 

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
+from accounts import exchange
 from accounts.models import ExchangeCredential
 from bots import gateways, services
 from bots.forms import BotForm
@@ -39,7 +40,7 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeBinance]:
         hang_seconds=1,
     ) as fake:  # fmt: skip
         monkeypatch.setattr(
-            gateways,
+            exchange,
             "CLIENT_FACTORY",
             lambda exchange, k, s: fake.ccxt_client(k, s, timeout_ms=500),
         )
