@@ -1,4 +1,4 @@
-"""Login throttling: too many failures for one email or one IP address within a window."""
+"""Throttles: login failures per email or IP address, and key checks per user, in a window."""
 
 from __future__ import annotations
 
@@ -36,3 +36,19 @@ def clear_failures(email: str, ip: str) -> None:
 
 def client_ip(request_meta: dict[str, str]) -> str:
     return request_meta.get("REMOTE_ADDR") or "unknown"
+
+
+KEY_CHECKS_PER_HOUR = 10
+
+
+def allow_key_check(user_id: int) -> bool:
+    """Each check of exchange keys is a signed request from this server's address: a user may
+    ask ``KEY_CHECKS_PER_HOUR`` an hour, so the page cannot be used to try keys in bulk (nor
+    get the address banned that the live bots trade from)."""
+    key = f"key-check:{user_id}"
+    if cache.add(key, 1, timeout=3600):
+        return True
+    try:
+        return cache.incr(key) <= KEY_CHECKS_PER_HOUR
+    except ValueError:  # expired in between
+        return cache.add(key, 1, timeout=3600)

@@ -117,9 +117,21 @@ def _after_credential_action(request: AuthedRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def credential_list(request: AuthedRequest) -> HttpResponse:
     form = CredentialForm(request.POST or None, owner=request.user)
-    if request.method == "POST" and form.is_valid() and _add_credential(request, form):
-        return redirect("accounts:credentials")
+    if request.method == "POST" and form.is_valid():
+        if not throttle.allow_key_check(request.user.pk):
+            form.add_error(None, TOO_MANY_CHECKS)
+            response = _credentials_page(request, form)
+            response.status_code = 429
+            return response
+        if _add_credential(request, form):
+            return redirect("accounts:credentials")
     return _credentials_page(request, form)
+
+
+TOO_MANY_CHECKS = (
+    f"You have checked exchange keys {throttle.KEY_CHECKS_PER_HOUR} times this hour; "
+    "try again later."
+)
 
 
 @sensitive_variables()
@@ -155,6 +167,11 @@ def _add_credential(request: AuthedRequest, form: CredentialForm) -> bool:
 @require_POST
 def credential_verify(request: AuthedRequest, pk: int) -> HttpResponse:
     cred = _own_credential(request, pk)
+    if not throttle.allow_key_check(request.user.pk):
+        messages.error(request, TOO_MANY_CHECKS)
+        response = _after_credential_action(request)
+        response.status_code = 429 if request.htmx else response.status_code
+        return response
     try:
         problem = exchange.verify_keys(cred)
     except exchange.KeysRefused as e:

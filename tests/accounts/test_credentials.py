@@ -398,3 +398,13 @@ def test_verify_again_explains_keys_that_cannot_be_decrypted(
     response = client.post(reverse("accounts:credential_verify", args=[cred.pk]), follow=True)
     assert "Keys “Main account”: This exchange key was stored under another" in response.text
     assert fake.calls("GET", "/account") == 0
+
+
+def test_key_checks_are_throttled_per_user(client, user, fake):
+    client.force_login(user)
+    for i in range(10):
+        assert add(client, label=f"Account {i}").status_code == 302
+    response = add(client, label="One too many")
+    assert response.status_code == 429
+    assert "checked exchange keys 10 times this hour" in response.text
+    assert not ExchangeCredential.objects.filter(label="One too many").exists()
