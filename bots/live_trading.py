@@ -272,9 +272,17 @@ def sync_fills(bot: Bot, gw: Any, cycle: LiveCycle) -> None:
                 Fill(order.slot, Side(order.side), order.price, engine.q,
                      order.fee + short * order.price)
             )  # fmt: skip
+            # The grid books its line price; an order that met the market when it was sent
+            # filled at a better one, and the balance keeps the difference.
+            mine = [r for r in records if r.order is order] + list(order.exchange_fills.all())
+            cost = sum((r.price * r.amount for r in mine), ZERO)
+            at_line = order.price * order.amount
+            gained = at_line - cost if order.side == Order.Side.BUY else cost - at_line
+            engine.quote += gained
             cycle.fills += 1
             verb = "Bought" if order.side == Order.Side.BUY else "Sold"
-            better = f" (filled at {f.price})" if f.price != order.price else ""
+            average = cost / order.amount
+            better = f" (filled at {average}, {gained:+.8f} {bot.quote_asset})" if gained else ""
             events.append(BotEvent(bot=bot, kind=BotEvent.Kind.FILLED, market_time=record.at,
                                    message=f"{verb} {order.amount} {bot.base_asset} at "
                                            f"{order.price}{better} (slot {order.slot}) on "

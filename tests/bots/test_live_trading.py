@@ -469,3 +469,21 @@ def test_live_bots_start_only_on_live_prices(bot, fake, settings):
     with pytest.raises(services.BotError, match="MARKET_FEED=live"):
         services.start_bot(bot)
     assert fake.orders() == []
+
+
+def test_an_order_that_meets_the_market_keeps_the_better_price(bot, fake):
+    services.start_bot(bot)  # committed; the grid is not sent yet
+    bot.refresh_from_db()
+    top_buy = max(d.price for d in bot.engine().desired_orders(bot.key) if d.side == "buy")
+    fake.set_price("BTCUSDT", str(top_buy - 200))  # the market fell through the line meanwhile
+    services.run_cycle(bot.pk)  # the buy is sent, fills at once at the market's price
+    services.run_cycle(bot.pk)
+
+    bot.refresh_from_db()
+    buy = bot.orders.get(price=top_buy, side="buy")
+    assert buy.status == "filled"
+    trade = next(t for t in fake.trades if t.order_id == int(buy.exchange_order_id))
+    assert trade.price == top_buy - 200
+    usdt = fake.balance("USDT")
+    assert bot.engine().quote == usdt[0] + usdt[1] - (Decimal(5000) - Decimal(1000))
+    assert bot.events.filter(message__contains=f"filled at {top_buy - 200}").exists()
