@@ -471,6 +471,26 @@ def cancel_book(bot: Bot, gw: Any) -> None:
     sync_fills(bot, gw, LiveCycle())
 
 
+def _note_partial_fills(bot: Bot) -> None:
+    """An order cancelled after part of it filled: the grid books whole orders only, so the
+    part that filled is named on the event log (those coins or that quote are in the
+    account, outside the grid's books)."""
+    partial = Order.objects.filter(
+        bot=bot, kind=Order.Kind.LIMIT, filled__gt=0,
+        status__in=[Order.Status.PENDING, Order.Status.OPEN],
+    )  # fmt: skip
+    BotEvent.objects.bulk_create(
+        [
+            BotEvent(bot=bot, kind=BotEvent.Kind.CANCELLED,
+                     message=f"The {o.side} at {o.price} (slot {o.slot}) had filled "
+                             f"{o.filled} of {o.amount} {bot.base_asset} when it was "
+                             "cancelled: that part is in your account, outside the grid's "
+                             "books.")
+            for o in partial
+        ]
+    )  # fmt: skip
+
+
 def stop_sale_id(bot: Bot) -> str:
     return f"{bot.key}-stop"
 
@@ -493,6 +513,7 @@ def halt(bot: Bot, gw: Any, *, reason: str, sell: bool = False,
     from bots.services import halt_in_db
 
     cancel_book(bot, gw)
+    _note_partial_fills(bot)
     bot.refresh_from_db()
     if sell:
         sale = pending_stop_sale(bot)

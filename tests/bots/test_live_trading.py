@@ -487,3 +487,16 @@ def test_an_order_that_meets_the_market_keeps_the_better_price(bot, fake):
     usdt = fake.balance("USDT")
     assert bot.engine().quote == usdt[0] + usdt[1] - (Decimal(5000) - Decimal(1000))
     assert bot.events.filter(message__contains=f"filled at {top_buy - 200}").exists()
+
+
+def test_a_partly_filled_order_cancelled_by_a_stop_is_named(bot, fake, start_live):
+    start_live(bot)
+    bot.refresh_from_db()
+    order = bot.orders.filter(side="buy", status="open").order_by("-price").first()
+    # The fake fills whole orders; a real exchange may have filled part of one by now.
+    Order.objects.filter(pk=order.pk).update(filled=order.amount / 2)
+
+    services.stop_bot(bot)
+
+    event = bot.events.get(kind=BotEvent.Kind.CANCELLED)
+    assert f"had filled {order.amount / 2} of {order.amount}" in event.message
