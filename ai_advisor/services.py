@@ -36,6 +36,8 @@ from bots import services as bot_services
 from bots.backtest import Candles, run_backtest
 from bots.engine import GridConfig, InvalidGrid
 from bots.models import Bot
+from market import indicators
+from market.indicators import MarketSnapshot
 from market.precision import canonical, round_price
 from market.services import MarketDataError
 
@@ -242,11 +244,9 @@ def _extra_inputs(run: AdvisorRun) -> dict[str, Any]:
 # --- the context ----------------------------------------------------------------------------
 
 
-def market_snapshot(exchange: str, symbol: str) -> Any:
-    """market.indicators.market_snapshot (imported late: tests replace this function)."""
-    from market.indicators import market_snapshot as snapshot
-
-    return snapshot(exchange, symbol)
+def market_snapshot(exchange: str, symbol: str) -> MarketSnapshot:
+    """The market's indicators now (a seam: tests give a fixed snapshot)."""
+    return indicators.market_snapshot(exchange, symbol)
 
 
 CONFIG_KEYS = ("capital", "lower_bound", "upper_bound", "grid_levels", "spacing",

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -13,6 +12,7 @@ import pytest
 from ai_advisor import services
 from bots import services as bot_services
 from bots.models import Bot
+from market.indicators import MarketSnapshot
 from market.models import Candle
 from tests.ai_advisor import anthropic_fakes as fakes
 from tests.bots.conftest import make_rules
@@ -46,27 +46,7 @@ def synthetic_rows() -> list[tuple[int, Decimal, Decimal, Decimal, Decimal]]:
     return rows
 
 
-@dataclass(frozen=True)
-class Snapshot:
-    """The shape of market.indicators.MarketSnapshot (stubbed until that module lands)."""
-
-    exchange: str
-    symbol: str
-    at: datetime
-    price: Decimal
-    rsi14: Decimal
-    volatility_daily: Decimal
-    atr14: Decimal
-    support: Decimal
-    resistance: Decimal
-    volume_24h_base: Decimal
-    volume_24h_quote: Decimal
-    range_7d: tuple[Decimal, Decimal]
-    range_30d: tuple[Decimal, Decimal]
-    candles_used: int
-
-
-def snapshot(exchange: str = "binance", symbol: str = "BTC/USDT", **kw: Any) -> Snapshot:
+def snapshot(exchange: str = "binance", symbol: str = "BTC/USDT", **kw: Any) -> MarketSnapshot:
     fields: dict[str, Any] = {
         "exchange": exchange, "symbol": symbol, "at": datetime.fromtimestamp(END_MS / 1000, UTC),
         "price": PRICE, "rsi14": Decimal("48.2"), "volatility_daily": Decimal("0.0231"),
@@ -76,7 +56,7 @@ def snapshot(exchange: str = "binance", symbol: str = "BTC/USDT", **kw: Any) -> 
         "range_30d": (Decimal("62990"), Decimal("67010")), "candles_used": 4800,
     }  # fmt: skip
     fields.update(kw)
-    return Snapshot(**fields)
+    return MarketSnapshot(**fields)
 
 
 @pytest.fixture
@@ -94,7 +74,7 @@ def market(db: None, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     )  # fmt: skip
     calls: list[Any] = []
 
-    def fake_snapshot(exchange: str, symbol: str) -> Snapshot:
+    def fake_snapshot(exchange: str, symbol: str) -> MarketSnapshot:
         calls.append((exchange, symbol))
         return snapshot(exchange, symbol)
 
