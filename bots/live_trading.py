@@ -182,7 +182,9 @@ def run_cycle(bot_id: int) -> LiveCycle | None:
         if bot.engine().is_stopped:  # stopped and sold, but not yet recorded as stopped
             halt(bot, gw, reason=bot.status_reason or "stopped")
             return cycle
-        mark_to_market(bot)
+        if not mark_to_market(bot):
+            _note_once(bot, "No fresh price from the market feed: the stop-loss, take-profit "
+                            "and daily loss limit wait for one.")  # fmt: skip
         reason = risk_reason(bot)
         if reason:
             halt(bot, gw, reason=reason, sell=reason.startswith(("stop-loss", "take-profit")))
@@ -202,7 +204,12 @@ def run_cycle(bot_id: int) -> LiveCycle | None:
 
 def _note_trouble(bot: Bot, message: str) -> None:
     """Exchange trouble the cycle retries, on the bot's event log once (not every cycle)."""
-    text = f"{bot.exchange} trouble, retrying every cycle: {message}"[:500]
+    _note_once(bot, f"{bot.exchange} trouble, retrying every cycle: {message}")
+
+
+def _note_once(bot: Bot, text: str) -> None:
+    """An event, unless it is already the bot's latest one."""
+    text = text[:500]
     last = bot.events.order_by("-id").values_list("message", flat=True).first()
     if last != text:
         BotEvent.objects.create(bot=bot, kind=BotEvent.Kind.SKIPPED, message=text)
@@ -330,13 +337,15 @@ def _save_engine(bot: Bot, engine: GridEngine) -> None:
     bot.next_sell_price = engine.next_sell_price
 
 
-def mark_to_market(bot: Bot) -> None:
-    """The latest price, the equity at it, and the UTC day the daily loss limit counts."""
+def mark_to_market(bot: Bot) -> bool:
+    """The latest price, the equity at it, and the UTC day the daily loss limit counts; False
+    (changing nothing) when the feed has no fresh price."""
     from bots.services import latest_mark
 
     price = latest_mark(bot)
     if price is None or bot.engine_state is None:
-        return
+        bot.last_price = None  # the risk rules never act on an old price
+        return False
     bot.last_price = price
     bot.last_equity = bot.engine().equity(price)
     today = timezone.now().date()
@@ -348,6 +357,7 @@ def mark_to_market(bot: Bot) -> None:
         bot.max_drawdown = max(bot.max_drawdown, 1 - bot.last_equity / bot.peak_equity)
     bot.save(update_fields=["last_price", "last_equity", "day", "day_open_equity",
                             "peak_equity", "max_drawdown", "updated_at"])  # fmt: skip
+    return True
 
 
 def risk_reason(bot: Bot) -> str:

@@ -12,7 +12,7 @@ import logging
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -123,13 +123,16 @@ def latest_price(exchange: str, symbol: str) -> Decimal | None:
     return row.price if row else None
 
 
+# A live bot's risk rules act only on a price at most this old.
+FRESH_PRICE = timedelta(minutes=3)
+
+
 def latest_mark(bot: Bot) -> Decimal | None:
-    """The price to mark a live bot at: the feed's latest price, else the last candle's close."""
-    price = latest_price(bot.exchange, bot.symbol)
-    if price is None:
-        candle = last_candle(bot.exchange, bot.symbol)
-        price = candle[1] if candle else None
-    return canonical(price) if price is not None else None
+    """The price to mark a live bot at: the feed's latest price if it is fresh, else None."""
+    row = LatestPrice.objects.filter(exchange=bot.exchange, symbol=bot.symbol).first()
+    if row is None or timezone.now() - row.at > FRESH_PRICE:
+        return None
+    return canonical(row.price)
 
 
 def last_candle(exchange: str, symbol: str) -> tuple[datetime, Decimal] | None:

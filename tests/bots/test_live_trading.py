@@ -7,6 +7,7 @@ database says rests, and a crash anywhere never doubles an order or loses a fill
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -52,6 +53,8 @@ def market(db: None, settings: Any) -> None:
     settings.MARKET_FEED = "live"  # live bots trade on live prices only
     make_rules()
     add_candles([(0, P0, P0, P0, P0)])
+    LatestPrice.objects.create(exchange="binance", symbol="BTC/USDT", price=Decimal(P0),
+                               at=timezone.now())  # fmt: skip
 
 
 @pytest.fixture
@@ -500,3 +503,18 @@ def test_a_partly_filled_order_cancelled_by_a_stop_is_named(bot, fake, start_liv
 
     event = bot.events.get(kind=BotEvent.Kind.CANCELLED)
     assert f"had filled {order.amount / 2} of {order.amount}" in event.message
+
+
+def test_risk_rules_never_act_on_an_old_price(bot, fake, start_live):
+    Bot.objects.filter(pk=bot.pk).update(config={**CONFIG, "stop_loss_pct": "2"})
+    bot.refresh_from_db()
+    start_live(bot)
+    LatestPrice.objects.filter(symbol="BTC/USDT").update(
+        price=Decimal("90000"), at=timezone.now() - timedelta(minutes=10)
+    )
+
+    services.run_cycle(bot.pk)
+
+    bot.refresh_from_db()
+    assert bot.is_running and fake.balance("BTC")[0] + fake.balance("BTC")[1] > 0
+    assert bot.events.filter(message__startswith="No fresh price").count() == 1
