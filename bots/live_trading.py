@@ -158,7 +158,6 @@ class LiveCycle:
     fills: int = 0
     round_trips: int = 0
     placed: int = 0
-    halt_reason: str = ""
 
 
 def run_cycle(bot_id: int) -> LiveCycle | None:
@@ -314,7 +313,7 @@ def sync_fills(bot: Bot, gw: Any, cycle: LiveCycle) -> None:
         Trade.objects.bulk_create(trades)
         BotEvent.objects.bulk_create(events)
         bot.fill_cursor_ms = max(f.at_ms for f in fetched)
-        _save_engine(bot, engine)
+        bot.keep_engine(engine)
         fields = ["engine_state", "next_buy_price", "next_sell_price", "fill_cursor_ms",
                   "last_equity", "updated_at"]  # fmt: skip
         if cycle.fills:
@@ -329,12 +328,6 @@ def sync_fills(bot: Bot, gw: Any, cycle: LiveCycle) -> None:
                           "equity": bot.last_equity},
             )  # fmt: skip
         bot.save(update_fields=fields)
-
-
-def _save_engine(bot: Bot, engine: GridEngine) -> None:
-    bot.engine_state = engine.to_dict()
-    bot.next_buy_price = engine.next_buy_price
-    bot.next_sell_price = engine.next_sell_price
 
 
 def mark_to_market(bot: Bot) -> bool:
@@ -571,7 +564,7 @@ def record_stop_sale(bot: Bot, sale: Order, fills: list[ExchangeFill]) -> None:
         engine.base -= amount
         engine.fees_paid += fee
         engine.stop_mark = average
-        _save_engine(locked, engine)
+        locked.keep_engine(engine)
         locked.status_reason = sale.reason
         locked.save(update_fields=["engine_state", "next_buy_price", "next_sell_price",
                                    "status_reason", "updated_at"])  # fmt: skip

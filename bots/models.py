@@ -138,6 +138,12 @@ class Bot(models.Model):
             raise ValueError(f"{self} has no running grid")
         return GridEngine.from_dict(self.engine_state)
 
+    def keep_engine(self, engine: GridEngine) -> None:
+        """Take the engine's state (not saved): its JSON, and the prices the feed wakes on."""
+        self.engine_state = engine.to_dict()
+        self.next_buy_price = engine.next_buy_price
+        self.next_sell_price = engine.next_sell_price
+
     def grid_config(self, **market: Any) -> GridConfig:
         """The GridConfig of this bot's saved config, with the market's tick/step/min/fee."""
         c = self.config

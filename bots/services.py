@@ -271,7 +271,7 @@ def _start(bot: Bot) -> str:
         bot.day, bot.day_open_equity = at.date(), capital
         bot.started_at, bot.stopped_at, bot.market_started_at = timezone.now(), None, at
         bot.chain_token = uuid.uuid4().hex
-        _save_engine(bot, engine)
+        bot.keep_engine(engine)
         bot.last_equity = engine.equity(p0)
         bot.save()
 
@@ -604,7 +604,7 @@ def _walk(
     Order.objects.bulk_create(created)
     Trade.objects.bulk_create(trades)
     BotEvent.objects.bulk_create(events)
-    _save_engine(bot, engine)
+    bot.keep_engine(engine)
     if result.fills or halt_reason is not None or _snapshot_due(at):
         EquitySnapshot.objects.bulk_create(
             [EquitySnapshot(bot=bot, at=at, price=bot.last_price, quote=engine.quote,
@@ -641,12 +641,6 @@ def _stop_words(engine: GridEngine, bot: Bot) -> str:
     if engine.stopped == TAKE_PROFIT:
         return f"take-profit: the price rose to {engine.config.take_profit}{sold}"
     return f"{engine.stopped}{sold}"
-
-
-def _save_engine(bot: Bot, engine: GridEngine) -> None:
-    bot.engine_state = engine.to_dict()
-    bot.next_buy_price = engine.next_buy_price
-    bot.next_sell_price = engine.next_sell_price
 
 
 def _open_order(bot: Bot, desired: Any) -> Order:
