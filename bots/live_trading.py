@@ -68,14 +68,9 @@ def _time(ms: int) -> datetime:
 
 
 def quote_fee(fill: ExchangeFill, quote: str) -> Decimal:
-    """The part of a fee the grid's quote balance pays (none when paid in base or BNB)."""
+    """The part of a fee the grid's quote balance pays: none when paid in BNB, or in the base
+    asset, which Binance takes from a buyer's coins (``sell_shortfall`` accounts for that)."""
     return fill.fee if fill.fee_asset == quote else ZERO
-
-
-def base_fee(fill: ExchangeFill, base: str) -> Decimal:
-    """The part paid in the base asset: Binance takes a buyer's fee from the coins it buys
-    (unless fees are paid in BNB), so the slot holds that much less than the grid's amount."""
-    return fill.fee if fill.fee_asset == base else ZERO
 
 
 def start_client_id(bot: Bot) -> str:

@@ -271,6 +271,9 @@ def _start(bot: Bot) -> str:
         bot.day, bot.day_open_equity = at.date(), capital
         bot.started_at, bot.stopped_at, bot.market_started_at = timezone.now(), None, at
         bot.chain_token = uuid.uuid4().hex
+        if live_mode:  # the account's earlier trades are not this grid's: start from now
+            now_ms = int(timezone.now().timestamp() * 1000)
+            bot.fill_cursor_ms = now_ms - live_trading.CURSOR_MARGIN_MS
         bot.keep_engine(engine)
         bot.last_equity = engine.equity(p0)
         bot.save()
