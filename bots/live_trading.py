@@ -20,6 +20,7 @@ Nothing here holds a database transaction open across a network call.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -192,13 +193,18 @@ def run_cycle(bot_id: int) -> LiveCycle | None:
         # a person must look. The bot stops with the reason; its orders are cancelled when the
         # exchange lets us.
         logger.exception("bot %s: live cycle failed", bot_id)
-        _error(bot, f"{type(e).__name__}: {e}")
+        _error(bot, _without_queries(f"{type(e).__name__}: {e}"))
     return cycle
+
+
+def _without_queries(message: str) -> str:
+    """ccxt's messages can carry request URLs with signed query strings: keep the path only."""
+    return re.sub(r"(https?://[^\s?]+)\?\S*", r"\1", message)
 
 
 def _note_trouble(bot: Bot, message: str) -> None:
     """Exchange trouble the cycle retries, on the bot's event log once (not every cycle)."""
-    _note_once(bot, f"{bot.exchange} trouble, retrying every cycle: {message}")
+    _note_once(bot, f"{bot.exchange} trouble, retrying every cycle: {_without_queries(message)}")
 
 
 def _note_once(bot: Bot, text: str) -> None:

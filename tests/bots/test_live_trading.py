@@ -518,3 +518,14 @@ def test_risk_rules_never_act_on_an_old_price(bot, fake, start_live):
     bot.refresh_from_db()
     assert bot.is_running and fake.balance("BTC")[0] + fake.balance("BTC")[1] > 0
     assert bot.events.filter(message__startswith="No fresh price").count() == 1
+
+
+def test_exchange_messages_lose_their_signed_query_strings():
+    from bots.live_trading import _without_queries
+
+    message = (
+        "RequestTimeout: GET https://api.binance.com/api/v3/myTrades?timestamp=1&signature=f0 x"
+    )
+    assert (
+        _without_queries(message) == "RequestTimeout: GET https://api.binance.com/api/v3/myTrades x"
+    )
