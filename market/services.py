@@ -40,14 +40,17 @@ class MarketDataError(Exception):
 # --- market rules -------------------------------------------------------------------------------
 
 
-def load_market_rules(exchange: str, symbol: str, *, client: Any = None) -> MarketRules:
+def load_market_rules(
+    exchange: str, symbol: str, *, client: Any = None, reload: bool = True
+) -> MarketRules:
     """The market's tick, step, min notional and fee: from the exchange through ccxt when a
-    client is given (and cached), else the cached row, else the bundled offline snapshot."""
+    client is given (and cached), else the cached row, else the bundled offline snapshot.
+    ``reload=False`` reuses the markets the client has already loaded."""
     if client is not None:
         import ccxt
 
         try:
-            markets = client.load_markets(reload=True)
+            markets = client.load_markets(reload=reload)
         except ccxt.BaseError as e:
             raise MarketDataError(f"{exchange} did not answer: {type(e).__name__}: {e}") from None
         if symbol not in markets:

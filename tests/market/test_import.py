@@ -249,8 +249,9 @@ def test_the_market_rules_command(fake: FakeBinance, monkeypatch: pytest.MonkeyP
     ]
     monkeypatch.setattr(services, "exchange_client", lambda exchange: fake.ccxt_client())
     out = io.StringIO()
-    call_command("market_rules", "BTC/USDT", "--refresh", stdout=out)
-    assert "(from the exchange)" in out.getvalue()
+    call_command("market_rules", "BTC/USDT", "ETH/USDT", "--refresh", stdout=out)
+    assert out.getvalue().count("(from the exchange)") == 2
+    assert fake.calls("GET", "/exchangeInfo") == 1  # the markets are loaded once
     with pytest.raises(CommandError, match="no market DOGE/USDT"):
         call_command("market_rules", "DOGE/USDT", "--refresh")
 

@@ -27,8 +27,9 @@ class Command(BaseCommand):
         exchange = options["exchange"]
         try:
             client = services.exchange_client(exchange) if options["refresh"] else None
-            for symbol in options["symbols"]:
-                rules = services.load_market_rules(exchange, symbol, client=client)
+            for i, symbol in enumerate(options["symbols"]):
+                # The exchange's markets are loaded once for all the symbols asked for.
+                rules = services.load_market_rules(exchange, symbol, client=client, reload=i == 0)
                 source = rules.get_source_display().lower()
                 self.stdout.write(
                     f"{exchange} {rules.symbol}: tick {canonical(rules.tick)} {rules.quote}, "
