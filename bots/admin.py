@@ -18,7 +18,7 @@ class OrderInline(admin.TabularInline):
     ordering = ("-id",)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Order]:
-        return super().get_queryset(request).filter(status__in=["pending", "open"])
+        return super().get_queryset(request).filter(status__in=Order.RESTING)
 
 
 class TradeInline(admin.TabularInline):

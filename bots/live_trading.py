@@ -253,7 +253,7 @@ def sync_fills(bot: Bot, gw: Any, cycle: LiveCycle) -> None:
                 continue  # applied already, not this bot's, or the start / stop sale
             record = _record(bot, order, f)
             records.append(record)
-            if order.status not in (Order.Status.PENDING, Order.Status.OPEN) or (
+            if order.status not in Order.RESTING or (
                 bot.started_at is not None and order.created_at < bot.started_at
             ):
                 # An order of an earlier run, or one marked cancelled that filled anyway: the
@@ -381,8 +381,7 @@ def reconcile(bot: Bot, gw: Any) -> int:
     missing as pending, then send every pending order. Returns how many were sent."""
     engine = bot.engine()
     desired = {d.client_id: d for d in engine.desired_orders(bot.key)}
-    resting = [Order.Status.PENDING, Order.Status.OPEN]
-    book = list(Order.objects.filter(bot=bot, kind=Order.Kind.LIMIT, status__in=resting))
+    book = list(Order.objects.resting().filter(bot=bot, kind=Order.Kind.LIMIT))
     on_exchange = {o.client_id for o in gw.open_orders()}
     for order in book:
         cid = order.client_order_id
@@ -468,9 +467,11 @@ def sell_shortfall(bot: Bot, engine: GridEngine, slot: int) -> Decimal:
 def cancel_book(bot: Bot, gw: Any) -> None:
     """Cancel every order of this bot on the exchange, then take in the fills that came
     before the cancels (an order may fill a moment before it is cancelled)."""
-    for cid in Order.objects.filter(
-        bot=bot, kind=Order.Kind.LIMIT, status__in=[Order.Status.PENDING, Order.Status.OPEN]
-    ).values_list("client_order_id", flat=True):
+    for cid in (
+        Order.objects.resting()
+        .filter(bot=bot, kind=Order.Kind.LIMIT)
+        .values_list("client_order_id", flat=True)
+    ):
         gw.cancel(cid)
     sync_fills(bot, gw, LiveCycle())
 
@@ -479,10 +480,7 @@ def _note_partial_fills(bot: Bot) -> None:
     """An order cancelled after part of it filled: the grid books whole orders only, so the
     part that filled is named on the event log (those coins or that quote are in the
     account, outside the grid's books)."""
-    partial = Order.objects.filter(
-        bot=bot, kind=Order.Kind.LIMIT, filled__gt=0,
-        status__in=[Order.Status.PENDING, Order.Status.OPEN],
-    )  # fmt: skip
+    partial = Order.objects.resting().filter(bot=bot, kind=Order.Kind.LIMIT, filled__gt=0)
     BotEvent.objects.bulk_create(
         [
             BotEvent(bot=bot, kind=BotEvent.Kind.CANCELLED,

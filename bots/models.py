@@ -176,6 +176,10 @@ class OrderQuerySet(models.QuerySet["Order"]):
     def open(self) -> OrderQuerySet:
         return self.filter(status=Order.Status.OPEN)
 
+    def resting(self) -> OrderQuerySet:
+        """Written or sent, not yet done: what a stop cancels."""
+        return self.filter(status__in=Order.RESTING)
+
 
 class Order(models.Model):
     class Side(models.TextChoices):
@@ -193,6 +197,9 @@ class Order(models.Model):
         FILLED = "filled", "Filled"
         CANCELLED = "cancelled", "Cancelled"
         REJECTED = "rejected", "Rejected"
+
+    # Written (pending) or on the book (open): at most one per slot, and what a stop cancels.
+    RESTING = (Status.PENDING, Status.OPEN)
 
     bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="orders")
     # The grid slot; empty for the start buy and stop-loss / take-profit sales.

@@ -375,7 +375,7 @@ def emergency_stop(user: Any, *, reason: str = "emergency stop") -> int:
 
 def _halt(bot: Bot, *, reason: str, status: str, at: datetime | None) -> None:
     """Inside a transaction holding the bot: cancel its book, release its capital, stop it."""
-    cancelled = Order.objects.filter(bot=bot, status__in=["pending", "open"]).update(
+    cancelled = Order.objects.filter(bot=bot, status__in=Order.RESTING).update(
         status=Order.Status.CANCELLED, reason=reason[:300], updated_at=timezone.now()
     )
     if bot.mode == Bot.Mode.PAPER and bot.engine_state:
