@@ -74,6 +74,13 @@ def quote_fee(fill: ExchangeFill, quote: str) -> Decimal:
     return fill.fee if fill.fee_asset == quote else ZERO
 
 
+def fill_totals(fills: list[ExchangeFill], quote: str) -> tuple[Decimal, Decimal, Decimal]:
+    """(amount, cost in quote, fee paid in quote) of one order's fills."""
+    amount = sum((f.amount for f in fills), ZERO)
+    cost = sum((f.price * f.amount for f in fills), ZERO)
+    return amount, cost, sum((quote_fee(f, quote) for f in fills), ZERO)
+
+
 def start_client_id(bot: Bot) -> str:
     """The start buy's client id for the generation about to start (stable across retries)."""
     return f"a{bot.pk}g{bot.generation + 1}-start"
@@ -110,14 +117,12 @@ def start_buy(bot: Bot, gw: Any, engine: GridEngine) -> list[ExchangeFill]:
             f"{bot.exchange} did not confirm the start buy ({e}). Nothing was started; "
             "starting again finds that buy if it went through, and never buys twice."
         ) from None
-    amount = sum((f.amount for f in fills), ZERO)
+    amount, cost, fee = fill_totals(fills, bot.quote_asset)
     if amount < planned.amount:
         raise LiveError(
             f"The start buy filled only {amount} of {planned.amount} {bot.base_asset}; nothing "
             f"was started. The {amount} {bot.base_asset} it bought stay in your account."
         )
-    cost = sum((f.price * f.amount for f in fills), ZERO)
-    fee = sum((quote_fee(f, bot.quote_asset) for f in fills), ZERO)
     average = cost / amount
     engine.start_buy = MarketTrade(Side.BUY, average, amount, fee)
     engine.quote = engine.config.capital - cost - fee
@@ -542,11 +547,9 @@ def halt(bot: Bot, gw: Any, *, reason: str, sell: bool = False,
 
 def record_stop_sale(bot: Bot, sale: Order, fills: list[ExchangeFill]) -> None:
     """The sale's fills into the order, the records and the engine (stopped), at once."""
-    amount = sum((f.amount for f in fills), ZERO)
+    amount, cost, fee = fill_totals(fills, bot.quote_asset)
     if not amount:
         raise LiveError(f"{bot.exchange} did not fill the stop sale {sale.client_order_id}")
-    cost = sum((f.price * f.amount for f in fills), ZERO)
-    fee = sum((quote_fee(f, bot.quote_asset) for f in fills), ZERO)
     average = cost / amount
     with transaction.atomic():
         locked = Bot.objects.select_for_update().get(pk=bot.pk)
