@@ -222,6 +222,8 @@ def _note_once(bot: Bot, text: str) -> None:
 
 def sync_fills(bot: Bot, gw: Any, cycle: LiveCycle) -> None:
     """Fetch the account's fills since the cursor and apply the new ones, once each."""
+    from bots.services import round_trip_rows
+
     asked_at = int(timezone.now().timestamp() * 1000)
     fetched = gw.fetch_fills(bot.fill_cursor_ms)
     if not fetched:
@@ -302,16 +304,9 @@ def sync_fills(bot: Bot, gw: Any, cycle: LiveCycle) -> None:
                                            f"{bot.quote_asset}."))  # fmt: skip
             if trip is not None:
                 cycle.round_trips += 1
-                trades.append(Trade(bot=bot, slot=trip.slot, sell_order=order,
-                                    amount=trip.amount, buy_price=trip.buy_price,
-                                    sell_price=trip.sell_price, profit=trip.profit,
-                                    fees=trip.fees, closed_at=record.at))  # fmt: skip
-                events.append(BotEvent(bot=bot, kind=BotEvent.Kind.ROUND_TRIP,
-                                       market_time=record.at,
-                                       message=f"Round trip on slot {trip.slot}: bought at "
-                                               f"{trip.buy_price}, sold at {trip.sell_price}, "
-                                               f"profit {trip.profit:.6f} "
-                                               f"{bot.quote_asset}."))  # fmt: skip
+                trade, event = round_trip_rows(bot, order, trip, record.at)
+                trades.append(trade)
+                events.append(event)
         ExchangeFillRecord.objects.bulk_create(records)
         Order.objects.bulk_update(
             list(touched.values()), ["filled", "fee", "status", "filled_at", "updated_at"]
@@ -410,13 +405,18 @@ def reconcile(bot: Bot, gw: Any) -> int:
             "client_order_id", flat=True
         )
     )
+    missing = [d for cid, d in desired.items() if cid not in have]
+    if any(d.side == Side.SELL for d in missing):
+        from bots.services import rules_for
+
+        step = rules_for(bot.exchange, bot.symbol).step
     Order.objects.bulk_create(
         [
             Order(bot=bot, slot=d.slot, side=d.side, price=d.price,
-                  amount=d.amount - (sell_shortfall(bot, engine, d.slot) if d.side == Side.SELL
-                                     else ZERO),
-                  status=Order.Status.PENDING, client_order_id=cid)
-            for cid, d in desired.items() if cid not in have
+                  amount=d.amount - (sell_shortfall(bot, engine, d.slot, step)
+                                     if d.side == Side.SELL else ZERO),
+                  status=Order.Status.PENDING, client_order_id=d.client_id)
+            for d in missing
         ]
     )  # fmt: skip
     sent = 0
@@ -441,11 +441,10 @@ def reconcile(bot: Bot, gw: Any) -> int:
     return sent
 
 
-def sell_shortfall(bot: Bot, engine: GridEngine, slot: int) -> Decimal:
+def sell_shortfall(bot: Bot, engine: GridEngine, slot: int, step: Decimal) -> Decimal:
     """How much less than the grid's amount a slot's sell can sell: the base fee the exchange
-    took from the buy that filled the slot, up to the market's step (0 with fees in quote)."""
-    from bots.services import rules_for
-
+    took from the buy that filled the slot, up to the market's ``step`` (0 with fees in
+    quote)."""
     last = (
         Order.objects.filter(bot=bot, slot=slot, kind=Order.Kind.LIMIT,
                              status=Order.Status.FILLED, created_at__gte=bot.started_at)
@@ -462,7 +461,6 @@ def sell_shortfall(bot: Bot, engine: GridEngine, slot: int) -> Decimal:
         paid = sum(fees.values_list("fee", flat=True), ZERO) / (start.amount / engine.q)
     if not paid:
         return ZERO
-    step = rules_for(bot.exchange, bot.symbol).step
     return -floor_amount(-paid, step)  # rounded up to the step
 
 

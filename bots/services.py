@@ -30,6 +30,7 @@ from bots.engine import (
     GridEngine,
     InvalidGrid,
     MarketTrade,
+    RoundTrip,
     Side,
     client_order_id,
 )
@@ -556,15 +557,9 @@ def _walk(
                                  f"(slot {fill.slot}); fee {fill.fee:.8f} {bot.quote_asset}.",
                                  at))  # fmt: skip
             if fill.side == Side.SELL:
-                trip = next(trips)
-                trades.append(Trade(bot=bot, slot=trip.slot, sell_order=order,
-                                    amount=trip.amount, buy_price=trip.buy_price,
-                                    sell_price=trip.sell_price, profit=trip.profit,
-                                    fees=trip.fees, closed_at=at))  # fmt: skip
-                events.append(_event(bot, BotEvent.Kind.ROUND_TRIP,
-                                     f"Round trip on slot {trip.slot}: bought at "
-                                     f"{trip.buy_price}, sold at {trip.sell_price}, profit "
-                                     f"{trip.profit:.6f} {bot.quote_asset}.", at))  # fmt: skip
+                trade, event = round_trip_rows(bot, order, next(trips), at)
+                trades.append(trade)
+                events.append(event)
             result.fills += 1
         result.round_trips += len(engine.round_trips) - trips_before
         bot.last_equity, bot.last_price = run.equity, c
@@ -659,6 +654,21 @@ def _market_order(bot: Bot, trade: MarketTrade, label: str, at: datetime | None)
         amount=trade.amount, filled=trade.amount, fee=trade.fee, status=Order.Status.FILLED,
         client_order_id=f"{bot.key}-{label}"[:36], filled_at=at, reason=label,
     )  # fmt: skip
+
+
+def round_trip_rows(
+    bot: Bot, sell: Order, trip: RoundTrip, at: datetime | None
+) -> tuple[Trade, BotEvent]:
+    """The Trade row and the event log line of a round trip the sell ``sell`` closed."""
+    trade = Trade(bot=bot, slot=trip.slot, sell_order=sell, amount=trip.amount,
+                  buy_price=trip.buy_price, sell_price=trip.sell_price, profit=trip.profit,
+                  fees=trip.fees, closed_at=at)  # fmt: skip
+    message = (
+        f"Round trip on slot {trip.slot}: bought at {trip.buy_price}, sold at "
+        f"{trip.sell_price}, profit {trip.profit:.6f} {bot.quote_asset}."
+    )
+    event = _event(bot, BotEvent.Kind.ROUND_TRIP, message, at)
+    return trade, event
 
 
 def _event(bot: Bot, kind: str, message: str, at: datetime | None) -> BotEvent:
