@@ -211,12 +211,12 @@ def timeframe_ms(timeframe: str) -> int:
 
 def _insert(rows: list[Row], exchange: str, symbol: str, timeframe: str, step: int) -> int:
     """Insert the rows not stored yet; returns how many were new."""
-    times = [r[0] for r in rows]
+    times = {r[0] for r in rows}
     span = Candle.objects.for_series(exchange, symbol, timeframe).filter(
         open_time__range=(_time(min(times)), _time(max(times)))
     )
     stored = span.count()
-    if stored >= len(set(times)) and set(times) <= {
+    if stored >= len(times) and times <= {
         int(t.timestamp() * 1000) for t in span.values_list("open_time", flat=True)
     }:
         return 0  # every one of these candles is stored already: a re-import
