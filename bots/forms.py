@@ -230,13 +230,13 @@ class BotForm(GridConfigForm):
         if owner is not None:
             keys = ExchangeCredential.objects.owned_by(owner)
         self.fields["credential"].queryset = keys
-        has_keys = owner is not None and keys.exists()
-        self.fields["mode"].widget.live_enabled = has_keys
-        if has_keys:
+        self.has_keys = owner is not None and keys.exists()
+        self.fields["mode"].widget.live_enabled = self.has_keys
+        if self.has_keys:
+            paper, _ = self.fields["mode"].choices
             self.fields["mode"].choices = [
-                (Bot.Mode.PAPER, "Paper (simulated money, real prices)"),
-                (Bot.Mode.LIVE, "Live (real orders with your exchange keys)"),
-            ]
+                paper, (Bot.Mode.LIVE, "Live (real orders with your exchange keys)")
+            ]  # fmt: skip
             self.fields["mode"].help_text = "Live bots place real orders on your account."
 
     def clean_mode(self) -> str:
