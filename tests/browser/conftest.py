@@ -110,3 +110,13 @@ def screenshot(page: Any, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def register(page: Any, live_url: str, email: str) -> None:
+    """Sign up through the page and land on the dashboard, signed in."""
+    page.goto(f"{live_url}/accounts/register/")
+    page.get_by_label("Email address").fill(email)
+    page.get_by_label("Password", exact=True).fill("a-Long-pw-123")
+    page.get_by_label("Password confirmation").fill("a-Long-pw-123")
+    page.get_by_role("button", name="Register").click()
+    page.wait_for_url(f"{live_url}/")

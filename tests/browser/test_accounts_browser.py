@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser.conftest import screenshot
+from tests.browser.conftest import register, screenshot
 
 pytestmark = pytest.mark.browser
 
@@ -47,12 +47,7 @@ def test_exchange_keys_are_checked_masked_and_offered_for_live_bots(
     api_key, secret = "browser-key-Zx81Qw00LmN4", "browser-secret-Pq72Rt55VbC9"
     with FakeBinance(api_key=api_key, secret=secret) as fake:
         monkeypatch.setattr(exchange, "CLIENT_FACTORY", lambda ex, k, s: fake.ccxt_client(k, s))
-        page.goto(f"{live_url}/accounts/register/")
-        page.get_by_label("Email address").fill("keys@example.com")
-        page.get_by_label("Password", exact=True).fill("a-Long-pw-123")
-        page.get_by_label("Password confirmation").fill("a-Long-pw-123")
-        page.get_by_role("button", name="Register").click()
-        page.wait_for_url(f"{live_url}/")
+        register(page, live_url, "keys@example.com")
 
         page.get_by_role("link", name="Exchange keys").click()
         page.get_by_label("Label").fill("Main")

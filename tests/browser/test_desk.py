@@ -19,7 +19,7 @@ from django.db import connection
 from bots import services
 from bots.models import BacktestRun, Bot, Order
 from market.live import publish_price
-from tests.browser.conftest import screenshot
+from tests.browser.conftest import register, screenshot
 
 pytestmark = pytest.mark.browser
 
@@ -90,18 +90,9 @@ def in_thread(fn: Callable[[], object]) -> None:
         raise errors[0]
 
 
-def register(page, live_url: str) -> None:
-    page.goto(f"{live_url}/accounts/register/")
-    page.get_by_label("Email address").fill("desk@example.com")
-    page.get_by_label("Password", exact=True).fill("a-Long-pw-123")
-    page.get_by_label("Password confirmation").fill("a-Long-pw-123")
-    page.get_by_role("button", name="Register").click()
-    page.wait_for_url(f"{live_url}/")
-
-
 def test_the_desk_from_a_new_bot_to_a_live_fill_and_the_emergency_stop(page, live_url):
     market()
-    register(page, live_url)
+    register(page, live_url, "desk@example.com")
     assert page.get_by_text("No bots yet").is_visible()
     page.get_by_role("link", name="Create your first bot").click()
 
