@@ -103,6 +103,13 @@ def set_price(fake: FakeBinance, price: str) -> None:
     )  # fmt: skip
 
 
+def fill_the_top_buy(bot: Bot, fake: FakeBinance) -> Decimal:
+    """The market dips just through the highest resting buy; returns that buy's price."""
+    top_buy = max(o.price for o in bot.orders.filter(side="buy", status="open"))
+    set_price(fake, str(top_buy - 1))
+    return top_buy
+
+
 def test_start_buys_the_sells_at_market_and_rests_the_grid_on_the_exchange(bot, fake, start_live):
     start_live(bot)
     bot.refresh_from_db()
@@ -125,8 +132,7 @@ def test_start_buys_the_sells_at_market_and_rests_the_grid_on_the_exchange(bot, 
 def test_fills_on_the_exchange_become_round_trips_and_the_next_orders(bot, fake, start_live):
     start_live(bot)
     bot.refresh_from_db()
-    top_buy = max(o.price for o in bot.orders.filter(side="buy", status="open"))
-    set_price(fake, str(top_buy - 1))  # the highest buy fills
+    top_buy = fill_the_top_buy(bot, fake)
 
     services.run_cycle(bot.pk)
 
@@ -161,8 +167,7 @@ def test_fees_taken_in_the_base_asset_shorten_the_sells_and_never_overdraw(bot, 
     assert sum(o.amount for o in sells) <= engine.base - start_fee
     assert engine.quote == Decimal(1000) - fake.trades[0].price * fake.trades[0].qty
 
-    top_buy = max(o.price for o in bot.orders.filter(side="buy", status="open"))
-    set_price(fake, str(top_buy - 1))
+    top_buy = fill_the_top_buy(bot, fake)
     services.run_cycle(bot.pk)
     bot.refresh_from_db()
     buy = bot.orders.get(price=top_buy, side="buy")
@@ -190,8 +195,7 @@ def test_a_crash_after_the_exchange_took_an_order_never_doubles_it(
 ):
     start_live(bot)
     bot.refresh_from_db()
-    top_buy = max(o.price for o in bot.orders.filter(side="buy", status="open"))
-    set_price(fake, str(top_buy - 1))
+    fill_the_top_buy(bot, fake)
     real_save = Order.save
 
     def die_once(self: Order, *args: Any, **kwargs: Any) -> None:
@@ -221,8 +225,7 @@ def test_a_crash_after_the_exchange_took_an_order_never_doubles_it(
 def test_a_lost_answer_is_found_by_the_gateway_in_the_same_cycle(bot, fake, start_live):
     start_live(bot)
     bot.refresh_from_db()
-    top_buy = max(o.price for o in bot.orders.filter(side="buy", status="open"))
-    set_price(fake, str(top_buy - 1))
+    fill_the_top_buy(bot, fake)
     fake.accept_then_fail_response("/order", 500)  # the sell is placed; its answer is lost
 
     services.run_cycle(bot.pk)
@@ -237,8 +240,7 @@ def test_a_crash_while_applying_fills_applies_them_once_on_the_next_cycle(
 ):
     start_live(bot)
     bot.refresh_from_db()
-    top_buy = max(o.price for o in bot.orders.filter(side="buy", status="open"))
-    set_price(fake, str(top_buy - 1))
+    fill_the_top_buy(bot, fake)
     before = bot.engine_state
     calls = {"n": 0}
     real_bulk_create = BotEvent.objects.bulk_create
