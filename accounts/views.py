@@ -22,7 +22,7 @@ from django.urls import reverse_lazy
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_http_methods, require_POST
 
-from accounts import exchange, throttle
+from accounts import key_check, throttle
 from accounts.crypto import UndecryptableSecret
 from accounts.forms import CredentialForm, EmailLoginForm, RegistrationForm
 from accounts.http import AuthedRequest
@@ -141,8 +141,8 @@ def _add_credential(request: AuthedRequest, form: CredentialForm) -> bool:
     cred = ExchangeCredential(owner=request.user, exchange=data["exchange"], label=data["label"])
     cred.set_keys(data["api_key"], data["secret"])
     try:
-        problem = exchange.verify_keys(cred)
-    except exchange.KeysRefused as e:
+        problem = key_check.verify_keys(cred)
+    except key_check.KeysRefused as e:
         form.add_error(None, f"The exchange refused these keys: {e}")
         return False
     try:
@@ -173,8 +173,8 @@ def credential_verify(request: AuthedRequest, pk: int) -> HttpResponse:
         response.status_code = 429 if request.htmx else response.status_code
         return response
     try:
-        problem = exchange.verify_keys(cred)
-    except exchange.KeysRefused as e:
+        problem = key_check.verify_keys(cred)
+    except key_check.KeysRefused as e:
         # No longer known to work: the page should not keep calling them verified.
         cred.verified_at = None
         cred.save(update_fields=["verified_at"])

@@ -1,7 +1,7 @@
 """Backtests a user asks for from the page: a BacktestRun row, a Huey task, a result to show.
 
 ``run_backtest_job(run_id)`` is the task's body (``bots.tasks.backtest_task`` calls it): it
-loads the stored candles of the range, runs ``bots.backtest.run_backtest`` with the grid the
+loads the stored candles of the range, runs ``bots.grid.backtest.run_backtest`` with the grid the
 run was saved with, and keeps the result with a chart-sized summary (candles merged into at
 most ``CHART_BARS`` bars, the equity curve, the fills) so the page never reloads the range.
 """
@@ -17,8 +17,8 @@ import numpy as np
 from django.utils import timezone
 
 from bots import services
-from bots.backtest import BacktestResult, Candles, run_backtest
-from bots.engine import InvalidGrid
+from bots.grid.backtest import BacktestResult, Candles, run_backtest
+from bots.grid.engine import InvalidGrid
 from bots.models import BacktestRun
 
 logger = logging.getLogger(__name__)

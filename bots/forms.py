@@ -16,7 +16,7 @@ from django.conf import settings
 
 from accounts.models import ExchangeCredential
 from bots import services
-from bots.engine import GridConfig, InvalidGrid
+from bots.grid.engine import GridConfig, InvalidGrid
 from bots.models import Bot
 
 CONFIG_FIELDS = (

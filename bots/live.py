@@ -23,9 +23,9 @@ from django.template.loader import render_to_string
 
 from aibo import push
 from bots import services
-from bots.engine import GridEngine, InvalidGrid, SlotState
+from bots.grid.engine import GridEngine, InvalidGrid, SlotState
+from bots.grid.preview import GridPreview, grid_preview
 from bots.models import Bot, BotEvent, EquitySnapshot, Order, PaperBalance
-from bots.preview import GridPreview, grid_preview
 
 CHANGES = ("status", "orders", "trades", "stats", "events")
 SPARK_POINTS = 96

@@ -31,15 +31,19 @@ from django.utils import timezone
 
 from accounts.crypto import UndecryptableSecret
 from bots import gateways
-from bots.engine import STOP_LOSS, TAKE_PROFIT, Fill, FillMismatch, GridEngine, MarketTrade, Side
-from bots.gateways.base import (
-    ExchangeFill,
-    GatewayError,
-    OrderRejected,
-    OrderRequest,
-    TemporaryGatewayError,
+from bots.gateways.base import ExchangeFill, OrderRequest
+from bots.grid import order_ids
+from bots.grid.engine import (
+    STOP_LOSS,
+    TAKE_PROFIT,
+    Fill,
+    FillMismatch,
+    GridEngine,
+    MarketTrade,
+    Side,
 )
 from bots.models import Bot, BotEvent, EquitySnapshot, ExchangeFillRecord, Order, Trade
+from market.exchange import ExchangeError, OrderRejected, TemporaryExchangeError
 from market.precision import floor_amount
 
 logger = logging.getLogger(__name__)
@@ -83,7 +87,7 @@ def fill_totals(fills: list[ExchangeFill], quote: str) -> tuple[Decimal, Decimal
 
 def start_client_id(bot: Bot) -> str:
     """The start buy's client id for the generation about to start (stable across retries)."""
-    return f"a{bot.pk}g{bot.generation + 1}-start"
+    return order_ids.market_order_id(order_ids.bot_key(bot.pk, bot.generation + 1), order_ids.START)
 
 
 # --- start ------------------------------------------------------------------------------------
@@ -92,7 +96,7 @@ def start_client_id(bot: Bot) -> str:
 def check_funds(bot: Bot, gw: Any) -> None:
     try:
         balances = gw.balances()
-    except GatewayError as e:
+    except ExchangeError as e:
         raise LiveError(f"{bot.exchange} did not answer: {e}") from None
     free = balances.get(bot.quote_asset)
     have = free.free if free else ZERO
@@ -112,7 +116,7 @@ def start_buy(bot: Bot, gw: Any, engine: GridEngine) -> list[ExchangeFill]:
         fills = gw.market_buy(start_client_id(bot), planned.amount)
     except OrderRejected as e:
         raise LiveError(f"{bot.exchange} refused the start buy: {e}") from None
-    except GatewayError as e:
+    except ExchangeError as e:
         raise LiveError(
             f"{bot.exchange} did not confirm the start buy ({e}). Nothing was started; "
             "starting again finds that buy if it went through, and never buys twice."
@@ -190,10 +194,10 @@ def run_cycle(bot_id: int) -> LiveCycle | None:
             halt(bot, gw, reason=reason, sell=reason.startswith(("stop-loss", "take-profit")))
             return cycle
         cycle.placed = reconcile(bot, gw)
-    except TemporaryGatewayError as e:
+    except TemporaryExchangeError as e:
         logger.warning("bot %s: %s; retrying next cycle", bot_id, e)
         _note_trouble(bot, str(e))
-    except (GatewayError, LiveError, FillMismatch, IntegrityError) as e:
+    except (ExchangeError, LiveError, FillMismatch, IntegrityError) as e:
         # Keys revoked, symbol delisted, an order refused, a fill that does not fit the grid:
         # a person must look. The bot stops with the reason; its orders are cancelled when the
         # exchange lets us.
@@ -454,7 +458,8 @@ def sell_shortfall(bot: Bot, engine: GridEngine, slot: int, step: Decimal) -> De
         fees = ExchangeFillRecord.objects.filter(order=last, fee_asset=bot.base_asset)
         paid = sum(fees.values_list("fee", flat=True), ZERO)
     else:  # bought by the start buy: its base fee is shared by every slot it filled
-        start = Order.objects.filter(bot=bot, client_order_id=f"{bot.key}-start").first()
+        start_id = order_ids.market_order_id(bot.key, order_ids.START)
+        start = Order.objects.filter(bot=bot, client_order_id=start_id).first()
         if start is None:
             return ZERO
         fees = ExchangeFillRecord.objects.filter(order=start, fee_asset=bot.base_asset)
@@ -497,7 +502,7 @@ def _note_partial_fills(bot: Bot) -> None:
 
 
 def stop_sale_id(bot: Bot) -> str:
-    return f"{bot.key}-stop"
+    return order_ids.market_order_id(bot.key, order_ids.STOP)
 
 
 def pending_stop_sale(bot: Bot) -> Order | None:
@@ -534,9 +539,9 @@ def halt(bot: Bot, gw: Any, *, reason: str, sell: bool = False,
         if sale is not None:
             try:
                 fills = gw.market_sell(sale.client_order_id, sale.amount)
-            except TemporaryGatewayError:
+            except TemporaryExchangeError:
                 raise  # the cycle retries: the pending sale is finished next time
-            except GatewayError as e:
+            except ExchangeError as e:
                 raise LiveError(f"the stop sale failed ({e}); the grid is cancelled") from None
             record_stop_sale(bot, sale, fills)
             bot.refresh_from_db()
@@ -586,7 +591,7 @@ def _error(bot: Bot, reason: str) -> None:
 
     try:
         cancel_book(bot, gateway(bot))
-    except (GatewayError, LiveError) as e:
+    except (ExchangeError, LiveError) as e:
         reason += f" (its orders could not be cancelled: {e}; cancel them on {bot.exchange})"
     logger.error("bot %s stopped: %s", bot.pk, reason)
     halt_in_db(bot, reason=reason, status=Bot.Status.ERROR)

@@ -7,7 +7,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from bots.engine import GridConfig, GridEngine
+from bots.grid import order_ids
+from bots.grid.engine import GridConfig, GridEngine
 from market.precision import canonical
 
 MONEY = {"max_digits": 30, "decimal_places": 12}
@@ -130,8 +131,8 @@ class Bot(models.Model):
 
     @property
     def key(self) -> str:
-        """The prefix of this bot's client order ids: bot and generation."""
-        return f"a{self.pk}g{self.generation}"
+        """The prefix of this run's client order ids (``bots.grid.order_ids``)."""
+        return order_ids.bot_key(self.pk, self.generation)
 
     def engine(self) -> GridEngine:
         if self.engine_state is None:

@@ -22,8 +22,9 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from bots import live, live_trading
-from bots.backtest import Candles, GridRun
-from bots.engine import (
+from bots.grid import order_ids
+from bots.grid.backtest import Candles, GridRun
+from bots.grid.engine import (
     STOP_LOSS,
     TAKE_PROFIT,
     GridConfig,
@@ -32,11 +33,11 @@ from bots.engine import (
     MarketTrade,
     RoundTrip,
     Side,
-    client_order_id,
 )
-from bots.gateways.base import GatewayError
+from bots.grid.order_ids import client_order_id
 from bots.models import Bot, BotEvent, EquitySnapshot, Order, PaperBalance, Trade
 from market import services as market_services
+from market.exchange import ExchangeError
 from market.models import Candle, LatestPrice, MarketRules
 from market.precision import canonical
 
@@ -281,7 +282,7 @@ def _start(bot: Bot) -> str:
 
         orders: list[Order] = []
         if engine.start_buy:
-            orders.append(_market_order(bot, engine.start_buy, "start", at))
+            orders.append(_market_order(bot, engine.start_buy, order_ids.START, at))
         desired = engine.desired_orders(bot.key)
         if not live_mode:  # a live grid is written and sent after the commit (reconcile)
             orders += [_open_order(bot, d) for d in desired]
@@ -337,7 +338,7 @@ def stop_bot(bot: Bot, *, reason: str = "stopped by you", status: str = Bot.Stat
                 if not bot.is_running:
                     return
                 live_trading.halt(bot, live_trading.gateway(bot), reason=reason, status=status)
-        except (live_trading.LiveError, GatewayError) as e:
+        except (live_trading.LiveError, ExchangeError) as e:
             raise BotError(
                 f"{bot} is still running: its orders could not be cancelled on "
                 f"{bot.exchange} ({e}). Try again, or cancel them on the exchange."
@@ -567,7 +568,7 @@ def _walk(
         if engine.is_stopped:
             sale = engine.stop_sale
             if sale is not None and sale.amount:
-                created.append(_market_order(bot, sale, engine.stopped or "stop", at))
+                created.append(_market_order(bot, sale, engine.stopped or order_ids.STOP, at))
             halt_reason = _stop_words(engine, bot)
             break
         if daily_limit and bot.day_open_equity is not None:
@@ -652,7 +653,7 @@ def _market_order(bot: Bot, trade: MarketTrade, label: str, at: datetime | None)
     return Order(
         bot=bot, slot=None, side=trade.side, kind=Order.Kind.MARKET, price=trade.price,
         amount=trade.amount, filled=trade.amount, fee=trade.fee, status=Order.Status.FILLED,
-        client_order_id=f"{bot.key}-{label}"[:36], filled_at=at, reason=label,
+        client_order_id=order_ids.market_order_id(bot.key, label), filled_at=at, reason=label,
     )  # fmt: skip
 
 

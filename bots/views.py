@@ -19,8 +19,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from accounts.http import AuthedRequest
 from bots import backtests, live, services
 from bots.forms import BacktestForm, BotForm
+from bots.grid.preview import grid_preview
 from bots.models import BacktestRun, Bot
-from bots.preview import grid_preview
 
 
 def _own_bot(request: AuthedRequest, pk: int) -> Bot:

@@ -198,11 +198,11 @@ class LiveFeed:
     def __init__(
         self, exchange: str, symbols: list[str], *, client: Any = None, poll_seconds: float = 10
     ) -> None:
-        from market.services import exchange_client
+        from market.exchange import public_client
 
         self.exchange = exchange
         self.symbols = symbols
-        self.client = client or exchange_client(exchange)
+        self.client = client or public_client(exchange)
         self.poll_seconds = poll_seconds
         self._last: dict[str, int] = {}
         self._next_at = 0.0
@@ -211,9 +211,7 @@ class LiveFeed:
         return f"live from {self.exchange} ({', '.join(self.symbols)})"
 
     def next_batch(self, timeout: float) -> list[ClosedCandle]:
-        import ccxt
-
-        from bots.gateways.base import TemporaryGatewayError
+        from market.exchange import translated
 
         wait = self._next_at - time.monotonic()
         if wait > 0:
@@ -223,11 +221,9 @@ class LiveFeed:
         out: list[ClosedCandle] = []
         now_ms = int(time.time() * 1000)
         for symbol in self.symbols:
-            try:
-                since = self._last.get(symbol, now_ms - 5 * MINUTE_MS) + MINUTE_MS
+            since = self._last.get(symbol, now_ms - 5 * MINUTE_MS) + MINUTE_MS
+            with translated(f"candles of {symbol}", exchange_id=self.exchange):
                 rows = self.client.fetch_ohlcv(symbol, "1m", since=since, limit=500)
-            except ccxt.NetworkError as e:
-                raise TemporaryGatewayError(str(e)) from e
             for ts, o, h, low, c, v in rows:
                 if ts + MINUTE_MS > now_ms:
                     continue  # still open

@@ -294,15 +294,6 @@ def import_candles_from_csv(
     )
 
 
-def exchange_client(exchange: str) -> Any:
-    """A keyless ccxt client for an exchange's public market data (spot markets)."""
-    import ccxt
-
-    if exchange not in ccxt.exchanges:
-        raise MarketDataError(f"ccxt does not know an exchange called {exchange!r}")
-    return getattr(ccxt, exchange)({"enableRateLimit": True, "options": {"defaultType": "spot"}})
-
-
 def import_candles_from_exchange(
     client: Any,
     *,

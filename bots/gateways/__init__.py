@@ -6,7 +6,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from accounts import exchange
+from accounts import key_check
+from market import exchange
 
 _local = threading.local()
 
@@ -19,5 +20,5 @@ def gateway_for(credential: Any, symbol: str) -> Any:
     cache = _local.__dict__.setdefault("gateways", {})
     key = (exchange.CLIENT_FACTORY, credential.pk, credential.api_key_encrypted, symbol)
     if key not in cache:
-        cache[key] = CcxtGateway(exchange.client_for(credential), symbol)
+        cache[key] = CcxtGateway(key_check.client_for(credential), symbol)
     return cache[key]

@@ -1,17 +1,13 @@
 """The gateway protocol: what the bot cycle needs from an exchange, and nothing more.
 
-Every gateway (backtest, paper, ccxt) speaks these types, so services never know which
+The live bots' gateway speaks these types, so services never know which
 one they hold. Amounts and prices are always ``Decimal``; times are UTC epoch milliseconds.
 This module imports nothing from Django.
 
-Errors tell the caller what to do next:
-
-- ``TemporaryGatewayError``: network trouble, rate limits, maintenance. Retry next cycle;
-  an order may or may not have reached the exchange, which is why ``place`` is idempotent.
-- ``OrderRejected``: the exchange refused this order (filters, balance). Resending the same
-  order will fail the same way; the message says why.
-- ``GatewayError``: anything else (bad credentials, unknown symbol, ...). A person may need
-  to look.
+Errors are the exchange layer's own (``market.exchange``): ``TemporaryExchangeError`` (retry
+next cycle; an order may or may not have reached the exchange, which is why ``place`` is
+idempotent), ``OrderRejected`` (this order fails the same way again), ``ExchangeError`` (a
+person may need to look).
 """
 
 from __future__ import annotations
@@ -22,18 +18,6 @@ from typing import Literal, Protocol
 
 Side = Literal["buy", "sell"]
 OrderStatus = Literal["open", "closed", "canceled"]
-
-
-class GatewayError(Exception):
-    """The exchange said no, or something unexpected happened: a person may need to look."""
-
-
-class TemporaryGatewayError(GatewayError):
-    """Network trouble, rate limit or maintenance: retry next cycle."""
-
-
-class OrderRejected(GatewayError):
-    """The exchange refused this order (filters, insufficient balance): do not retry blindly."""
 
 
 @dataclass(frozen=True)
@@ -99,7 +83,7 @@ class Balance:
 
 
 class Gateway(Protocol):
-    """One symbol on one account. Every method may raise ``GatewayError`` or a subclass."""
+    """One symbol on one account. Every method may raise ``market.exchange.ExchangeError``."""
 
     def place(self, order: OrderRequest) -> OpenOrder:
         """Put a limit order on the book, idempotently by ``order.client_id``.

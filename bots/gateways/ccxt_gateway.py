@@ -1,6 +1,7 @@
 """The real exchange, through ccxt: one symbol on one account.
 
-ccxt's exceptions stop here; callers see only the errors of ``bots.gateways.base``. Orders
+ccxt's exceptions stop here: ``market.exchange.translated`` turns them into the exchange
+layer's errors, which are all callers see. Orders
 carry the caller's client id (Binance ``newClientOrderId``), which makes every send safe to
 repeat: before placing, and whenever the outcome of a send is unknown (timeout, 5xx, dropped
 connection, duplicate id), the order is looked up by that id and returned if it exists.
@@ -12,36 +13,21 @@ is turned into ``Decimal`` through ``str()``.
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from decimal import Decimal
 from typing import Any
 
 import ccxt
 
-from bots.gateways.base import (
-    Balance,
-    ExchangeFill,
-    GatewayError,
-    OpenOrder,
-    OrderRejected,
-    OrderRequest,
-    OrderStatus,
-    Side,
-    TemporaryGatewayError,
-)
+from bots.gateways.base import Balance, ExchangeFill, OpenOrder, OrderRequest, OrderStatus, Side
+from market.exchange import TemporaryExchangeError, translated
 
 logger = logging.getLogger(__name__)
 
 DAY_MS = 24 * 60 * 60 * 1000
 TRADES_PAGE = 1000  # Binance's maximum for myTrades
 WALK_DAYS = 14  # fetch_fills further back than this pages by trade id instead of by day
-# Outcome unknown: the request may or may not have been carried out. ccxt raises NetworkError
-# for timeouts, 5xx, 429/418, dropped connections and Binance -1007 ("execution status
-# unknown"), BadResponse for unreadable answers, OperationFailed for -1000 "unknown error".
-UNKNOWN_OUTCOME = (ccxt.OperationFailed,)
 STATUSES: dict[str, OrderStatus] = {
     "open": "open",
     "closed": "closed",
@@ -165,7 +151,7 @@ class CcxtGateway:
                     if found is None:
                         raise
                     return found
-        except TemporaryGatewayError:
+        except TemporaryExchangeError:
             # The exchange may have accepted it before the answer got lost.
             logger.warning("%s %s: outcome unknown, looking it up by client id", action, client_id)
             found = self._find(client_id)
@@ -275,39 +261,9 @@ class CcxtGateway:
 
     # ------------------------------------------------------------------ errors
 
-    @contextmanager
-    def _errors(self, action: str) -> Iterator[None]:
-        """Translate ccxt's exceptions into the gateway's; none of ccxt's get out."""
-        try:
-            yield
-        except UNKNOWN_OUTCOME as e:
-            raise TemporaryGatewayError(f"{action}: {self._message(e)}") from e
-        except ccxt.OrderNotFound as e:  # an InvalidOrder in ccxt, but no order was refused
-            raise GatewayError(f"{action}: {self._message(e)}") from e
-        except (ccxt.InsufficientFunds, ccxt.InvalidOrder) as e:
-            raise OrderRejected(f"{action}: {self._message(e)}") from e
-        except ccxt.BadRequest as e:
-            # Binance's -1013 "Filter failure: NOTIONAL" arrives as BadRequest, not InvalidOrder.
-            message = self._message(e)
-            if "Filter failure" in message:
-                raise OrderRejected(f"{action}: {message}") from e
-            raise GatewayError(f"{action}: {message}") from e
-        except ccxt.BaseError as e:
-            raise GatewayError(f"{action}: {self._message(e)}") from e
-
-    def _message(self, error: Exception) -> str:
-        """The exchange's own words: ``Filter failure: NOTIONAL`` rather than ccxt's wrapping."""
-        text = str(error)
-        prefix = f"{getattr(self.client, 'id', '')} "
-        if text.startswith(prefix):
-            text = text[len(prefix) :]
-        try:
-            body = json.loads(text)
-        except ValueError:
-            return text
-        if isinstance(body, dict) and body.get("msg"):
-            return f"{body['msg']} (code {body.get('code')})"
-        return text
+    def _errors(self, action: str) -> AbstractContextManager[None]:
+        """ccxt's exceptions as the exchange layer's; none of ccxt's get out."""
+        return translated(action, exchange_id=getattr(self.client, "id", ""))
 
 
 def _replaceable(raw: dict[str, Any]) -> bool:

@@ -11,10 +11,11 @@ import pytest
 from cryptography.fernet import Fernet
 from django.urls import reverse
 
-from accounts import crypto, exchange
+from accounts import crypto
 from accounts.crypto import UndecryptableSecret
 from accounts.models import ExchangeCredential
 from bots.models import Bot
+from market import exchange
 from tests.fakes.fake_binance import FakeBinance
 
 pytestmark = pytest.mark.django_db

@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from bots.backtest import Candles, load_csv, run_backtest
-from bots.engine import GridConfig, InvalidGrid
+from bots.grid.backtest import Candles, load_csv, run_backtest
+from bots.grid.engine import GridConfig, InvalidGrid
 
 D = Decimal
 TICK = D("0.01")

@@ -10,16 +10,9 @@ from decimal import Decimal
 import ccxt
 import pytest
 
-from bots.gateways.base import (
-    Balance,
-    ExchangeFill,
-    GatewayError,
-    OpenOrder,
-    OrderRejected,
-    OrderRequest,
-    TemporaryGatewayError,
-)
+from bots.gateways.base import Balance, ExchangeFill, OpenOrder, OrderRequest
 from bots.gateways.ccxt_gateway import CcxtGateway
+from market.exchange import ExchangeError, KeysRefused, OrderRejected, TemporaryExchangeError
 from tests.fakes.fake_binance import FakeBinance
 
 API_KEY = "live-key-AbC123"
@@ -207,7 +200,7 @@ def test_a_canceled_unfilled_client_id_may_be_placed_again(
 def test_timeout_without_an_order_is_temporary(fake: FakeBinance, gateway: CcxtGateway) -> None:
     fake.fail_next("/order", "timeout", method="POST")
 
-    with pytest.raises(TemporaryGatewayError, match="t-1"):
+    with pytest.raises(TemporaryExchangeError, match="t-1"):
         gateway.place(buy("t-1"))
 
     assert fake.orders() == []
@@ -234,7 +227,7 @@ def test_network_trouble_is_temporary(
 ) -> None:
     fake.fail_next(path, **kwargs)  # type: ignore[arg-type]
 
-    with pytest.raises(TemporaryGatewayError) as caught:
+    with pytest.raises(TemporaryExchangeError) as caught:
         gateway.open_orders()
 
     assert not isinstance(caught.value, ccxt.BaseError)
@@ -321,10 +314,10 @@ def test_balances(fake: FakeBinance, gateway: CcxtGateway) -> None:
 def test_bad_credentials_need_a_person(fake: FakeBinance) -> None:
     gateway = CcxtGateway(fake.ccxt_client(secret="wrong"), "BTC/USDT")
 
-    with pytest.raises(GatewayError) as caught:
+    with pytest.raises(ExchangeError) as caught:
         gateway.balances()
 
-    assert type(caught.value) is GatewayError
+    assert type(caught.value) is KeysRefused
     assert "Signature for this request is not valid." in str(caught.value)
 
 
@@ -335,7 +328,7 @@ def test_secrets_stay_out_of_reprs_errors_and_logs(
     fake.accept_then_fail_response("/order", 500)
     gateway.place(buy("log-1"))
     fake.fail_next("/order", "timeout", method="POST")  # not carried out: nothing to find
-    with pytest.raises(TemporaryGatewayError) as caught:
+    with pytest.raises(TemporaryExchangeError) as caught:
         gateway.place(buy("log-2"))
 
     shown = [repr(gateway), str(gateway), str(caught.value), repr(caught.value), caplog.text]

@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from accounts import exchange
 from accounts.models import ExchangeCredential
 from bots import gateways, services
 from bots.forms import BotForm
 from bots.models import Bot, BotEvent, ExchangeFillRecord, Order, Trade
+from market import exchange
 from market.models import LatestPrice
 from tests.bots.conftest import add_candles, make_rules
 from tests.fakes.fake_binance import FakeBinance

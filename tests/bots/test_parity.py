@@ -8,7 +8,7 @@ import pytest
 from django.db import connection
 
 from bots import services
-from bots.backtest import Candles, run_backtest
+from bots.grid.backtest import Candles, run_backtest
 from bots.models import Bot, Trade
 from market.feed import ReplayFeed, ReplayTrack
 from market.management.commands.run_market_feed import Command as FeedCommand

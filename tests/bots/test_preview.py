@@ -5,8 +5,8 @@ from decimal import Decimal as D
 
 import pytest
 
-from bots.engine import GridConfig, InvalidGrid
-from bots.preview import grid_preview, min_capital
+from bots.grid.engine import GridConfig, InvalidGrid
+from bots.grid.preview import grid_preview, min_capital
 from bots.templatetags.money import (
     amount,
     holding,

@@ -38,7 +38,7 @@ def test_wrong_password_shows_an_error_in_words(page, live_url, user):
 def test_exchange_keys_are_checked_masked_and_offered_for_live_bots(
     page, live_url, monkeypatch, settings
 ):
-    from accounts import exchange
+    from market import exchange
     from tests.bots.conftest import make_rules
     from tests.fakes.fake_binance import FakeBinance
 

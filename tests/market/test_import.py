@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
-from market import services
+from market import exchange, services
 from market.models import Candle, MarketRules
 from tests.fakes.fake_binance import EXCHANGE_INFO, FakeBinance
 
@@ -247,7 +247,7 @@ def test_the_market_rules_command(fake: FakeBinance, monkeypatch: pytest.MonkeyP
         "binance ETH/USDT: tick 0.01 USDT, step 0.0001 ETH, min order 5 USDT, fee 0.1 % "
         "(from the offline snapshot)",
     ]
-    monkeypatch.setattr(services, "exchange_client", lambda exchange: fake.ccxt_client())
+    monkeypatch.setattr(exchange, "public_client", lambda name: fake.ccxt_client())
     out = io.StringIO()
     call_command("market_rules", "BTC/USDT", "ETH/USDT", "--refresh", stdout=out)
     assert out.getvalue().count("(from the exchange)") == 2
@@ -272,7 +272,7 @@ def test_import_candles_command_reports_counts_and_gaps(tmp_path: Path):
 
 def test_import_candles_command_from_the_exchange(fake, monkeypatch):
     fake.set_candles("BTCUSDT", kline_rows(rows(1_200)))
-    monkeypatch.setattr(services, "exchange_client", lambda exchange: fake.ccxt_client())
+    monkeypatch.setattr(exchange, "public_client", lambda name: fake.ccxt_client())
     out = io.StringIO()
     call_command(
         "import_candles", "--symbol", "BTC/USDT", "--exchange", "binance",

@@ -11,8 +11,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from aibo.cli import parse_date, parse_decimal
 from bots import services
-from bots.backtest import BacktestResult, Candles, load_csv, run_backtest
-from bots.engine import GridConfig, InvalidGrid
+from bots.grid.backtest import BacktestResult, Candles, load_csv, run_backtest
+from bots.grid.engine import GridConfig, InvalidGrid
 from market.models import MarketRules
 from market.precision import canonical
 

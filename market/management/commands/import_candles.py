@@ -8,6 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from aibo.cli import parse_date
+from market import exchange as exchange_api
 from market import services
 
 
@@ -40,12 +41,12 @@ class Command(BaseCommand):
                     timeframe=options["timeframe"], progress=progress,
                 )  # fmt: skip
             else:
-                client = services.exchange_client(exchange)
+                client = exchange_api.public_client(exchange)
                 report = services.import_candles_from_exchange(
                     client, exchange=exchange, symbol=symbol, timeframe=options["timeframe"],
                     since=options["since"], until=options["until"], progress=progress,
                 )  # fmt: skip
-        except services.MarketDataError as e:
+        except (services.MarketDataError, exchange_api.ExchangeError) as e:
             raise CommandError(str(e)) from None
         sys.stderr.write("\n")
         self.stdout.write(

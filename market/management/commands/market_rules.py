@@ -6,6 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from market import exchange as exchange_api
 from market import services
 from market.precision import canonical
 
@@ -26,7 +27,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         exchange = options["exchange"]
         try:
-            client = services.exchange_client(exchange) if options["refresh"] else None
+            client = exchange_api.public_client(exchange) if options["refresh"] else None
             for i, symbol in enumerate(options["symbols"]):
                 # The exchange's markets are loaded once for all the symbols asked for.
                 rules = services.load_market_rules(exchange, symbol, client=client, reload=i == 0)
@@ -37,5 +38,5 @@ class Command(BaseCommand):
                     f"min order {canonical(rules.min_notional)} {rules.quote}, "
                     f"fee {canonical(rules.fee * 100)} % (from the {source})"
                 )
-        except services.MarketDataError as e:
+        except (services.MarketDataError, exchange_api.ExchangeError) as e:
             raise CommandError(str(e)) from None

@@ -10,7 +10,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from bots.gateways.base import TemporaryGatewayError
+from market.exchange import TemporaryExchangeError
 from market.feed import Feed, feed_from_settings, record_candles
 
 logger = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ class Command(BaseCommand):
         """Record one batch of candles; on exchange trouble, log and back off."""
         try:
             candles = feed.next_batch(timeout=1)
-        except TemporaryGatewayError as e:
+        except TemporaryExchangeError as e:
             logger.warning("market feed: exchange unavailable (%s), retrying in 5 s", e)
             self.stop_event.wait(5)
             return 0

@@ -24,7 +24,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from bots.engine import Fill, GridConfig, GridEngine, RoundTrip, Side, StopReason
+from bots.grid.engine import Fill, GridConfig, GridEngine, RoundTrip, Side, StopReason
 
 _MAX_DECIMALS = 8
 # Float drawdowns and equities are within ~1e-15 of the exact ones; anything this close to the

@@ -12,8 +12,6 @@ the exchange's fills (``apply_fill``), which must match a resting order exactly.
 
 from __future__ import annotations
 
-import hashlib
-import re
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field, fields
 from decimal import (
@@ -32,7 +30,8 @@ from functools import lru_cache
 from typing import Any, Literal
 
 # The one rounding helper pair (stdlib only), shared with the market rules and the feed.
-from market.precision import floor_amount, round_price  # noqa: F401  (re-exported)
+from bots.grid.order_ids import client_order_id
+from market.precision import round_price
 
 Spacing = Literal["arithmetic", "geometric"]
 StopReason = Literal["stop_loss", "take_profit"]
@@ -262,23 +261,6 @@ class GridConfig:
 
 
 # --- orders, fills, round trips ----------------------------------------------------------------
-
-_ID_CHARS = re.compile(r"[^A-Za-z0-9_-]")
-
-
-def client_order_id(bot_key: str, slot: int, side: Side | str, price: Decimal, seq: int) -> str:
-    """A deterministic exchange client order id, at most 36 chars of ``[A-Za-z0-9_-]``.
-
-    ``seq`` is the slot's fill count: the order resting on a slot keeps its id until it fills,
-    so a resend after a crash finds the order instead of doubling it. The readable part is
-    for people; the digest of all inputs keeps ids of different bots apart.
-    """
-    side = Side(side)
-    digest = hashlib.sha256(f"{bot_key}|{slot}|{side}|{price}|{seq}".encode()).hexdigest()
-    prefix = _ID_CHARS.sub("_", bot_key)[:10]
-    readable = f"{slot}{side.value[0]}{seq}"
-    cid = f"{prefix}-{readable}-{digest[:8]}" if prefix else f"g-{readable}-{digest[:8]}"
-    return cid if len(cid) <= 36 else f"g-{digest[:34]}"
 
 
 @dataclass(frozen=True)
