@@ -33,8 +33,8 @@ from ai_advisor.client import (
 from ai_advisor.models import AdvisorRun
 from ai_advisor.prompt import AdvisorContext, RiskLevel, context_json
 from bots import services as bot_services
-from bots.backtest import Candles, run_backtest
-from bots.engine import GridConfig, InvalidGrid
+from bots.grid.backtest import Candles, run_backtest
+from bots.grid.engine import GridConfig, InvalidGrid
 from bots.models import Bot
 from market import indicators
 from market.indicators import MarketSnapshot
