@@ -32,11 +32,15 @@ from ai_advisor.client import (
 )
 from ai_advisor.models import AdvisorRun
 from ai_advisor.prompt import AdvisorContext, RiskLevel, context_json
+from bots import backtest_runs
+from bots import config as schema
 from bots import services as bot_services
+from bots.errors import BotError
 from bots.grid.backtest import Candles, run_backtest
 from bots.grid.engine import GridConfig, InvalidGrid
 from bots.models import Bot
 from market import indicators
+from market import services as market_services
 from market.indicators import MarketSnapshot
 from market.precision import canonical, round_price
 from market.services import MarketDataError
@@ -116,8 +120,8 @@ def create_run(
         raise AdviceError("The risk preference must be low, medium or high.")
     amount = _positive_decimal(capital, "capital")
     try:
-        bot_services.rules_for(exchange, symbol)
-    except bot_services.BotError as e:
+        schema.rules_for(exchange, symbol)
+    except BotError as e:
         raise AdviceError(str(e)) from None
     if owner is not None and throttle:
         check_throttle(owner)
@@ -258,7 +262,7 @@ def current_config_of(run: AdvisorRun) -> dict[str, str] | None:
     source = run.bot.config if run.bot is not None else run.inputs.get("compare_config")
     if not source:
         return None
-    config = bot_services.normalise_config({k: source.get(k) for k in CONFIG_KEYS})
+    config = schema.normalise({k: source.get(k) for k in CONFIG_KEYS})
     if not (config["lower_bound"] and config["upper_bound"] and config["grid_levels"]):
         return None
     return config
@@ -270,8 +274,8 @@ def build_context(run: AdvisorRun, *, current: dict[str, str] | None) -> Advisor
     except MarketDataError as e:
         raise AdviceError(f"Not enough market data for {run.symbol}: {e}") from None
     try:
-        rules = bot_services.rules_for(run.exchange, run.symbol)
-    except bot_services.BotError as e:
+        rules = schema.rules_for(run.exchange, run.symbol)
+    except BotError as e:
         raise AdviceError(str(e)) from None
     base, quote = run.symbol.split("/")
     prompt_config = None
@@ -320,7 +324,7 @@ def _d(value: Any) -> Decimal:
 
 def suggestion_config(s: RawSuggestion, ctx: AdvisorContext) -> dict[str, str]:
     """The bot config a suggestion stands for (bounds on the tick, the context's capital)."""
-    return bot_services.normalise_config(
+    return schema.normalise(
         {
             "capital": ctx.capital,
             "lower_bound": canonical(round_price(s.grid_lower, ctx.tick)),
@@ -428,16 +432,16 @@ class Window:
 def window_candles(ctx: AdvisorContext) -> tuple[Candles, list[Window]]:
     """The last 30 days of stored candles (up to the newest one) and the 7- and 30-day windows;
     a window with less stored than asked for uses what there is and says so."""
-    last = bot_services.last_candle(ctx.exchange, ctx.symbol)
+    last = market_services.last_candle(ctx.exchange, ctx.symbol)
     if last is None:
         raise AdviceError(f"No stored {ctx.symbol} candles to backtest on: import them first.")
     end = last[0].timestamp() * 1000 + MINUTE_MS
     start = datetime.fromtimestamp((end - max(WINDOW_DAYS) * DAY_MS) / 1000, UTC)
     try:
-        candles = bot_services.stored_candles(
+        candles = backtest_runs.stored_candles(
             ctx.exchange, ctx.symbol, start=start, end=last[0] + timedelta(minutes=1), tick=ctx.tick
         )
-    except bot_services.BotError as e:
+    except BotError as e:
         raise AdviceError(str(e)) from None
     windows = []
     for days in WINDOW_DAYS:
@@ -530,7 +534,7 @@ def level_choices(lo: int, hi: int) -> list[int]:
 def _around(price: Decimal, width: Decimal, levels: int, ctx: AdvisorContext,
             stop_loss_pct: str) -> dict[str, str]:  # fmt: skip
     half = width / 2
-    return bot_services.normalise_config(
+    return schema.normalise(
         {
             "capital": ctx.capital,
             "lower_bound": canonical(round_price(price * (1 - half), ctx.tick)),
@@ -709,14 +713,14 @@ def _accept(run: AdvisorRun, config: dict[str, Any], *, confirm_restart: bool, n
                             f"{bot} is running: accepting cancels its orders, returns its "
                             "holdings to your paper wallet and starts it again on the new grid."
                         )
-                    bot_services.validate_config(config, exchange=bot.exchange, symbol=bot.symbol)
+                    schema.validate(config, exchange=bot.exchange, symbol=bot.symbol)
                     bot_services.stop_bot(bot, reason="restarting on the advisor's grid")
                     bot.refresh_from_db()
                     bot_services.update_bot_config(bot, config)
                     bot_services.start_bot(bot)
                 else:
                     bot_services.update_bot_config(bot, config)
-        except (bot_services.BotError, InvalidGrid) as e:
+        except (BotError, InvalidGrid) as e:
             raise DecisionError(str(e)) from None
         locked.decision = AdvisorRun.Decision.ACCEPTED
         locked.decided_at = timezone.now()

@@ -247,7 +247,7 @@ def run_reject(request: AuthedRequest, pk: int) -> HttpResponse:
 
 def panel_context(run: AdvisorRun) -> dict[str, Any]:
     """The run as the dialog shows it: the diff, and a row per candidate and window."""
-    from bots.live import sparkline
+    from bots.pages import sparkline
 
     suggested = (run.suggestion or {}).get("config") or {}
     current = services.current_config_of(run) if run.bot_id or run.inputs else None

@@ -5,6 +5,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from bots import services
+from bots.errors import BotError
 from bots.models import Bot, BotEvent, EquitySnapshot, Order, PaperBalance, Trade
 
 
@@ -64,7 +65,7 @@ class BotAdmin(admin.ModelAdmin):
             try:
                 services.stop_bot(bot, reason=f"stopped by operator {request.user}")
                 stopped += 1
-            except services.BotError as e:
+            except BotError as e:
                 self.message_user(request, str(e), messages.ERROR)
         self.message_user(request, f"Stopped {stopped} bot(s).", messages.SUCCESS)
 
@@ -77,7 +78,7 @@ class BotAdmin(admin.ModelAdmin):
                 total += services.emergency_stop(
                     owner, reason=f"emergency stop by operator {request.user}"
                 )
-            except services.BotError as e:
+            except BotError as e:
                 self.message_user(request, f"{owner}: {e}", messages.ERROR)
         self.message_user(request, f"Emergency stop: {total} bot(s) stopped.", messages.WARNING)
 

@@ -18,9 +18,9 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from bots import live
+from bots import pages, push
 from bots.models import Bot
-from market.live import market_group
+from market.push import market_group
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ class _LiveConsumer(AsyncWebsocketConsumer):
         return user.pk if user is not None and user.is_authenticated else None
 
     async def bot_changed(self, event: dict[str, Any]) -> None:
-        self.bots.add(event["bot_id"], set(event.get("changes") or live.CHANGES), _union)
+        self.bots.add(event["bot_id"], set(event.get("changes") or push.CHANGES), _union)
 
     async def market_price(self, event: dict[str, Any]) -> None:
         self.prices.add(event["symbol"], event)  # the latest price of a pair wins
@@ -139,9 +139,9 @@ class BotPageConsumer(_LiveConsumer):
         self.symbol = owned[0][1]
         self.bots = Coalescer(BOT_INTERVAL, self.send_changes)
         self.prices = Coalescer(PRICE_INTERVAL, self.send_prices)
-        await self.join([live.bot_group(self.bot_id), market_group(self.symbol)])
+        await self.join([push.bot_group(self.bot_id), market_group(self.symbol)])
         await self.accept()
-        await self.send_changes({self.bot_id: set(live.CHANGES)})
+        await self.send_changes({self.bot_id: set(push.CHANGES)})
 
     async def send_changes(self, batch: dict[Hashable, Any]) -> None:
         changes = batch.get(self.bot_id) or set()
@@ -154,16 +154,16 @@ class BotPageConsumer(_LiveConsumer):
     async def send_prices(self, batch: dict[Hashable, Any]) -> None:
         for event in batch.values():
             await self.send(text_data=json.dumps(_price_json(event)))
-            await self.send(text_data=live.render_price([self.bot_id], event["price"]))
+            await self.send(text_data=pages.render_price([self.bot_id], event["price"]))
 
 
 @database_sync_to_async
 def _render_bot_page(bot_id: int, changes: set[str]) -> tuple[str, dict[str, Any] | None]:
     try:
-        html = live.render_bot(bot_id, changes)
+        html = pages.render_bot(bot_id, changes)
         chart = None
         if changes & {"orders", "trades", "status"}:
-            chart = live.chart_state(Bot.objects.get(pk=bot_id))
+            chart = pages.chart_state(Bot.objects.get(pk=bot_id))
     except Bot.DoesNotExist:
         return "", None  # deleted meanwhile
     return html, chart
@@ -194,11 +194,11 @@ class DashboardConsumer(_LiveConsumer):
             self.by_symbol.setdefault(symbol, []).append(pk)
         self.bots = Coalescer(BOT_INTERVAL, self.send_cards)
         self.prices = Coalescer(PRICE_INTERVAL, self.send_prices)
-        groups = [live.bot_group(pk) for pk, _ in owned] + [market_group(s) for s in self.by_symbol]
+        groups = [push.bot_group(pk) for pk, _ in owned] + [market_group(s) for s in self.by_symbol]
         await self.join(groups)
         await self.accept()
         if owned:
-            await self.send_cards({pk: set(live.CHANGES) for pk, _ in owned})
+            await self.send_cards({pk: set(push.CHANGES) for pk, _ in owned})
 
     async def send_cards(self, batch: dict[Hashable, Any]) -> None:
         html = await _render_cards(self.owner_id, list(batch))
@@ -207,7 +207,7 @@ class DashboardConsumer(_LiveConsumer):
 
     async def send_prices(self, batch: dict[Hashable, Any]) -> None:
         html = "".join(
-            live.render_price(self.by_symbol.get(symbol, []), event["price"])
+            pages.render_price(self.by_symbol.get(symbol, []), event["price"])
             for symbol, event in batch.items()
         )
         if html:
@@ -216,7 +216,7 @@ class DashboardConsumer(_LiveConsumer):
 
 @database_sync_to_async
 def _render_cards(owner_id: int, bot_ids: list[int]) -> str:
-    return live.render_cards(owner_id, bot_ids) + live.render_paper_balance(owner_id)
+    return pages.render_cards(owner_id, bot_ids) + pages.render_paper_balance(owner_id)
 
 
 class BotApiConsumer(_LiveConsumer):
@@ -230,14 +230,14 @@ class BotApiConsumer(_LiveConsumer):
             return
         self.bots = Coalescer(BOT_INTERVAL, self.send_state)
         self.prices = Coalescer(PRICE_INTERVAL, self.send_prices)
-        await self.join([live.bot_group(self.bot_id), market_group(owned[0][1])])
+        await self.join([push.bot_group(self.bot_id), market_group(owned[0][1])])
         await self.accept()
-        await self.send_state({self.bot_id: set(live.CHANGES)})
+        await self.send_state({self.bot_id: set(push.CHANGES)})
 
     async def send_state(self, batch: dict[Hashable, Any]) -> None:
         state = await _api_state(self.bot_id)
         if state is not None:
-            state["changes"] = sorted(batch.get(self.bot_id) or live.CHANGES)
+            state["changes"] = sorted(batch.get(self.bot_id) or push.CHANGES)
             await self.send(text_data=json.dumps(state))
 
     async def send_prices(self, batch: dict[Hashable, Any]) -> None:
@@ -248,6 +248,6 @@ class BotApiConsumer(_LiveConsumer):
 @database_sync_to_async
 def _api_state(bot_id: int) -> dict[str, Any] | None:
     try:
-        return live.api_state(Bot.objects.get(pk=bot_id))
+        return pages.api_state(Bot.objects.get(pk=bot_id))
     except Bot.DoesNotExist:
         return None

@@ -1,8 +1,8 @@
 """Bot and backtest forms: plain forms whose cleaning ends in the engine's own validation.
 
-A config is kept as strings (``Bot.config``); ``clean`` builds the ``GridConfig`` through
-``services.grid_config_for`` (which knows the market's tick, step and minimum order) and puts
-each ``InvalidGrid`` message on the field it is about, so errors show next to what to change.
+A config is kept as strings (``Bot.config``); ``clean`` builds the ``GridConfig`` through the
+one config schema (``bots.config``, which knows the market's tick, step and minimum order) and
+puts each ``ConfigError`` on the field it names, so errors show next to what to change.
 """
 
 from __future__ import annotations
@@ -15,51 +15,17 @@ from django import forms
 from django.conf import settings
 
 from accounts.models import ExchangeCredential
-from bots import services
-from bots.grid.engine import GridConfig, InvalidGrid
+from bots import config as schema
+from bots.errors import ConfigError
+from bots.grid.engine import GridConfig
 from bots.models import Bot
+from market.precision import plain
 
-CONFIG_FIELDS = (
-    "capital",
-    "lower_bound",
-    "upper_bound",
-    "grid_levels",
-    "spacing",
-    "stop_loss_pct",
-    "max_daily_loss",
-    "take_profit",
-)
 LIVE_DISABLED_REASON = "add your exchange keys first"
-
-# Words in an InvalidGrid message → the field the user should change. First match wins, so
-# the more specific words come first.
-_ERROR_FIELDS = (
-    ("take-profit", "take_profit"),
-    ("stop-loss", "stop_loss_pct"),
-    ("upper price", "upper_bound"),
-    ("lower price", "lower_bound"),
-    ("collide", "grid_levels"),
-    ("levels", "grid_levels"),
-    ("capital", "capital"),
-)
-
-
-def field_for_error(message: str) -> str | None:
-    """The form field an ``InvalidGrid`` message is about (None: the form as a whole)."""
-    lowered = message.lower()
-    for words, name in _ERROR_FIELDS:
-        if words in lowered:
-            return name
-    return None
 
 
 def _sentence(message: str) -> str:
     return message[:1].upper() + message[1:] + ("" if message.endswith(".") else ".")
-
-
-def _plain(value: Decimal) -> str:
-    """Decimal('1.50') → '1.5', Decimal('1E+3') → '1000': what a person would have typed."""
-    return f"{value.normalize():f}"
 
 
 def symbol_choices(exchange: str = "binance") -> list[tuple[str, str]]:
@@ -147,33 +113,31 @@ class GridConfigForm(forms.Form):
         """The cleaned config as ``Bot.config`` keeps it: strings."""
         data = self.cleaned_data
         out: dict[str, str] = {}
-        for name in CONFIG_FIELDS:
+        for name in schema.KEYS:
             if name not in self.fields:
                 continue
             value = data.get(name)
             if value is None:
                 out[name] = ""
             elif isinstance(value, Decimal):
-                out[name] = _plain(value)
+                out[name] = plain(value)
             else:
                 out[name] = str(value)
         return out
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
-        needed = [n for n in CONFIG_FIELDS if n in self.fields and n != "take_profit"]
+        needed = [n for n in schema.KEYS if n in self.fields and n != "take_profit"]
         if self.errors or any(data.get(n) is None for n in needed):
             return data  # the fields' own errors first
         try:
-            self.grid = self.grid_config(self.config(), data["symbol"])
-        except InvalidGrid as e:
-            self.add_error(field_for_error(str(e)), _sentence(str(e)))
-        except services.BotError as e:  # no market rules for the pair
-            self.add_error("symbol", str(e))
+            self.grid = schema.grid_config_for(
+                self.config(), exchange=self.exchange, symbol=data["symbol"]
+            )
+        except ConfigError as e:
+            field = e.field if e.field in self.fields else None
+            self.add_error(field, str(e) if field == "symbol" else _sentence(str(e)))
         return data
-
-    def grid_config(self, config: dict[str, str], symbol: str) -> GridConfig:
-        return services.grid_config_for(config, exchange=self.exchange, symbol=symbol)
 
 
 class BotForm(GridConfigForm):

@@ -30,7 +30,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.crypto import UndecryptableSecret
-from bots import gateways
+from bots import config as schema
+from bots import gateways, ledger, risk
+from bots.errors import LiveError
 from bots.gateways.base import ExchangeFill, OrderRequest
 from bots.grid import order_ids
 from bots.grid.engine import (
@@ -51,10 +53,6 @@ ZERO = Decimal(0)
 # Fills are fetched again from this long before the last look, for trades the exchange lists
 # a little late.
 CURSOR_MARGIN_MS = 5 * 60_000
-
-
-class LiveError(Exception):
-    """A live action could not be done; the message says why, in words."""
 
 
 def gateway(bot: Bot) -> Any:
@@ -189,9 +187,9 @@ def run_cycle(bot_id: int) -> LiveCycle | None:
         if not mark_to_market(bot):
             _note_once(bot, "No fresh price from the market feed: the stop-loss, take-profit "
                             "and daily loss limit wait for one.")  # fmt: skip
-        reason = risk_reason(bot)
+        reason = risk.price_reason(bot)
         if reason:
-            halt(bot, gw, reason=reason, sell=reason.startswith(("stop-loss", "take-profit")))
+            halt(bot, gw, reason=reason, sell=risk.sells_out(reason))
             return cycle
         cycle.placed = reconcile(bot, gw)
     except TemporaryExchangeError as e:
@@ -226,8 +224,6 @@ def _note_once(bot: Bot, text: str) -> None:
 
 def sync_fills(bot: Bot, gw: Any, cycle: LiveCycle) -> None:
     """Fetch the account's fills since the cursor and apply the new ones, once each."""
-    from bots.services import round_trip_rows
-
     asked_at = int(timezone.now().timestamp() * 1000)
     fetched = gw.fetch_fills(bot.fill_cursor_ms)
     if not fetched:
@@ -308,7 +304,7 @@ def sync_fills(bot: Bot, gw: Any, cycle: LiveCycle) -> None:
                                            f"{bot.quote_asset}."))  # fmt: skip
             if trip is not None:
                 cycle.round_trips += 1
-                trade, event = round_trip_rows(bot, order, trip, record.at)
+                trade, event = ledger.round_trip_rows(bot, order, trip, record.at)
                 trades.append(trade)
                 events.append(event)
         ExchangeFillRecord.objects.bulk_create(records)
@@ -323,10 +319,8 @@ def sync_fills(bot: Bot, gw: Any, cycle: LiveCycle) -> None:
                   "last_equity", "updated_at"]  # fmt: skip
         if cycle.fills:
             mark = bot.last_price or engine.start_price
-            bot.last_equity = engine.equity(mark)
-            if bot.peak_equity is None or bot.last_equity > bot.peak_equity:
-                bot.peak_equity = bot.last_equity
-                fields.append("peak_equity")
+            risk.mark(bot, engine.equity(mark))
+            fields += ["peak_equity", "max_drawdown"]
             EquitySnapshot.objects.update_or_create(
                 bot=bot, at=timezone.now().replace(second=0, microsecond=0),
                 defaults={"price": mark, "quote": engine.quote, "base": engine.base,
@@ -338,46 +332,16 @@ def sync_fills(bot: Bot, gw: Any, cycle: LiveCycle) -> None:
 def mark_to_market(bot: Bot) -> bool:
     """The latest price, the equity at it, and the UTC day the daily loss limit counts; False
     (changing nothing) when the feed has no fresh price."""
-    from bots.services import latest_mark
-
-    price = latest_mark(bot)
+    price = risk.fresh_price(bot)
     if price is None or bot.engine_state is None:
         bot.last_price = None  # the risk rules never act on an old price
         return False
     bot.last_price = price
-    bot.last_equity = bot.engine().equity(price)
-    today = timezone.now().date()
-    if bot.day != today:
-        bot.day, bot.day_open_equity = today, bot.last_equity
-    if bot.peak_equity is None or bot.last_equity > bot.peak_equity:
-        bot.peak_equity = bot.last_equity
-    elif bot.peak_equity:
-        bot.max_drawdown = max(bot.max_drawdown, 1 - bot.last_equity / bot.peak_equity)
+    risk.mark(bot, bot.engine().equity(price))
+    risk.roll_day(bot, timezone.now().date(), bot.last_equity)
     bot.save(update_fields=["last_price", "last_equity", "day", "day_open_equity",
                             "peak_equity", "max_drawdown", "updated_at"])  # fmt: skip
     return True
-
-
-def risk_reason(bot: Bot) -> str:
-    """Stop-loss, take-profit or the daily loss limit at the latest price, in words; or ''."""
-    price = bot.last_price
-    if price is None or bot.engine_state is None:
-        return ""
-    engine = bot.engine()
-    stop, take = engine.stop_price, engine.config.take_profit
-    if stop is not None and price <= stop:
-        return f"stop-loss: the price fell to {price}, at or below the stop price {stop}"
-    if take is not None and price >= take:
-        return f"take-profit: the price rose to {price}, at or above {take}"
-    limit = bot.max_daily_loss
-    if limit and bot.day_open_equity is not None:
-        lost = bot.day_open_equity - engine.equity(price)
-        if lost >= limit:
-            return (
-                f"daily loss limit: lost {lost:,.2f} {bot.quote_asset} today (UTC), the "
-                f"limit is {limit:,.2f}"
-            )
-    return ""
 
 
 def reconcile(bot: Bot, gw: Any) -> int:
@@ -411,9 +375,7 @@ def reconcile(bot: Bot, gw: Any) -> int:
     )
     missing = [d for cid, d in desired.items() if cid not in have]
     if any(d.side == Side.SELL for d in missing):
-        from bots.services import rules_for
-
-        step = rules_for(bot.exchange, bot.symbol).step
+        step = schema.rules_for(bot.exchange, bot.symbol).step
     Order.objects.bulk_create(
         [
             Order(bot=bot, slot=d.slot, side=d.side, price=d.price,
@@ -520,8 +482,6 @@ def halt(bot: Bot, gw: Any, *, reason: str, sell: bool = False,
     id, so a crash or a lost answer is finished by the next cycle without selling twice; while
     it is pending the bot stays running (and sends no grid orders).
     """
-    from bots.services import halt_in_db
-
     cancel_book(bot, gw)
     _note_partial_fills(bot)
     bot.refresh_from_db()
@@ -545,7 +505,7 @@ def halt(bot: Bot, gw: Any, *, reason: str, sell: bool = False,
                 raise LiveError(f"the stop sale failed ({e}); the grid is cancelled") from None
             record_stop_sale(bot, sale, fills)
             bot.refresh_from_db()
-    halt_in_db(bot, reason=reason, status=status)
+    ledger.halt(bot, reason=reason, status=status)
 
 
 def record_stop_sale(bot: Bot, sale: Order, fills: list[ExchangeFill]) -> None:
@@ -578,20 +538,16 @@ def record_stop_sale(bot: Bot, sale: Order, fills: list[ExchangeFill]) -> None:
 def sellable(bot: Bot, gw: Any, held: Decimal) -> Decimal:
     """What the stop sale can sell: the bot's base, at most what the account has free (a fee
     taken in the base asset leaves a little less), to the market's step."""
-    from bots.services import rules_for
-
     balance = gw.balances().get(bot.base_asset)
     free = balance.free if balance else ZERO
-    return floor_amount(min(held, free), rules_for(bot.exchange, bot.symbol).step)
+    return floor_amount(min(held, free), schema.rules_for(bot.exchange, bot.symbol).step)
 
 
 def _error(bot: Bot, reason: str) -> None:
     """Stop a bot whose exchange said something a person must see; cancel what we can."""
-    from bots.services import halt_in_db
-
     try:
         cancel_book(bot, gateway(bot))
     except (ExchangeError, LiveError) as e:
         reason += f" (its orders could not be cancelled: {e}; cancel them on {bot.exchange})"
     logger.error("bot %s stopped: %s", bot.pk, reason)
-    halt_in_db(bot, reason=reason, status=Bot.Status.ERROR)
+    ledger.halt(bot, reason=reason, status=Bot.Status.ERROR)

@@ -1,6 +1,7 @@
 """Huey tasks for bots: each running bot has a chain of cycle tasks; a watchdog revives chains.
 
-A task is an interface, like a view: it locks, loads by id and calls a service.
+A task is an interface, like a view: it locks, loads by id and calls a service. Module path
+and task names stay as they are: queued tasks name them.
 """
 
 from __future__ import annotations
@@ -8,63 +9,31 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
 from huey import crontab
-from huey.contrib.djhuey import HUEY, db_periodic_task, db_task
-from huey.exceptions import TaskLockedException
+from huey.contrib.djhuey import db_periodic_task, db_task
 
-from bots import services
+from bots import backtest_runs, cycle
+from bots.locks import Busy, cycle_lock, heartbeat_key
 from bots.models import Bot
 
 logger = logging.getLogger(__name__)
 
 
-def heartbeat_key(bot_id: int) -> str:
-    return f"bot-heartbeat-{bot_id}"
-
-
-def lock_name(bot_id: int) -> str:
-    return f"bot-cycle-{bot_id}"
-
-
-@contextmanager
-def bot_lock(bot_id: int, *, wait: float = 10.0) -> Iterator[None]:
-    """The bot's cycle lock, waited for: live starts and stops take it so they never run
-    beside a cycle of the same bot. BotError when a cycle holds it longer than ``wait``."""
-    lock = HUEY.lock_task(lock_name(bot_id))
-    deadline = time.monotonic() + wait
-    while True:
-        try:
-            lock.__enter__()
-            break
-        except TaskLockedException:
-            if time.monotonic() > deadline:
-                raise services.BotError(
-                    "The bot is busy with its exchange right now; try again in a moment."
-                ) from None
-            time.sleep(0.05)
-    try:
-        yield
-    finally:
-        lock.__exit__(None, None, None)
-
-
-def cycle_once(bot_id: int) -> services.CycleResult | None:
+def cycle_once(bot_id: int) -> cycle.CycleResult | None:
     """One cycle under the bot's lock; None when another worker holds it right now."""
     try:
-        with HUEY.lock_task(lock_name(bot_id)):  # never two cycles of one bot at once
+        with cycle_lock(bot_id):  # never two cycles of one bot at once
             began = time.time()
             logger.debug("bot %s: cycle began at %.6f", bot_id, began)
-            result = services.run_cycle(bot_id)
+            result = cycle.run_cycle(bot_id)
             logger.debug("bot %s: cycle ended at %.6f after %.6f (%s candles, %s fills)",
                          bot_id, time.time(), began, result.candles, result.fills)  # fmt: skip
             return result
-    except TaskLockedException:
+    except Busy:
         logger.debug("bot %s: another worker is cycling it; skipped", bot_id)
         return None
 
@@ -94,9 +63,7 @@ def bot_cycle_task(bot_id: int, token: str | None = None) -> None:
 @db_task()
 def backtest_task(run_id: int) -> None:
     """A backtest asked for from the page (progress and result kept on its BacktestRun)."""
-    from bots.backtests import run_backtest_job
-
-    run_backtest_job(run_id)
+    backtest_runs.run_backtest_job(run_id)
 
 
 def wake_bots(bot_ids: list[int]) -> None:

@@ -1,4 +1,4 @@
-"""The trading desk: dashboard, bot forms with a live grid preview, the bot page, backtests.
+"""The trading desk: dashboard, bot forms with a live grid preview, the bot page, backtest_runs.
 
 Every query is scoped to ``request.user``: another user's bot or backtest is a 404. Pages are
 one template each, rendered whole or as one of its partials for htmx (``page.html#part``).
@@ -17,10 +17,12 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.http import AuthedRequest
-from bots import backtests, live, services
+from bots import backtest_runs, pages, services, tasks
+from bots.errors import BotError
 from bots.forms import BacktestForm, BotForm
 from bots.grid.preview import grid_preview
 from bots.models import BacktestRun, Bot
+from market import services as market_services
 
 
 def _own_bot(request: AuthedRequest, pk: int) -> Bot:
@@ -38,9 +40,9 @@ def dashboard(request: AuthedRequest) -> HttpResponse:
 
 def _dashboard_context(request: AuthedRequest) -> dict[str, Any]:
     return {
-        "cards": live.dashboard_cards(request.user.pk),
-        "balances": live.paper_balances(request.user.pk),
-        "replayed": live.replayed(),
+        "cards": pages.dashboard_cards(request.user.pk),
+        "balances": pages.paper_balances(request.user.pk),
+        "replayed": pages.replayed(),
         "starting_balance": settings.PAPER_STARTING_BALANCE,
     }
 
@@ -50,7 +52,7 @@ def _dashboard_context(request: AuthedRequest) -> dict[str, Any]:
 def emergency_stop(request: AuthedRequest) -> HttpResponse:
     try:
         stopped = services.emergency_stop(request.user, reason="emergency stop (by you)")
-    except services.BotError as e:
+    except BotError as e:
         messages.error(request, f"Emergency stop: {e}")
     else:
         _emergency_message(request, stopped)
@@ -76,7 +78,7 @@ def _emergency_response(request: AuthedRequest) -> HttpResponse:
 
 def _with_balance(request: AuthedRequest, response: HttpResponse) -> HttpResponse:
     """Add the paper wallet, out of band: starting and stopping bots moves money."""
-    response.write(live.render_paper_balance(request.user.pk))
+    response.write(pages.render_paper_balance(request.user.pk))
     return response
 
 
@@ -88,11 +90,11 @@ def _after_start_stop(request: AuthedRequest, bot: Bot) -> HttpResponse:
     if not request.htmx:
         return redirect("bots:detail", pk=bot.pk)
     if request.htmx.target == f"bot-{bot.pk}-card":
-        (card,) = live.dashboard_cards(request.user.pk, [bot.pk])
+        (card,) = pages.dashboard_cards(request.user.pk, [bot.pk])
         return _with_balance(
             request, render(request, "bots/dashboard.html#bot-card", {"card": card})
         )
-    ctx = live.bot_context(bot, parts=("status",))
+    ctx = pages.bot_context(bot, parts=("status",))
     return render(request, "bots/bot_detail.html#status-card", ctx)
 
 
@@ -102,7 +104,7 @@ def bot_start(request: AuthedRequest, pk: int) -> HttpResponse:
     bot = _own_bot(request, pk)
     try:
         services.start_bot(bot)
-    except services.BotError as e:
+    except BotError as e:
         messages.error(request, f"{bot} did not start: {e}")
     else:
         messages.success(request, f"{bot} started.")
@@ -116,7 +118,7 @@ def bot_stop(request: AuthedRequest, pk: int) -> HttpResponse:
     bot = _own_bot(request, pk)
     try:
         services.stop_bot(bot, reason="stopped by you")
-    except services.BotError as e:
+    except BotError as e:
         messages.error(request, str(e))
     else:
         messages.success(request, f"{bot} stopped.")
@@ -142,7 +144,7 @@ def bot_new(request: AuthedRequest) -> HttpResponse:
                 mode=data["mode"],
                 credential=data["credential"] if data["mode"] == Bot.Mode.LIVE else None,
             )
-        except services.BotError as e:
+        except BotError as e:
             form.add_error(None, str(e))
         else:
             messages.success(request, f"{bot} created. Start it when you are ready.")
@@ -163,7 +165,7 @@ def bot_edit(request: AuthedRequest, pk: int) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         try:
             services.update_bot_config(bot, form.config())
-        except services.BotError as e:
+        except BotError as e:
             form.add_error(None, str(e))
         else:
             if bot.name != form.cleaned_data["name"]:
@@ -187,7 +189,7 @@ def bot_preview(request: AuthedRequest) -> HttpResponse:
     preview = None
     price = None
     if form.grid is not None:
-        price = services.latest_price(form.exchange, form.cleaned_data["symbol"])
+        price = market_services.latest_price(form.exchange, form.cleaned_data["symbol"])
         preview = grid_preview(form.grid, price)
     # While typing, an empty field is not yet an error: say so only on submit.
     errors = {
@@ -210,9 +212,9 @@ def bot_detail(request: AuthedRequest, pk: int) -> HttpResponse:
     bot = _own_bot(request, pk)
     page = request.GET.get("trades", 1)
     if request.htmx and "trades" in request.GET:  # the history's pager
-        ctx = live.bot_context(bot, trades=page, parts=("trades",))
+        ctx = pages.bot_context(bot, trades=page, parts=("trades",))
         return render(request, "bots/bot_detail.html#trades", ctx)
-    return render(request, "bots/bot_detail.html", live.bot_context(bot, trades=page))
+    return render(request, "bots/bot_detail.html", pages.bot_context(bot, trades=page))
 
 
 @login_required
@@ -220,8 +222,8 @@ def bot_detail(request: AuthedRequest, pk: int) -> HttpResponse:
 def bot_candles(request: AuthedRequest, pk: int) -> JsonResponse:
     """Recent candles of the bot's pair, its grid lines, resting orders and recent fills."""
     bot = _own_bot(request, pk)
-    data = live.chart_state(bot)
-    data["candles"] = live.recent_candles(bot.exchange, bot.symbol)
+    data = pages.chart_state(bot)
+    data["candles"] = pages.recent_candles(bot.exchange, bot.symbol)
     data["symbol"] = bot.symbol
     return JsonResponse(data)
 
@@ -232,7 +234,7 @@ def bot_candles(request: AuthedRequest, pk: int) -> JsonResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 def backtest_new(request: AuthedRequest) -> HttpResponse:
-    initial: dict[str, Any] = backtests.default_range()
+    initial: dict[str, Any] = backtest_runs.default_range()
     source = None
     if pk := request.GET.get("bot"):
         source = get_object_or_404(Bot, pk=pk, owner=request.user)
@@ -250,7 +252,7 @@ def backtest_new(request: AuthedRequest) -> HttpResponse:
                 end=end,
                 config=form.config(),
             )
-            transaction.on_commit(lambda: backtests.enqueue(run.pk))
+            transaction.on_commit(lambda: tasks.backtest_task(run.pk))
         return redirect("bots:backtest", pk=run.pk)
     return render(request, "bots/backtest_form.html", {"form": form, "source": source})
 
@@ -259,7 +261,7 @@ def backtest_new(request: AuthedRequest) -> HttpResponse:
 @require_GET
 def backtest_detail(request: AuthedRequest, pk: int) -> HttpResponse:
     run = get_object_or_404(BacktestRun, pk=pk, owner=request.user)
-    ctx = backtests.page_context(run)
+    ctx = backtest_runs.page_context(run)
     if request.htmx:
         return render(request, "bots/backtest_detail.html#progress", ctx)
     return render(request, "bots/backtest_detail.html", ctx)
@@ -269,4 +271,4 @@ def backtest_detail(request: AuthedRequest, pk: int) -> HttpResponse:
 @require_GET
 def backtest_data(request: AuthedRequest, pk: int) -> JsonResponse:
     run = get_object_or_404(BacktestRun, pk=pk, owner=request.user)
-    return JsonResponse(backtests.chart_data(run))
+    return JsonResponse(backtest_runs.chart_data(run))

@@ -3,7 +3,7 @@
 A price goes to many sockets at once, so it does not go through one Channels consumer queue
 per socket: each server process keeps one channel-layer subscription per pair (``PriceHub``)
 and hands every tick straight to that pair's sockets. The event already carries its JSON
-(``market.live.price_event``), so a tick costs each socket one websocket frame and nothing
+(``market.push.price_event``), so a tick costs each socket one websocket frame and nothing
 else: no database, no per-socket task switch through the layer, no per-socket serialising.
 A socket whose client reads slower than the feed gets only the newest price when it catches up.
 """
@@ -18,7 +18,7 @@ import weakref
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import BaseChannelLayer
 
-from market.live import market_group
+from market.push import market_group
 
 logger = logging.getLogger(__name__)
 

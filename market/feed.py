@@ -240,7 +240,7 @@ class LiveFeed:
 
 def record_candles(candles: list[ClosedCandle], *, replayed: bool = False) -> None:
     """Store closed candles, record each symbol's latest price, publish it, wake crossed bots."""
-    from market import live
+    from market import push
     from market.models import Candle
     from market.services import record_price
     from market.signals import candles_closed
@@ -259,7 +259,7 @@ def record_candles(candles: list[ClosedCandle], *, replayed: bool = False) -> No
     for (exchange, symbol), group in by_symbol.items():
         last = group[-1]
         record_price(exchange, symbol, last.close, last.open_time, replayed=replayed)
-        live.publish_price(exchange, symbol, last.close, last.open_time, candle=_as_dict(last))
+        push.publish_price(exchange, symbol, last.close, last.open_time, candle=_as_dict(last))
         candles_closed.send(
             sender=ClosedCandle,
             exchange=exchange,

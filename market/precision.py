@@ -1,4 +1,5 @@
-"""The one rounding helper: prices to the market's tick, amounts to its step. Stdlib only."""
+"""The one rounding helper (prices to the market's tick, amounts to its step) and the one way a
+Decimal is written out for people and for storage. Stdlib only."""
 
 from __future__ import annotations
 
@@ -20,3 +21,9 @@ def canonical(value: Decimal) -> Decimal:
     exponent form: Decimal('0.001000000000') → Decimal('0.001'), Decimal('10.00') → 10."""
     normal = value.normalize()
     return normal.quantize(Decimal(1)) if normal.as_tuple().exponent > 0 else normal  # type: ignore[operator]
+
+
+def plain(value: Decimal) -> str:
+    """A Decimal as a person would write it, exact: Decimal('61578.950000000000') → '61578.95',
+    Decimal('1E+3') → '1000' (the database's padding dropped, never exponent form)."""
+    return f"{value.normalize():f}"

@@ -379,3 +379,24 @@ def record_price(
     LatestPrice.objects.update_or_create(
         exchange=exchange, symbol=symbol, defaults={"price": price, "at": at, "replayed": replayed}
     )
+
+
+def latest_price_row(exchange: str, symbol: str) -> LatestPrice | None:
+    """The feed's latest price of a market, with its time."""
+    return LatestPrice.objects.filter(exchange=exchange, symbol=symbol).first()
+
+
+def latest_price(exchange: str, symbol: str) -> Decimal | None:
+    row = LatestPrice.objects.filter(exchange=exchange, symbol=symbol).only("price").first()
+    return row.price if row else None
+
+
+def last_candle(exchange: str, symbol: str) -> tuple[datetime, Decimal] | None:
+    """(open time, close) of the market's newest stored 1-minute candle."""
+    row = (
+        Candle.objects.filter(exchange=exchange, symbol=symbol, timeframe="1m")
+        .order_by("-open_time")
+        .values_list("open_time", "close")
+        .first()
+    )
+    return (row[0], row[1]) if row else None

@@ -25,6 +25,7 @@ from typing import IO, Any
 import numpy as np
 
 from bots.grid.engine import Fill, GridConfig, GridEngine, RoundTrip, Side, StopReason
+from market.precision import plain
 
 _MAX_DECIMALS = 8
 # Float drawdowns and equities are within ~1e-15 of the exact ones; anything this close to the
@@ -229,32 +230,27 @@ class BacktestResult:
     def to_json_dict(self, *, curve_points: int = 500) -> dict[str, Any]:
         """JSON-safe (Decimals as plain strings); the equity curve downsampled for charts."""
         out: dict[str, Any] = {
-            k: (_plain(v) if isinstance(v, Decimal) else v) for k, v in self.stats().items()
+            k: (plain(v) if isinstance(v, Decimal) else v) for k, v in self.stats().items()
         }
         out["walked_candles"] = self.walked_candles
-        out["levels"] = [_plain(p) for p in self.levels]
+        out["levels"] = [plain(p) for p in self.levels]
         out["round_trips"] = [
             {
                 "slot": t.slot,
-                "buy_price": _plain(t.buy_price),
-                "sell_price": _plain(t.sell_price),
-                "amount": _plain(t.amount),
-                "profit": _plain(t.profit),
-                "fees": _plain(t.fees),
+                "buy_price": plain(t.buy_price),
+                "sell_price": plain(t.sell_price),
+                "amount": plain(t.amount),
+                "profit": plain(t.profit),
+                "fees": plain(t.fees),
             }
             for t in self.round_trips
         ]
-        out["fill_points"] = [[p.time_ms, p.side.value, _plain(p.price)] for p in self.fill_points]
+        out["fill_points"] = [[p.time_ms, p.side.value, plain(p.price)] for p in self.fill_points]
         if self.equity_curve is not None and len(self.equity_curve):
             idx = np.unique(np.linspace(0, len(self.equity_curve) - 1, curve_points).astype(int))
             out["equity_curve"] = [float(self.equity_curve[i]) for i in idx]
             out["equity_curve_index"] = idx.tolist()
         return out
-
-
-def _plain(value: Decimal) -> str:
-    """Decimal('51.81515700') -> '51.815157', Decimal('1E+2') -> '100'."""
-    return f"{value.normalize():f}"
 
 
 # --- the run -----------------------------------------------------------------------------------
@@ -369,9 +365,19 @@ class GridRun:
         self.prev_close = close
         mark = engine.stop_mark if engine.is_stopped else close
         self.equity = equity = engine.equity(mark)  # type: ignore[arg-type]
-        self.peak = peak = max(self.peak, equity)
-        self.max_drawdown = max(self.max_drawdown, (peak - equity) / peak)
+        self.peak, self.max_drawdown = mark_drawdown(self.peak, self.max_drawdown, equity)
         return fills
+
+
+def mark_drawdown(
+    peak: Decimal | None, max_drawdown: Decimal, equity: Decimal
+) -> tuple[Decimal, Decimal]:
+    """(peak, max drawdown) after marking ``equity``: the drawdown is the fall from the peak as
+    a fraction of it. One rule for backtests, paper and live bots."""
+    peak = equity if peak is None else max(peak, equity)
+    if not peak:
+        return peak, max_drawdown
+    return peak, max(max_drawdown, (peak - equity) / peak)
 
 
 def _walk_naive(

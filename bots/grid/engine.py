@@ -46,11 +46,23 @@ _ONE = Decimal(1)
 _HUNDRED = Decimal(100)
 
 
-class InvalidGrid(ValueError):
-    """The grid cannot run as configured; the message says why, in words a user can act on."""
+class GridError(ValueError):
+    """The root of the grid layer's errors."""
 
 
-class FillMismatch(ValueError):
+class InvalidGrid(GridError):
+    """The grid cannot run as configured; the message says why, in words a user can act on.
+
+    ``field`` names the ``GridConfig`` field to change (None: the grid as a whole), so a form
+    can put the message beside it without reading the words.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class FillMismatch(GridError):
     """A fill that matches no resting order: applying it would corrupt the engine's state."""
 
 
@@ -93,7 +105,8 @@ def _grid_lines(
     if len(set(lines)) < levels:
         raise InvalidGrid(
             f"{levels} price lines between {lower} and {upper} collide after rounding to the "
-            f"tick of {tick}; use fewer levels or a wider range"
+            f"tick of {tick}; use fewer levels or a wider range",
+            field="levels",
         )
     return tuple(lines)
 
@@ -142,14 +155,17 @@ class GridConfig:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
+        name = ""
         try:
             for name in ("lower", "upper", "capital", "fee", "tick", "step", "min_notional"):
                 set_(self, name, _dec(getattr(self, name)))
-            set_(self, "stop_loss_pct", _dec(self.stop_loss_pct or 0))
+            name = "stop_loss_pct"
+            set_(self, name, _dec(self.stop_loss_pct or 0))
             if self.take_profit is not None:
-                set_(self, "take_profit", _dec(self.take_profit))
+                name = "take_profit"
+                set_(self, name, _dec(self.take_profit))
         except (ArithmeticError, ValueError, TypeError) as e:
-            raise InvalidGrid(f"not a number: {e}") from None
+            raise InvalidGrid(f"not a number: {e}", field=name) from None
         self.validate()
 
     def validate(self) -> None:
@@ -157,32 +173,37 @@ class GridConfig:
         if not all(x.is_finite() for x in (self.lower, self.upper, self.capital, self.fee)):
             raise InvalidGrid("prices, capital and fee must be finite numbers")
         if self.spacing not in ("arithmetic", "geometric"):
-            raise InvalidGrid("spacing must be 'arithmetic' or 'geometric'")
+            raise InvalidGrid("spacing must be 'arithmetic' or 'geometric'", field="spacing")
         if not self.min_levels <= self.levels <= self.max_levels:
             raise InvalidGrid(
-                f"levels must be between {self.min_levels} and {self.max_levels}, not {self.levels}"
+                f"levels must be between {self.min_levels} and {self.max_levels}, "
+                f"not {self.levels}",
+                field="levels",
             )
         if self.lower <= 0:
-            raise InvalidGrid("the lower price must be above 0")
+            raise InvalidGrid("the lower price must be above 0", field="lower")
         if self.upper <= self.lower:
             raise InvalidGrid(
-                f"the upper price must be above the lower price ({self.upper} <= {self.lower})"
+                f"the upper price must be above the lower price ({self.upper} <= {self.lower})",
+                field="upper",
             )
         if self.capital <= 0:
-            raise InvalidGrid("the capital must be above 0")
+            raise InvalidGrid("the capital must be above 0", field="capital")
         if not 0 <= self.fee < 1:
-            raise InvalidGrid("the fee rate must be between 0 and 1 (0.001 is 0.1 %)")
+            raise InvalidGrid("the fee rate must be between 0 and 1 (0.001 is 0.1 %)", field="fee")
         if self.tick <= 0 or self.step <= 0 or self.min_notional < 0:
             raise InvalidGrid("the market's tick and step must be above 0")
         if not 0 <= self.stop_loss_pct <= 10:
             raise InvalidGrid(
                 f"the stop-loss must be between 0 and 10 % below the lower price, "
-                f"not {self.stop_loss_pct} %"
+                f"not {self.stop_loss_pct} %",
+                field="stop_loss_pct",
             )
         if self.take_profit is not None and self.take_profit <= self.upper:
             raise InvalidGrid(
                 f"the take-profit must be above the upper price {self.upper}, "
-                f"not {self.take_profit}"
+                f"not {self.take_profit}",
+                field="take_profit",
             )
         object.__setattr__(
             self,
@@ -242,7 +263,8 @@ class GridConfig:
         raise InvalidGrid(
             f"each order would be {order}, below the exchange minimum of "
             f"{self.min_notional} {quote}: the grid needs at least "
-            f"{_money(needed, self.tick)} {quote} (or fewer levels)"
+            f"{_money(needed, self.tick)} {quote} (or fewer levels)",
+            field="capital",
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -12,7 +12,9 @@ from django.urls import reverse
 
 from ai_advisor import services
 from ai_advisor.models import AdvisorRun
+from bots import config as schema
 from bots import services as bot_services
+from bots.errors import BotError
 from bots.models import Bot, Order
 from market.indicators import market_snapshot
 from market.services import load_bundled_sample
@@ -88,7 +90,7 @@ def test_a_good_tool_call_is_stored_with_tokens_cost_latency_and_the_comparison(
     assert backtests["candidates"][1]["config"]["lower_bound"] == "60000"
     # Asking changes nothing about the bot.
     bot.refresh_from_db()
-    assert bot.config == bot_services.normalise_config(BOT_CONFIG)
+    assert bot.config == schema.normalise(BOT_CONFIG)
     assert len(fake.requests) == 1
 
 
@@ -283,7 +285,7 @@ def test_a_restart_that_cannot_start_leaves_the_bot_running_as_it_was(
     before = bot_state(running_bot)
 
     def refuse(bot: Bot) -> None:
-        raise bot_services.BotError("the paper wallet is short")
+        raise BotError("the paper wallet is short")
 
     monkeypatch.setattr(bot_services, "start_bot", refuse)
     client.force_login(user)

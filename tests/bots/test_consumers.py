@@ -10,9 +10,9 @@ from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 
 from aibo.routing import websocket_urlpatterns
-from bots import consumers, live, services
+from bots import consumers, push, services
 from bots.consumers import Coalescer
-from market.live import apublish_price, market_group
+from market.push import apublish_price, market_group
 from tests.bots import test_views as desk
 from tests.bots.test_views import CONFIG
 
@@ -111,7 +111,7 @@ async def test_a_burst_of_changes_is_coalesced(app, user, bot, monkeypatch):
     try:
         await receive_all(communicator, timeout=0.4)
         for _ in range(20):
-            await sync_to_async(live.publish_bot)(bot.pk, changes=["stats"])
+            await sync_to_async(push.publish_bot)(bot.pk, changes=["stats"])
         messages = await receive_all(communicator, timeout=0.6)
         stats = [m for m in messages if f'id="bot-{bot.pk}-stats"' in m]
         assert 1 <= len(stats) <= 2  # the first at once, the other 19 together
@@ -152,8 +152,8 @@ async def test_dashboard_gets_cards_and_prices_of_my_bots_only(
         assert connected
         first = "".join(await receive_all(communicator, timeout=0.3))
         assert f'id="bot-{bot.pk}-card"' in first and f"bot-{theirs.pk}-card" not in first
-        await sync_to_async(live.publish_bot)(theirs.pk, changes=["status"])
-        await sync_to_async(live.publish_bot)(bot.pk, changes=["status"])
+        await sync_to_async(push.publish_bot)(theirs.pk, changes=["status"])
+        await sync_to_async(push.publish_bot)(bot.pk, changes=["status"])
         await apublish_price("binance", "BTC/USDT", D("64000"), 1748822430000)
         pushed = "".join(await receive_all(communicator, timeout=0.3))
         assert f'id="bot-{bot.pk}-card"' in pushed and f"bot-{theirs.pk}" not in pushed

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bots import services
+from bots import cycle, services
 from bots.models import Bot, BotEvent, EquitySnapshot, Order, Trade
 from tests.bots.conftest import WORKED_CANDLES, WORKED_CONFIG, add_candles
 
@@ -64,7 +64,7 @@ def test_a_crash_at_any_step_of_a_cycle_loses_nothing(
     services.start_bot(worked_bot)
     services.start_bot(reference)
     add_candles(WORKED_CANDLES[1:])
-    services.run_cycle(reference.pk)
+    cycle.run_cycle(reference.pk)
     before = snapshot(worked_bot.pk)
 
     original = getattr(target, name)
@@ -74,11 +74,11 @@ def test_a_crash_at_any_step_of_a_cycle_loses_nothing(
 
     monkeypatch.setattr(target, name, crash)
     with pytest.raises(Crash):
-        services.run_cycle(worked_bot.pk)
+        cycle.run_cycle(worked_bot.pk)
     monkeypatch.setattr(target, name, original)
 
     assert snapshot(worked_bot.pk) == before  # all or nothing
-    services.run_cycle(worked_bot.pk)  # the next cycle redoes the work
+    cycle.run_cycle(worked_bot.pk)  # the next cycle redoes the work
     assert comparable(snapshot(worked_bot.pk)) == comparable(snapshot(reference.pk))
     assert Order.objects.filter(bot=worked_bot, status="open").count() == 2
 
@@ -105,8 +105,8 @@ def test_a_crash_during_cancel_leaves_the_bot_running_and_a_retry_stops_it(worke
 def test_a_repeated_cycle_after_a_commit_does_not_double_anything(worked_bot):
     services.start_bot(worked_bot)
     add_candles(WORKED_CANDLES[1:])
-    services.run_cycle(worked_bot.pk)
+    cycle.run_cycle(worked_bot.pk)
     done = snapshot(worked_bot.pk)
     # As if a worker crashed after committing but before acknowledging its task: run again.
-    services.run_cycle(worked_bot.pk)
+    cycle.run_cycle(worked_bot.pk)
     assert snapshot(worked_bot.pk) == done

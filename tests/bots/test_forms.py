@@ -4,7 +4,10 @@ import datetime as dt
 
 import pytest
 
-from bots.forms import BacktestForm, BotForm, field_for_error
+from bots import config as schema
+from bots.errors import ConfigError
+from bots.forms import BacktestForm, BotForm
+from bots.grid.engine import GridConfig, InvalidGrid
 from tests.bots import test_views as desk
 from tests.bots.test_views import CONFIG, FORM
 
@@ -42,12 +45,24 @@ def test_invalid_input_is_an_error_on_its_field_in_words(rules, changes, field, 
     assert words in " ".join(form.errors[field]), form.errors
 
 
-def test_engine_messages_map_onto_fields():
-    assert field_for_error("the take-profit must be above the upper price 1") == "take_profit"
-    assert field_for_error("the grid needs at least 280.92 USDT") is None
-    assert field_for_error("the capital must be above 0") == "capital"
-    assert field_for_error("levels must be between 10 and 50, not 60") == "grid_levels"
-    assert field_for_error("something else") is None
+def test_engine_messages_map_onto_fields(rules):
+    """The grid's refusals name their field; the schema puts them on the config key."""
+
+    def field_of(changes: dict[str, str]) -> str | None:
+        with pytest.raises(ConfigError) as refused:
+            schema.grid_config_for(CONFIG | changes, exchange="binance", symbol="BTC/USDT")
+        return refused.value.field
+
+    assert field_of({"take_profit": "1"}) == "take_profit"
+    assert field_of({"capital": "0"}) == "capital"
+    assert field_of({"grid_levels": "60"}) == "grid_levels"
+    assert field_of({"upper_bound": "1"}) == "upper_bound"
+    assert field_of({"lower_bound": "abc"}) == "lower_bound"
+    assert field_of({"max_daily_loss": "-1"}) == "max_daily_loss"
+    needs_more = schema.grid_config_for(CONFIG, exchange="binance", symbol="BTC/USDT")
+    with pytest.raises(InvalidGrid) as refused:
+        GridConfig(**{**needs_more.to_dict(), "capital": "1"}).order_amount(needs_more.lower)
+    assert schema.config_error(refused.value).field == "capital"  # "needs at least ..."
 
 
 def test_live_option_is_shown_disabled_with_the_reason(rules):

@@ -15,7 +15,8 @@ import pytest
 from django.utils import timezone
 
 from accounts.models import ExchangeCredential
-from bots import gateways, services
+from bots import cycle, gateways, ledger, services
+from bots.errors import BotError
 from bots.forms import BotForm
 from bots.models import Bot, BotEvent, ExchangeFillRecord, Order, Trade
 from market import exchange
@@ -134,7 +135,7 @@ def test_fills_on_the_exchange_become_round_trips_and_the_next_orders(bot, fake,
     bot.refresh_from_db()
     top_buy = fill_the_top_buy(bot, fake)
 
-    services.run_cycle(bot.pk)
+    cycle.run_cycle(bot.pk)
 
     bot.refresh_from_db()
     filled = bot.orders.get(price=top_buy, side="buy")
@@ -145,7 +146,7 @@ def test_fills_on_the_exchange_become_round_trips_and_the_next_orders(bot, fake,
     assert ("sell", sell_line) in {(side, price) for _, side, price in resting(fake)}
 
     set_price(fake, str(sell_line + 1))
-    services.run_cycle(bot.pk)
+    cycle.run_cycle(bot.pk)
 
     trip = Trade.objects.get(bot=bot, slot=filled.slot, buy_price=top_buy)
     assert trip.sell_price == sell_line and trip.profit > 0
@@ -168,7 +169,7 @@ def test_fees_taken_in_the_base_asset_shorten_the_sells_and_never_overdraw(bot, 
     assert engine.quote == Decimal(1000) - fake.trades[0].price * fake.trades[0].qty
 
     top_buy = fill_the_top_buy(bot, fake)
-    services.run_cycle(bot.pk)
+    cycle.run_cycle(bot.pk)
     bot.refresh_from_db()
     buy = bot.orders.get(price=top_buy, side="buy")
     sell = bot.orders.get(slot=buy.slot, side="sell", status="open")
@@ -176,7 +177,7 @@ def test_fees_taken_in_the_base_asset_shorten_the_sells_and_never_overdraw(bot, 
     sell_line = sell.price
 
     set_price(fake, str(sell_line + 1))  # every sell up to this line fills: none overdraws
-    services.run_cycle(bot.pk)
+    cycle.run_cycle(bot.pk)
 
     bot.refresh_from_db()
     assert bot.status == "running", bot.status_reason
@@ -206,7 +207,7 @@ def test_a_crash_after_the_exchange_took_an_order_never_doubles_it(
 
     monkeypatch.setattr(Order, "save", die_once)
     with pytest.raises(RuntimeError):
-        services.run_cycle(bot.pk)
+        cycle.run_cycle(bot.pk)
 
     pending = bot.orders.get(status="pending")
     assert pending.side == "sell"
@@ -214,7 +215,7 @@ def test_a_crash_after_the_exchange_took_an_order_never_doubles_it(
 
     # It fills before anyone looks again: the resend must not place it a second time.
     set_price(fake, str(pending.price + 1))
-    services.run_cycle(bot.pk)
+    cycle.run_cycle(bot.pk)
 
     assert [o.client_id for o in fake.orders("BTCUSDT")].count(pending.client_order_id) == 1
     pending.refresh_from_db()
@@ -228,7 +229,7 @@ def test_a_lost_answer_is_found_by_the_gateway_in_the_same_cycle(bot, fake, star
     fill_the_top_buy(bot, fake)
     fake.accept_then_fail_response("/order", 500)  # the sell is placed; its answer is lost
 
-    services.run_cycle(bot.pk)
+    cycle.run_cycle(bot.pk)
 
     assert not bot.orders.filter(status="pending").exists()
     assert resting(fake) == db_resting(bot)
@@ -253,13 +254,13 @@ def test_a_crash_while_applying_fills_applies_them_once_on_the_next_cycle(
 
     monkeypatch.setattr(BotEvent.objects, "bulk_create", crash_once)
     with pytest.raises(RuntimeError):
-        services.run_cycle(bot.pk)
+        cycle.run_cycle(bot.pk)
     bot.refresh_from_db()
     assert bot.engine_state == before  # rolled back whole
     assert not ExchangeFillRecord.objects.filter(bot=bot, order__kind="limit").exists()
 
-    services.run_cycle(bot.pk)
-    services.run_cycle(bot.pk)  # and a fill fetched again is not applied twice
+    cycle.run_cycle(bot.pk)
+    cycle.run_cycle(bot.pk)  # and a fill fetched again is not applied twice
 
     bot.refresh_from_db()
     assert bot.engine().fills == 1
@@ -286,12 +287,12 @@ def test_a_crash_during_stop_and_orders_cancelled_outside_aibo_are_healed(
         raise RuntimeError("the worker died after cancelling on the exchange")
 
     with monkeypatch.context() as m, pytest.raises(RuntimeError):
-        m.setattr(services, "halt_in_db", die)
+        m.setattr(ledger, "halt", die)
         services.stop_bot(bot)
     assert resting(fake) == set()  # cancelled there, still open here
     assert len(db_resting(bot)) == 9
 
-    services.run_cycle(bot.pk)  # the bot is still running: its grid goes back on the book
+    cycle.run_cycle(bot.pk)  # the bot is still running: its grid goes back on the book
 
     assert resting(fake) == db_resting(bot) and len(db_resting(bot)) == 9
     assert bot.events.filter(message__contains="no longer on binance").count() == 9
@@ -305,7 +306,7 @@ def test_stop_loss_cancels_the_grid_and_sells_at_market(bot, fake, start_live):
     start_live(bot)
     set_price(fake, "90000")  # through every buy and below the stop price 93,100
 
-    services.run_cycle(bot.pk)
+    cycle.run_cycle(bot.pk)
 
     bot.refresh_from_db()
     assert bot.status == "stopped" and bot.status_reason.startswith("stop-loss")
@@ -318,7 +319,7 @@ def test_stop_loss_cancels_the_grid_and_sells_at_market(bot, fake, start_live):
 
 def test_not_enough_on_the_exchange_is_refused_and_nothing_is_bought(bot, fake, start_live):
     fake.set_balance("USDT", "100")
-    with pytest.raises(services.BotError, match="has 100.00 USDT free; this grid needs 1,000"):
+    with pytest.raises(BotError, match="has 100.00 USDT free; this grid needs 1,000"):
         start_live(bot)
     bot.refresh_from_db()
     assert bot.status == "stopped" and not bot.orders.exists()
@@ -330,15 +331,15 @@ def test_refused_keys_stop_the_bot_with_the_reason(bot, fake, start_live):
     fake.api_key = "revoked"
     # A worker that has used these keys before reads Binance's -2015 as a temporary ban (so
     # does ccxt): the bot keeps running, retries, and says so once on its event log.
-    services.run_cycle(bot.pk)
-    services.run_cycle(bot.pk)
+    cycle.run_cycle(bot.pk)
+    cycle.run_cycle(bot.pk)
     bot.refresh_from_db()
     assert bot.status == "running"
     assert bot.events.filter(message__contains="trouble, retrying").count() == 1
     # A worker that never got in with them (a restart) reads it as refused keys.
     gateways._local.__dict__.clear()
 
-    services.run_cycle(bot.pk)
+    cycle.run_cycle(bot.pk)
 
     bot.refresh_from_db()
     assert bot.status == "error"
@@ -359,10 +360,10 @@ def test_live_needs_the_owners_keys_for_that_exchange(market, user, other_user, 
     theirs = ExchangeCredential(owner=other_user, label="theirs")
     theirs.set_keys("k" * 20, "s" * 20)
     theirs.save()
-    with pytest.raises(services.BotError, match="not yours"):
+    with pytest.raises(BotError, match="not yours"):
         services.create_bot(user, symbol="BTC/USDT", config=CONFIG, mode="live",
                             credential=theirs)  # fmt: skip
-    with pytest.raises(services.BotError, match="add them under Exchange keys"):
+    with pytest.raises(BotError, match="add them under Exchange keys"):
         services.create_bot(user, symbol="BTC/USDT", config=CONFIG, mode="live")
     form_data = {"name": "", "symbol": "BTC/USDT", "mode": "live", **CONFIG}
     # The form offers only the user's own keys; live is disabled for someone without keys.
@@ -399,7 +400,7 @@ def test_a_fill_of_an_order_outside_the_running_grid_is_recorded_not_applied(bot
     Order.objects.filter(pk=top_buy.pk).update(status="cancelled")
     set_price(fake, str(top_buy.price - 1))
 
-    services.run_cycle(bot.pk)
+    cycle.run_cycle(bot.pk)
 
     bot.refresh_from_db()
     assert bot.status == "running" and bot.engine().fills == 0
@@ -411,13 +412,13 @@ def test_an_order_the_exchange_refuses_stops_the_bot_in_words(bot, fake):
     services.start_bot(bot)  # committed, but its first cycle has not sent the grid yet
     fake.set_balance("USDT", "50")
 
-    services.run_cycle(bot.pk)
+    cycle.run_cycle(bot.pk)
 
     bot.refresh_from_db()
     assert bot.status == "error"
     assert "refused the buy" in bot.status_reason and "insufficient balance" in bot.status_reason
     assert bot.orders.filter(status="rejected").count() == 1
-    assert services.run_cycle(bot.pk).running is False  # and nothing else happens
+    assert cycle.run_cycle(bot.pk).running is False  # and nothing else happens
 
 
 def test_a_crash_after_the_stop_sale_is_finished_by_the_next_cycle(
@@ -435,11 +436,11 @@ def test_a_crash_after_the_stop_sale_is_finished_by_the_next_cycle(
 
     with monkeypatch.context() as m, pytest.raises(RuntimeError):
         m.setattr(live_trading, "record_stop_sale", die)
-        services.run_cycle(bot.pk)
+        cycle.run_cycle(bot.pk)
     bot.refresh_from_db()
     assert bot.is_running and bot.orders.get(kind="market", side="sell").status == "pending"
 
-    services.run_cycle(bot.pk)
+    cycle.run_cycle(bot.pk)
 
     bot.refresh_from_db()
     assert bot.status == "stopped" and bot.status_reason.startswith("stop-loss")
@@ -456,13 +457,13 @@ def test_an_exchange_hiccup_on_the_stop_sale_is_retried_not_abandoned(bot, fake,
     set_price(fake, "90000")
     fake.fail_next("/order", 503, method="POST")  # the sale's send fails; nothing sold
 
-    services.run_cycle(bot.pk)
+    cycle.run_cycle(bot.pk)
 
     bot.refresh_from_db()
     assert bot.is_running and resting(fake) == set()  # grid cancelled, sale pending
     assert fake.balance("BTC")[0] > 0
 
-    services.run_cycle(bot.pk)  # no grid is sent while the sale is pending: it is finished
+    cycle.run_cycle(bot.pk)  # no grid is sent while the sale is pending: it is finished
 
     bot.refresh_from_db()
     assert bot.status == "stopped" and fake.balance("BTC") == (Decimal(0), Decimal(0))
@@ -471,7 +472,7 @@ def test_an_exchange_hiccup_on_the_stop_sale_is_retried_not_abandoned(bot, fake,
 
 def test_live_bots_start_only_on_live_prices(bot, fake, settings):
     settings.MARKET_FEED = "replay"
-    with pytest.raises(services.BotError, match="MARKET_FEED=live"):
+    with pytest.raises(BotError, match="MARKET_FEED=live"):
         services.start_bot(bot)
     assert fake.orders() == []
 
@@ -481,8 +482,8 @@ def test_an_order_that_meets_the_market_keeps_the_better_price(bot, fake):
     bot.refresh_from_db()
     top_buy = max(d.price for d in bot.engine().desired_orders(bot.key) if d.side == "buy")
     fake.set_price("BTCUSDT", str(top_buy - 200))  # the market fell through the line meanwhile
-    services.run_cycle(bot.pk)  # the buy is sent, fills at once at the market's price
-    services.run_cycle(bot.pk)
+    cycle.run_cycle(bot.pk)  # the buy is sent, fills at once at the market's price
+    cycle.run_cycle(bot.pk)
 
     bot.refresh_from_db()
     buy = bot.orders.get(price=top_buy, side="buy")
@@ -515,7 +516,7 @@ def test_risk_rules_never_act_on_an_old_price(bot, fake, start_live):
         price=Decimal("90000"), at=timezone.now() - timedelta(minutes=10)
     )
 
-    services.run_cycle(bot.pk)
+    cycle.run_cycle(bot.pk)
 
     bot.refresh_from_db()
     assert bot.is_running and fake.balance("BTC")[0] + fake.balance("BTC")[1] > 0

@@ -6,7 +6,8 @@ from decimal import Decimal
 
 import pytest
 
-from bots import services
+from bots import cycle, pages, services
+from bots.errors import BotError
 from bots.models import Bot, BotEvent, Order, PaperBalance, Trade
 from tests.bots.conftest import WORKED_CANDLES, WORKED_CONFIG, add_candles
 
@@ -34,10 +35,10 @@ def test_start_buys_the_sells_and_rests_one_order_per_slot(worked_bot):
 def test_a_cycle_reproduces_the_worked_example(worked_bot):
     services.start_bot(worked_bot)
     add_candles(WORKED_CANDLES[1:])
-    result = services.run_cycle(worked_bot.pk)
+    result = cycle.run_cycle(worked_bot.pk)
     assert (result.candles, result.fills, result.round_trips) == (3, 5, 2)
     worked_bot.refresh_from_db()
-    stats = services.bot_statistics(worked_bot)
+    stats = pages.bot_statistics(worked_bot)
     assert stats.total_trades == 2
     assert stats.win_rate == 1
     assert stats.grid_profit == Decimal("51.815157")
@@ -57,9 +58,9 @@ def test_a_cycle_reproduces_the_worked_example(worked_bot):
 def test_a_second_cycle_with_nothing_new_changes_nothing(worked_bot):
     services.start_bot(worked_bot)
     add_candles(WORKED_CANDLES[1:])
-    services.run_cycle(worked_bot.pk)
+    cycle.run_cycle(worked_bot.pk)
     state = Bot.objects.get(pk=worked_bot.pk).engine_state
-    assert services.run_cycle(worked_bot.pk).candles == 0
+    assert cycle.run_cycle(worked_bot.pk).candles == 0
     assert Bot.objects.get(pk=worked_bot.pk).engine_state == state
 
 
@@ -69,8 +70,8 @@ def test_candle_by_candle_cycles_equal_one_big_cycle(worked_bot, make_bot):
     services.start_bot(other)
     for row in WORKED_CANDLES[1:]:
         add_candles([row])
-        services.run_cycle(worked_bot.pk)
-    services.run_cycle(other.pk)
+        cycle.run_cycle(worked_bot.pk)
+    cycle.run_cycle(other.pk)
     a, b = Bot.objects.get(pk=worked_bot.pk), Bot.objects.get(pk=other.pk)
     assert a.engine_state == b.engine_state
     assert a.max_drawdown == b.max_drawdown
@@ -80,12 +81,12 @@ def test_candle_by_candle_cycles_equal_one_big_cycle(worked_bot, make_bot):
 def test_an_idle_cycle_costs_one_query(worked_bot, django_assert_num_queries):
     services.start_bot(worked_bot)
     with django_assert_num_queries(1):
-        assert services.run_cycle(worked_bot.pk).candles == 0
+        assert cycle.run_cycle(worked_bot.pk).candles == 0
 
 
 def test_start_without_enough_paper_balance_says_why_and_changes_nothing(worked_bot):
     PaperBalance.objects.create(owner=worked_bot.owner, asset="USDT", free=Decimal("500"))
-    with pytest.raises(services.BotError, match="paper balance is 500.00 USDT"):
+    with pytest.raises(BotError, match="paper balance is 500.00 USDT"):
         services.start_bot(worked_bot)
     worked_bot.refresh_from_db()
     assert worked_bot.status == Bot.Status.STOPPED
@@ -95,14 +96,14 @@ def test_start_without_enough_paper_balance_says_why_and_changes_nothing(worked_
 
 def test_an_invalid_grid_is_refused_in_words(worked_market, user):
     config = {**WORKED_CONFIG, "lower_bound": "120"}
-    with pytest.raises(services.BotError, match="lower"):
+    with pytest.raises(BotError, match="lower"):
         services.create_bot(user, symbol="BTC/USDT", config=config)
     assert not Bot.objects.exists()
 
 
 def test_too_little_capital_says_how_much_the_grid_needs(worked_market, user):
     config = {**WORKED_CONFIG, "capital": "1"}
-    with pytest.raises(services.BotError, match="needs at least"):
+    with pytest.raises(BotError, match="needs at least"):
         services.create_bot(user, symbol="BTC/USDT", config=config)
 
 
@@ -112,7 +113,7 @@ def test_starting_needs_a_price(db, settings, user):
     settings.GRID_MIN_LEVELS = 2
     make_rules(step="0.001")
     bot = services.create_bot(user, symbol="BTC/USDT", config=WORKED_CONFIG)
-    with pytest.raises(services.BotError, match="no price"):
+    with pytest.raises(BotError, match="no price"):
         services.start_bot(bot)
 
 
@@ -136,7 +137,7 @@ def test_stop_cancels_every_resting_order_and_returns_the_holdings(worked_bot):
 def test_a_restart_in_the_same_market_minute_replaces_that_minutes_snapshot(worked_bot):
     services.start_bot(worked_bot)
     add_candles(WORKED_CANDLES[1:])
-    services.run_cycle(worked_bot.pk)
+    cycle.run_cycle(worked_bot.pk)
     services.stop_bot(worked_bot)
     services.start_bot(worked_bot)  # no new candle since the stop: the same market minute
     worked_bot.refresh_from_db()
@@ -161,7 +162,7 @@ def test_stop_loss_sells_everything_at_the_stop_price_and_stops(worked_market, m
     bot = make_bot({**WORKED_CONFIG, "stop_loss_pct": "5"})  # stop at 95
     services.start_bot(bot)
     add_candles([(60_000, "104", "104", "90", "91")])
-    services.run_cycle(bot.pk)
+    cycle.run_cycle(bot.pk)
     bot.refresh_from_db()
     assert bot.status == Bot.Status.STOPPED
     assert "stop-loss" in bot.status_reason
@@ -169,7 +170,7 @@ def test_stop_loss_sells_everything_at_the_stop_price_and_stops(worked_market, m
     assert sale.price == Decimal("95.00")
     assert sale.amount == Decimal("4.897") * 2  # the start buy and the buy at 100
     assert not bot.orders.filter(status=Order.Status.OPEN).exists()
-    stats = services.bot_statistics(bot)
+    stats = pages.bot_statistics(bot)
     assert stats.base == 0
 
 
@@ -177,11 +178,11 @@ def test_take_profit_sells_everything_and_stops(worked_market, make_bot):
     bot = make_bot({**WORKED_CONFIG, "take_profit": "115"})
     services.start_bot(bot)
     add_candles([(60_000, "104", "120", "104", "118")])
-    services.run_cycle(bot.pk)
+    cycle.run_cycle(bot.pk)
     bot.refresh_from_db()
     assert bot.status == Bot.Status.STOPPED
     assert "take-profit" in bot.status_reason
-    assert services.bot_statistics(bot).base == 0
+    assert pages.bot_statistics(bot).base == 0
 
 
 def test_daily_loss_limit_stops_the_bot_with_that_reason(worked_market, make_bot):
@@ -189,7 +190,7 @@ def test_daily_loss_limit_stops_the_bot_with_that_reason(worked_market, make_bot
     services.start_bot(bot)
     # 9.794 BTC held after the buy at 100; a close at 98 loses about 40 from the start.
     add_candles([(60_000, "104", "104", "98", "98")])
-    services.run_cycle(bot.pk)
+    cycle.run_cycle(bot.pk)
     bot.refresh_from_db()
     assert bot.status == Bot.Status.STOPPED
     assert bot.status_reason.startswith("daily loss limit")
@@ -199,7 +200,7 @@ def test_daily_loss_limit_stops_the_bot_with_that_reason(worked_market, make_bot
 def test_every_decision_is_in_the_event_log(worked_bot):
     services.start_bot(worked_bot)
     add_candles(WORKED_CANDLES[1:])
-    services.run_cycle(worked_bot.pk)
+    cycle.run_cycle(worked_bot.pk)
     kinds = set(worked_bot.events.values_list("kind", flat=True))
     assert {"started", "filled", "round_trip", "placed"} <= kinds
     first_fill = worked_bot.events.filter(kind="filled").order_by("id").first()
@@ -209,9 +210,9 @@ def test_every_decision_is_in_the_event_log(worked_bot):
 def test_statistics_compare_with_holding(worked_bot):
     services.start_bot(worked_bot)
     add_candles(WORKED_CANDLES[1:])
-    services.run_cycle(worked_bot.pk)
+    cycle.run_cycle(worked_bot.pk)
     worked_bot.refresh_from_db()
-    stats = services.bot_statistics(worked_bot)
+    stats = pages.bot_statistics(worked_bot)
     # 1000 USDT held as base from 104 to 97.
     assert stats.hodl_profit == Decimal("1000") / 104 * 97 - 1000
     assert stats.profit_vs_hodl == stats.total_profit - stats.hodl_profit

@@ -7,7 +7,8 @@ from decimal import Decimal
 import pytest
 from django.db import connection
 
-from bots import services
+from bots import config as schema
+from bots import cycle, pages, services
 from bots.grid.backtest import Candles, run_backtest
 from bots.models import Bot, Trade
 from market.feed import ReplayFeed, ReplayTrack
@@ -46,13 +47,13 @@ def test_paper_bot_on_replayed_candles_matches_the_backtest(user):
     command = FeedCommand()
     for _ in range(REPLAYED):
         assert command.pump(feed) == 1  # stores, publishes, wakes the bots it crossed
-    services.run_cycle(bot.pk)  # catch up the quiet tail, as the next chain link would
+    cycle.run_cycle(bot.pk)  # catch up the quiet tail, as the next chain link would
 
     bot.refresh_from_db()
-    grid = services.grid_config_for(config, exchange=exchange, symbol=symbol)
+    grid = schema.grid_config_for(config, exchange=exchange, symbol=symbol)
     expected = run_backtest(grid, Candles.from_rows(replayed, grid.tick))
     engine = bot.engine()
-    stats = services.bot_statistics(bot)
+    stats = pages.bot_statistics(bot)
     assert expected.fills > 20, "the window should trade"
     assert engine.fills == expected.fills
     assert stats.total_trades == expected.total_trades

@@ -9,7 +9,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from bots import live, services
+from bots import pages, services
 from bots.models import Bot, EquitySnapshot, Order
 from tests.bots import test_views as desk
 from tests.bots.test_views import CONFIG, make_trades
@@ -105,7 +105,7 @@ def test_pushed_fragments_run_a_bounded_number_of_queries(
 ):
     bots = make_bots(user, 20)
     with django_assert_max_num_queries(4):
-        html = live.render_cards(user.pk, [b.pk for b in bots])
+        html = pages.render_cards(user.pk, [b.pk for b in bots])
     assert html.count("bot-card") >= 20
     with django_assert_max_num_queries(BOT_PAGE_MAX - 2):
-        live.render_bot(bots[0].pk)
+        pages.render_bot(bots[0].pk)

@@ -10,6 +10,7 @@ import pytest
 from django.urls import reverse
 
 from bots import services
+from bots.errors import BotError
 from bots.models import BacktestRun, Bot, Order, Trade
 
 pytestmark = pytest.mark.django_db
@@ -262,7 +263,7 @@ def test_start_on_the_bot_page_returns_the_status_card(client, user, bot):
 
 def test_start_that_cannot_start_says_why_and_changes_nothing(client, user, bot, monkeypatch):
     def refuse(b):
-        raise services.BotError("no price for BTC/USDT yet")
+        raise BotError("no price for BTC/USDT yet")
 
     monkeypatch.setattr(services, "start_bot", refuse)
     client.force_login(user)
@@ -356,7 +357,7 @@ def test_live_mode_is_refused_with_the_reason(client, user, rules, price):
 
 def test_service_refusal_is_shown_on_the_form(client, user, rules, price, monkeypatch):
     def refuse(*a, **kw):
-        raise services.BotError("your paper balance is 100 USDT, the grid needs 1,000 USDT")
+        raise BotError("your paper balance is 100 USDT, the grid needs 1,000 USDT")
 
     monkeypatch.setattr(services, "create_bot", refuse)
     client.force_login(user)
@@ -513,7 +514,7 @@ def test_backtest_runs_and_shows_its_result(
 ):
     make_candles("BTC/USDT", 600, start=dt.datetime(2025, 6, 2, tzinfo=dt.UTC))
     ran = []
-    monkeypatch.setattr("bots.backtests.enqueue", lambda pk: ran.append(pk))
+    monkeypatch.setattr("bots.tasks.backtest_task", lambda pk: ran.append(pk))
     client.force_login(user)
     data = FORM | {"start": "2025-06-02", "end": "2025-06-02"}
     data.pop("name"), data.pop("mode"), data.pop("max_daily_loss")
@@ -528,7 +529,7 @@ def test_backtest_runs_and_shows_its_result(
     polling = client.get(f"/backtests/{run.pk}/", headers=HX).text
     assert 'hx-trigger="every 1s"' in polling and "Queued" in polling
 
-    from bots.backtests import run_backtest_job
+    from bots.backtest_runs import run_backtest_job
 
     run_backtest_job(run.pk)
     run.refresh_from_db()
@@ -548,7 +549,7 @@ def test_backtest_without_candles_fails_in_words(client, user, rules):
         end=dt.datetime(2020, 1, 2, tzinfo=dt.UTC),
         config=CONFIG,
     )
-    from bots.backtests import run_backtest_job
+    from bots.backtest_runs import run_backtest_job
 
     run_backtest_job(run.pk)
     run.refresh_from_db()

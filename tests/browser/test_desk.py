@@ -16,9 +16,9 @@ from decimal import Decimal as D
 import pytest
 from django.db import connection
 
-from bots import services
+from bots import cycle, services
 from bots.models import BacktestRun, Bot, Order
-from market.live import publish_price
+from market.push import publish_price
 from tests.browser.conftest import register, screenshot
 
 pytestmark = pytest.mark.browser
@@ -156,7 +156,7 @@ def test_the_desk_from_a_new_bot_to_a_live_fill_and_the_emergency_stop(page, liv
         ]
     )
     page.evaluate("window.__noReload = true")
-    in_thread(lambda: services.run_cycle(bot.pk))
+    in_thread(lambda: cycle.run_cycle(bot.pk))
     page.locator(f"#bot-{bot.pk}-trades .trade").first.wait_for(timeout=10_000)
     page.locator(f"#bot-{bot.pk}-events").get_by_text("Filled").first.wait_for()
     page.wait_for_function("Number(document.querySelector('#bot-chart').dataset.fills) >= 2")

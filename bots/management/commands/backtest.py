@@ -10,7 +10,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from aibo.cli import parse_date, parse_decimal
-from bots import services
+from bots import backtest_runs
+from bots.errors import BotError
 from bots.grid.backtest import BacktestResult, Candles, load_csv, run_backtest
 from bots.grid.engine import GridConfig, InvalidGrid
 from market.models import MarketRules
@@ -94,12 +95,12 @@ class Command(BaseCommand):
         try:
             if o["csv"]:
                 return load_csv(o["csv"], tick)
-            return services.stored_candles(
+            return backtest_runs.stored_candles(
                 o["exchange"], o["symbol"], start=o["start"], end=o["end"], tick=tick
             )
         except FileNotFoundError:
             raise CommandError(f"{o['csv']}: no such file") from None
-        except (ValueError, services.BotError) as e:
+        except (ValueError, BotError) as e:
             raise CommandError(str(e)) from None
 
 

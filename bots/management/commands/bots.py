@@ -6,7 +6,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from bots import services
+from bots import pages, services
+from bots.errors import BotError
 from bots.models import Bot
 
 
@@ -34,7 +35,7 @@ class Command(BaseCommand):
                 services.start_bot(bot)
             else:
                 services.stop_bot(bot, reason="stopped by an operator")
-        except services.BotError as e:
+        except BotError as e:
             raise CommandError(str(e)) from None
         bot.refresh_from_db()
         self.stdout.write(f"bot {bot.pk} ({bot}): {bot.get_status_display().lower()}")
@@ -47,7 +48,7 @@ class Command(BaseCommand):
             bots = bots.filter(status=status)
         rows = [("ID", "OWNER", "PAIR", "MODE", "STATUS", "PROFIT", "WHY")]
         for bot in bots:
-            stats = services.bot_statistics(bot)
+            stats = pages.bot_statistics(bot)
             rows.append((str(bot.pk), bot.owner.email, bot.symbol, bot.mode, bot.status,
                          f"{stats.total_profit:,.2f}", bot.status_reason))  # fmt: skip
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]

@@ -8,6 +8,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from bots import services
+from bots.errors import BotError
 
 
 class Command(BaseCommand):
@@ -22,6 +23,6 @@ class Command(BaseCommand):
             raise CommandError(f"There is no user {options['user']}.")
         try:
             stopped = services.emergency_stop(user, reason="emergency stop by an operator")
-        except services.BotError as e:
+        except BotError as e:
             raise CommandError(str(e)) from None
         self.stdout.write(f"Emergency stop for {user.email}: {stopped} bot(s) stopped.")

@@ -1,9 +1,9 @@
-"""Live push for bots: publishers say what changed; consumers decide how to show it.
+"""What the bot pages show: read models built with few queries, and the fragments they render.
 
-``publish_bot`` is the publishing half (services call it after a commit). The rest renders:
-the same partials the pages use, built from the same context functions, so a pushed fragment
-is exactly what a reload would show. Every renderer runs a bounded number of queries, however
-many bots, orders or trades there are (tests/bots/test_queries.py holds them to it).
+Views render these, and so do the consumers when ``bots.push`` says a bot changed: the same
+partials from the same context functions, so a pushed fragment is exactly what a reload would
+show. Every renderer runs a bounded number of queries, however many bots, orders or trades
+there are (tests/bots/test_queries.py holds them to it).
 """
 
 from __future__ import annotations
@@ -21,29 +21,20 @@ from django.db.models import Count, F, Q, Window
 from django.db.models.functions import RowNumber
 from django.template.loader import render_to_string
 
-from aibo import push
-from bots import services
-from bots.grid.engine import GridEngine, InvalidGrid, SlotState
+from bots import config as schema
+from bots.errors import BotError
+from bots.grid.engine import GridEngine, SlotState
 from bots.grid.preview import GridPreview, grid_preview
 from bots.models import Bot, BotEvent, EquitySnapshot, Order, PaperBalance
+from bots.push import CHANGES
+from market import services as market_services
+from market.precision import plain
 
-CHANGES = ("status", "orders", "trades", "stats", "events")
 SPARK_POINTS = 96
 TRADES_PER_PAGE = 20
 EVENTS_SHOWN = 30
 CHART_FILLS = 300
-
-
-def bot_group(bot_id: int) -> str:
-    return f"bot.{bot_id}"
-
-
-def publish_bot(
-    bot_id: int, *, changes: Iterable[str] = ("status", "orders", "trades", "stats")
-) -> None:
-    """Tell everyone watching bot `bot_id` that it changed (after the change is committed)."""
-    event = {"type": "bot.changed", "bot_id": bot_id, "changes": sorted(set(changes))}
-    push.group_send(bot_group(bot_id), event)
+ZERO = Decimal(0)
 
 
 # --- shared pieces -------------------------------------------------------------------------------
@@ -51,7 +42,7 @@ def publish_bot(
 
 def prices_for(pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Decimal | None]:
     """The latest price of each distinct (exchange, symbol): one look-up per pair, not per bot."""
-    return {pair: services.latest_price(*pair) for pair in set(pairs)}
+    return {pair: market_services.latest_price(*pair) for pair in set(pairs)}
 
 
 def sparkline(values: Sequence[Decimal | float], width: int = 120, height: int = 32) -> str:
@@ -69,13 +60,70 @@ def sparkline(values: Sequence[Decimal | float], width: int = 120, height: int =
     )
 
 
-def plain(value: Decimal) -> str:
-    """Decimal('61578.950000000000') → '61578.95': database scale dropped, exact still."""
-    return f"{value.normalize():f}"
-
-
 def replayed() -> bool:
     return settings.MARKET_FEED == "replay"
+
+
+# --- statistics ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BotStatistics:
+    price: Decimal | None
+    equity: Decimal
+    quote: Decimal
+    base: Decimal
+    total_trades: int
+    win_rate: Decimal
+    total_profit: Decimal
+    grid_profit: Decimal
+    unrealized_pnl: Decimal
+    fees_paid: Decimal
+    max_drawdown: Decimal
+    apr: Decimal | None
+    hodl_profit: Decimal | None
+    profit_vs_hodl: Decimal | None
+    open_orders: int
+
+
+def bot_statistics(bot: Bot, *, open_orders: int | None = None) -> BotStatistics:
+    """The numbers a user sees for a bot, from its saved state (no extra query by default)."""
+    capital = bot.capital
+    if not bot.engine_state:
+        return BotStatistics(
+            None, capital, capital, ZERO, 0, ZERO, ZERO, ZERO, ZERO, ZERO, ZERO, None, None,
+            None, 0,
+        )  # fmt: skip
+    engine = bot.engine()
+    price = bot.last_price or engine.start_price
+    mark = engine.stop_mark if engine.is_stopped else price
+    equity = engine.equity(mark)
+    cost_basis = sum((s.acquired * engine.q for s in engine.slots if s.acquired), ZERO)
+    unrealized = engine.base * mark - cost_basis if engine.base else ZERO
+    total_profit = equity - capital
+    apr = None
+    if bot.market_started_at and bot.cursor:
+        elapsed = (bot.cursor - bot.market_started_at).total_seconds()
+        if elapsed >= 3600:
+            apr = total_profit / capital * Decimal(365 * 86400) / Decimal(elapsed)
+    hodl = capital / engine.start_price * price - capital if engine.start_price else None
+    return BotStatistics(
+        price=price,
+        equity=equity,
+        quote=engine.quote,
+        base=engine.base,
+        total_trades=engine.total_trades,
+        win_rate=engine.win_rate,
+        total_profit=total_profit,
+        grid_profit=engine.grid_profit,
+        unrealized_pnl=unrealized,
+        fees_paid=engine.fees_paid,
+        max_drawdown=bot.max_drawdown,
+        apr=apr,
+        hodl_profit=hodl,
+        profit_vs_hodl=(total_profit - hodl) if hodl is not None else None,
+        open_orders=open_orders if open_orders is not None else len(engine.desired_orders()),
+    )
 
 
 # --- dashboard cards -----------------------------------------------------------------------------
@@ -256,8 +304,8 @@ def _engine_and_preview(
     if bot.engine_state:
         return bot.engine(), None, ""
     try:
-        grid = services.grid_config_for(bot.config, exchange=bot.exchange, symbol=bot.symbol)
-    except InvalidGrid as e:
+        grid = schema.grid_config_for(bot.config, exchange=bot.exchange, symbol=bot.symbol)
+    except BotError as e:
         return None, None, str(e)
     return None, grid_preview(grid, price), ""
 
@@ -273,10 +321,10 @@ def events(bot: Bot) -> list[BotEvent]:
 def bot_context(bot: Bot, *, trades: Any = 1, parts: Iterable[str] = CHANGES) -> dict[str, Any]:
     """What the bot page's partials need; ``parts`` limits the work to what will be shown."""
     parts = set(parts)
-    price = services.latest_price(bot.exchange, bot.symbol) or bot.last_price
+    price = market_services.latest_price(bot.exchange, bot.symbol) or bot.last_price
     ctx: dict[str, Any] = {"bot": bot, "price": price, "replayed": replayed()}
     if parts & {"status", "stats"}:
-        ctx["stats"] = services.bot_statistics(bot)
+        ctx["stats"] = bot_statistics(bot)
     if "orders" in parts:
         engine, preview, problem = _engine_and_preview(bot, price)
         ctx.update(
@@ -351,9 +399,9 @@ def chart_state(bot: Bot) -> dict[str, Any]:
         lines = list(bot.engine_state.get("lines", []))
     else:
         try:
-            grid = services.grid_config_for(bot.config, exchange=bot.exchange, symbol=bot.symbol)
+            grid = schema.grid_config_for(bot.config, exchange=bot.exchange, symbol=bot.symbol)
             lines = [str(p) for p in grid.lines]
-        except InvalidGrid:
+        except BotError:
             lines = []
     orders = [
         {"slot": slot, "side": side, "price": plain(price), "amount": plain(amount)}
@@ -382,7 +430,7 @@ def chart_state(bot: Bot) -> dict[str, Any]:
 
 def api_state(bot: Bot) -> dict[str, Any]:
     """The JSON API's view of a bot: status, statistics and the grid."""
-    stats = services.bot_statistics(bot)
+    stats = bot_statistics(bot)
     state = chart_state(bot)
     state.update(
         type="bot",

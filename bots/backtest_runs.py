@@ -1,6 +1,7 @@
 """Backtests a user asks for from the page: a BacktestRun row, a Huey task, a result to show.
 
-``run_backtest_job(run_id)`` is the task's body (``bots.tasks.backtest_task`` calls it): it
+"Backtest" alone is the walk (``bots.grid.backtest``); this module is the job a person asks
+for. ``run_backtest_job(run_id)`` is the task's body (``bots.tasks.backtest_task`` calls it): it
 loads the stored candles of the range, runs ``bots.grid.backtest.run_backtest`` with the grid the
 run was saved with, and keeps the result with a chart-sized summary (candles merged into at
 most ``CHART_BARS`` bars, the equity curve, the fills) so the page never reloads the range.
@@ -16,10 +17,12 @@ from typing import Any
 import numpy as np
 from django.utils import timezone
 
-from bots import services
+from bots import config as schema
+from bots.errors import BotError
 from bots.grid.backtest import BacktestResult, Candles, run_backtest
-from bots.grid.engine import InvalidGrid
 from bots.models import BacktestRun
+from bots.pages import sparkline
+from market.models import Candle
 
 logger = logging.getLogger(__name__)
 
@@ -30,8 +33,6 @@ DEFAULT_DAYS = 7
 
 def default_range() -> dict[str, dt.date]:
     """The last week of stored candles, or of the calendar when none are stored yet."""
-    from market.models import Candle
-
     last = (
         Candle.objects.filter(timeframe="1m")
         .order_by("-open_time")
@@ -42,11 +43,27 @@ def default_range() -> dict[str, dt.date]:
     return {"start": end - dt.timedelta(days=DEFAULT_DAYS - 1), "end": end}
 
 
-def enqueue(run_id: int) -> None:
-    """Hand the run to Huey (called on commit, so the task finds the row)."""
-    from bots.tasks import backtest_task
-
-    backtest_task(run_id)
+def stored_candles(
+    exchange: str, symbol: str, *, start: dt.datetime | None, end: dt.datetime | None, tick: Decimal
+) -> Candles:
+    """The stored 1-minute candles of a market with start <= open time < end, oldest first."""
+    rows = (
+        Candle.objects.for_series(exchange, symbol, "1m")
+        .between(start, end)
+        .order_by("open_time")
+        .values_list("open_time", "open", "high", "low", "close")
+    )
+    # Floats only carry the prices to Candles, which checks they convert back exactly.
+    table = np.array(
+        [(t.timestamp() * 1000, o, h, low, c) for t, o, h, low, c in rows.iterator(5000)],
+        dtype=np.float64,
+    ).reshape(-1, 5)
+    if not len(table):
+        raise BotError(
+            f"No stored {symbol} candles on {exchange} in that period: import them first "
+            "(manage.py import_candles)."
+        )
+    return Candles.from_floats(table, tick)
 
 
 def _set(run: BacktestRun, **fields: Any) -> None:
@@ -62,8 +79,8 @@ def run_backtest_job(run_id: int) -> None:
         return  # done already: a retried task changes nothing
     _set(run, status=BacktestRun.Status.RUNNING, progress=5)
     try:
-        grid = services.grid_config_for(run.config, exchange=run.exchange, symbol=run.symbol)
-        candles = services.stored_candles(
+        grid = schema.grid_config_for(run.config, exchange=run.exchange, symbol=run.symbol)
+        candles = stored_candles(
             run.exchange, run.symbol, start=run.start, end=run.end, tick=grid.tick
         )
         _set(run, progress=40)
@@ -71,7 +88,7 @@ def run_backtest_job(run_id: int) -> None:
         _set(run, progress=90)
         data = result.to_json_dict()
         data["chart"] = chart_summary(result, candles)
-    except (InvalidGrid, ValueError, services.BotError) as e:
+    except (ValueError, BotError) as e:
         _set(
             run,
             status=BacktestRun.Status.FAILED,
@@ -155,8 +172,6 @@ def page_context(run: BacktestRun) -> dict[str, Any]:
     }
     curve = (result.get("chart") or {}).get("equity") or []
     if curve:
-        from bots.live import sparkline
-
         ctx["equity_spark"] = sparkline([v for _, v in curve], width=600, height=120)
         ctx["equity_up"] = curve[-1][1] >= curve[0][1]
     return ctx

@@ -1,0 +1,25 @@
+"""The bots layer's errors: one root, and what a caller may need to tell apart.
+
+The grid (``bots.grid.engine.GridError``) and the exchange (``market.exchange.ExchangeError``)
+have their own; they are translated into these once, where the bots layer calls them, so
+views, commands and tasks catch ``BotError`` alone.
+"""
+
+from __future__ import annotations
+
+
+class BotError(Exception):
+    """Why an action on a bot cannot be done, in words for its owner; nothing was changed."""
+
+
+class ConfigError(BotError):
+    """A bot config that cannot run; ``field`` names the config key to change (None: the
+    config as a whole)."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class LiveError(BotError):
+    """A live action could not be done on the exchange; the message says why, in words."""

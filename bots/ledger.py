@@ -1,0 +1,100 @@
+"""The books of a bot: its order, trade and event rows, its round trips, the paper wallet, and
+closing the books when a bot stops. Paper and live bots write the same rows through these."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from bots import push
+from bots.grid import order_ids
+from bots.grid.engine import DesiredOrder, MarketTrade, RoundTrip
+from bots.models import Bot, BotEvent, Order, PaperBalance, Trade
+
+ZERO = Decimal(0)
+QUOTE_WALLETS = {"USDT", "USDC", "USD"}
+
+
+def event(bot: Bot, kind: str, message: str, at: datetime | None = None) -> BotEvent:
+    """An event log line (not saved), cut to the column's length."""
+    return BotEvent(bot=bot, kind=kind, message=message[:500], market_time=at)
+
+
+def open_order(bot: Bot, desired: DesiredOrder) -> Order:
+    """The row of a grid order the engine wants resting (not saved)."""
+    return Order(
+        bot=bot, slot=desired.slot, side=desired.side, price=desired.price,
+        amount=desired.amount, status=Order.Status.OPEN, client_order_id=desired.client_id,
+    )  # fmt: skip
+
+
+def market_order(bot: Bot, trade: MarketTrade, label: str, at: datetime | None) -> Order:
+    """The row of a market order that filled (the start buy, a stop sale; not saved)."""
+    return Order(
+        bot=bot, slot=None, side=trade.side, kind=Order.Kind.MARKET, price=trade.price,
+        amount=trade.amount, filled=trade.amount, fee=trade.fee, status=Order.Status.FILLED,
+        client_order_id=order_ids.market_order_id(bot.key, label), filled_at=at, reason=label,
+    )  # fmt: skip
+
+
+def round_trip_rows(
+    bot: Bot, sell: Order, trip: RoundTrip, at: datetime | None
+) -> tuple[Trade, BotEvent]:
+    """The Trade row and the event log line of a round trip the sell ``sell`` closed."""
+    trade = Trade(bot=bot, slot=trip.slot, sell_order=sell, amount=trip.amount,
+                  buy_price=trip.buy_price, sell_price=trip.sell_price, profit=trip.profit,
+                  fees=trip.fees, closed_at=at)  # fmt: skip
+    message = (
+        f"Round trip on slot {trip.slot}: bought at {trip.buy_price}, sold at "
+        f"{trip.sell_price}, profit {trip.profit:.6f} {bot.quote_asset}."
+    )
+    return trade, event(bot, BotEvent.Kind.ROUND_TRIP, message, at)
+
+
+def paper_balance(owner: Any, asset: str, *, for_update: bool = False) -> PaperBalance:
+    """The user's paper balance in `asset`; a new user's quote wallet starts funded."""
+    initial = settings.PAPER_STARTING_BALANCE if asset in QUOTE_WALLETS else ZERO
+    qs = PaperBalance.objects.select_for_update() if for_update else PaperBalance.objects
+    balance, _ = qs.get_or_create(owner=owner, asset=asset, defaults={"free": initial})
+    return balance
+
+
+def close_books(bot: Bot, *, reason: str, status: str, at: datetime | None) -> None:
+    """Inside a transaction holding the bot: cancel its book, release its capital, stop it
+    (the bot row is changed, not saved)."""
+    cancelled = Order.objects.filter(bot=bot, status__in=Order.RESTING).update(
+        status=Order.Status.CANCELLED, reason=reason[:300], updated_at=timezone.now()
+    )
+    if bot.mode == Bot.Mode.PAPER and bot.engine_state:
+        engine = bot.engine()
+        quote_wallet = paper_balance(bot.owner, bot.quote_asset, for_update=True)
+        quote_wallet.locked = max(quote_wallet.locked - bot.capital, ZERO)
+        quote_wallet.free += engine.quote
+        quote_wallet.save(update_fields=["free", "locked"])
+        if engine.base:
+            base_wallet = paper_balance(bot.owner, bot.base_asset, for_update=True)
+            base_wallet.free += engine.base
+            base_wallet.save(update_fields=["free"])
+    bot.status, bot.status_reason = status, reason[:300]
+    bot.stopped_at = timezone.now()
+    bot.next_buy_price = bot.next_sell_price = None
+    bot.chain_token = ""
+    kind = BotEvent.Kind.STOPPED if status == Bot.Status.STOPPED else BotEvent.Kind.ERROR
+    message = f"Stopped: {reason}. Cancelled {cancelled} resting order(s)."
+    BotEvent.objects.create(bot=bot, kind=kind, message=message[:500], market_time=at)
+
+
+def halt(bot: Bot, *, reason: str, status: str = Bot.Status.STOPPED) -> None:
+    """Stop a running bot in the database (``close_books``, saved) and tell its watchers."""
+    with transaction.atomic():
+        bot = Bot.objects.select_for_update().get(pk=bot.pk)
+        if not bot.is_running:
+            return
+        close_books(bot, reason=reason, status=status, at=bot.cursor)
+        bot.save()
+    transaction.on_commit(lambda: push.publish_bot(bot.pk))

@@ -1,0 +1,191 @@
+"""Paper bots: the exchange is the engine's own matching over the market feed's candles.
+
+A paper cycle walks the candles that closed since the last one through ``GridRun`` (the
+backtest's own walk, resumed from the saved peak, drawdown and previous close), so a paper
+run ends exactly where the backtest of its candles does. Everything a cycle learns is written
+in the caller's one transaction: a crash anywhere leaves the previous state whole and the
+next cycle redoes the same work, deterministically.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from bots import ledger, risk
+from bots.grid import order_ids
+from bots.grid.backtest import GridRun
+from bots.grid.engine import Side
+from bots.models import Bot, BotEvent, EquitySnapshot, Order, Trade
+from market.models import Candle
+
+# A cycle walks at most this many new candles; a bot that fell further behind catches up over
+# the next cycles (each of which is scheduled at once while it is behind).
+CYCLE_BATCH = 2_000
+TIMEFRAME = "1m"
+CandleRow = tuple[datetime, Decimal, Decimal, Decimal, Decimal]
+
+
+@dataclass
+class PaperCycle:
+    candles: int = 0
+    fills: int = 0
+    round_trips: int = 0
+    behind: bool = False  # more candles wait: run again at once
+    running: bool = True
+
+
+def new_candles(bot: Bot) -> list[CandleRow]:
+    qs = Candle.objects.filter(exchange=bot.exchange, symbol=bot.symbol, timeframe=TIMEFRAME)
+    if bot.cursor is not None:
+        qs = qs.filter(open_time__gt=bot.cursor)
+    return list(
+        qs.order_by("open_time").values_list("open_time", "open", "high", "low", "close")[
+            : CYCLE_BATCH + 1
+        ]
+    )
+
+
+def walk(bot: Bot, candles: list[CandleRow]) -> PaperCycle:
+    """Walk candles through the engine (the backtest's own walk) and persist the outcome."""
+    behind = len(candles) > CYCLE_BATCH
+    candles = candles[:CYCLE_BATCH]
+    engine = bot.engine()
+    run = GridRun(
+        engine,
+        peak=bot.peak_equity or bot.capital,
+        max_drawdown=bot.max_drawdown,
+        prev_close=bot.last_price,
+    )
+    book: dict[int | None, Order] | None = None
+
+    def open_book() -> dict[int | None, Order]:
+        """The bot's open orders by slot, read only when a fill needs them (idle: never)."""
+        nonlocal book
+        if book is None:
+            book = {o.slot: o for o in Order.objects.filter(bot=bot, status=Order.Status.OPEN)}
+        return book
+
+    seqs = [s.seq for s in engine.slots]
+    filled: list[Order] = []
+    created: list[Order] = []
+    trades: list[Trade] = []
+    events: list[BotEvent] = []
+    result = PaperCycle(candles=len(candles), behind=behind)
+    halt_reason: str | None = None
+    at = bot.cursor
+    for at, o, h, low, c in candles:
+        risk.roll_day(bot, at.date(), bot.last_equity)
+        trips_before = len(engine.round_trips)
+        fills = run.step(o, h, low, c)
+        trips = iter(engine.round_trips[trips_before:])
+        for fill in fills:
+            seq = seqs[fill.slot]
+            seqs[fill.slot] += 1
+            cid = order_ids.client_order_id(bot.key, fill.slot, fill.side, fill.price, seq)
+            order = open_book().pop(fill.slot, None)
+            if order is None or order.client_order_id != cid:
+                # Placed and filled within this walk (or the book lagged): record it as both.
+                if order is not None:
+                    order.status, order.reason = Order.Status.CANCELLED, "replaced"
+                    filled.append(order)
+                order = Order(bot=bot, slot=fill.slot, side=fill.side, price=fill.price,
+                              amount=fill.amount, client_order_id=cid)  # fmt: skip
+                created.append(order)
+            order.status, order.filled, order.fee, order.filled_at = (
+                Order.Status.FILLED,
+                fill.amount,
+                fill.fee,
+                at,
+            )
+            if order.pk:
+                filled.append(order)
+            verb = "Bought" if fill.side == Side.BUY else "Sold"
+            events.append(ledger.event(bot, BotEvent.Kind.FILLED,
+                                 f"{verb} {fill.amount} {bot.base_asset} at {fill.price} "
+                                 f"(slot {fill.slot}); fee {fill.fee:.8f} {bot.quote_asset}.",
+                                 at))  # fmt: skip
+            if fill.side == Side.SELL:
+                trade, event = ledger.round_trip_rows(bot, order, next(trips), at)
+                trades.append(trade)
+                events.append(event)
+            result.fills += 1
+        result.round_trips += len(engine.round_trips) - trips_before
+        bot.last_equity, bot.last_price = run.equity, c
+        bot.cursor = at
+        if engine.is_stopped:
+            sale = engine.stop_sale
+            if sale is not None and sale.amount:
+                created.append(ledger.market_order(bot, sale, engine.stopped or order_ids.STOP, at))
+            halt_reason = risk.stopped_words(engine, bot)
+            break
+        halt_reason = risk.daily_loss_reason(bot, run.equity) or None
+        if halt_reason is not None:
+            break
+
+    bot.peak_equity, bot.max_drawdown = run.peak, run.max_drawdown
+    Order.objects.bulk_update(filled, ["status", "filled", "fee", "filled_at", "reason",
+                                       "updated_at"])  # fmt: skip
+    # New resting orders for the slots whose order filled (placed after the walk).
+    # Without fills the desired orders are the ones already resting.
+    if result.fills and not engine.is_stopped and halt_reason is None:
+        for desired in engine.desired_orders(bot.key):
+            resting = open_book().get(desired.slot)
+            if resting is not None and resting.client_order_id != desired.client_id:
+                resting.status, resting.reason = Order.Status.CANCELLED, "replaced"
+                resting.save(update_fields=["status", "reason", "updated_at"])
+                resting = None
+            if resting is None:
+                order = ledger.open_order(bot, desired)
+                created.append(order)
+                open_book()[desired.slot] = order
+                events.append(ledger.event(bot, BotEvent.Kind.PLACED,
+                                     f"Placed {desired.side} {desired.amount} "
+                                     f"{bot.base_asset} at {desired.price} (slot "
+                                     f"{desired.slot}).", at))  # fmt: skip
+    Order.objects.bulk_create(created)
+    Trade.objects.bulk_create(trades)
+    BotEvent.objects.bulk_create(events)
+    bot.keep_engine(engine)
+    if result.fills or halt_reason is not None or _snapshot_due(at):
+        EquitySnapshot.objects.bulk_create(
+            [EquitySnapshot(bot=bot, at=at, price=bot.last_price, quote=engine.quote,
+                            base=engine.base, equity=bot.last_equity)],
+            ignore_conflicts=True,
+        )  # fmt: skip
+    if halt_reason is not None:
+        ledger.close_books(bot, reason=halt_reason, status=Bot.Status.STOPPED, at=at)
+        result.running = False
+    bot.save(update_fields=CYCLE_FIELDS)
+    return result
+
+
+# What a cycle changes on the bot row: saving only these keeps the cycle's write small.
+CYCLE_FIELDS = [
+    "engine_state", "next_buy_price", "next_sell_price", "cursor", "last_price", "last_equity",
+    "peak_equity", "max_drawdown", "day", "day_open_equity", "status", "status_reason",
+    "stopped_at", "chain_token", "updated_at",
+]  # fmt: skip
+# Equity is marked at every candle for the drawdown; the stored series (charts, sparklines)
+# keeps a point per this many market minutes, and one at every fill.
+SNAPSHOT_MINUTES = 15
+
+
+def _snapshot_due(at: datetime) -> bool:
+    return (int(at.timestamp()) // 60) % SNAPSHOT_MINUTES == 0
+
+
+# What a cycle changes on the bot row: saving only these keeps the cycle's write small.
+CYCLE_FIELDS = [
+    "engine_state", "next_buy_price", "next_sell_price", "cursor", "last_price", "last_equity",
+    "peak_equity", "max_drawdown", "day", "day_open_equity", "status", "status_reason",
+    "stopped_at", "chain_token", "updated_at",
+]  # fmt: skip
+# Equity is marked at every candle for the drawdown; the stored series (charts, sparklines)
+# keeps a point per this many market minutes, and one at every fill.
+SNAPSHOT_MINUTES = 15
+
+
+def _snapshot_due(at: datetime) -> bool:
+    return (int(at.timestamp()) // 60) % SNAPSHOT_MINUTES == 0

@@ -1,0 +1,26 @@
+"""Live push for bots: publishers say what changed; consumers decide how to show it.
+
+Services and cycles call ``publish_bot`` after a change is committed; ``bots.consumers``
+renders the page fragments (``bots.pages``) for whoever watches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from aibo import push
+
+# The parts of a bot page that a change can touch.
+CHANGES = ("status", "orders", "trades", "stats", "events")
+
+
+def bot_group(bot_id: int) -> str:
+    return f"bot.{bot_id}"
+
+
+def publish_bot(
+    bot_id: int, *, changes: Iterable[str] = ("status", "orders", "trades", "stats")
+) -> None:
+    """Tell everyone watching bot `bot_id` that it changed (after the change is committed)."""
+    event = {"type": "bot.changed", "bot_id": bot_id, "changes": sorted(set(changes))}
+    push.group_send(bot_group(bot_id), event)
