@@ -14,9 +14,8 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Literal, NoReturn
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
-import anthropic
 import httpx2
 
 from ai_advisor.prompt import (
@@ -27,6 +26,9 @@ from ai_advisor.prompt import (
     build_messages,
     suggestion_tool,
 )
+
+if TYPE_CHECKING:
+    import anthropic
 
 logger = logging.getLogger(__name__)
 
@@ -231,6 +233,8 @@ class ClaudeAdvisor:
     ) -> None:
         if not api_key:
             raise AdvisorError("No Anthropic API key is configured.")
+        import anthropic  # the SDK loads when Claude is asked, not when the app starts
+
         self.model = model
         self.timeout_s = timeout_s
         self.max_retries = max_retries
@@ -301,6 +305,8 @@ class ClaudeAdvisor:
     def _create(
         self, system: str, messages: list[dict[str, Any]], tool: dict[str, Any]
     ) -> anthropic.types.Message:
+        import anthropic
+
         try:
             return self._client.messages.create(
                 model=self.model,
@@ -330,6 +336,8 @@ class ClaudeAdvisor:
     def _raise_mapped(self, e: anthropic.AnthropicError) -> NoReturn:
         """Turn an SDK exception into ours. `from None`: the SDK's request (and its headers,
         which carry the key) must not ride along in tracebacks."""
+        import anthropic
+
         tried = f"tried {_tries(e)} time{'s' if _tries(e) != 1 else ''}"
         later = "Try again in a minute."
         if isinstance(e, anthropic.APITimeoutError):

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from django.conf import settings
 
 from bots.errors import ConfigError
-from bots.grid.engine import GridConfig, InvalidGrid
+from bots.grid.params import GridConfig, InvalidGrid
 from market import services as market_services
 from market.precision import canonical, plain
 

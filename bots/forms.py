@@ -17,7 +17,7 @@ from django.conf import settings
 from accounts.models import ExchangeCredential
 from bots import config as schema
 from bots.errors import ConfigError
-from bots.grid.engine import GridConfig
+from bots.grid.params import GridConfig
 from bots.models import Bot
 from market.precision import plain
 

@@ -35,15 +35,8 @@ from bots import gateways, ledger, risk
 from bots.errors import LiveError
 from bots.gateways.base import ExchangeFill, OrderRequest
 from bots.grid import order_ids
-from bots.grid.engine import (
-    STOP_LOSS,
-    TAKE_PROFIT,
-    Fill,
-    FillMismatch,
-    GridEngine,
-    MarketTrade,
-    Side,
-)
+from bots.grid.engine import Fill, FillMismatch, GridEngine, MarketTrade, Side
+from bots.grid.params import STOP_LOSS, TAKE_PROFIT
 from bots.models import Bot, BotEvent, EquitySnapshot, ExchangeFillRecord, Order, Trade
 from market.exchange import ExchangeError, OrderRejected, TemporaryExchangeError
 from market.precision import floor_amount

@@ -8,7 +8,8 @@ from django.db import models
 from django.db.models import Q
 
 from bots.grid import order_ids
-from bots.grid.engine import GridConfig, GridEngine
+from bots.grid.engine import GridEngine
+from bots.grid.params import GridConfig
 from market.precision import canonical
 
 MONEY = {"max_digits": 30, "decimal_places": 12}

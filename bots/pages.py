@@ -23,7 +23,8 @@ from django.template.loader import render_to_string
 
 from bots import config as schema
 from bots.errors import BotError
-from bots.grid.engine import GridEngine, SlotState
+from bots.grid.engine import GridEngine
+from bots.grid.params import SlotState
 from bots.grid.preview import GridPreview, grid_preview
 from bots.models import Bot, BotEvent, EquitySnapshot, Order, PaperBalance
 from bots.push import CHANGES

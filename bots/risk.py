@@ -13,7 +13,8 @@ from decimal import Decimal
 from django.utils import timezone
 
 from bots.grid.backtest import mark_drawdown
-from bots.grid.engine import STOP_LOSS, TAKE_PROFIT, GridEngine
+from bots.grid.engine import GridEngine
+from bots.grid.params import STOP_LOSS, TAKE_PROFIT
 from bots.models import Bot
 from market import services as market_services
 from market.precision import canonical

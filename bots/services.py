@@ -22,7 +22,8 @@ from bots import config as schema
 from bots import ledger, live_trading, push
 from bots.errors import BotError, LiveError
 from bots.grid import order_ids
-from bots.grid.engine import GridEngine, InvalidGrid
+from bots.grid.engine import GridEngine
+from bots.grid.params import InvalidGrid
 from bots.locks import bot_lock
 from bots.models import Bot, BotEvent, EquitySnapshot, Order
 from market import services as market_services

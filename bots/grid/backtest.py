@@ -24,7 +24,8 @@ from typing import IO, Any
 
 import numpy as np
 
-from bots.grid.engine import Fill, GridConfig, GridEngine, RoundTrip, Side, StopReason
+from bots.grid.engine import Fill, GridEngine, RoundTrip, Side
+from bots.grid.params import GridConfig, StopReason
 from market.precision import plain
 
 _MAX_DECIMALS = 8

@@ -13,53 +13,26 @@ the exchange's fills (``apply_fill``), which must match a resting order exactly.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from dataclasses import dataclass, field, fields
-from decimal import (
-    ROUND_CEILING,
-    ROUND_HALF_UP,
-    Context,
-    Decimal,
-    DivisionByZero,
-    Inexact,
-    InvalidOperation,
-    Overflow,
-    localcontext,
-)
+from dataclasses import dataclass
+from decimal import Decimal, localcontext
 from enum import StrEnum
-from functools import lru_cache
-from typing import Any, Literal
+from typing import Any
 
-# The one rounding helper pair (stdlib only), shared with the market rules and the feed.
 from bots.grid.order_ids import client_order_id
-from market.precision import round_price
+from bots.grid.params import (
+    EXACT,
+    STOP_LOSS,
+    TAKE_PROFIT,
+    ZERO,
+    GridConfig,
+    GridError,
+    SlotState,
+    StopReason,
+    to_decimal,
+)
 
-Spacing = Literal["arithmetic", "geometric"]
-StopReason = Literal["stop_loss", "take_profit"]
-
-STOP_LOSS: StopReason = "stop_loss"
-TAKE_PROFIT: StopReason = "take_profit"
-
-# Money arithmetic: wide enough for any realistic price * amount * fee, and loud if not.
-_EXACT = Context(prec=60, traps=[Inexact, InvalidOperation, DivisionByZero, Overflow])
-_ZERO = Decimal(0)
-_ONE = Decimal(1)
-_HUNDRED = Decimal(100)
-
-
-class GridError(ValueError):
-    """The root of the grid layer's errors."""
-
-
-class InvalidGrid(GridError):
-    """The grid cannot run as configured; the message says why, in words a user can act on.
-
-    ``field`` names the ``GridConfig`` field to change (None: the grid as a whole), so a form
-    can put the message beside it without reading the words.
-    """
-
-    def __init__(self, message: str, *, field: str | None = None) -> None:
-        super().__init__(message)
-        self.field = field
+# The engine's own: fills, orders, the state machine. Its parameters are ``bots.grid.params``
+# (GridConfig, InvalidGrid, the price lines), imported here for its callers too.
 
 
 class FillMismatch(GridError):
@@ -69,217 +42,6 @@ class FillMismatch(GridError):
 class Side(StrEnum):
     BUY = "buy"
     SELL = "sell"
-
-
-class SlotState(StrEnum):
-    QUOTE = "quote"  # holds quote, rests a buy at its lower line
-    BASE = "base"  # holds q base, rests a sell at its upper line
-
-
-def _ceil_to(value: Decimal, unit: Decimal) -> Decimal:
-    return (value / unit).to_integral_value(rounding=ROUND_CEILING) * unit
-
-
-def grid_lines(
-    lower: Decimal, upper: Decimal, levels: int, spacing: Spacing, tick: Decimal
-) -> list[Decimal]:
-    """Price lines p_0..p_{N-1}, each rounded half-up to the tick."""
-    return list(_grid_lines(lower, upper, levels, spacing, tick))
-
-
-# A running bot rebuilds its engine every cycle: remember recent grids (a pure function).
-@lru_cache(maxsize=4096)
-def _grid_lines(
-    lower: Decimal, upper: Decimal, levels: int, spacing: Spacing, tick: Decimal
-) -> tuple[Decimal, ...]:
-    steps = Decimal(levels - 1)
-    # The powers are irrational: compute them far past the tick, then round once.
-    with localcontext(prec=40):
-        if spacing == "geometric":
-            ratio = upper / lower
-            raw = [lower * ratio ** (Decimal(i) / steps) for i in range(levels)]
-            raw[-1] = upper  # exactly, whatever the last power rounded to
-        else:
-            raw = [lower + (upper - lower) * i / steps for i in range(levels)]
-        lines = [round_price(p, tick) for p in raw]
-    if len(set(lines)) < levels:
-        raise InvalidGrid(
-            f"{levels} price lines between {lower} and {upper} collide after rounding to the "
-            f"tick of {tick}; use fewer levels or a wider range",
-            field="levels",
-        )
-    return tuple(lines)
-
-
-def _dec(value: Any) -> Decimal:
-    if isinstance(value, Decimal):
-        return value
-    if isinstance(value, float):
-        return Decimal(repr(value))
-    return Decimal(value)
-
-
-def _money(value: Decimal, unit: Decimal) -> str:
-    """1257 -> '1,257.00' with the unit's decimals, for messages."""
-    return f"{value.quantize(unit, rounding=ROUND_HALF_UP):,}"
-
-
-# --- the configuration -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class GridConfig:
-    """A grid as a user configured it, with the market's filters (GRID_SPEC.md, Inputs).
-
-    Constructing one validates everything that does not depend on the start price; the
-    capital check needs it and happens in ``GridEngine.start`` (or ``order_amount``).
-    ``base_asset``/``quote_asset`` only label messages.
-    """
-
-    lower: Decimal
-    upper: Decimal
-    levels: int
-    spacing: Spacing
-    capital: Decimal
-    fee: Decimal = Decimal("0.001")
-    tick: Decimal = Decimal("0.01")
-    step: Decimal = Decimal("0.00001")
-    min_notional: Decimal = Decimal("5")
-    stop_loss_pct: Decimal = Decimal("0")
-    take_profit: Decimal | None = None
-    min_levels: int = 2
-    max_levels: int = 500
-    base_asset: str = "BTC"
-    quote_asset: str = "USDT"
-    lines: list[Decimal] = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        set_ = object.__setattr__
-        name = ""
-        try:
-            for name in ("lower", "upper", "capital", "fee", "tick", "step", "min_notional"):
-                set_(self, name, _dec(getattr(self, name)))
-            name = "stop_loss_pct"
-            set_(self, name, _dec(self.stop_loss_pct or 0))
-            if self.take_profit is not None:
-                name = "take_profit"
-                set_(self, name, _dec(self.take_profit))
-        except (ArithmeticError, ValueError, TypeError) as e:
-            raise InvalidGrid(f"not a number: {e}", field=name) from None
-        self.validate()
-
-    def validate(self) -> None:
-        """Raise ``InvalidGrid`` unless the grid can be laid out; sets ``lines``."""
-        if not all(x.is_finite() for x in (self.lower, self.upper, self.capital, self.fee)):
-            raise InvalidGrid("prices, capital and fee must be finite numbers")
-        if self.spacing not in ("arithmetic", "geometric"):
-            raise InvalidGrid("spacing must be 'arithmetic' or 'geometric'", field="spacing")
-        if not self.min_levels <= self.levels <= self.max_levels:
-            raise InvalidGrid(
-                f"levels must be between {self.min_levels} and {self.max_levels}, "
-                f"not {self.levels}",
-                field="levels",
-            )
-        if self.lower <= 0:
-            raise InvalidGrid("the lower price must be above 0", field="lower")
-        if self.upper <= self.lower:
-            raise InvalidGrid(
-                f"the upper price must be above the lower price ({self.upper} <= {self.lower})",
-                field="upper",
-            )
-        if self.capital <= 0:
-            raise InvalidGrid("the capital must be above 0", field="capital")
-        if not 0 <= self.fee < 1:
-            raise InvalidGrid("the fee rate must be between 0 and 1 (0.001 is 0.1 %)", field="fee")
-        if self.tick <= 0 or self.step <= 0 or self.min_notional < 0:
-            raise InvalidGrid("the market's tick and step must be above 0")
-        if not 0 <= self.stop_loss_pct <= 10:
-            raise InvalidGrid(
-                f"the stop-loss must be between 0 and 10 % below the lower price, "
-                f"not {self.stop_loss_pct} %",
-                field="stop_loss_pct",
-            )
-        if self.take_profit is not None and self.take_profit <= self.upper:
-            raise InvalidGrid(
-                f"the take-profit must be above the upper price {self.upper}, "
-                f"not {self.take_profit}",
-                field="take_profit",
-            )
-        object.__setattr__(
-            self,
-            "lines",
-            grid_lines(self.lower, self.upper, self.levels, self.spacing, self.tick),
-        )
-
-    @property
-    def stop_price(self) -> Decimal | None:
-        """``lower * (1 - stop_loss_pct/100)``, exact, not rounded; None when disabled."""
-        if not self.stop_loss_pct:
-            return None
-        with localcontext(_EXACT):
-            return self.lower * (_ONE - self.stop_loss_pct / _HUNDRED)
-
-    def start_states(self, p0: Decimal) -> list[SlotState]:
-        """Each slot's state at the start price (GRID_SPEC.md, Slots and the start)."""
-        lines = self.lines
-        states = []
-        for lo, hi in zip(lines, lines[1:], strict=False):
-            if hi <= p0:
-                states.append(SlotState.QUOTE)
-            elif lo >= p0:
-                states.append(SlotState.BASE)
-            else:  # lo < p0 < hi: the nearer line gets no order; a tie goes to QUOTE
-                states.append(SlotState.BASE if p0 - lo < hi - p0 else SlotState.QUOTE)
-        return states
-
-    def order_amount(self, p0: Decimal) -> Decimal:
-        """The amount q of every order when starting at ``p0``; ``InvalidGrid`` if too small."""
-        p0 = _dec(p0)
-        if not p0.is_finite() or p0 <= 0:
-            raise InvalidGrid(f"the start price must be above 0, not {p0}")
-        states = self.start_states(p0)
-        with localcontext(_EXACT):
-            n_base = states.count(SlotState.BASE)
-            per_q = n_base * p0 + sum(
-                (p for p, s in zip(self.lines, states, strict=False) if s == SlotState.QUOTE),
-                _ZERO,
-            )
-            cost = per_q * (_ONE + self.fee)  # capital spent per unit of q
-            # Integer division is exact: no rounding before the floor.
-            q = (self.capital // (cost * self.step)) * self.step
-            lowest = self.lines[0]
-            if q >= self.step and q * lowest >= self.min_notional:
-                return q
-            steps = self.min_notional // (lowest * self.step)  # exact, like q above
-            if steps * lowest * self.step < self.min_notional:
-                steps += 1
-            smallest = max(self.step, steps * self.step)
-            needed = _ceil_to(smallest * cost, self.tick)
-        base, quote = self.base_asset, self.quote_asset
-        if q < self.step:
-            order = f"less than the minimum amount of {self.step} {base}"
-        else:
-            order = f"{q} {base} ({_money(q * lowest, self.tick)} {quote} at {lowest})"
-        raise InvalidGrid(
-            f"each order would be {order}, below the exchange minimum of "
-            f"{self.min_notional} {quote}: the grid needs at least "
-            f"{_money(needed, self.tick)} {quote} (or fewer levels)",
-            field="capital",
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for f in fields(self):
-            if f.name == "lines":
-                continue
-            value = getattr(self, f.name)
-            out[f.name] = str(value) if isinstance(value, Decimal) else value
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> GridConfig:
-        known = {f.name for f in fields(cls) if f.init}
-        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 # --- orders, fills, round trips ----------------------------------------------------------------
@@ -385,8 +147,8 @@ class GridEngine:
         self.fills = 0
         self.total_trades = 0
         self.wins = 0
-        self.grid_profit = _ZERO
-        self.fees_paid = start_buy.fee if start_buy else _ZERO
+        self.grid_profit = ZERO
+        self.fees_paid = start_buy.fee if start_buy else ZERO
         self.round_trips: list[RoundTrip] = []
         self.stopped: StopReason | None = None
         self.stop_sale: MarketTrade | None = None
@@ -398,11 +160,11 @@ class GridEngine:
     @classmethod
     def start(cls, config: GridConfig, p0: Decimal) -> GridEngine:
         """Lay out the slots at start price ``p0`` and make the start market buy."""
-        p0 = _dec(p0)
+        p0 = to_decimal(p0)
         q = config.order_amount(p0)  # validates p0 and the capital
         states = config.start_states(p0)
         slots = [Slot(s, acquired=p0 if s == SlotState.BASE else None) for s in states]
-        with localcontext(_EXACT):
+        with localcontext(EXACT):
             amount = states.count(SlotState.BASE) * q
             start_buy = None
             quote = config.capital
@@ -434,11 +196,11 @@ class GridEngine:
     def win_rate(self) -> Decimal:
         """Share of round trips with profit > 0 (0 when none)."""
         if not self.total_trades:
-            return _ZERO
+            return ZERO
         return Decimal(self.wins) / Decimal(self.total_trades)
 
     def equity(self, mark: Decimal) -> Decimal:
-        with localcontext(_EXACT):
+        with localcontext(EXACT):
             return self.quote + self.base * mark
 
     def resting_order(self, slot: int, bot_key: str = "") -> DesiredOrder:
@@ -487,7 +249,7 @@ class GridEngine:
             return []
         lines, q, fee, slots = self.lines, self.q, self._fee, self.slots
         out = []
-        with localcontext(_EXACT):
+        with localcontext(EXACT):
             if b < a:
                 # Only lines within [b, a] can fill: bisect instead of scanning every slot.
                 for i in range(bisect_right(lines, a) - 1, bisect_left(lines, b) - 1, -1):
@@ -524,7 +286,7 @@ class GridEngine:
                 f"match its resting order {side} {self.q} @ {price}"
             )
         q = self.q
-        with localcontext(_EXACT):
+        with localcontext(EXACT):
             notional = fill.price * q
             self.fills += 1
             self.fees_paid += fill.fee
@@ -571,12 +333,12 @@ class GridEngine:
 
     def _liquidate(self, price: Decimal, reason: StopReason) -> None:
         """Cancel every order (they are only implied by the slots) and sell all base."""
-        with localcontext(_EXACT):
+        with localcontext(EXACT):
             amount = self.base
             fee = self._fee * price * amount
             self.stop_sale = MarketTrade(Side.SELL, price, amount, fee)
             self.quote = self.quote + price * amount - fee
-            self.base = _ZERO
+            self.base = ZERO
             self.fees_paid += fee
         self.stopped = reason
         self.stop_mark = price

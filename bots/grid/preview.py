@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, Decimal
 
-from bots.grid.engine import GridConfig, InvalidGrid, SlotState
+from bots.grid.params import GridConfig, InvalidGrid, SlotState
 
 
 @dataclass(frozen=True)

@@ -35,12 +35,9 @@ def _no_real_exchange(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeBinance]:
-    with FakeBinance(api_key=API_KEY, secret=SECRET, balances={"USDT": "1000"}) as fake:
-        monkeypatch.setattr(
-            exchange, "CLIENT_FACTORY", lambda exchange, k, s: fake.ccxt_client(k, s)
-        )
-        yield fake
+def fake(fake_binance: Callable[..., FakeBinance]) -> FakeBinance:
+    """The exchange the key check reaches (``market.exchange`` builds its clients against it)."""
+    return fake_binance(api_key=API_KEY, secret=SECRET, balances={"USDT": "1000"}, as_exchange=True)
 
 
 def add(client: Any, **overrides: str) -> Any:

@@ -10,12 +10,11 @@ import anthropic
 import pytest
 
 from ai_advisor import services
-from bots import services as bot_services
 from bots.models import Bot
 from market.indicators import MarketSnapshot
 from market.models import Candle
-from tests.ai_advisor import anthropic_fakes as fakes
 from tests.bots.conftest import make_rules
+from tests.fakes import anthropic_fakes as fakes
 
 API_KEY = "sk-ant-api03-TEST-KEY-must-never-leak-0123456789"
 DAYS = 10
@@ -117,8 +116,8 @@ BOT_CONFIG = {
 
 
 @pytest.fixture
-def bot(market: Any, user: Any, settings: Any) -> Bot:
-    return bot_services.create_bot(user, symbol="BTC/USDT", config=BOT_CONFIG)
+def bot(market: Any, make_bot: Callable[..., Bot], settings: Any) -> Bot:
+    return make_bot(BOT_CONFIG)
 
 
 def good_input(**overrides: Any) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from django.urls import reverse
 
-from ai_advisor import services
+from ai_advisor import services, suggestions
 from ai_advisor.models import AdvisorRun
 from bots import config as schema
 from bots import services as bot_services
@@ -18,8 +18,8 @@ from bots.errors import BotError
 from bots.models import Bot, Order
 from market.indicators import market_snapshot
 from market.services import load_bundled_sample
-from tests.ai_advisor import anthropic_fakes as fakes
 from tests.ai_advisor.conftest import API_KEY, BOT_CONFIG, good_input
+from tests.fakes import anthropic_fakes as fakes
 
 API = "/api/ai/optimize"
 
@@ -211,7 +211,7 @@ def test_the_baseline_is_fitted_on_older_candles_and_scored_on_newer_ones(user, 
     # The suggestion runs at the current price under the market's rules.
     config = run.suggestion["config"]
     ctx = services.build_context(run, current=None)
-    assert services.check_config(config, ctx) is None
+    assert suggestions.check_config(config, ctx) is None
     assert config["stop_loss_pct"] == "5"  # the bot's own stop-loss is kept
 
 

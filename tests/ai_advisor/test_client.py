@@ -26,7 +26,7 @@ from ai_advisor.client import (
     cost_usd,
 )
 from ai_advisor.prompt import SUGGESTION_TOOL, AdvisorContext, build_messages, suggestion_tool
-from tests.ai_advisor import anthropic_fakes as fakes
+from tests.fakes import anthropic_fakes as fakes
 
 ROOT = Path(__file__).resolve().parents[2]
 API_KEY = "sk-ant-api03-TEST-KEY-must-never-leak-0123456789"

@@ -10,11 +10,11 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
-from ai_advisor import services
+from ai_advisor import services, suggestions
 from ai_advisor.client import RawSuggestion
 from ai_advisor.models import AdvisorRun
-from tests.ai_advisor import anthropic_fakes as fakes
 from tests.ai_advisor.conftest import good_input
+from tests.fakes import anthropic_fakes as fakes
 
 
 def test_the_bot_page_and_forms_offer_the_advisor(client, user, bot):
@@ -138,7 +138,7 @@ def test_a_suggestion_must_be_a_grid_that_runs_at_the_current_price(
 ):
     run = services.create_run(user, symbol="BTC/USDT", capital=capital)
     ctx = services.build_context(run, current=None)
-    reason = services.check_suggestion(raw(**overrides), ctx)
+    reason = suggestions.check_suggestion(raw(**overrides), ctx)
     if says is None:
         assert reason is None
     else:

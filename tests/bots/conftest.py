@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from bots import services
+from bots.grid.params import GridConfig
 from bots.models import Bot
-from market.models import Candle, MarketRules
+from market.models import Candle, LatestPrice, MarketRules
 
 WORKED_CONFIG = {
     "capital": "1000",
@@ -72,13 +72,80 @@ def worked_market(db: None, settings: Any) -> None:
 
 
 @pytest.fixture
-def worked_bot(worked_market: None, user: Any) -> Bot:
-    return services.create_bot(user, symbol="BTC/USDT", config=WORKED_CONFIG)
+def worked_bot(worked_market: None, make_bot: Callable[..., Bot]) -> Bot:
+    return make_bot(WORKED_CONFIG)
+
+
+def example_config(**overrides: object) -> GridConfig:
+    """The worked example (WORKED_CONFIG) as the pure grid's GridConfig, with ``overrides``."""
+    fields: dict[str, object] = {
+        "lower": Decimal(100),
+        "upper": Decimal(110),
+        "levels": 3,
+        "spacing": "arithmetic",
+        "capital": Decimal(1000),
+        "fee": Decimal("0.001"),
+        "tick": Decimal("0.01"),
+        "step": Decimal("0.001"),
+        "min_notional": Decimal(5),
+    }
+    fields.update(overrides)
+    return GridConfig(**fields)  # type: ignore[arg-type]
+
+
+# --- the desk (tests/bots/test_views.py and its neighbours): BTC/USDT at 65,000 --------------
+
+CONFIG = {
+    "capital": "1000",
+    "lower_bound": "60000",
+    "upper_bound": "70000",
+    "grid_levels": "20",
+    "spacing": "arithmetic",
+    "stop_loss_pct": "0",
+    "max_daily_loss": "0",
+    "take_profit": "",
+}
+FORM = CONFIG | {"name": "", "symbol": "BTC/USDT", "mode": "paper"}
+
+
+def set_price(symbol: str, price: Decimal, at: datetime = datetime(2025, 6, 1, tzinfo=UTC)) -> None:
+    """What the market feed leaves behind: a closed candle at ``price`` and the latest price."""
+    Candle.objects.update_or_create(
+        exchange="binance",
+        symbol=symbol,
+        timeframe="1m",
+        open_time=at,
+        defaults={"open": price, "high": price, "low": price, "close": price, "volume": Decimal(1)},
+    )
+    LatestPrice.objects.update_or_create(
+        exchange="binance", symbol=symbol, defaults={"price": price, "at": at}
+    )
 
 
 @pytest.fixture
-def make_bot(user: Any) -> Callable[..., Bot]:
-    def make(config: dict[str, str], owner: Any = None, symbol: str = "BTC/USDT") -> Bot:
-        return services.create_bot(owner or user, symbol=symbol, config=config)
+def rules(db: None) -> None:
+    for symbol, tick, step in (("BTC/USDT", "0.01", "0.00001"), ("ETH/USDT", "0.01", "0.0001")):
+        MarketRules.objects.update_or_create(
+            exchange="binance",
+            symbol=symbol,
+            defaults={
+                "base": symbol.split("/")[0],
+                "quote": symbol.split("/")[1],
+                "tick": Decimal(tick),
+                "step": Decimal(step),
+                "min_notional": Decimal("5"),
+                "fee": Decimal("0.001"),
+            },
+        )
 
-    return make
+
+@pytest.fixture
+def price(rules: None) -> Decimal:
+    set_price("BTC/USDT", Decimal("65000"))
+    set_price("ETH/USDT", Decimal("2500"))
+    return Decimal("65000")
+
+
+@pytest.fixture
+def bot(make_bot: Callable[..., Bot], rules: None, price: Decimal) -> Bot:
+    return make_bot(dict(CONFIG), name="Test grid")

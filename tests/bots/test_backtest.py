@@ -15,7 +15,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from bots.grid.backtest import Candles, load_csv, run_backtest
-from bots.grid.engine import GridConfig, InvalidGrid
+from bots.grid.params import GridConfig, InvalidGrid
+from tests.bots.conftest import example_config
 
 D = Decimal
 TICK = D("0.01")
@@ -29,25 +30,11 @@ EXAMPLE_CSV = """timestamp_ms,open,high,low,close,volume
 """
 
 
-def example_config(**overrides: object) -> GridConfig:
-    fields: dict[str, object] = {
-        "lower": D(100),
-        "upper": D(110),
-        "levels": 3,
-        "spacing": "arithmetic",
-        "capital": D(1000),
-        "step": D("0.001"),
-    }
-    fields.update(overrides)
-    return GridConfig(**fields)  # type: ignore[arg-type]
-
-
 def sample_path() -> Path:
-    """The real BTC/USDT sample: market/data/ in the repo, $AIBO_SHARED_DATA, or ../shared/data."""
+    """The real BTC/USDT sample: market/data/ in the repo, or $AIBO_SHARED_DATA."""
     places = [REPO / "market" / "data"]
     if os.environ.get("AIBO_SHARED_DATA"):
         places.append(Path(os.environ["AIBO_SHARED_DATA"]))
-    places.append(REPO.parent / "shared" / "data")
     for place in places:
         for name in (SAMPLE, SAMPLE + ".gz"):
             if (place / name).exists():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from decimal import Decimal
 
 import ccxt
@@ -20,15 +20,14 @@ SECRET = "live-secret-XyZ789"
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeBinance]:
-    with FakeBinance(
+def fake(fake_binance: Callable[..., FakeBinance]) -> FakeBinance:
+    return fake_binance(
         api_key=API_KEY,
         secret=SECRET,
         balances={"USDT": "10000", "BTC": "0.5"},
         prices={"BTCUSDT": "100000"},
         hang_seconds=2,
-    ) as fake:
-        yield fake
+    )
 
 
 @pytest.fixture

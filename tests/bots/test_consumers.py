@@ -13,14 +13,9 @@ from aibo.routing import websocket_urlpatterns
 from bots import consumers, push, services
 from bots.consumers import Coalescer
 from market.push import apublish_price, market_group
-from tests.bots import test_views as desk
-from tests.bots.test_views import CONFIG
+from tests.bots.conftest import CONFIG
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-# The desk fixtures (tests/bots/test_views.py), made visible to this module.
-price = desk.price
-rules = desk.rules
 
 
 @pytest.fixture
@@ -33,11 +28,6 @@ def fast(monkeypatch):
     """Coalesce over 50 ms instead of 250 ms: the tests wait less, the behaviour is the same."""
     monkeypatch.setattr(consumers, "BOT_INTERVAL", 0.05)
     monkeypatch.setattr(consumers, "PRICE_INTERVAL", 0.05)
-
-
-@pytest.fixture
-def bot(user, price):
-    return services.create_bot(user, symbol="BTC/USDT", config=dict(CONFIG), name="WS grid")
 
 
 async def connect(app, path, user):

@@ -12,18 +12,11 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from bots.grid.engine import (
-    DesiredOrder,
-    Fill,
-    GridConfig,
-    GridEngine,
-    InvalidGrid,
-    Side,
-    SlotState,
-    grid_lines,
-)
+from bots.grid.engine import DesiredOrder, Fill, GridEngine, Side
 from bots.grid.order_ids import client_order_id
+from bots.grid.params import GridConfig, InvalidGrid, SlotState, grid_lines
 from market.precision import floor_amount, round_price
+from tests.bots.conftest import example_config
 
 D = Decimal
 
@@ -32,22 +25,6 @@ EXAMPLE_CANDLES = [
     (D(105), D(111), D(104), D(108)),
     (D(108), D(108), D(96), D(97)),
 ]
-
-
-def example_config(**overrides: object) -> GridConfig:
-    fields: dict[str, object] = {
-        "lower": D(100),
-        "upper": D(110),
-        "levels": 3,
-        "spacing": "arithmetic",
-        "capital": D(1000),
-        "fee": D("0.001"),
-        "tick": D("0.01"),
-        "step": D("0.001"),
-        "min_notional": D(5),
-    }
-    fields.update(overrides)
-    return GridConfig(**fields)  # type: ignore[arg-type]
 
 
 def walk(engine: GridEngine, candles: list[tuple[Decimal, ...]]) -> list[Decimal]:
@@ -373,11 +350,15 @@ def test_engine_state_round_trips_through_json() -> None:
 
 
 def test_engine_imports_neither_django_nor_numpy() -> None:
-    source = Path(__file__).resolve().parents[2] / "bots" / "grid" / "engine.py"
-    tree = ast.parse(source.read_text())
+    grid = Path(__file__).resolve().parents[2] / "bots" / "grid"
+    source = grid / "engine.py"
+    # The engine and its parameters (GridConfig), which it imports.
+    nodes = [
+        n for f in ("engine.py", "params.py") for n in ast.walk(ast.parse((grid / f).read_text()))
+    ]
     imported: set[str] = set()
     modules: set[str] = set()
-    for node in ast.walk(tree):
+    for node in nodes:
         if isinstance(node, ast.Import):
             imported.update(alias.name.split(".")[0] for alias in node.names)
             modules.update(alias.name for alias in node.names)
@@ -387,8 +368,11 @@ def test_engine_imports_neither_django_nor_numpy() -> None:
     # The rounding helper lives in market.precision, itself stdlib only; nothing else of ours.
     assert "market.precision" in modules
     assert not imported & {"django", "numpy", "accounts"}, imported
-    # Of bots, only its own package's pure neighbours (the client order ids).
-    assert not {m for m in modules if m.startswith("bots")} - {"bots.grid.order_ids"}
+    # Of bots, only its own package's pure neighbours (the client order ids, the parameters).
+    assert not {m for m in modules if m.startswith("bots")} - {
+        "bots.grid.order_ids",
+        "bots.grid.params",
+    }
     assert not {m for m in modules if m.startswith("market")} - {"market.precision"}
     helper = ast.parse((source.parents[2] / "market" / "precision.py").read_text())
     helper_imports = {

@@ -7,15 +7,10 @@ import pytest
 from bots import config as schema
 from bots.errors import ConfigError
 from bots.forms import BacktestForm, BotForm
-from bots.grid.engine import GridConfig, InvalidGrid
-from tests.bots import test_views as desk
-from tests.bots.test_views import CONFIG, FORM
+from bots.grid.params import GridConfig, InvalidGrid
+from tests.bots.conftest import CONFIG, FORM
 
 pytestmark = pytest.mark.django_db
-
-# The desk fixtures (tests/bots/test_views.py), made visible to this module.
-price = desk.price
-rules = desk.rules
 
 
 def test_a_valid_form_gives_the_config_as_strings(rules):

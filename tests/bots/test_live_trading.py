@@ -6,7 +6,7 @@ database says rests, and a crash anywhere never doubles an order or loses a fill
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -19,7 +19,6 @@ from bots import cycle, gateways, ledger, services
 from bots.errors import BotError
 from bots.forms import BotForm
 from bots.models import Bot, BotEvent, ExchangeFillRecord, Order, Trade
-from market import exchange
 from market.models import LatestPrice
 from tests.bots.conftest import add_candles, make_rules
 from tests.fakes.fake_binance import FakeBinance
@@ -36,17 +35,12 @@ CONFIG = {
 
 
 @pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeBinance]:
-    with FakeBinance(
+def fake(fake_binance: Callable[..., FakeBinance]) -> FakeBinance:
+    """The exchange the live bots reach (``market.exchange`` builds its clients against it)."""
+    return fake_binance(
         api_key=API_KEY, secret=SECRET, balances={"USDT": "5000"}, prices={"BTCUSDT": P0},
-        hang_seconds=1,
-    ) as fake:  # fmt: skip
-        monkeypatch.setattr(
-            exchange,
-            "CLIENT_FACTORY",
-            lambda exchange, k, s: fake.ccxt_client(k, s, timeout_ms=500),
-        )
-        yield fake
+        hang_seconds=1, as_exchange=True, timeout_ms=500,
+    )  # fmt: skip
 
 
 @pytest.fixture
@@ -78,10 +72,10 @@ def start_live(django_capture_on_commit_callbacks: Any) -> Any:
 
 
 @pytest.fixture
-def bot(market: None, user: Any, keys: ExchangeCredential, fake: FakeBinance) -> Bot:
-    return services.create_bot(
-        user, symbol="BTC/USDT", config=CONFIG, mode=Bot.Mode.LIVE, credential=keys
-    )
+def bot(
+    market: None, make_bot: Callable[..., Bot], keys: ExchangeCredential, fake: FakeBinance
+) -> Bot:
+    return make_bot(CONFIG, mode=Bot.Mode.LIVE, credential=keys)
 
 
 def resting(fake: FakeBinance) -> set[tuple[str, str, Decimal]]:

@@ -5,7 +5,7 @@ from decimal import Decimal as D
 
 import pytest
 
-from bots.grid.engine import GridConfig, InvalidGrid
+from bots.grid.params import GridConfig, InvalidGrid
 from bots.grid.preview import grid_preview, min_capital
 from bots.templatetags.money import (
     amount,
@@ -16,22 +16,11 @@ from bots.templatetags.money import (
     price,
     sign_class,
 )
-
-
-def config(**kw) -> GridConfig:
-    base = {
-        "lower": D(100),
-        "upper": D(110),
-        "levels": 3,
-        "spacing": "arithmetic",
-        "capital": D(1000),
-        "step": D("0.001"),
-    }
-    return GridConfig(**(base | kw))
+from tests.bots.conftest import example_config
 
 
 def test_preview_of_the_worked_example_marks_buys_below_and_sells_above_the_price():
-    p = grid_preview(config(), D(104))
+    p = grid_preview(example_config(), D(104))
     assert [(line.price, line.side) for line in p.lines] == [
         (D(100), "buy"),
         (D(105), ""),  # the line nearest the price carries no order
@@ -44,7 +33,7 @@ def test_preview_of_the_worked_example_marks_buys_below_and_sells_above_the_pric
 
 
 def test_profit_per_grid_is_after_both_fees():
-    p = grid_preview(config(), D(104))
+    p = grid_preview(example_config(), D(104))
     q = D("4.897")
     assert p.max_profit == q * 5 - D("0.001") * q * (100 + 105)
     assert p.min_profit == q * 5 - D("0.001") * q * (105 + 110)
@@ -53,7 +42,9 @@ def test_profit_per_grid_is_after_both_fees():
 
 
 def test_a_grid_narrower_than_the_round_trip_fee_is_warned_about():
-    p = grid_preview(config(lower=D(100), upper=D("100.9"), levels=10, tick=D("0.01")), D(100))
+    p = grid_preview(
+        example_config(lower=D(100), upper=D("100.9"), levels=10, tick=D("0.01")), D(100)
+    )
     assert p.unprofitable
     assert any("less than the" in w and "fees cost" in w for w in p.warnings)
 
@@ -77,20 +68,20 @@ def test_min_capital_is_exactly_what_the_engine_needs(price):
 
 
 def test_without_a_price_the_lines_show_and_the_preview_says_why_the_amount_is_missing():
-    p = grid_preview(config(), None)
+    p = grid_preview(example_config(), None)
     assert [line.side for line in p.lines] == ["", "", ""]
     assert p.order_amount is None
     assert any("no price" in w for w in p.warnings)
 
 
 def test_a_price_outside_the_range_is_warned_about():
-    p = grid_preview(config(), D(120))
+    p = grid_preview(example_config(), D(120))
     assert p.sells == 0 and p.buys == 2
     assert any("above the range" in w for w in p.warnings)
 
 
 def test_drawing_puts_the_upper_line_on_top():
-    d = grid_preview(config(), D(104)).drawing(height=100, pad=0)
+    d = grid_preview(example_config(), D(104)).drawing(height=100, pad=0)
     ys = [float(y) for y, _, _ in d["lines"]]
     assert ys[0] == 100.0 and ys[-1] == 0.0
     assert d["price_y"] == "60.0"

@@ -11,14 +11,10 @@ from django.test.utils import CaptureQueriesContext
 
 from bots import pages, services
 from bots.models import Bot, EquitySnapshot, Order
-from tests.bots import test_views as desk
-from tests.bots.test_views import CONFIG, make_trades
+from tests.bots.conftest import CONFIG
+from tests.bots.test_views import make_trades
 
 pytestmark = pytest.mark.django_db
-
-# The desk fixtures (tests/bots/test_views.py), made visible to this module.
-price = desk.price
-rules = desk.rules
 
 DASHBOARD_MAX = 10
 

@@ -1,4 +1,4 @@
-"""The desk's pages. The fixtures and helpers here are shared with the other desk tests."""
+"""The desk's pages. Its fixtures (rules, price, bot) and CONFIG/FORM are in conftest.py."""
 
 from __future__ import annotations
 
@@ -12,39 +12,11 @@ from django.urls import reverse
 from bots import services
 from bots.errors import BotError
 from bots.models import BacktestRun, Bot, Order, Trade
+from tests.bots.conftest import CONFIG, FORM
 
 pytestmark = pytest.mark.django_db
 
 HX = {"HX-Request": "true"}
-CONFIG = {
-    "capital": "1000",
-    "lower_bound": "60000",
-    "upper_bound": "70000",
-    "grid_levels": "20",
-    "spacing": "arithmetic",
-    "stop_loss_pct": "0",
-    "max_daily_loss": "0",
-    "take_profit": "",
-}
-FORM = CONFIG | {"name": "", "symbol": "BTC/USDT", "mode": "paper"}
-
-
-def set_price(
-    symbol: str, price: D, at: dt.datetime = dt.datetime(2025, 6, 1, tzinfo=dt.UTC)
-) -> None:
-    """What the market feed leaves behind: a closed candle at ``price`` and the latest price."""
-    from market.models import Candle, LatestPrice
-
-    Candle.objects.update_or_create(
-        exchange="binance",
-        symbol=symbol,
-        timeframe="1m",
-        open_time=at,
-        defaults={"open": price, "high": price, "low": price, "close": price, "volume": D(1)},
-    )
-    LatestPrice.objects.update_or_create(
-        exchange="binance", symbol=symbol, defaults={"price": price, "at": at}
-    )
 
 
 def make_candles(
@@ -96,37 +68,6 @@ def make_trades(bot: Bot, n: int) -> None:
             fees=D("0.12"),
             closed_at=closed + dt.timedelta(minutes=i),
         )
-
-
-@pytest.fixture
-def rules(db: None) -> None:
-    from market.models import MarketRules
-
-    for symbol, tick, step in (("BTC/USDT", "0.01", "0.00001"), ("ETH/USDT", "0.01", "0.0001")):
-        MarketRules.objects.update_or_create(
-            exchange="binance",
-            symbol=symbol,
-            defaults={
-                "base": symbol.split("/")[0],
-                "quote": symbol.split("/")[1],
-                "tick": D(tick),
-                "step": D(step),
-                "min_notional": D("5"),
-                "fee": D("0.001"),
-            },
-        )
-
-
-@pytest.fixture
-def price(rules: None) -> D:
-    set_price("BTC/USDT", D("65000"))
-    set_price("ETH/USDT", D("2500"))
-    return D("65000")
-
-
-@pytest.fixture
-def bot(user: Any, rules: None, price: D) -> Bot:
-    return services.create_bot(user, symbol="BTC/USDT", config=dict(CONFIG), name="Test grid")
 
 
 @pytest.fixture

@@ -7,9 +7,10 @@ The real ccxt client talks to it, so the ccxt gateway is tested end to end witho
         client.create_order("BTC/USDT", "limit", "buy", 0.001, 100000)
         fake.walk("BTCUSDT", ["100500", "99990"])  # the buy fills at 100000
 
-Shapes, JSON types and error codes/messages follow Binance's docs
-(/work/shared/data/binance_spot_rest_docs_examples.json); symbols and filters come from the
-real exchangeInfo snapshot. Simplifications, all deliberate:
+Shapes, JSON types and error codes/messages follow Binance's docs (binance-spot-api-docs,
+``rest-api.md`` and ``errors.md``); symbols and filters come from the real exchangeInfo snapshot
+that ships with the app, ``market/data/binance_exchangeInfo_spot_BTCUSDT_ETHUSDT.json``.
+Simplifications, all deliberate:
 
 - Fills are whole: a resting order fills completely once the price crosses it, at its own
   price (maker). An order that is marketable when placed fills at once at the current price
@@ -39,7 +40,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import ccxt
 
-DATA_DIR = Path("/work/shared/data")
+DATA_DIR = Path(__file__).resolve().parents[2] / "market" / "data"  # in this repository
 EXCHANGE_INFO = DATA_DIR / "binance_exchangeInfo_spot_BTCUSDT_ETHUSDT.json"
 COMMISSION_RATE = Decimal("0.001")
 API_PREFIX = "/api/v3"

@@ -8,7 +8,7 @@ import json
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -21,11 +21,10 @@ BTC = "BTC/USDT"
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeBinance]:
-    with FakeBinance(
+def fake(fake_binance: Callable[..., FakeBinance]) -> FakeBinance:
+    return fake_binance(
         balances={"USDT": "10000", "BTC": "0.5"}, prices={"BTCUSDT": "100000"}, hang_seconds=2
-    ) as fake:
-        yield fake
+    )
 
 
 @pytest.fixture

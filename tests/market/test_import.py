@@ -6,7 +6,7 @@ import copy
 import gzip
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -141,9 +141,8 @@ def test_a_large_import_goes_in_batches_with_progress(tmp_path: Path, postgres):
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeBinance]:
-    with FakeBinance(prices={"BTCUSDT": "100"}) as fake:
-        yield fake
+def fake(fake_binance: Callable[..., FakeBinance]) -> FakeBinance:
+    return fake_binance(prices={"BTCUSDT": "100"})
 
 
 def kline_rows(data: list[list[str]]) -> list[tuple]:

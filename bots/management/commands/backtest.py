@@ -13,7 +13,7 @@ from aibo.cli import parse_date, parse_decimal
 from bots import backtest_runs
 from bots.errors import BotError
 from bots.grid.backtest import BacktestResult, Candles, load_csv, run_backtest
-from bots.grid.engine import GridConfig, InvalidGrid
+from bots.grid.params import GridConfig, InvalidGrid
 from market.models import MarketRules
 from market.precision import canonical
 
