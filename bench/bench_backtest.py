@@ -1,6 +1,7 @@
 """Benchmark: a year of one-minute BTC/USDT candles through our backtest and backtesting.py.
 
     python bench/bench_backtest.py [--runs 7] [--peer-candles N] [--no-peer] [--profile]
+    python bench/bench_backtest.py --end-to-end [--runs 3]
 
 The year is stitched from the real multi-window file in the shared data folder (see
 bench/README.md) and cached in bench/.cache/.
@@ -10,10 +11,13 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import json
 import os
 import pstats
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from decimal import Decimal
@@ -25,13 +29,16 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bots.backtest import BacktestResult, Candles, load_csv, run_backtest  # noqa: E402
-from bots.engine import GridConfig, GridEngine, SlotState  # noqa: E402
+from bots.grid.backtest import BacktestResult, Candles, load_csv, run_backtest  # noqa: E402
+from bots.grid.engine import GridEngine  # noqa: E402
+from bots.grid.params import GridConfig, SlotState  # noqa: E402
 
 YEAR = 525_600
 TICK = Decimal("0.01")
 SOURCE = "binance_spot_BTCUSDT_1m_multiwindow_2021-2025_perf.csv.gz"
 CACHE = REPO / "bench" / ".cache" / "btcusdt_1m_stitched_year.csv"
+# The commit before the layout reshape: `--end-to-end` measures the command against it.
+BASELINE = "062524c"
 
 
 def shared_data() -> Path:
@@ -195,20 +202,93 @@ def run_peer(config: GridConfig, candles: Candles) -> dict[str, Any]:
     }
 
 
+# --- the command, end to end ------------------------------------------------------------------
+
+
+def baseline_tree() -> Path:
+    """The baseline commit's files (git archive), beside the cache; built once."""
+    tree = REPO / "bench" / ".cache" / f"tree-{BASELINE}"
+    if not (tree / "manage.py").exists():
+        tree.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(
+            ["git", "archive", BASELINE], cwd=REPO, capture_output=True, check=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    # The same front-end files, so both trees' system checks see the same STATICFILES_DIRS.
+    if not (tree / "node_modules").exists() and (REPO / "node_modules").exists():
+        (tree / "node_modules").symlink_to(REPO / "node_modules")
+    return tree
+
+
+def run_command(tree: Path, args: list[str]) -> tuple[float, dict[str, Any]]:
+    """`manage.py backtest` as a user runs it: a new process on the embedded default."""
+    with tempfile.TemporaryDirectory() as data:
+        env = {**os.environ, "AIBO_DATA_DIR": data}
+        for name in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE"):
+            env.pop(name, None)
+        t0 = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, "manage.py", *args], cwd=tree, env=env, capture_output=True, text=True
+        )
+        seconds = time.perf_counter() - t0
+    if done.returncode:
+        sys.exit(f"{tree}: manage.py backtest failed:\n{done.stderr}")
+    return seconds, json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def end_to_end(runs: int) -> None:
+    candles = load_csv(ensure_year(), TICK)
+    config = bench_config(candles)
+    args = [
+        "backtest", "--csv", str(CACHE), "--lower", str(config.lower),
+        "--upper", str(config.upper), "--levels", str(config.levels),
+        "--capital", str(config.capital), "--json",
+    ]  # fmt: skip
+    trees = {"baseline": baseline_tree(), "current": REPO}
+    times: dict[str, list[float]] = {name: [] for name in trees}
+    results = []
+    for _ in range(max(1, runs)):  # interleaved, so a slow moment hits both alike
+        for name, tree in trees.items():
+            seconds, result = run_command(tree, args)
+            times[name].append(seconds)
+            results.append(result)
+    if any(r != results[0] for r in results):
+        sys.exit("the baseline and the current command disagree on the result")
+    base, now = (statistics.median(times[name]) for name in trees)
+    print(
+        f"backtest end-to-end: baseline {BASELINE} {base:.2f} s, current {now:.2f} s "
+        f"({base / now:.1f}x faster), {len(candles)} candles, same result"
+    )
+
+
 # --- main --------------------------------------------------------------------------------------
+
+
+def ensure_year() -> Path:
+    if not CACHE.exists():
+        print(f"stitching a year of candles into {CACHE} ...")
+        write_csv(stitch_year(shared_data()), CACHE)
+    return CACHE
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--runs", type=int, default=None, help="7, or 3 with --end-to-end")
     parser.add_argument("--peer-candles", type=int, default=None, help="limit backtesting.py")
     parser.add_argument("--no-peer", action="store_true")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument(
+        "--end-to-end",
+        action="store_true",
+        help=f"time `manage.py backtest --csv --json` here and at {BASELINE} (new processes)",
+    )
     args = parser.parse_args()
+    if args.end_to_end:
+        end_to_end(args.runs or 3)
+        return
 
-    if not CACHE.exists():
-        print(f"stitching a year of candles into {CACHE} ...")
-        write_csv(stitch_year(shared_data()), CACHE)
+    ensure_year()
+    args.runs = args.runs or 7
     t0 = time.perf_counter()
     candles = load_csv(CACHE, TICK)
     load_s = time.perf_counter() - t0

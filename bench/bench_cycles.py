@@ -1,6 +1,6 @@
 """Bot-cycle throughput: N paper bots cycled by one worker process on PostgreSQL and Redis.
 
-Runs the real task body (`bots.tasks.cycle_once`: the Redis lock, then `services.run_cycle`) for
+Runs the real task body (`bots.tasks.cycle_once`: the Redis lock, then `bots.cycle.run_cycle`) for
 every bot, round after round: idle rounds (no new candle) and active rounds (a new real candle
 that crosses some bots' lines). Prints cycles/s, p50/p99 latency and queries per cycle.
 
