@@ -9,7 +9,6 @@ from django.db.models import Q
 
 from bots.grid import order_ids
 from bots.grid.engine import GridEngine
-from bots.grid.params import GridConfig
 from market.precision import canonical
 
 MONEY = {"max_digits": 30, "decimal_places": 12}
@@ -145,25 +144,6 @@ class Bot(models.Model):
         self.engine_state = engine.to_dict()
         self.next_buy_price = engine.next_buy_price
         self.next_sell_price = engine.next_sell_price
-
-    def grid_config(self, **market: Any) -> GridConfig:
-        """The GridConfig of this bot's saved config, with the market's tick/step/min/fee."""
-        c = self.config
-        take_profit = c.get("take_profit")
-        return GridConfig(
-            lower=Decimal(c["lower_bound"]),
-            upper=Decimal(c["upper_bound"]),
-            levels=int(c["grid_levels"]),
-            spacing=c.get("spacing", "arithmetic"),
-            capital=Decimal(c["capital"]),
-            stop_loss_pct=Decimal(c.get("stop_loss_pct") or "0"),
-            take_profit=Decimal(take_profit) if take_profit else None,
-            min_levels=settings.GRID_MIN_LEVELS,
-            max_levels=settings.GRID_MAX_LEVELS,
-            base_asset=self.base_asset,
-            quote_asset=self.quote_asset,
-            **market,
-        )
 
     @property
     def capital(self) -> Decimal:

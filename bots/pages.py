@@ -4,6 +4,9 @@ Views render these, and so do the consumers when ``bots.push`` says a bot change
 partials from the same context functions, so a pushed fragment is exactly what a reload would
 show. Every renderer runs a bounded number of queries, however many bots, orders or trades
 there are (tests/bots/test_queries.py holds them to it).
+
+Over 400 lines because every page fragment's read model is here, each beside its renderer, so
+the query budget of a page can be read in one file.
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""Market data: market rules, candle imports, the latest price."""
+"""Market data: market rules, candle imports, the latest price.
+
+About 400 lines because the candle import keeps its two write paths (PostgreSQL COPY and
+batched inserts) and its gap and idempotency rules together; the feed and push live apart.
+"""
 
 from __future__ import annotations
 

@@ -8,6 +8,10 @@ the same config, start price and price path always give the same fills.
 A bot persists its engine with ``to_dict()`` (JSON-safe) and rebuilds it every cycle with
 ``from_dict()``. Backtests and paper runs feed it candles (``walk_candle``); live bots feed it
 the exchange's fills (``apply_fill``), which must match a resting order exactly.
+
+Over 400 lines because ``GridEngine`` is one state machine: its slots, matching, stops and
+serialisation share invariants that read best in one class. Its parameters (``GridConfig``,
+the line maths) live beside it in ``params.py``.
 """
 
 from __future__ import annotations
