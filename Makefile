@@ -7,12 +7,21 @@ PY := $(BIN)/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test install install-test assets migrate lint format lock bench clean
+.PHONY: run test install install-test assets static migrate lint format lock bench clean
 
-run: install assets
+run: install assets static
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py load_sample_data
 	$(PY) manage.py serve --host $(HOST) --port $(PORT)
+
+# DEBUG is off by default, so WhiteNoise serves the collected (hashed, compressed) files only;
+# collected again only when a static file, a front-end library or Django's admin changed.
+DATA_DIR := $(or $(AIBO_DATA_DIR),var)
+STATIC_SOURCES := $(shell find static -type f) node_modules/.installed $(VENV)/.run-installed
+$(DATA_DIR)/static/staticfiles.json: $(STATIC_SOURCES) | install assets
+	$(PY) manage.py collectstatic --noinput --verbosity 0
+
+static: $(DATA_DIR)/static/staticfiles.json
 
 test: install-test assets
 	$(BIN)/ruff check .

@@ -3,21 +3,39 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
-from django.contrib.auth.forms import AuthenticationForm, UserCreationForm
+from django.contrib.auth.forms import (
+    AuthenticationForm,
+    BaseUserCreationForm,
+    PasswordResetForm,
+)
 
+from accounts import throttle
 from accounts.models import ExchangeCredential, User
 
 
-class RegistrationForm(UserCreationForm):
+class RegistrationForm(BaseUserCreationForm):
+    """An email address and a password. Whether the address is taken is not a form error: the
+    page must answer the same for a taken address and a new one (the view decides)."""
+
     class Meta:
         model = User
         fields = ("email",)
 
     def clean_email(self) -> str:
-        email = self.cleaned_data["email"].strip().lower()
-        if User.objects.filter(email__iexact=email).exists():
-            raise forms.ValidationError("An account with this email address already exists.")
-        return email
+        return self.cleaned_data["email"].strip().lower()
+
+    def validate_unique(self) -> None:
+        pass
+
+
+class ThrottledPasswordResetForm(PasswordResetForm):
+    """Django's reset form, sending at most ``MAILS_PER_ADDRESS_PER_HOUR`` mails to one
+    address an hour."""
+
+    def get_users(self, email: str) -> Any:
+        if not throttle.may_mail(email):
+            return iter(())
+        return super().get_users(email)
 
 
 class EmailLoginForm(AuthenticationForm):

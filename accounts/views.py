@@ -1,5 +1,8 @@
 """Sign-up, sign-in and password pages, and the page where a user keeps exchange API keys.
 
+Sign-up, sign-in (the admin's too) and password resets are throttled per client and account
+(accounts.throttle); every 429 says when to come back (``Retry-After``).
+
 Keys are owner-scoped (another user's are a 404), stored encrypted (accounts.crypto) and shown
 only as their mask. They are checked with the exchange before being saved: keys the exchange
 refuses are never stored.
@@ -8,71 +11,201 @@ refuses are never stored.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
-from django.contrib import messages
-from django.contrib.auth import login
+from django.conf import settings
+from django.contrib import admin, messages
+from django.contrib.admin.forms import AdminAuthenticationForm
+from django.contrib.auth import REDIRECT_FIELD_NAME
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.hashers import make_password
+from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.db.models import ProtectedError, RestrictedError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse_lazy
+from django.template.loader import render_to_string
+from django.template.response import TemplateResponse
+from django.urls import reverse, reverse_lazy
+from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts import key_check, throttle
 from accounts.crypto import UndecryptableSecret
-from accounts.forms import CredentialForm, EmailLoginForm, RegistrationForm
+from accounts.forms import (
+    CredentialForm,
+    EmailLoginForm,
+    RegistrationForm,
+    ThrottledPasswordResetForm,
+)
 from accounts.http import AuthedRequest
-from accounts.models import ExchangeCredential
+from accounts.models import ExchangeCredential, User
 
 logger = logging.getLogger(__name__)
 
 
+# --- sign-up -------------------------------------------------------------------------------------
+
+REGISTERED_EMAIL = "accounts.registered_email"  # session key: prefills the sign-in form once
+
+
+@sensitive_post_parameters("password1", "password2")
 @require_http_methods(["GET", "POST"])
 def register(request: HttpRequest) -> HttpResponse:
+    """Sign-up that does not say which addresses have accounts.
+
+    A new address gets its account at once and a welcome mail; a taken one gets a mail telling
+    its owner that someone tried to register with it (and how to sign in or reset). Both see the
+    same page: "we sent you a message; sign in with the password you chose". The password is
+    hashed either way, so the answer takes as long. Valid submissions are limited per client
+    (``REGISTRATIONS_PER_CLIENT_PER_HOUR``): each one writes an account or sends a mail.
+    """
     if request.user.is_authenticated:
         return redirect("bots:dashboard")
     form = RegistrationForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        user = form.save()
-        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-        messages.success(request, "Welcome to aibo. Your account is ready.")
-        return redirect("bots:dashboard")
+        limit = settings.REGISTRATIONS_PER_CLIENT_PER_HOUR
+        retry = throttle.hit("register", throttle.client_ip(request), limit, 3600)
+        if retry is not None:
+            form.add_error(
+                None,
+                "Too many sign-ups from your network this hour. "
+                f"Try again {throttle.wait_words(retry)}.",
+            )
+            page = render(request, "accounts/register.html", {"form": form})
+            return throttle.too_many(page, retry)
+        email = form.cleaned_data["email"]
+        _register(request, form, email)
+        request.session[REGISTERED_EMAIL] = email
+        messages.success(
+            request,
+            f"We have sent a message to {email}. If the address is new to aibo, your account "
+            "is ready: sign in with the password you just chose. If it already had an account, "
+            "the message tells you how to get back in.",
+        )
+        return redirect("accounts:login")
     return render(request, "accounts/register.html", {"form": form})
 
 
+@sensitive_variables()
+def _register(request: HttpRequest, form: RegistrationForm, email: str) -> None:
+    created = False
+    if not User.objects.filter(email__iexact=email).exists():
+        try:
+            with transaction.atomic():
+                form.save()
+            created = True
+        except IntegrityError:  # registered a moment ago by another request
+            pass
+    if created:
+        logger.info("account registered")
+    else:
+        make_password(form.cleaned_data["password1"])  # the same work as a new account
+    template = "accounts/email_welcome.txt" if created else "accounts/email_already_registered.txt"
+    subject = "Welcome to aibo" if created else "Someone tried to register with your address"
+    _send_account_mail(request, email, subject, template)
+
+
+def _send_account_mail(request: HttpRequest, email: str, subject: str, template: str) -> None:
+    if not throttle.may_mail(email):
+        return
+    context = {
+        "email": email,
+        "login_url": request.build_absolute_uri(reverse("accounts:login")),
+        "reset_url": request.build_absolute_uri(reverse("accounts:password_reset")),
+    }
+    try:
+        send_mail(subject, render_to_string(template, context, request), None, [email])
+    except Exception:  # a mail server down must not turn sign-up into an error page
+        logger.exception("could not send the sign-up mail")
+
+
+# --- sign-in -------------------------------------------------------------------------------------
+
+
+def _refusal_words(refusal: throttle.Refusal) -> str:
+    wait = throttle.wait_words(refusal.retry_after)
+    if refusal.reason == "client":
+        return f"Too many failed sign-in attempts from your network. Try again {wait}."
+    if refusal.reason == "account":
+        return (
+            "This account has had too many failed sign-in attempts, so for now it accepts "
+            "sign-ins only from browsers that signed in to it before. "
+            f"Try again {wait}, or reset your password: that lets this browser in too."
+        )
+    return f"Too many failed sign-in attempts. Try again {wait}, or reset your password."
+
+
+def _throttled_login(
+    request: HttpRequest,
+    log_in: Callable[[], HttpResponse],
+    refused_page: Callable[[str], HttpResponse],
+) -> HttpResponse:
+    """Run a login view's POST under ``throttle.LoginAttempt``: refused with a 429 and
+    ``Retry-After`` before the password is even checked, failures counted, and on success the
+    browser remembered as one the account signs in from."""
+    attempt = throttle.LoginAttempt.of(request)
+    if (refusal := attempt.refusal()) is not None:
+        return throttle.too_many(refused_page(_refusal_words(refusal)), refusal.retry_after)
+    response = log_in()
+    # LoginView redirects only when the form was valid and the user is signed in.
+    if response.status_code == 302 and request.user.is_authenticated:
+        attempt.succeeded()
+        throttle.remember_device(response, request, request.POST.get("username", ""))
+    else:
+        attempt.failed()
+    return response
+
+
 class LoginView(auth_views.LoginView):
-    """Django's login, throttled: repeated failures for one email or IP get HTTP 429."""
+    """Django's login, throttled by account and client together (``throttle.LoginAttempt``)."""
 
     template_name = "accounts/login.html"
     authentication_form = EmailLoginForm
     redirect_authenticated_user = True
 
+    def get_initial(self) -> dict[str, Any]:
+        if self.request.method == "GET" and REGISTERED_EMAIL in self.request.session:
+            return {"username": self.request.session.pop(REGISTERED_EMAIL)}
+        return super().get_initial()
+
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        email = request.POST.get("username", "")
-        ip = throttle.client_ip(request.META)
-        if throttle.is_locked_out(email, ip):
-            form = self.get_form()
-            return render(
-                request,
-                self.template_name,
-                {
-                    "form": form,
-                    "throttled": True,
-                    "throttle_message": "Too many failed sign-in attempts. "
-                    "Wait 15 minutes and try again, or reset your password.",
-                },
-                status=429,
-            )
-        response = super().post(request, *args, **kwargs)
-        if request.user.is_authenticated:
-            throttle.clear_failures(email, ip)
-        else:
-            throttle.record_failure(email, ip)
-        return response
+        return _throttled_login(
+            request, lambda: super(LoginView, self).post(request, *args, **kwargs), self.refused
+        )
+
+    def refused(self, message: str) -> HttpResponse:
+        # An unbound form: a bound one would check the password while rendering its errors.
+        email = self.request.POST.get("username", "")
+        form = self.get_form_class()(self.request, initial={"username": email})
+        context = self.get_context_data(form=form, throttle_message=message)
+        return self.render_to_response(context)
+
+
+@sensitive_post_parameters("password")
+@never_cache
+def admin_login(request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+    """The admin's own login page, throttled exactly as the site's (wired before admin.site.urls
+    in aibo/urls.py)."""
+    if request.method != "POST":
+        return admin.site.login(request, extra_context)
+
+    def refused(message: str) -> HttpResponse:
+        messages.error(request, message)
+        context = {
+            **admin.site.each_context(request),
+            "title": "Log in",
+            "app_path": request.get_full_path(),
+            "username": request.user.get_username(),
+            "form": AdminAuthenticationForm(request),
+            REDIRECT_FIELD_NAME: request.POST.get(REDIRECT_FIELD_NAME) or reverse("admin:index"),
+        }
+        return TemplateResponse(request, "admin/login.html", context)
+
+    return _throttled_login(request, lambda: admin.site.login(request, extra_context), refused)
 
 
 class LogoutView(auth_views.LogoutView):
@@ -86,6 +219,53 @@ class PasswordChangeView(auth_views.PasswordChangeView):
     def form_valid(self, form: Any) -> HttpResponse:
         messages.success(self.request, "Your password has been changed.")
         return super().form_valid(form)
+
+
+# --- password reset (Django's views, a throttle and our templates) -------------------------------
+
+
+class PasswordResetView(auth_views.PasswordResetView):
+    """Asks for an address and always answers "if it has an account, a link is on its way".
+    Requests are limited per client (``PASSWORD_RESETS_PER_CLIENT_PER_HOUR``) and mails per
+    address (``throttle.may_mail``)."""
+
+    template_name = "accounts/password_reset_form.html"
+    email_template_name = "accounts/email_password_reset.txt"
+    subject_template_name = "accounts/email_password_reset_subject.txt"
+    form_class = ThrottledPasswordResetForm
+    success_url = reverse_lazy("accounts:password_reset_done")
+
+    def form_valid(self, form: Any) -> HttpResponse:
+        limit = settings.PASSWORD_RESETS_PER_CLIENT_PER_HOUR
+        retry = throttle.hit("password-reset", throttle.client_ip(self.request), limit, 3600)
+        if retry is not None:
+            form.add_error(
+                None,
+                "Too many reset requests from your network this hour. "
+                f"Try again {throttle.wait_words(retry)}.",
+            )
+            return throttle.too_many(self.form_invalid(form), retry)
+        return super().form_valid(form)
+
+
+class PasswordResetDoneView(auth_views.PasswordResetDoneView):
+    template_name = "accounts/password_reset_done.html"
+
+
+class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
+    template_name = "accounts/password_reset_confirm.html"
+    success_url = reverse_lazy("accounts:password_reset_complete")
+
+    def form_valid(self, form: Any) -> HttpResponse:
+        response = super().form_valid(form)
+        # The link proved the person holds the address: this browser may sign in even while
+        # strangers keep the account closed to unknown ones (throttle.LoginAttempt).
+        throttle.remember_device(response, self.request, form.user.email)
+        return response
+
+
+class PasswordResetCompleteView(auth_views.PasswordResetCompleteView):
+    template_name = "accounts/password_reset_complete.html"
 
 
 # --- exchange keys -------------------------------------------------------------------------------
@@ -118,20 +298,26 @@ def _after_credential_action(request: AuthedRequest) -> HttpResponse:
 def credential_list(request: AuthedRequest) -> HttpResponse:
     form = CredentialForm(request.POST or None, owner=request.user)
     if request.method == "POST" and form.is_valid():
-        if not throttle.allow_key_check(request.user.pk):
-            form.add_error(None, TOO_MANY_CHECKS)
-            response = _credentials_page(request, form)
-            response.status_code = 429
-            return response
+        if refusal := _key_check_refusal(request):
+            form.add_error(None, _too_many_checks(refusal))
+            return throttle.too_many(_credentials_page(request, form), refusal.retry_after)
         if _add_credential(request, form):
             return redirect("accounts:credentials")
     return _credentials_page(request, form)
 
 
-TOO_MANY_CHECKS = (
-    f"You have checked exchange keys {throttle.KEY_CHECKS_PER_HOUR} times this hour; "
-    "try again later."
-)
+def _key_check_refusal(request: AuthedRequest) -> throttle.Refusal | None:
+    return throttle.key_check_refusal(request.user.pk, throttle.client_ip(request))
+
+
+def _too_many_checks(refusal: throttle.Refusal) -> str:
+    wait = throttle.wait_words(refusal.retry_after)
+    if refusal.reason == "client":
+        return f"Too many exchange key checks from your network this hour; try again {wait}."
+    return (
+        f"You have checked exchange keys {throttle.KEY_CHECKS_PER_HOUR} times this hour; "
+        f"try again {wait}."
+    )
 
 
 @sensitive_variables()
@@ -167,11 +353,11 @@ def _add_credential(request: AuthedRequest, form: CredentialForm) -> bool:
 @require_POST
 def credential_verify(request: AuthedRequest, pk: int) -> HttpResponse:
     cred = _own_credential(request, pk)
-    if not throttle.allow_key_check(request.user.pk):
-        messages.error(request, TOO_MANY_CHECKS)
+    if refusal := _key_check_refusal(request):
+        messages.error(request, _too_many_checks(refusal))
         response = _after_credential_action(request)
-        response.status_code = 429 if request.htmx else response.status_code
-        return response
+        # A plain form post goes back to the page (a redirect) with the message.
+        return throttle.too_many(response, refusal.retry_after) if request.htmx else response
     try:
         problem = key_check.verify_keys(cred)
     except key_check.KeysRefused as e:

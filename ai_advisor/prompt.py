@@ -49,6 +49,9 @@ class AdvisorContext:
     max_levels: int
     # lower, upper, levels, spacing, stop_loss_pct, take_profit of the bot as it is now
     current_config: dict[str, Any] | None = None
+    # The exchange's price filter, never shown to Claude; 0 where the market states none.
+    min_price: Decimal = Decimal(0)
+    max_price: Decimal = Decimal(0)
 
 
 # The input schema IS the suggestion: client.RawSuggestion parses exactly these fields.

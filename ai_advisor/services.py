@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 import httpx2
@@ -40,7 +40,7 @@ from bots.grid.params import InvalidGrid
 from bots.models import Bot
 from market import indicators
 from market.indicators import MarketSnapshot
-from market.precision import canonical
+from market.precision import canonical, plain
 from market.services import MarketDataError
 
 logger = logging.getLogger(__name__)
@@ -60,6 +60,13 @@ def claude_configured() -> bool:
 def check_throttle(owner: Any) -> None:
     """At most settings.ADVISOR_RATE_PER_HOUR runs per user in any hour (counted in the DB,
     so every web process and worker sees the same count)."""
+    at_once = settings.ADVISOR_RUNS_AT_ONCE
+    active = (AdvisorRun.Status.QUEUED, AdvisorRun.Status.RUNNING)
+    if AdvisorRun.objects.owned_by(owner).filter(status__in=active).count() >= at_once:
+        raise Throttled(
+            f"You have {at_once} advisor runs under way; ask again when one has answered.",
+            retry_after=10,
+        )
     limit = settings.ADVISOR_RATE_PER_HOUR
     recent = AdvisorRun.objects.owned_by(owner).within_last_hour()
     if recent.count() < limit:
@@ -95,13 +102,22 @@ def create_run(
         raise AdviceError("Give the pair as BASE/QUOTE, e.g. BTC/USDT.")
     if risk not in RISKS:
         raise AdviceError("The risk preference must be low, medium or high.")
-    amount = _positive_decimal(capital, "capital")
     try:
-        schema.rules_for(exchange, symbol)
+        amount = schema.check_capital(schema.number(str(capital).replace(",", ""), "capital"))
+        rules = schema.rules_for(exchange, symbol)
+        if current is not None:
+            schema.grid_config_for(current, exchange=exchange, symbol=symbol)
     except BotError as e:
-        raise AdviceError(str(e)) from None
+        raise AdviceError(e.sentence()) from None
     if owner is not None and throttle:
         check_throttle(owner)
+    smallest = schema.min_capital(rules, settings.GRID_MIN_LEVELS)
+    if amount < smallest:
+        raise AdviceError(
+            f"A grid of {settings.GRID_MIN_LEVELS} lines on {symbol} needs at least "
+            f"{plain(smallest)} {symbol.split('/')[1]}: each order must reach the exchange's "
+            f"minimum of {plain(canonical(rules.min_notional))}."
+        )
     inputs: dict[str, Any] = {}
     if current is not None:
         inputs["compare_config"] = current
@@ -112,21 +128,11 @@ def create_run(
         bot=bot,
         exchange=exchange,
         symbol=symbol,
-        capital=amount,
+        capital=canonical(amount),
         risk_preference=risk,
         inputs=inputs,
         source=AdvisorRun.Source.CLAUDE if claude_configured() else AdvisorRun.Source.BASELINE,
     )
-
-
-def _positive_decimal(value: Any, name: str) -> Decimal:
-    try:
-        d = Decimal(str(value).strip().replace(",", ""))
-    except (InvalidOperation, ValueError, TypeError):
-        raise AdviceError(f"The {name} must be a number.") from None
-    if not d.is_finite() or d <= 0:
-        raise AdviceError(f"The {name} must be above 0.")
-    return canonical(d)
 
 
 def execute_run(run: AdvisorRun | int, *, http_client: httpx2.Client | None = None) -> AdvisorRun:
@@ -285,6 +291,8 @@ def build_context(run: AdvisorRun, *, current: dict[str, str] | None) -> Advisor
         min_levels=settings.GRID_MIN_LEVELS,
         max_levels=settings.GRID_MAX_LEVELS,
         current_config=prompt_config,
+        min_price=canonical(rules.min_price),
+        max_price=canonical(rules.max_price),
     )
 
 

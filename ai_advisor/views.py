@@ -4,9 +4,10 @@ Every query is scoped to ``request.user``: another user's run or bot is a 404.
 
 ``POST /api/ai/optimize`` is session-authenticated and CSRF-protected like any Django POST:
 a script on an aibo page sends the ``csrftoken`` cookie's value in an ``X-CSRFToken`` header
-(``base.html`` already puts that header on every htmx request). It answers synchronously:
-Claude's call and the backtests take seconds, up to the client's timeout on a bad day.
-The page instead creates the run, hands it to Huey and polls it every second.
+(``base.html`` already puts that header on every htmx request). Like the page, it stores the
+run and hands it to Huey: Claude's call and the backtests take seconds and never run in a web
+process. It answers 202 with the run's URL (``GET /api/ai/runs/<id>``, also in ``Location``),
+which answers 202 while the run works, then 200 with the suggestion or 502 with the error.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ from django_htmx.http import HttpResponseClientRedirect
 from accounts.http import AuthedRequest
 from ai_advisor import services
 from ai_advisor.models import AdvisorRun
-from bots.models import Bot
+from bots import config as schema
+from bots import pages
+from bots.errors import ConfigError
 
 DIFF_FIELDS = (
     ("lower_bound", "Lower price"),
@@ -54,15 +57,17 @@ def _number(body: dict[str, Any], name: str) -> Decimal | None:
     value = body.get(name)
     if value is None or value == "":
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise services.AdviceError(f"{name} must be a number.")
     try:
-        d = Decimal(str(value))
-    except InvalidOperation:
-        raise services.AdviceError(f"{name} must be a number.") from None
-    if not d.is_finite() or d <= 0:
+        d = schema.number(value, name)  # finite, of sane size: the config schema's own rule
+    except ConfigError as e:
+        raise services.AdviceError(f"{name} must be a number ({e}).") from None
+    if d <= 0:
         raise services.AdviceError(f"{name} must be a number above 0.")
     return d
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
 
 
 @require_POST
@@ -78,9 +83,9 @@ def api_optimize(request: HttpRequest) -> JsonResponse:
     if not request.user.is_authenticated:
         return _error("Sign in first: the advisor API uses your session.", 401)
     try:
-        body = json.loads(request.body or b"{}")
-    except (ValueError, UnicodeDecodeError):
-        return _error("The body must be JSON.")
+        body = json.loads(request.body or b"{}", parse_constant=_no_constant)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return _error("The body must be JSON. Numbers must be finite, nesting shallow.")
     if not isinstance(body, dict):
         return _error("The body must be a JSON object.")
     try:
@@ -93,21 +98,43 @@ def api_optimize(request: HttpRequest) -> JsonResponse:
         return _error(str(e))
     except Http404:
         return _error("No such bot.", 404)
-    services.execute_run(run)
-    if run.status != AdvisorRun.Status.DONE:
+    # The run is committed (no request-wide transaction): a worker answers it, never this
+    # process. Where tasks run in-line (tests) the answer is here at once.
+    _enqueue(run.pk)
+    run.refresh_from_db()
+    return _api_answer(run)
+
+
+@require_GET
+def api_run(request: HttpRequest, pk: int) -> JsonResponse:
+    """A run asked for through ``POST /api/ai/optimize``, polled until it has answered."""
+    if not request.user.is_authenticated:
+        return _error("Sign in first: the advisor API uses your session.", 401)
+    run = AdvisorRun.objects.filter(pk=pk, owner=request.user).first()
+    if run is None:
+        return _error("No such advisor run.", 404)
+    return _api_answer(run)
+
+
+def _api_answer(run: AdvisorRun) -> JsonResponse:
+    """200 with the answer; 202 with where to ask again while it works; 502 if it failed."""
+    if run.status == AdvisorRun.Status.DONE:
+        return JsonResponse(api_payload(run))
+    if run.status == AdvisorRun.Status.FAILED:
         return _error(run.error, 502, run_id=run.pk, validation=run.validation)
-    return JsonResponse(api_payload(run))
+    url = reverse("ai_advisor:api_run", args=[run.pk])
+    response = JsonResponse({"run_id": run.pk, "status": run.status, "url": url}, status=202)
+    response["Location"] = url
+    response["Retry-After"] = "2"
+    return response
 
 
 def _api_run(request: HttpRequest, body: dict[str, Any]) -> AdvisorRun:
     bot = None
     if body.get("bot") not in (None, ""):
-        try:
-            bot = Bot.objects.filter(pk=int(body["bot"]), owner=request.user).first()
-        except (TypeError, ValueError):
-            raise services.AdviceError("bot must be a bot's id.") from None
-        if bot is None:
-            raise Http404("No such bot.")
+        if isinstance(body["bot"], bool) or not isinstance(body["bot"], int | str):
+            raise services.AdviceError("bot must be a bot's id.")
+        bot = pages.own_bot(request.user, body["bot"])
     pair = body.get("pair")
     if bot is None and (not isinstance(pair, str) or "/" not in pair):
         raise services.AdviceError("pair is required, as BASE/QUOTE, e.g. BTC/USDT.")
@@ -125,7 +152,7 @@ def _api_run(request: HttpRequest, body: dict[str, Any]) -> AdvisorRun:
     current = None
     if bot is None and lower is not None and upper is not None and body.get("grid_levels"):
         levels = _number(body, "grid_levels")
-        if levels is None or levels != levels.to_integral_value():
+        if levels is None or levels > 10_000 or levels != levels.to_integral_value():
             raise services.AdviceError("grid_levels must be a whole number.")
         current = {
             "capital": str(capital), "lower_bound": str(lower), "upper_bound": str(upper),
@@ -178,7 +205,7 @@ def run_create(request: AuthedRequest) -> HttpResponse:
     """Store the question, hand it to Huey, answer with the panel that polls it."""
     bot = None
     if pk := request.POST.get("bot"):
-        bot = get_object_or_404(Bot, pk=pk, owner=request.user)
+        bot = pages.own_bot(request.user, pk)
     try:
         with transaction.atomic():
             run = services.create_run(

@@ -12,9 +12,10 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set up first)
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from aibo.body_limit import BodySizeLimit  # noqa: E402
 from aibo.routing import websocket_urlpatterns  # noqa: E402
+from aibo.ws import SameOriginValidator  # noqa: E402
 
 # A web process holds long-lived objects (settings, URL resolvers, templates) and pushes a burst
 # of small messages to every socket on each price: left alone, the garbage collector's full
@@ -26,9 +27,8 @@ gc.set_threshold(20_000, 50, 1000)
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
-        ),
+        # Django reads a whole body before any view can refuse it: the cap comes first.
+        "http": BodySizeLimit(django_asgi_app),
+        "websocket": SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

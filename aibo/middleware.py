@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
+from django.utils.log import log_response
 
 from aibo.logging import current_request_id
 
@@ -24,6 +25,13 @@ class RequestIdMiddleware:
         token = current_request_id.set(request_id)
         try:
             response = self.get_response(request)
+            if response.status_code >= 400:
+                # Django logs a 404 (or any error a view returns) only after every middleware
+                # is done, outside this id; logged here, with it (Django then skips its line).
+                log_response(
+                    "%s: %s", response.reason_phrase, request.path, response=response,
+                    request=request,
+                )  # fmt: skip
         finally:
             current_request_id.reset(token)
         response["X-Request-ID"] = request_id

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from django.urls import URLPattern, path
+from channels.security.websocket import WebsocketDenier
+from django.urls import URLPattern, path, re_path
 
 from bots.consumers import BotApiConsumer, BotPageConsumer, DashboardConsumer
 from market.consumers import PriceConsumer
@@ -12,4 +13,6 @@ websocket_urlpatterns: list[URLPattern] = [
     path("ws/bots/<int:bot_id>/", BotPageConsumer.as_asgi()),
     path("ws/api/bots/<int:bot_id>/", BotApiConsumer.as_asgi()),
     path("ws/market/<str:symbol>/", PriceConsumer.as_asgi()),
+    # Any other path: the handshake is refused (403), not a "No route found" error and a 500.
+    re_path(r"", WebsocketDenier.as_asgi()),
 ]

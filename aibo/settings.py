@@ -1,15 +1,18 @@
 """aibo settings: one module, everything from the environment (12-factor).
 
 Nothing set means the embedded default: a SQLite file, the in-memory channel layer, Huey on
-SQLite, a generated-and-persisted secret key and DEBUG on. `DATABASE_URL` and `REDIS_URL` switch
-the same code to PostgreSQL, channels-redis and RedisHuey. `.env.example` lists every variable.
+SQLite, a generated-and-persisted secret key, DEBUG off (`DEBUG=1` opts in) and plain HTTP on
+this machine. `DATABASE_URL` and `REDIS_URL` switch the same code to PostgreSQL, channels-redis and
+RedisHuey. `.env.example` lists every variable.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import stat
 import sys
+import tempfile
 from decimal import Decimal
 from pathlib import Path
 
@@ -47,33 +50,67 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()] if value else default
 
 
-# Where the embedded default keeps its files (database, Huey queue, secret key).
-DATA_DIR = Path(env_str("AIBO_DATA_DIR") or BASE_DIR / "var")
-DATA_DIR.mkdir(parents=True, exist_ok=True)
+def private_dir(path: Path) -> Path:
+    """``path`` as a directory only its owner can enter (0700), an existing one tightened."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    mode = path.stat().st_mode
+    if mode & 0o077:
+        # A shared directory such as /tmp (sticky) must not be made private under its users.
+        if mode & stat.S_ISVTX:
+            raise ImproperlyConfigured(f"AIBO_DATA_DIR must be aibo's own directory, not {path}")
+        try:
+            path.chmod(0o700)
+        except PermissionError as e:
+            raise ImproperlyConfigured(f"AIBO_DATA_DIR {path} is not aibo's: {e}") from e
+    return path
+
+
+def private_file(path: Path) -> Path:
+    """``path`` as a file only its owner can read (0600): created so, or tightened."""
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o600)
+    return path
+
+
+# Where the embedded default keeps its files (database, Huey queue, secret key): the keys are
+# only as safe as these, so the directory is 0700 and every file in it 0600.
+DATA_DIR = private_dir(Path(env_str("AIBO_DATA_DIR") or BASE_DIR / "var"))
 
 DATABASE_URL = env_str("DATABASE_URL")
 REDIS_URL = env_str("REDIS_URL")
 EMBEDDED = not DATABASE_URL
 
-DEBUG = env_bool("DEBUG", EMBEDDED)
+# Off unless asked for: the debug page shows source, locals, emails and service URLs.
+DEBUG = env_bool("DEBUG", False)
 
 
 def _secret_key() -> str:
     if key := env_str("SECRET_KEY"):
         return key
-    if not DEBUG:
-        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
-    # Development only: generate once and keep it, so sessions survive restarts.
+    if not (EMBEDDED or DEBUG):
+        raise ImproperlyConfigured("SECRET_KEY must be set in the scaled deployment")
+    # One process on one machine: generate once and keep it, so sessions (and exchange keys
+    # encrypted under it) survive restarts. Written whole, then linked: never half a key.
     path = DATA_DIR / "secret_key"
     if not path.exists():
-        path.write_text(secrets.token_urlsafe(64))
-        path.chmod(0o600)
-    return path.read_text().strip()
+        fd, tmp = tempfile.mkstemp(dir=DATA_DIR, prefix=".secret_key.")  # 0600
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(64))
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another process was first: use its key
+        finally:
+            os.unlink(tmp)
+    return private_file(path).read_text().strip()
 
 
 SECRET_KEY = _secret_key()
 
-ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"] if DEBUG else [])
+ALLOWED_HOSTS = env_list(
+    "ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"] if EMBEDDED or DEBUG else []
+)
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
@@ -127,6 +164,8 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
             ],
+            # {% request_id %} for the error pages (Django renders 500.html without a context).
+            "libraries": {"request_id": "aibo.logging"},
         },
     },
 ]
@@ -141,7 +180,7 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": DATA_DIR / "aibo.sqlite3",
+            "NAME": private_file(DATA_DIR / "aibo.sqlite3"),  # its -wal and -shm inherit 0600
             "OPTIONS": {
                 # One process with a web server, a Huey consumer and the feed writes here:
                 # WAL lets readers go on during a write, IMMEDIATE avoids upgrade deadlocks.
@@ -167,7 +206,7 @@ if REDIS_URL:
         }
     }
     HUEY = {
-        "huey_class": "huey.RedisHuey",
+        "huey_class": "huey.PriorityRedisHuey",  # a sorted set: cycles before jobs
         "name": "aibo",
         "url": REDIS_URL,
         "immediate": False,
@@ -180,7 +219,7 @@ else:
     HUEY = {
         "huey_class": "huey.SqliteHuey",
         "name": "aibo",
-        "filename": str(DATA_DIR / "huey.sqlite3"),
+        "filename": str(private_file(DATA_DIR / "huey.sqlite3")),
         "immediate": False,
         "utc": True,
         "consumer": {"workers": env_int("HUEY_WORKERS", 2), "worker_type": "thread"},
@@ -200,7 +239,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-# Login throttling: this many failures for one email or one IP within the window → HTTP 429.
+# Login throttling: failures per (account, client) pair in the window; see the issue 10 block.
 LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
 LOGIN_FAILURE_WINDOW_SECONDS = env_int("LOGIN_FAILURE_WINDOW_SECONDS", 15 * 60)
 
@@ -229,19 +268,24 @@ STORAGES = {
         else "whitenoise.storage.CompressedManifestStaticFilesStorage"
     },
 }
+# With DEBUG off WhiteNoise serves collected files only, hashed and compressed: `make run` and
+# the image run `collectstatic` (into DATA_DIR/static) before serving.
 WHITENOISE_USE_FINDERS = DEBUG
 
-# Security: strict whenever DEBUG is off (`manage.py check --deploy` is clean with it off).
+# Security: strict in the scaled deployment, which sits behind TLS (`manage.py check --deploy`
+# is clean there). The embedded default serves plain HTTP on this machine, so its cookies and
+# redirects are HTTPS-only only with HTTPS=1 (a TLS proxy in front of `make run`).
+HTTPS = env_bool("HTTPS", not (DEBUG or EMBEDDED))
 SECURE_PROXY_SSL_HEADER = (
     ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("TRUST_X_FORWARDED_PROTO", False) else None
 )
-SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", HTTPS)
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
-SESSION_COOKIE_SECURE = not DEBUG
-CSRF_COOKIE_SECURE = not DEBUG
-SECURE_HSTS_SECONDS = 0 if DEBUG else env_int("SECURE_HSTS_SECONDS", 31_536_000)
-SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
-SECURE_HSTS_PRELOAD = not DEBUG
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000) if HTTPS else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
+SECURE_HSTS_PRELOAD = HTTPS
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
@@ -250,7 +294,7 @@ SESSION_COOKIE_HTTPONLY = True
 # Logging: configured once here. JSON lines in production, readable lines in development;
 # every record carries the request or task id it belongs to.
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
-LOG_FORMAT = env_str("LOG_FORMAT", "text" if DEBUG else "json")
+LOG_FORMAT = env_str("LOG_FORMAT", "text" if DEBUG or EMBEDDED else "json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -268,6 +312,8 @@ LOGGING = {
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
+        # Django's own handlers (console when DEBUG) would print errors a second time, untagged.
+        "django": {"handlers": [], "level": "INFO"},
         "django.db.backends": {"level": "INFO"},
         "huey": {"level": "INFO"},
         "ccxt": {"level": "WARNING"},
@@ -294,3 +340,46 @@ CREDENTIALS_KEY = env_str("CREDENTIALS_KEY")
 ANTHROPIC_API_KEY = env_str("ANTHROPIC_API_KEY")
 ANTHROPIC_MODEL = env_str("ANTHROPIC_MODEL", "claude-sonnet-4-6")
 ADVISOR_RATE_PER_HOUR = env_int("ADVISOR_RATE_PER_HOUR", 20)
+# Noisy neighbours: each user may have this many backtests / advisor runs queued or running at
+# once, and start this many backtests an hour. Backtests and advisor runs (jobs) share at most
+# HUEY_JOB_SLOTS workers at once (default: all but one of a process's workers), and queue
+# behind every bot cycle: the cycle, where stop-loss runs, never waits behind a job.
+BACKTESTS_AT_ONCE = env_int("BACKTESTS_AT_ONCE", 2)
+BACKTESTS_PER_HOUR = env_int("BACKTESTS_PER_HOUR", 30)
+ADVISOR_RUNS_AT_ONCE = env_int("ADVISOR_RUNS_AT_ONCE", 2)
+HUEY_JOB_SLOTS = env_int("HUEY_JOB_SLOTS", max(1, HUEY["consumer"]["workers"] - 1))
+
+# --- Websocket and request-body limits (issue 10) ---
+# Open websockets per user, counted across server processes through the cache (0: no cap).
+WS_MAX_CONNECTIONS_PER_USER = env_int("WS_MAX_CONNECTIONS_PER_USER", 20)
+# Request bodies over this are answered 413 before they are read (aibo.body_limit); no view
+# takes file uploads, so Django's own check uses the same number.
+MAX_REQUEST_BODY_BYTES = env_int("MAX_REQUEST_BODY_BYTES", 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
+
+# --- Login, registration and per-client throttles (issue 10) ---
+# Proxies whose X-Forwarded-For is believed (comma-separated IPs/CIDRs); empty: none, the
+# client is REMOTE_ADDR. accounts.throttle.client_ip takes the right-most untrusted hop.
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", [])
+# Failed sign-ins in LOGIN_FAILURE_WINDOW_SECONDS from one client across accounts, and for one
+# account from browsers that never signed in to it (those it has signed in from stay open).
+LOGIN_CLIENT_FAILURE_LIMIT = env_int("LOGIN_CLIENT_FAILURE_LIMIT", 20)
+LOGIN_ACCOUNT_FAILURE_LIMIT = env_int("LOGIN_ACCOUNT_FAILURE_LIMIT", 50)
+REGISTRATIONS_PER_CLIENT_PER_HOUR = env_int("REGISTRATIONS_PER_CLIENT_PER_HOUR", 5)
+PASSWORD_RESETS_PER_CLIENT_PER_HOUR = env_int("PASSWORD_RESETS_PER_CLIENT_PER_HOUR", 5)
+KEY_CHECKS_PER_CLIENT_PER_HOUR = env_int("KEY_CHECKS_PER_CLIENT_PER_HOUR", 20)
+# Mail (password resets, sign-up notices): SMTP when EMAIL_HOST is set, else files in
+# DATA_DIR/mail (one per message) for the embedded default.
+EMAIL_HOST = env_str("EMAIL_HOST")
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)  # implicit TLS (port 465), else STARTTLS
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", not EMAIL_USE_SSL)
+EMAIL_PORT = env_int("EMAIL_PORT", 465 if EMAIL_USE_SSL else 587)
+EMAIL_BACKEND = env_str("EMAIL_BACKEND") or (
+    "django.core.mail.backends.smtp.EmailBackend"
+    if EMAIL_HOST
+    else "django.core.mail.backends.filebased.EmailBackend"
+)
+EMAIL_FILE_PATH = DATA_DIR / "mail"
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "aibo <aibo@localhost>")

@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import include, path
 
+from accounts.views import admin_login
 from aibo import health
 
 admin.site.site_header = "aibo operations"
@@ -11,6 +12,7 @@ admin.site.site_title = "aibo admin"
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    path("admin/login/", admin_login),  # throttled like the site's login, before the admin's own
     path("admin/", admin.site.urls),
     path("accounts/", include("accounts.urls")),
     path("", include("bots.urls")),

@@ -166,6 +166,8 @@ def main() -> None:
         SECURE_SSL_REDIRECT="0",
         LOG_LEVEL="WARNING",
         DJANGO_SETTINGS_MODULE="aibo.settings",
+        # One signed-in session opens every client: lift the per-user socket cap.
+        WS_MAX_CONNECTIONS_PER_USER="0",
     )
     env.pop("DATABASE_URL", None)
     database = "SQLite"

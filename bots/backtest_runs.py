@@ -15,10 +15,12 @@ from decimal import Decimal
 from typing import Any
 
 import numpy as np
+from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from bots import config as schema
-from bots.errors import BotError
+from bots.errors import BotError, Throttled
 from bots.grid.backtest import BacktestResult, Candles, run_backtest
 from bots.models import BacktestRun
 from bots.pages import sparkline
@@ -41,6 +43,39 @@ def default_range() -> dict[str, dt.date]:
     )
     end = (last or timezone.now()).date()
     return {"start": end - dt.timedelta(days=DEFAULT_DAYS - 1), "end": end}
+
+
+def check_limits(owner: Any) -> None:
+    """At most ``BACKTESTS_AT_ONCE`` queued or running and ``BACKTESTS_PER_HOUR`` started in
+    any hour, per user; counted in the database, so every process sees the same counts."""
+    mine = BacktestRun.objects.filter(owner=owner)
+    active = (BacktestRun.Status.QUEUED, BacktestRun.Status.RUNNING)
+    if mine.filter(status__in=active).count() >= settings.BACKTESTS_AT_ONCE:
+        raise Throttled(
+            f"You have {settings.BACKTESTS_AT_ONCE} backtests queued or running; "
+            "start another when one has finished.",
+            retry_after=10,
+        )
+    hour_ago = timezone.now() - dt.timedelta(hours=1)
+    recent = mine.filter(created_at__gte=hour_ago)
+    if recent.count() >= settings.BACKTESTS_PER_HOUR:
+        oldest = recent.order_by("created_at").values_list("created_at", flat=True)[0]
+        wait = max(60, int(3600 - (timezone.now() - oldest).total_seconds()))
+        raise Throttled(
+            f"You have started {settings.BACKTESTS_PER_HOUR} backtests in the last hour, the "
+            f"limit. Try again in {-(-wait // 60)} minute(s).",
+            retry_after=wait,
+        )
+
+
+def create_run(owner: Any, *, enqueue: Any, **fields: Any) -> BacktestRun:
+    """Store a page backtest within the owner's limits and queue it once the row is committed;
+    ``Throttled`` (nothing stored) beyond them."""
+    with transaction.atomic():
+        check_limits(owner)
+        run = BacktestRun.objects.create(owner=owner, **fields)
+        transaction.on_commit(lambda: enqueue(run.pk))
+    return run
 
 
 def stored_candles(

@@ -44,6 +44,16 @@ KEY_OF_GRID_FIELD = {
 }
 
 
+# Bounds on every number a config holds. Capital: the design's bound. Prices: the market's own
+# price filter, and never more than the money columns hold (30 digits, 12 after the point) or
+# finer than the tick. Typed numbers: finite, of sane length, and not so tiny that exact
+# arithmetic on them explodes; each key's own bound (below) then says what is allowed.
+MAX_CAPITAL = Decimal(1_000_000)
+MAX_PRICE = Decimal(10) ** 12  # where the market states no maximum
+MAX_NUMBER_CHARS = 400
+MIN_EXPONENT = -18  # 1e-18: finer than any market's tick or step
+
+
 class MarketFilters(Protocol):
     """What a grid needs of a market (``market.models.MarketRules`` has it)."""
 
@@ -51,6 +61,8 @@ class MarketFilters(Protocol):
     step: Decimal
     min_notional: Decimal
     fee: Decimal
+    min_price: Decimal  # 0: the market states none (the tick is the floor then)
+    max_price: Decimal  # 0: the market states none (MAX_PRICE is the ceiling then)
 
 
 def normalise(config: dict[str, Any]) -> dict[str, str]:
@@ -82,16 +94,58 @@ def rules_for(exchange: str, symbol: str) -> Any:
         raise ConfigError(f"No market rules for {symbol} on {exchange}: {e}", field="symbol") from e
 
 
+def number(raw: Any, key: str) -> Decimal:
+    """A typed number as an exact, finite Decimal of sane size; a ConfigError on ``key``."""
+    if isinstance(raw, bool) or not isinstance(raw, str | int | float | Decimal):
+        raise ConfigError("not a number", field=key)
+    text = str(raw).strip()
+    if len(text) > MAX_NUMBER_CHARS:
+        raise ConfigError(f"not a number of sane size ({len(text)} characters)", field=key)
+    try:
+        value = Decimal(text)
+    except (InvalidOperation, ValueError):
+        raise ConfigError(f"not a number: {text!r}", field=key) from None
+    if not value.is_finite():
+        raise ConfigError(f"not a finite number: {text!r}", field=key)
+    if value and value.adjusted() < MIN_EXPONENT:
+        raise ConfigError(f"too small: use 0 or at least 1e{MIN_EXPONENT}", field=key)
+    return value
+
+
 def _decimal(config: dict[str, Any], key: str, default: str | None = None) -> Decimal:
     raw = config.get(key)
     if raw in (None, ""):
         if default is None:
             raise ConfigError(f"the config is missing {key}", field=key)
         raw = default
-    try:
-        return Decimal(str(raw))
-    except (InvalidOperation, ValueError, TypeError):
-        raise ConfigError(f"not a number: {raw!r}", field=key) from None
+    return number(raw, key)
+
+
+def check_capital(capital: Decimal, quote: str = "") -> Decimal:
+    """The design's bound: above 0 and at most ``MAX_CAPITAL``."""
+    if capital <= 0:
+        raise ConfigError("the capital must be above 0", field="capital")
+    if capital > MAX_CAPITAL:
+        unit = f" {quote}" if quote else ""
+        raise ConfigError(f"the capital can be at most {MAX_CAPITAL:,}{unit}", field="capital")
+    return capital
+
+
+def min_capital(filters: MarketFilters, levels: int) -> Decimal:
+    """Below this no grid of ``levels`` lines can work here: each of its ``levels - 1`` orders
+    must reach the market's minimum order value (the engine's exact check comes later)."""
+    return canonical(filters.min_notional) * (levels - 1)
+
+
+def _check_price(price: Decimal, key: str, filters: MarketFilters) -> None:
+    tick = canonical(filters.tick)
+    low = max(canonical(filters.min_price or Decimal(0)), tick)
+    high = canonical(filters.max_price or Decimal(0)) or MAX_PRICE
+    what = {"lower_bound": "lower price", "upper_bound": "upper price"}.get(key, "take-profit")
+    if price < low:
+        raise ConfigError(f"the {what} must be at least {plain(low)} on this market", field=key)
+    if price > high:
+        raise ConfigError(f"the {what} can be at most {plain(high)} on this market", field=key)
 
 
 def grid_config(
@@ -102,33 +156,47 @@ def grid_config(
     min_levels: int | None = None,
     max_levels: int | None = None,
 ) -> GridConfig:
-    """The engine's GridConfig for a config on a market with these filters."""
-    if _decimal(config, "max_daily_loss", "0") < 0:
+    """The engine's GridConfig for a config on a market with these filters.
+
+    Every number is bounded first (see ``MAX_CAPITAL`` and ``_check_price``), so a config that
+    passes here fits every column, template and computation it meets later."""
+    base, quote = symbol.split("/")
+    capital = check_capital(_decimal(config, "capital"), quote)
+    daily = _decimal(config, "max_daily_loss", "0")
+    if daily < 0:
         raise ConfigError(
             "the daily loss limit cannot be negative (0 disables it)", field="max_daily_loss"
         )
+    if daily > capital:
+        raise ConfigError(
+            "the daily loss limit can be at most the capital (0 disables it)",
+            field="max_daily_loss",
+        )
     levels = config.get("grid_levels")
-    try:
-        levels = int(str(levels))
-    except (ValueError, TypeError):
-        if levels in (None, ""):
-            raise ConfigError("the config is missing grid_levels", field="grid_levels") from None
-        raise ConfigError(f"not a whole number: {levels!r}", field="grid_levels") from None
+    text = str(levels).strip() if levels is not None else ""
+    if not text:
+        raise ConfigError("the config is missing grid_levels", field="grid_levels")
+    if len(text) > 4 or not (text.isascii() and text.isdigit()):
+        raise ConfigError(f"not a whole number of lines: {text[:10]!r}", field="grid_levels")
     take_profit = config.get("take_profit")
-    base, quote = symbol.split("/")
+    prices = {key: _decimal(config, key) for key in ("lower_bound", "upper_bound")}
+    if take_profit not in (None, ""):
+        prices["take_profit"] = _decimal(config, "take_profit")
+    for key, price in prices.items():
+        _check_price(price, key, filters)
     try:
         return GridConfig(
-            lower=_decimal(config, "lower_bound"),
-            upper=_decimal(config, "upper_bound"),
-            levels=levels,
+            lower=prices["lower_bound"],
+            upper=prices["upper_bound"],
+            levels=int(text),
             spacing=config.get("spacing") or DEFAULTS["spacing"],
-            capital=_decimal(config, "capital"),
+            capital=capital,
             fee=canonical(filters.fee),
             tick=canonical(filters.tick),
             step=canonical(filters.step),
             min_notional=canonical(filters.min_notional),
             stop_loss_pct=_decimal(config, "stop_loss_pct", "0"),
-            take_profit=_decimal(config, "take_profit") if take_profit not in (None, "") else None,
+            take_profit=prices.get("take_profit"),
             min_levels=settings.GRID_MIN_LEVELS if min_levels is None else min_levels,
             max_levels=settings.GRID_MAX_LEVELS if max_levels is None else max_levels,
             base_asset=base,

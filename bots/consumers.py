@@ -1,10 +1,12 @@
 """Websocket consumers for the bot pages (htmx out-of-band HTML) and the JSON API.
 
-A socket joins only its own user's bots (checked on connect, closed otherwise) and the market
-groups of their pairs. Bursts are coalesced: a bot that changes ten times in 250 ms is rendered
-once, and a price that ticks faster than ``PRICE_INTERVAL`` reaches the socket as its latest
-value, so a busy bot costs each socket a few small messages a second at most. Every connect,
-first or re-, starts with the full current state: nothing missed while away stays missing.
+Every socket is a signed-in session's (``aibo.ws.UserSocket``: capped per user, closed when the
+session ends, deaf to client messages). It joins only its own user's bots (checked on connect,
+closed otherwise) and the market groups of their pairs. Bursts are coalesced: a bot that changes
+ten times in 250 ms is rendered once, and a price that ticks faster than ``PRICE_INTERVAL``
+reaches the socket as its latest value, so a busy bot costs each socket a few small messages a
+second at most. Every connect, first or re-, starts with the full current state: nothing missed
+while away stays missing.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from collections.abc import Awaitable, Callable, Hashable, Iterable
 from typing import Any
 
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncWebsocketConsumer
 
+from aibo.ws import UserSocket
 from bots import pages, push
 from bots.models import Bot
 from market.push import market_group
@@ -88,7 +90,7 @@ def _owned_bots(user_id: int | None, bot_id: int | None = None) -> list[tuple[in
     return list(qs.values_list("pk", "symbol"))
 
 
-class _LiveConsumer(AsyncWebsocketConsumer):
+class _LiveConsumer(UserSocket):
     """Group bookkeeping and coalescing shared by the page and API consumers."""
 
     groups_joined: list[str]

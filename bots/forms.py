@@ -24,10 +24,6 @@ from market.precision import plain
 LIVE_DISABLED_REASON = "add your exchange keys first"
 
 
-def _sentence(message: str) -> str:
-    return message[:1].upper() + message[1:] + ("" if message.endswith(".") else ".")
-
-
 def symbol_choices(exchange: str = "binance") -> list[tuple[str, str]]:
     """The pairs the exchange's market rules are known for (BTC/USDT and ETH/USDT bundled)."""
     from market.models import MarketRules
@@ -136,7 +132,7 @@ class GridConfigForm(forms.Form):
             )
         except ConfigError as e:
             field = e.field if e.field in self.fields else None
-            self.add_error(field, str(e) if field == "symbol" else _sentence(str(e)))
+            self.add_error(field, str(e) if field == "symbol" else e.sentence())
         return data
 
 
@@ -239,6 +235,23 @@ class BacktestForm(GridConfigForm):
         "stop_loss_pct",
         "take_profit",
     ]
+
+    # Candles exist from the first exchanges on and up to today: outside that there is nothing
+    # to walk (and 9999-12-31 has no day after it).
+    FIRST_DAY = dt.date(2010, 1, 1)
+
+    def _day(self, name: str) -> dt.date:
+        day = self.cleaned_data[name]
+        today = dt.datetime.now(dt.UTC).date()
+        if not self.FIRST_DAY <= day <= today:
+            raise forms.ValidationError(f"Choose a day from {self.FIRST_DAY} to today ({today}).")
+        return day
+
+    def clean_start(self) -> dt.date:
+        return self._day("start")
+
+    def clean_end(self) -> dt.date:
+        return self._day("end")
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()

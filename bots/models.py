@@ -4,14 +4,19 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
+from accounts.models import ExchangeCredential
 from bots.grid import order_ids
 from bots.grid.engine import GridEngine
+from market.fields import MoneyField
 from market.precision import canonical
 
 MONEY = {"max_digits": 30, "decimal_places": 12}
+# Bot.save checks the credential's owner when it writes one of these (update_fields names).
+OWNER_AND_CREDENTIAL = frozenset({"owner", "owner_id", "credential", "credential_id"})
 
 
 class BotQuerySet(models.QuerySet["Bot"]):
@@ -66,21 +71,21 @@ class Bot(models.Model):
     engine_state = models.JSONField(null=True, blank=True)
     # Each start is a new generation: client order ids never repeat across restarts.
     generation = models.PositiveIntegerField(default=0)
-    start_price = models.DecimalField(**MONEY, null=True, blank=True)
+    start_price = MoneyField(**MONEY, null=True, blank=True)
     # The price path is consumed up to here (the open time of the last candle walked).
     cursor = models.DateTimeField(null=True, blank=True)
     # Highest resting buy / lowest resting sell: the feed wakes the bot when a price crosses them.
-    next_buy_price = models.DecimalField(**MONEY, null=True, blank=True)
-    next_sell_price = models.DecimalField(**MONEY, null=True, blank=True)
+    next_buy_price = MoneyField(**MONEY, null=True, blank=True)
+    next_sell_price = MoneyField(**MONEY, null=True, blank=True)
     # Running statistics the candle walk keeps (drawdown needs every mark, not just the last).
-    peak_equity = models.DecimalField(**MONEY, null=True, blank=True)
+    peak_equity = MoneyField(**MONEY, null=True, blank=True)
     # A ratio at full Decimal precision (28 significant digits), so it survives the round trip.
-    max_drawdown = models.DecimalField(max_digits=32, decimal_places=30, default=Decimal("0"))
-    last_equity = models.DecimalField(**MONEY, null=True, blank=True)
-    last_price = models.DecimalField(**MONEY, null=True, blank=True)
+    max_drawdown = MoneyField(max_digits=32, decimal_places=30, default=Decimal("0"))
+    last_equity = MoneyField(**MONEY, null=True, blank=True)
+    last_price = MoneyField(**MONEY, null=True, blank=True)
     # The day (UTC, market time) daily-loss accounting refers to, and the equity it opened with.
     day = models.DateField(null=True, blank=True)
-    day_open_equity = models.DecimalField(**MONEY, null=True, blank=True)
+    day_open_equity = MoneyField(**MONEY, null=True, blank=True)
     # Live bots: exchange fills at or after this time (ms) are fetched again each cycle.
     fill_cursor_ms = models.BigIntegerField(null=True, blank=True)
     # The Huey chain that owns this bot's cycles; a stale chain sees another token and ends.
@@ -116,6 +121,37 @@ class Bot(models.Model):
 
     def __str__(self) -> str:
         return self.name or f"{self.symbol} grid #{self.pk}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # Every writer (services, admin, shell) passes here; the database's trigger
+        # (migration 0004) refuses the rest, such as QuerySet.update().
+        fields = kwargs.get("update_fields")
+        touched = fields is None or bool(set(fields) & OWNER_AND_CREDENTIAL)
+        if touched and (error := self.credential_error()):
+            raise ValidationError(error, code="credential_owner")
+        super().save(*args, **kwargs)
+
+    def clean(self) -> None:
+        # Not keyed on the field: forms (the admin's) show the credential read-only.
+        if error := self.credential_error():
+            raise ValidationError(error, code="credential_owner")
+
+    def credential_error(self) -> str | None:
+        """Why this bot cannot have its credential, or None: a bot's exchange keys are always
+        its owner's (a bot moved to another owner must not trade on the first owner's keys)."""
+        if self.credential_id is None:
+            return None
+        if Bot.credential.is_cached(self):  # type: ignore[attr-defined]
+            owner_id = self.credential.owner_id  # type: ignore[union-attr]
+        else:
+            owner_id = (
+                ExchangeCredential.objects.filter(pk=self.credential_id)
+                .values_list("owner_id", flat=True)
+                .first()
+            )
+        if owner_id != self.owner_id:
+            return "A bot trades only with its owner's exchange keys."
+        return None
 
     @property
     def base_asset(self) -> str:
@@ -188,10 +224,10 @@ class Order(models.Model):
     slot = models.PositiveIntegerField(null=True, blank=True)
     side = models.CharField(max_length=4, choices=Side.choices)
     kind = models.CharField(max_length=6, choices=Kind.choices, default=Kind.LIMIT)
-    price = models.DecimalField(**MONEY)
-    amount = models.DecimalField(**MONEY)
-    filled = models.DecimalField(**MONEY, default=Decimal("0"))
-    fee = models.DecimalField(**MONEY, default=Decimal("0"))
+    price = MoneyField(**MONEY)
+    amount = MoneyField(**MONEY)
+    filled = MoneyField(**MONEY, default=Decimal("0"))
+    fee = MoneyField(**MONEY, default=Decimal("0"))
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     reason = models.CharField(max_length=300, blank=True)
     client_order_id = models.CharField(max_length=36, unique=True)
@@ -237,12 +273,12 @@ class ExchangeFillRecord(models.Model):
     bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="exchange_fills")
     order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="exchange_fills")
     trade_id = models.CharField(max_length=64)
-    price = models.DecimalField(**MONEY)
-    amount = models.DecimalField(**MONEY)
-    fee = models.DecimalField(**MONEY, default=Decimal("0"))  # as the exchange charged it
+    price = MoneyField(**MONEY)
+    amount = MoneyField(**MONEY)
+    fee = MoneyField(**MONEY, default=Decimal("0"))  # as the exchange charged it
     fee_asset = models.CharField(max_length=16, blank=True)
     # The part of the fee paid in the quote asset (what the grid's quote balance lost to it).
-    fee_quote = models.DecimalField(**MONEY)
+    fee_quote = MoneyField(**MONEY)
     at = models.DateTimeField()
 
     class Meta:
@@ -264,11 +300,11 @@ class Trade(models.Model):
         Order, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     sell_order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="+")
-    amount = models.DecimalField(**MONEY)
-    buy_price = models.DecimalField(**MONEY)
-    sell_price = models.DecimalField(**MONEY)
-    profit = models.DecimalField(**MONEY)
-    fees = models.DecimalField(**MONEY)
+    amount = MoneyField(**MONEY)
+    buy_price = MoneyField(**MONEY)
+    sell_price = MoneyField(**MONEY)
+    profit = MoneyField(**MONEY)
+    fees = MoneyField(**MONEY)
     closed_at = models.DateTimeField()
 
     class Meta:
@@ -285,10 +321,10 @@ class Trade(models.Model):
 class EquitySnapshot(models.Model):
     bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="equity_snapshots")
     at = models.DateTimeField()
-    price = models.DecimalField(**MONEY)
-    quote = models.DecimalField(**MONEY)
-    base = models.DecimalField(**MONEY)
-    equity = models.DecimalField(**MONEY)
+    price = MoneyField(**MONEY)
+    quote = MoneyField(**MONEY)
+    base = MoneyField(**MONEY)
+    equity = MoneyField(**MONEY)
 
     class Meta:
         ordering = ["at"]
@@ -333,9 +369,9 @@ class PaperBalance(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="paper_balances"
     )
     asset = models.CharField(max_length=20)
-    free = models.DecimalField(**MONEY, default=Decimal("0"))
+    free = MoneyField(**MONEY, default=Decimal("0"))
     # Committed to running bots.
-    locked = models.DecimalField(**MONEY, default=Decimal("0"))
+    locked = MoneyField(**MONEY, default=Decimal("0"))
 
     class Meta:
         ordering = ["asset"]

@@ -22,6 +22,8 @@ from django.conf import settings
 from django.core.paginator import Page, Paginator
 from django.db.models import Count, F, Q, Window
 from django.db.models.functions import RowNumber
+from django.http import Http404
+from django.shortcuts import get_object_or_404
 from django.template.loader import render_to_string
 
 from bots import config as schema
@@ -39,6 +41,15 @@ TRADES_PER_PAGE = 20
 EVENTS_SHOWN = 30
 CHART_FILLS = 300
 ZERO = Decimal(0)
+
+
+def own_bot(user: Any, raw_id: Any) -> Bot:
+    """The user's bot with the id as typed (a query string, a form, JSON); Http404 for anything
+    that is not one of theirs, ``abc``, ``1.5`` and ``%00`` included."""
+    text = str(raw_id).strip()
+    if not (text.isascii() and text.isdigit() and len(text) <= 18):
+        raise Http404("No such bot.")
+    return get_object_or_404(Bot.objects.select_related("credential"), pk=int(text), owner=user)
 
 
 # --- shared pieces -------------------------------------------------------------------------------

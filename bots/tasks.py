@@ -16,6 +16,7 @@ from django.utils import timezone
 from huey import crontab
 from huey.contrib.djhuey import db_periodic_task, db_task
 
+from aibo.tasks import CYCLE_PRIORITY, JOB_PRIORITY, WATCHDOG_PRIORITY, job_slot
 from bots import backtest_runs, cycle
 from bots.locks import Busy, cycle_lock, heartbeat_key
 from bots.models import Bot
@@ -38,7 +39,7 @@ def cycle_once(bot_id: int) -> cycle.CycleResult | None:
         return None
 
 
-@db_task()
+@db_task(priority=CYCLE_PRIORITY)
 def bot_cycle_task(bot_id: int, token: str | None = None) -> None:
     """A cycle. With a token it is a link of the bot's chain and schedules the next link;
     without one it was a wake-up from the market feed and ends after its cycle.
@@ -60,10 +61,11 @@ def bot_cycle_task(bot_id: int, token: str | None = None) -> None:
     bot_cycle_task.schedule((bot_id, token), delay=delay)
 
 
-@db_task()
+@db_task(priority=JOB_PRIORITY)
 def backtest_task(run_id: int) -> None:
     """A backtest asked for from the page (progress and result kept on its BacktestRun)."""
-    backtest_runs.run_backtest_job(run_id)
+    with job_slot():
+        backtest_runs.run_backtest_job(run_id)
 
 
 def wake_bots(bot_ids: list[int]) -> None:
@@ -71,7 +73,7 @@ def wake_bots(bot_ids: list[int]) -> None:
         bot_cycle_task(bot_id)
 
 
-@db_periodic_task(crontab(minute="*"))
+@db_periodic_task(crontab(minute="*"), priority=WATCHDOG_PRIORITY)
 def revive_quiet_chains() -> int:
     """Give a new chain to every running bot whose chain has not beaten for a while."""
     quiet_after = max(3 * settings.BOT_CYCLE_SECONDS, 60)

@@ -11,14 +11,13 @@ from typing import Any
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db import transaction
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.http import AuthedRequest
 from bots import backtest_runs, pages, services, tasks
-from bots.errors import BotError
+from bots.errors import BotError, Throttled
 from bots.forms import BacktestForm, BotForm
 from bots.grid.preview import grid_preview
 from bots.models import BacktestRun, Bot
@@ -237,14 +236,16 @@ def backtest_new(request: AuthedRequest) -> HttpResponse:
     initial: dict[str, Any] = backtest_runs.default_range()
     source = None
     if pk := request.GET.get("bot"):
-        source = get_object_or_404(Bot, pk=pk, owner=request.user)
+        source = pages.own_bot(request.user, pk)
         initial |= {"symbol": source.symbol, **source.config}
     form = BacktestForm(request.POST or None, initial=initial)
+    retry_after = None
     if request.method == "POST" and form.is_valid():
         start, end = form.time_range()
-        with transaction.atomic():
-            run = BacktestRun.objects.create(
-                owner=request.user,
+        try:
+            run = backtest_runs.create_run(
+                request.user,
+                enqueue=tasks.backtest_task,
                 bot=source,
                 exchange=form.exchange,
                 symbol=form.cleaned_data["symbol"],
@@ -252,9 +253,17 @@ def backtest_new(request: AuthedRequest) -> HttpResponse:
                 end=end,
                 config=form.config(),
             )
-            transaction.on_commit(lambda: tasks.backtest_task(run.pk))
-        return redirect("bots:backtest", pk=run.pk)
-    return render(request, "bots/backtest_form.html", {"form": form, "source": source})
+        except Throttled as e:
+            form.add_error(None, str(e))
+            retry_after = e.retry_after
+        else:
+            return redirect("bots:backtest", pk=run.pk)
+    context = {"form": form, "source": source}
+    if retry_after is None:
+        return render(request, "bots/backtest_form.html", context)
+    response = render(request, "bots/backtest_form.html", context, status=429)
+    response["Retry-After"] = str(retry_after)
+    return response
 
 
 @login_required

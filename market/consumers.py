@@ -15,9 +15,9 @@ import logging
 import re
 import weakref
 
-from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import BaseChannelLayer
 
+from aibo.ws import UserSocket
 from market.push import market_group
 
 logger = logging.getLogger(__name__)
@@ -85,11 +85,12 @@ class PriceHub:
             await layer.group_discard(group, channel)
 
 
-class PriceConsumer(AsyncWebsocketConsumer):
+class PriceConsumer(UserSocket):
+    """Signed-in users only (``UserSocket`` refuses anonymous sockets before ``connect``)."""
+
     async def connect(self) -> None:
-        user = self.scope.get("user")
         symbol = self.scope["url_route"]["kwargs"]["symbol"]
-        if user is None or not user.is_authenticated or not _SYMBOL.match(symbol):
+        if not _SYMBOL.match(symbol):
             await self.close()
             return
         self.sending: asyncio.Task[None] | None = None

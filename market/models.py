@@ -6,6 +6,8 @@ from decimal import Decimal
 from django.db import models
 from django.db.models import Q
 
+from market.fields import MoneyField
+
 PRICE = {"max_digits": 30, "decimal_places": 12}
 
 
@@ -29,10 +31,10 @@ class Candle(models.Model):
     symbol = models.CharField(max_length=30)
     timeframe = models.CharField(max_length=5, default="1m")
     open_time = models.DateTimeField()
-    open = models.DecimalField(**PRICE)
-    high = models.DecimalField(**PRICE)
-    low = models.DecimalField(**PRICE)
-    close = models.DecimalField(**PRICE)
+    open = MoneyField(**PRICE)
+    high = MoneyField(**PRICE)
+    low = MoneyField(**PRICE)
+    close = MoneyField(**PRICE)
     volume = models.DecimalField(max_digits=36, decimal_places=12)
 
     objects = CandleQuerySet.as_manager()
@@ -64,10 +66,13 @@ class MarketRules(models.Model):
     symbol = models.CharField(max_length=30)
     base = models.CharField(max_length=20)
     quote = models.CharField(max_length=20)
-    tick = models.DecimalField(**PRICE)
-    step = models.DecimalField(**PRICE)
-    min_notional = models.DecimalField(**PRICE)
-    min_amount = models.DecimalField(**PRICE, default=Decimal("0"))
+    tick = MoneyField(**PRICE)
+    step = MoneyField(**PRICE)
+    min_notional = MoneyField(**PRICE)
+    min_amount = MoneyField(**PRICE, default=Decimal("0"))
+    # The exchange's price filter (Binance PRICE_FILTER minPrice/maxPrice); 0: not stated.
+    min_price = MoneyField(**PRICE, default=Decimal("0"))
+    max_price = MoneyField(**PRICE, default=Decimal("0"))
     fee = models.DecimalField(max_digits=10, decimal_places=8, default=Decimal("0.001"))
     source = models.CharField(max_length=10, choices=Source.choices, default=Source.EXCHANGE)
     fetched_at = models.DateTimeField(auto_now=True)
@@ -92,7 +97,7 @@ class LatestPrice(models.Model):
 
     exchange = models.CharField(max_length=30)
     symbol = models.CharField(max_length=30)
-    price = models.DecimalField(**PRICE)
+    price = MoneyField(**PRICE)
     at = models.DateTimeField()
     replayed = models.BooleanField(default=False)
 

@@ -95,6 +95,8 @@ def _save_rules(exchange: str, market: dict[str, Any], *, source: str) -> Market
             "step": _num(market["precision"]["amount"]),
             "min_notional": _num((market["limits"].get("cost") or {}).get("min")),
             "min_amount": _num((market["limits"].get("amount") or {}).get("min")),
+            "min_price": _num((market["limits"].get("price") or {}).get("min")),
+            "max_price": _num((market["limits"].get("price") or {}).get("max")),
             "fee": _num(market.get("taker") or "0.001"),
             "source": source,
         },

@@ -25,6 +25,13 @@ def _loopback_only(host: Any, *args: Any, **kwargs: Any) -> Any:
     return _getaddrinfo(host, *args, **kwargs)
 
 
+@pytest.hookimpl(trylast=True)  # after pytest-django's own ordering
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The browser tests last: the session's Playwright keeps an event loop running in this
+    thread from its first use to the end, and an asyncio test after it could not start one."""
+    items.sort(key=lambda item: "tests/browser/" in item.nodeid)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _no_internet() -> Iterator[None]:
     """Every name a test resolves must be this machine: no test touches the internet."""

@@ -33,11 +33,21 @@ def _with_unit(text: str, unit: str) -> str:
     return f"{text} {unit}" if unit else text
 
 
+def _absurd(d: Decimal, unit: str) -> str | None:
+    """A value no market has (a row an older release let through) shows as what it is, in
+    exponent form, instead of breaking the page."""
+    if d and not -18 <= d.adjusted() <= 18:
+        return _with_unit(f"{d:.3E}", unit)
+    return None
+
+
 def format_money(value: Any, unit: str = "", *, signed: bool = False) -> str:
     """Two decimals, half-up, with thousands separators (quote currencies are cents-precise)."""
     d = _decimal(value)
     if d is None:
         return DASH
+    if (odd := _absurd(d, unit)) is not None:
+        return odd
     d = d.quantize(_CENT, rounding=ROUND_HALF_UP)
     if d == 0:
         d = abs(d)  # no "-0.00"
@@ -50,6 +60,8 @@ def format_price(value: Any, unit: str = "") -> str:
     d = _decimal(value)
     if d is None:
         return DASH
+    if (odd := _absurd(d, unit)) is not None:
+        return odd
     d = d.normalize()
     exponent = d.as_tuple().exponent
     if isinstance(exponent, int) and exponent > -2:
@@ -62,6 +74,8 @@ def format_amount(value: Any, unit: str = "") -> str:
     d = _decimal(value)
     if d is None:
         return DASH
+    if (odd := _absurd(d, unit)) is not None:
+        return odd
     d = d.normalize()
     if d == 0:
         return _with_unit("0", unit)
@@ -105,6 +119,8 @@ def pct(value: Any, places: int = 2) -> str:
     d = _decimal(value)
     if d is None:
         return DASH
+    if (odd := _absurd(d * 100, "%")) is not None:
+        return odd
     q = Decimal(1).scaleb(-int(places))
     return f"{(d * 100).quantize(q, rounding=ROUND_HALF_UP):,} %"
 

@@ -406,3 +406,26 @@ def test_key_checks_are_throttled_per_user(client, user, fake):
     assert response.status_code == 429
     assert "checked exchange keys 10 times this hour" in response.text
     assert not ExchangeCredential.objects.filter(label="One too many").exists()
+
+
+def test_key_checks_are_limited_per_client(client, user, other_user, fake, settings):
+    # Two accounts behind one address: together they get KEY_CHECKS_PER_CLIENT_PER_HOUR.
+    settings.KEY_CHECKS_PER_CLIENT_PER_HOUR = 3
+    mine, theirs = credential(user), credential(other_user)
+    here = {"REMOTE_ADDR": "198.51.100.20"}
+
+    def verify(who: Any, cred: ExchangeCredential, **meta: str) -> Any:
+        client.force_login(who)
+        url = reverse("accounts:credential_verify", args=[cred.pk])
+        return client.post(url, headers=HTMX, **{**here, **meta})
+
+    assert verify(user, mine).status_code == 200
+    assert verify(user, mine).status_code == 200
+    assert verify(other_user, theirs).status_code == 200
+    response = verify(other_user, theirs)
+    assert response.status_code == 429
+    assert int(response["Retry-After"]) > 3500
+    assert "Too many exchange key checks from your network" in response.text
+    assert fake.calls("GET", "/account") == 3
+    # Another address is not held back by this one.
+    assert verify(other_user, theirs, REMOTE_ADDR="203.0.113.9").status_code == 200

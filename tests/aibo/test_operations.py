@@ -3,16 +3,22 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+import redis
 import yaml
+from cryptography.fernet import Fernet
 from django.core.management import get_commands
 
 from aibo.logging import JsonFormatter, RequestIdFilter
+from tests.servers import free_port, skip_or_fail
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -91,7 +97,7 @@ def test_embedded_default_needs_nothing_set(tmp_path):
         "django.db.backends.sqlite3",
         "channels.layers.InMemoryChannelLayer",
         "huey.SqliteHuey",
-        "True",
+        "False",
     ]
     # The generated secret key is kept, so sessions survive restarts.
     assert (tmp_path / "secret_key").stat().st_mode & 0o777 == 0o600
@@ -111,15 +117,19 @@ def test_database_and_redis_urls_switch_to_the_scaled_stack(tmp_path):
     assert result.stdout.split() == [
         "django.db.backends.postgresql",
         "channels_redis.pubsub.RedisPubSubChannelLayer",
-        "huey.RedisHuey",
+        "huey.PriorityRedisHuey",
         "False",
     ]
 
 
 def test_production_refuses_to_start_without_a_secret_key(tmp_path):
-    result = _django("", AIBO_DATA_DIR=str(tmp_path), DEBUG="0", SECRET_KEY="")
+    # The scaled deployment's processes must share one key: none is made up for them.
+    result = _django(
+        "", AIBO_DATA_DIR=str(tmp_path), DATABASE_URL="postgres://u:p@db/aibo", SECRET_KEY=""
+    )
     assert result.returncode != 0
     assert "SECRET_KEY must be set" in result.stderr
+    assert not (tmp_path / "secret_key").exists()
 
 
 def test_check_deploy_is_clean_in_production(tmp_path):
@@ -133,7 +143,10 @@ def test_check_deploy_is_clean_in_production(tmp_path):
         "AIBO_DATA_DIR": str(tmp_path),
         "DEBUG": "0",
         "SECRET_KEY": "s3cr3t-" + "Zq9" * 20,
+        "CREDENTIALS_KEY": Fernet.generate_key().decode(),
         "ALLOWED_HOSTS": "aibo.example.com",
+        "DATABASE_URL": "postgres://aibo:Pg-s3cr3t@db.internal:5432/aibo",
+        "REDIS_URL": "redis://:R3dis-s3cr3t@cache.internal:6379/0",
     }
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
@@ -190,3 +203,73 @@ def test_docker_compose_config_accepts_the_file(tmp_path):
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
+
+
+def _interpolate(value: str, env: dict[str, str]) -> str:
+    """Compose's ``${VAR}``, ``${VAR:-default}`` and ``${VAR:?error}``, filled in as compose does
+    (a missing ``:?`` variable stops compose: KeyError here)."""
+
+    def fill(match: re.Match[str]) -> str:
+        name, op, arg = match.groups()
+        if env.get(name):
+            return env[name]
+        if op == ":?":
+            raise KeyError(f"{name}: {arg}")
+        return arg or ""
+
+    return re.sub(r"\$\{(\w+)(?:(:[-?])([^}]*))?\}", fill, value)
+
+
+@pytest.mark.redis
+def test_compose_redis_requires_a_password(tmp_path):
+    binary = shutil.which("redis-server")
+    if not binary:
+        skip_or_fail("redis-server is not installed: cannot run compose's Redis command")
+    redis_service = COMPOSE["services"]["redis"]
+    assert "--requirepass" in redis_service["command"]
+    with pytest.raises(KeyError, match="REDIS_PASSWORD"):  # no password, no deployment
+        _interpolate(" ".join(redis_service["command"]), {})
+    env = {"REDIS_PASSWORD": "t3st-" + "pw" * 8}
+    command = [_interpolate(part, env) for part in redis_service["command"]]
+    assert command[0] == "redis-server"
+    port = free_port()
+    server = subprocess.Popen(
+        [binary, *command[1:], "--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "compose's redis-server did not start"
+                time.sleep(0.05)
+        with pytest.raises(redis.RedisError, match="(?i)auth"):
+            redis.Redis(port=port).ping()
+        # Every app container (web, worker, feed, migrate) gets the URL with the password.
+        for name in ("web", "worker", "feed", "migrate"):
+            url = _interpolate(COMPOSE["services"][name]["environment"]["REDIS_URL"], env)
+            assert url.startswith(f"redis://:{env['REDIS_PASSWORD']}@redis:6379/"), name
+        url = url.replace("@redis:6379", f"@127.0.0.1:{port}")
+        assert redis.Redis.from_url(url).ping() is True
+        # The healthcheck authenticates too (redis-cli reads REDISCLI_AUTH).
+        if shutil.which("redis-cli"):
+            test = redis_service["healthcheck"]["test"]
+            check = ["sh", "-c", test[1].replace("redis-cli", f"redis-cli -p {port}")]
+            auth = {k: _interpolate(v, env) for k, v in redis_service["environment"].items()}
+            assert subprocess.run(check, env={**os.environ, **auth}, timeout=10).returncode == 0
+            plain = {k: v for k, v in os.environ.items() if k != "REDISCLI_AUTH"}
+            refused = subprocess.run(check, env=plain, capture_output=True, timeout=10)
+            assert refused.returncode != 0
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def test_env_example_gives_redis_a_password():
+    example = (ROOT / ".env.example").read_text()
+    assert re.search(r"^REDIS_PASSWORD=\S+", example, re.M)
+    assert re.search(r"^# REDIS_URL=redis://:REDIS_PASSWORD@", example, re.M)

@@ -8,6 +8,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
+from django.test import Client
 
 from aibo.routing import websocket_urlpatterns
 from bots import consumers, push, services
@@ -30,9 +31,18 @@ def fast(monkeypatch):
     monkeypatch.setattr(consumers, "PRICE_INTERVAL", 0.05)
 
 
+def session_of(user):
+    """A signed-in session of ``user``, as the auth middleware puts it in the scope."""
+    client = Client()
+    client.force_login(user)
+    return client.session
+
+
 async def connect(app, path, user):
     communicator = WebsocketCommunicator(app, path)
     communicator.scope["user"] = user
+    if user.is_authenticated:
+        communicator.scope["session"] = await sync_to_async(session_of)(user)
     connected, _ = await communicator.connect()
     return communicator, connected
 

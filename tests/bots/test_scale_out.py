@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from django.db import connection
 from huey.contrib.djhuey import HUEY
-from huey.storage import RedisStorage
+from huey.storage import PriorityRedisStorage
 
 from bots import services
 from bots.models import Bot
@@ -72,7 +72,8 @@ def test_two_consumers_advance_every_bot_and_never_cycle_one_bot_twice_at_once(
     try:
         # The consumers' queue: messages made by this process's Huey (same tasks, same
         # serializer), pushed into the Redis the consumers read.
-        queue = RedisStorage("aibo", url=redis_url)
+        queue = PriorityRedisStorage("aibo", url=redis_url)
+        queue.flush_all()  # nothing left over from another test
         for bot in Bot.objects.all():
             # Each bot's chain, plus two wake-ups racing it: the lock must keep them apart.
             for args in ((bot.pk, bot.chain_token), (bot.pk,), (bot.pk,)):

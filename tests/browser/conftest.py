@@ -113,10 +113,14 @@ def screenshot(page: Any, name: str) -> Path:
 
 
 def register(page: Any, live_url: str, email: str) -> None:
-    """Sign up through the page and land on the dashboard, signed in."""
+    """Sign up through the page, sign in (sign-up leads there, the address filled in) and land
+    on the dashboard."""
     page.goto(f"{live_url}/accounts/register/")
     page.get_by_label("Email address").fill(email)
     page.get_by_label("Password", exact=True).fill("a-Long-pw-123")
     page.get_by_label("Password confirmation").fill("a-Long-pw-123")
     page.get_by_role("button", name="Register").click()
+    page.wait_for_url(f"{live_url}/accounts/login/")
+    page.get_by_label("Password").fill("a-Long-pw-123")
+    page.get_by_role("button", name="Log in").click()
     page.wait_for_url(f"{live_url}/")

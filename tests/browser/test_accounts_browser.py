@@ -13,6 +13,11 @@ def test_register_log_out_log_in_and_see_the_dashboard(page, live_url):
     page.get_by_label("Password", exact=True).fill("a-Long-pw-123")
     page.get_by_label("Password confirmation").fill("a-Long-pw-123")
     page.get_by_role("button", name="Register").click()
+    page.wait_for_url(f"{live_url}/accounts/login/")
+    assert page.get_by_text("sign in with the password you just chose").is_visible()
+    assert page.get_by_label("Email address").input_value() == "browser@example.com"
+    page.get_by_label("Password").fill("a-Long-pw-123")
+    page.get_by_role("button", name="Log in").click()
     page.wait_for_url(f"{live_url}/")
     assert page.get_by_role("heading", name="Your grid bots").is_visible()
 

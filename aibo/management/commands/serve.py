@@ -8,15 +8,33 @@ from __future__ import annotations
 
 import logging
 import threading
+from pathlib import Path
 from typing import Any
 
 import uvicorn
 from django.conf import settings
+from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 from huey.consumer import Consumer
 from huey.contrib.djhuey import HUEY
 
+from aibo.ws import MAX_FRAME_BYTES
+
 logger = logging.getLogger(__name__)
+
+# How the ASGI server runs aibo (compose.yaml's `web` command says the same in uvicorn's flags).
+UVICORN_OPTIONS: dict[str, Any] = {
+    "log_config": None,  # keep the logging configured in settings
+    "lifespan": "off",
+    # Frames are small JSON and fragments: compressing each one for each socket costs more
+    # server time than it saves (bench/bench_ws.py measures both).
+    "ws_per_message_deflate": False,
+    # No consumer reads client messages: a larger frame is refused (1009), never buffered.
+    "ws_max_size": MAX_FRAME_BYTES,
+    # Client addresses are Django's to judge (TRUSTED_PROXIES, accounts.throttle.client_ip):
+    # uvicorn would otherwise trust X-Forwarded-For from anyone on the loopback.
+    "proxy_headers": False,
+}
 
 
 class Command(BaseCommand):
@@ -29,6 +47,7 @@ class Command(BaseCommand):
         parser.add_argument("--no-feed", action="store_true", help="do not run the market feed")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        self.collect_static()
         consumer = None if options["no_worker"] else self.start_consumer()
         feed_stop = threading.Event()
         feed_thread = None if options["no_feed"] else self.start_feed(feed_stop)
@@ -39,11 +58,7 @@ class Command(BaseCommand):
                 "aibo.asgi:application",
                 host=options["host"],
                 port=options["port"],
-                log_config=None,  # keep the logging configured in settings
-                lifespan="off",
-                # Frames are small JSON and fragments: compressing each one for each socket
-                # costs more server time than it saves (bench/bench_ws.py measures both).
-                ws_per_message_deflate=False,
+                **UVICORN_OPTIONS,
             )
         finally:
             feed_stop.set()
@@ -52,6 +67,14 @@ class Command(BaseCommand):
             if consumer:
                 consumer.stop(graceful=True)
             self.stdout.write("aibo stopped.")
+
+    def collect_static(self) -> None:
+        """With DEBUG off WhiteNoise serves only collected files: collect them if `make run`
+        has not (``manage.py serve`` run by hand), instead of answering every page with 500."""
+        if settings.DEBUG or (Path(settings.STATIC_ROOT) / "staticfiles.json").exists():
+            return
+        self.stdout.write("collecting static files ...")
+        call_command("collectstatic", interactive=False, verbosity=0)
 
     def start_consumer(self) -> Consumer:
         cfg = settings.HUEY.get("consumer", {})

@@ -1,0 +1,136 @@
+"""Issue 10's findings about bots, one test each: typed numbers are bounded by the one config
+schema, and no stored row, whatever it holds, stops the emergency stop, a page or the admin."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from io import StringIO
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+from django.test import Client
+
+from bots import services
+from bots.errors import ConfigError
+from bots.models import Bot, Order
+from tests.bots.conftest import CONFIG, FORM
+
+HX = {"HX-Request": "true"}
+
+
+@pytest.fixture
+def signed_in(client: Client, user: Any) -> Client:
+    client.force_login(user)
+    return client
+
+
+@pytest.mark.parametrize(
+    "field, value, says",
+    [
+        ("upper_bound", "1e20", "can be at most 1000000"),
+        ("upper_bound", "1e308", "can be at most 1000000"),
+        ("lower_bound", "1e-18", "must be at least 0.01"),
+        ("lower_bound", "1e-308", "Too small"),
+        ("capital", "1000001", "at most 1,000,000"),
+        ("capital", "1e19", "at most 1,000,000"),
+        ("take_profit", "1e20", "can be at most 1000000"),
+        ("max_daily_loss", "1e20", "at most the capital"),
+    ],
+)
+def test_a_typed_number_cannot_break_a_users_bots(
+    signed_in: Client, price: Any, field: str, value: str, says: str
+) -> None:
+    response = signed_in.post("/bots/new/", FORM | {field: value})
+
+    assert response.status_code == 200
+    assert says in " ".join(response.context["form"].errors.get(field, [])), response.context[
+        "form"
+    ].errors
+    assert not Bot.objects.exists()
+    # The preview says the same next to the field, and the service refuses it too.
+    preview = signed_in.post("/bots/preview/", FORM | {field: value})
+    assert preview.status_code == 200 and says.lower() in preview.text.lower()
+    with pytest.raises(ConfigError) as refused:
+        services.create_bot(response.context["user"], symbol="BTC/USDT",
+                            config=CONFIG | {field: value})  # fmt: skip
+    assert refused.value.field == field
+
+
+@pytest.fixture
+def two_running(make_bot: Callable[..., Bot], price: Any) -> tuple[Bot, Bot]:
+    healthy, broken = make_bot(dict(CONFIG), name="healthy"), make_bot(dict(CONFIG), name="odd")
+    for bot in (healthy, broken):
+        services.start_bot(bot)
+    return healthy, broken
+
+
+def _corrupt(bot: Bot) -> None:
+    """What an old release let through: a number the decimal column cannot give back (SQLite
+    keeps it as a float; Django's decimal converter refuses it), and an absurd config."""
+    config = CONFIG | {"upper_bound": "1e308", "capital": "1e308", "lower_bound": "1e-308"}
+    Bot.objects.filter(pk=bot.pk).update(config=config)
+    if connection.vendor == "sqlite":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "UPDATE bots_bot SET next_sell_price = 1e20, last_equity = 1e308 WHERE id = %s",
+                [bot.pk],
+            )
+
+
+def test_an_unreadable_row_does_not_stop_the_emergency_stop(
+    signed_in: Client, two_running: tuple[Bot, Bot]
+) -> None:
+    healthy, broken = two_running
+    _corrupt(broken)
+
+    response = signed_in.post("/bots/emergency-stop/", headers=HX)
+
+    assert response.status_code == 200
+    healthy.refresh_from_db()
+    assert healthy.status == Bot.Status.STOPPED
+    assert not Order.objects.filter(bot=healthy).resting().exists()
+    # The odd one is halted too: no more cycles, its paper orders cancelled.
+    assert Bot.objects.filter(pk=broken.pk).values_list("status", flat=True)[0] != "running"
+    assert not Order.objects.filter(bot_id=broken.pk).resting().exists()
+
+
+def test_an_unreadable_row_does_not_stop_the_command_line(
+    user: Any, two_running: tuple[Bot, Bot]
+) -> None:
+    healthy, broken = two_running
+    _corrupt(broken)
+    out = StringIO()
+
+    call_command("bots", "list", stdout=out)
+    listed = [line.split()[0] for line in out.getvalue().splitlines()[1:]]
+    assert str(healthy.pk) in listed and str(broken.pk) in listed
+    call_command("emergency_stop", "--user", user.email, stdout=StringIO(), stderr=StringIO())
+
+    assert not Bot.objects.filter(status=Bot.Status.RUNNING).exists()
+
+
+def test_an_unreadable_row_does_not_stop_the_pages(
+    signed_in: Client, two_running: tuple[Bot, Bot]
+) -> None:
+    healthy, broken = two_running
+    _corrupt(broken)
+
+    assert signed_in.get("/").status_code == 200
+    assert signed_in.get(f"/bots/{healthy.pk}/").status_code == 200
+    assert signed_in.get(f"/bots/{broken.pk}/").status_code == 200
+    assert signed_in.post(f"/bots/{healthy.pk}/stop/", headers=HX).status_code in (200, 302)
+    assert signed_in.post(f"/bots/{broken.pk}/stop/", headers=HX).status_code in (200, 302)
+
+
+def test_an_unreadable_row_does_not_stop_the_admin(
+    admin_client: Client, two_running: tuple[Bot, Bot]
+) -> None:
+    healthy, broken = two_running
+    _corrupt(broken)
+
+    for page in ("/admin/bots/bot/", "/admin/bots/bot/?status__exact=running",
+                 f"/admin/bots/bot/{healthy.pk}/change/", "/admin/bots/order/",
+                 "/admin/bots/equitysnapshot/"):  # fmt: skip
+        assert admin_client.get(page).status_code == 200, page
