@@ -27,6 +27,7 @@ from django_htmx.http import HttpResponseClientRedirect
 from accounts.http import AuthedRequest
 from ai_advisor import services
 from ai_advisor.models import AdvisorRun
+from aibo.limits import per_client
 from bots import config as schema
 from bots import pages
 from bots.errors import ConfigError
@@ -71,6 +72,7 @@ def _no_constant(name: str) -> None:
 
 
 @require_POST
+@per_client("advisor", limit_setting="ADVISOR_RUNS_PER_CLIENT_PER_HOUR", window=3600)
 def api_optimize(request: HttpRequest) -> JsonResponse:
     """``{pair, capital, current_price, lower_bound, upper_bound, volatility, volume_24h}``
     (optional: ``grid_levels``, ``risk`` low|medium|high, ``bot``) → the suggestion, the
@@ -201,6 +203,7 @@ def api_payload(run: AdvisorRun) -> dict[str, Any]:
 
 @login_required
 @require_POST
+@per_client("advisor", limit_setting="ADVISOR_RUNS_PER_CLIENT_PER_HOUR", window=3600)
 def run_create(request: AuthedRequest) -> HttpResponse:
     """Store the question, hand it to Huey, answer with the panel that polls it."""
     bot = None

@@ -1,8 +1,10 @@
-"""Request ids: taken from X-Request-ID when a proxy sets a sane one, otherwise generated."""
+"""Request ids (taken from X-Request-ID when a proxy sets a sane one, otherwise generated), and
+sessions that end when they go idle."""
 
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections.abc import Callable
 
@@ -36,3 +38,21 @@ class RequestIdMiddleware:
             current_request_id.reset(token)
         response["X-Request-ID"] = request_id
         return response
+
+
+class SessionIdleMiddleware:
+    """A signed-in session lives ``SESSION_COOKIE_AGE`` seconds past its last request: an
+    active one is marked (so saved, with a fresh expiry) at most once a minute."""
+
+    RENEW_EVERY = 60
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        session = request.session
+        if session.session_key and request.user.is_authenticated:
+            now = int(time.time())
+            if now - session.get("_seen", 0) >= self.RENEW_EVERY:
+                session["_seen"] = now
+        return self.get_response(request)

@@ -123,6 +123,9 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.humanize",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "channels",
@@ -144,10 +147,34 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
+    "aibo.middleware.SessionIdleMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "csp.middleware.CSPMiddleware",
 ]
+
+# Content-Security-Policy (django-csp): our own scripts and styles only, no inline code, no
+# eval (htmx's allowEval is off in base.html), nothing framed, forms post only here. `'self'`
+# covers the same-origin websockets (CSP 3).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "font-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+    },
+}
+# Signed-in sessions end after this long without a request (aibo.middleware renews an active
+# session at most once a minute, so polling pages do not write the session on every request).
+SESSION_COOKIE_AGE = env_int("SESSION_IDLE_SECONDS", 14 * 24 * 3600)
 
 ROOT_URLCONF = "aibo.urls"
 ASGI_APPLICATION = "aibo.asgi.application"
@@ -347,6 +374,10 @@ ADVISOR_RATE_PER_HOUR = env_int("ADVISOR_RATE_PER_HOUR", 20)
 BACKTESTS_AT_ONCE = env_int("BACKTESTS_AT_ONCE", 2)
 BACKTESTS_PER_HOUR = env_int("BACKTESTS_PER_HOUR", 30)
 ADVISOR_RUNS_AT_ONCE = env_int("ADVISOR_RUNS_AT_ONCE", 2)
+# Per client address (aibo.limits): previews while typing, chart data, advisor runs.
+PREVIEWS_PER_CLIENT_PER_MINUTE = env_int("PREVIEWS_PER_CLIENT_PER_MINUTE", 120)
+CANDLE_REQUESTS_PER_CLIENT_PER_MINUTE = env_int("CANDLE_REQUESTS_PER_CLIENT_PER_MINUTE", 120)
+ADVISOR_RUNS_PER_CLIENT_PER_HOUR = env_int("ADVISOR_RUNS_PER_CLIENT_PER_HOUR", 60)
 HUEY_JOB_SLOTS = env_int("HUEY_JOB_SLOTS", max(1, HUEY["consumer"]["workers"] - 1))
 
 # --- Websocket and request-body limits (issue 10) ---

@@ -16,6 +16,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.http import AuthedRequest
+from aibo.limits import per_client
 from bots import backtest_runs, pages, services, tasks
 from bots.errors import BotError, Throttled
 from bots.forms import BacktestForm, BotForm
@@ -181,6 +182,7 @@ def _form_context(form: BotForm, bot: Bot | None) -> dict[str, Any]:
 
 @login_required
 @require_POST
+@per_client("preview", limit_setting="PREVIEWS_PER_CLIENT_PER_MINUTE", window=60)
 def bot_preview(request: AuthedRequest) -> HttpResponse:
     """The grid preview for the form as typed so far, with each field's error out of band."""
     form = BotForm(request.POST, owner=request.user)
@@ -218,6 +220,7 @@ def bot_detail(request: AuthedRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_GET
+@per_client("candles", limit_setting="CANDLE_REQUESTS_PER_CLIENT_PER_MINUTE", window=60)
 def bot_candles(request: AuthedRequest, pk: int) -> JsonResponse:
     """Recent candles of the bot's pair, its grid lines, resting orders and recent fills."""
     bot = _own_bot(request, pk)
@@ -278,6 +281,7 @@ def backtest_detail(request: AuthedRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_GET
+@per_client("candles", limit_setting="CANDLE_REQUESTS_PER_CLIENT_PER_MINUTE", window=60)
 def backtest_data(request: AuthedRequest, pk: int) -> JsonResponse:
     run = get_object_or_404(BacktestRun, pk=pk, owner=request.user)
     return JsonResponse(backtest_runs.chart_data(run))

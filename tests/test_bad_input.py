@@ -72,7 +72,9 @@ def advisor(signed_in: Client, settings: Any, monkeypatch: pytest.MonkeyPatch) -
 
 
 @pytest.fixture
-def signed_in(db: None, user: Any) -> Client:
+def signed_in(db: None, user: Any, settings: Any) -> Client:
+    # One client sends every example: lift the per-client limits (tested on their own).
+    settings.PREVIEWS_PER_CLIENT_PER_MINUTE = settings.ADVISOR_RUNS_PER_CLIENT_PER_HOUR = 10**6
     make_rules()
     make_rules("ETH/USDT", step="0.0001")
     set_price("BTC/USDT", Decimal("60000"))

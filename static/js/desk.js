@@ -31,3 +31,10 @@
     show(e.target, "reconnecting", "reconnecting…");
   });
 })();
+
+// A button with data-opens="ID" opens that <dialog> (no inline handlers: the CSP forbids them).
+document.addEventListener("click", function (e) {
+  var opener = e.target.closest ? e.target.closest("[data-opens]") : null;
+  var dialog = opener && document.getElementById(opener.dataset.opens);
+  if (dialog && dialog.showModal) dialog.showModal();
+});

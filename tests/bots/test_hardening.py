@@ -134,3 +134,28 @@ def test_an_unreadable_row_does_not_stop_the_admin(
                  f"/admin/bots/bot/{healthy.pk}/change/", "/admin/bots/order/",
                  "/admin/bots/equitysnapshot/"):  # fmt: skip
         assert admin_client.get(page).status_code == 200, page
+
+
+def test_previews_candle_data_and_advisor_runs_are_limited_per_client(
+    client: Client, user: Any, other_user: Any, bot: Bot, settings: Any
+) -> None:
+    """Many accounts from one address share one budget (finding 6)."""
+    settings.PREVIEWS_PER_CLIENT_PER_MINUTE = 2
+    settings.CANDLE_REQUESTS_PER_CLIENT_PER_MINUTE = 2
+    settings.ADVISOR_RUNS_PER_CLIENT_PER_HOUR = 1
+    client.force_login(user)
+    assert client.post("/bots/preview/", FORM).status_code == 200
+    assert client.get(f"/bots/{bot.pk}/candles.json").status_code == 200
+    assert client.post("/ai/runs/", {"symbol": "BTC/USDT", "capital": "x"}).status_code == 400
+    client.force_login(other_user)  # another account, the same address
+    assert client.post("/bots/preview/", FORM).status_code == 200
+    assert client.get(f"/bots/{bot.pk}/candles.json").status_code == 404  # not theirs
+
+    for response in (
+        client.post("/bots/preview/", FORM),
+        client.get(f"/bots/{bot.pk}/candles.json"),
+        client.post("/ai/runs/", {"symbol": "BTC/USDT", "capital": "1000"}),
+        client.post("/api/ai/optimize", "{}", content_type="application/json"),
+    ):
+        assert response.status_code == 429
+        assert int(response["Retry-After"]) > 0

@@ -96,19 +96,32 @@ def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     page.set_default_timeout(15_000)
+    # Every page of every browser test runs under the site's Content-Security-Policy: anything
+    # it refuses (an inline handler, an injected <style>, an eval) fails the test.
+    refused: list[str] = []
+
+    def on_console(message: Any) -> None:
+        if "Content Security Policy" in message.text:
+            refused.append(f"{message.text} (page {page.url})")
+
+    page.on("console", on_console)
+    page.on("pageerror", lambda e: refused.append(f"page error: {e}"))
     yield page
     failed = getattr(request.node, "rep_call", None)
     if failed is not None and failed.failed:
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / f"FAILED-{request.node.name}.png"), full_page=True)
     context.close()
+    assert not refused, refused
 
 
 def screenshot(page: Any, name: str) -> Path:
     """Save a screenshot as a test artifact (test-artifacts/NAME.png) and return its path."""
     ARTIFACTS.mkdir(exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
+    # caret="initial": Playwright hides the caret with an injected <style>, which the CSP
+    # (rightly) refuses and the page fixture would report.
+    page.screenshot(path=str(path), full_page=True, caret="initial")
     return path
 
 
