@@ -89,6 +89,32 @@ def close_books(bot: Bot, *, reason: str, status: str, at: datetime | None) -> N
     BotEvent.objects.create(bot=bot, kind=kind, message=message[:500], market_time=at)
 
 
+def force_halt(bot_id: int, *, reason: str) -> int:
+    """The last resort for a bot whose row or state cannot be worked with: end its cycles with
+    plain updates that read nothing of it, and cancel a paper bot's book. Its wallets are left
+    as they are (the state that would release them is what failed), a live bot's orders on the
+    exchange too; the event says so. Returns the number of rows stopped (0: not running)."""
+    with transaction.atomic():
+        stopped = Bot.objects.filter(pk=bot_id, status=Bot.Status.RUNNING).update(
+            status=Bot.Status.ERROR, status_reason=reason[:300], stopped_at=timezone.now(),
+            next_buy_price=None, next_sell_price=None, chain_token="",
+        )  # fmt: skip
+        if stopped:
+            live = Bot.objects.filter(pk=bot_id, mode=Bot.Mode.LIVE).exists()
+            if live:  # its orders rest on the exchange until someone cancels them there
+                after = "its orders may still rest on the exchange: cancel them there"
+            else:
+                Order.objects.filter(bot_id=bot_id, status__in=Order.RESTING).update(
+                    status=Order.Status.CANCELLED, reason=reason[:300], updated_at=timezone.now()
+                )
+                after = "its capital was not released: an operator must check it"
+            BotEvent.objects.create(
+                bot_id=bot_id, kind=BotEvent.Kind.ERROR,
+                message=f"Halted: {reason}. Its stored state could not be read; {after}."[:500],
+            )  # fmt: skip
+    return stopped
+
+
 def halt(bot: Bot, *, reason: str, status: str = Bot.Status.STOPPED) -> None:
     """Stop a running bot in the database (``close_books``, saved) and tell its watchers."""
     with transaction.atomic():

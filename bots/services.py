@@ -212,15 +212,20 @@ def emergency_stop(user: Any, *, reason: str = "emergency stop") -> int:
     """Stop all of a user's bots and cancel all their orders. Returns how many stopped; a live
     bot whose exchange cannot be reached is reported after all the others are stopped."""
     stopped, failed = 0, []
-    for bot in Bot.objects.owned_by(user).running().select_related("credential"):
+    # One bot at a time, by id: a row that cannot be read must not keep the others running.
+    for bot_id in Bot.objects.owned_by(user).running().values_list("pk", flat=True):
         try:
-            stop_bot(bot, reason=reason)
+            stop_bot(Bot.objects.select_related("credential").get(pk=bot_id), reason=reason)
             stopped += 1
         except BotError as e:
             failed.append(str(e))
         except Exception:  # one bot's surprise must not keep the others running
-            logger.exception("emergency stop: bot %s", bot.pk)
-            failed.append(f"{bot} could not be stopped (an unexpected error, logged).")
+            logger.exception("emergency stop: bot %s", bot_id)
+            if ledger.force_halt(bot_id, reason=reason):
+                failed.append(
+                    f"Bot {bot_id} was halted, but its stored state could not be read: check "
+                    "its balances (an unexpected error, logged)."
+                )
     if failed:
         raise BotError(f"Stopped {stopped}; not stopped: " + " ".join(failed))
     return stopped

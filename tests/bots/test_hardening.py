@@ -159,3 +159,19 @@ def test_previews_candle_data_and_advisor_runs_are_limited_per_client(
     ):
         assert response.status_code == 429
         assert int(response["Retry-After"]) > 0
+
+
+def test_a_bot_whose_state_cannot_be_read_is_still_halted_by_the_emergency_stop(
+    signed_in: Client, two_running: tuple[Bot, Bot]
+) -> None:
+    healthy, broken = two_running
+    Bot.objects.filter(pk=broken.pk).update(engine_state={"not": "an engine"})
+
+    response = signed_in.post("/bots/emergency-stop/", headers=HX)
+
+    assert response.status_code == 200
+    assert "could not be read" in response.text
+    assert Bot.objects.get(pk=healthy.pk).status == Bot.Status.STOPPED
+    assert Bot.objects.get(pk=broken.pk).status == Bot.Status.ERROR  # no more cycles
+    assert not Order.objects.filter(bot_id=broken.pk).resting().exists()
+    assert "an operator must check it" in broken.events.latest("pk").message
