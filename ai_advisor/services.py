@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -62,7 +63,10 @@ def check_throttle(owner: Any) -> None:
     so every web process and worker sees the same count)."""
     at_once = settings.ADVISOR_RUNS_AT_ONCE
     active = (AdvisorRun.Status.QUEUED, AdvisorRun.Status.RUNNING)
-    if AdvisorRun.objects.owned_by(owner).filter(status__in=active).count() >= at_once:
+    # A run a dead worker left under way stops counting after a while: it cannot block forever.
+    lately = timezone.now() - timedelta(minutes=15)
+    under_way = AdvisorRun.objects.owned_by(owner).filter(status__in=active, created_at__gte=lately)
+    if under_way.count() >= at_once:
         raise Throttled(
             f"You have {at_once} advisor runs under way; ask again when one has answered.",
             retry_after=10,

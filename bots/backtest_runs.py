@@ -45,12 +45,17 @@ def default_range() -> dict[str, dt.date]:
     return {"start": end - dt.timedelta(days=DEFAULT_DAYS - 1), "end": end}
 
 
+STALE_AFTER_SECONDS = 15 * 60
+
+
 def check_limits(owner: Any) -> None:
     """At most ``BACKTESTS_AT_ONCE`` queued or running and ``BACKTESTS_PER_HOUR`` started in
     any hour, per user; counted in the database, so every process sees the same counts."""
     mine = BacktestRun.objects.filter(owner=owner)
     active = (BacktestRun.Status.QUEUED, BacktestRun.Status.RUNNING)
-    if mine.filter(status__in=active).count() >= settings.BACKTESTS_AT_ONCE:
+    # A run a dead worker left "running" stops counting after a while: it cannot block forever.
+    lately = timezone.now() - dt.timedelta(seconds=STALE_AFTER_SECONDS)
+    if mine.filter(status__in=active, created_at__gte=lately).count() >= settings.BACKTESTS_AT_ONCE:
         raise Throttled(
             f"You have {settings.BACKTESTS_AT_ONCE} backtests queued or running; "
             "start another when one has finished.",

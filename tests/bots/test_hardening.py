@@ -4,6 +4,7 @@ schema, and no stored row, whatever it holds, stops the emergency stop, a page o
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from io import StringIO
 from typing import Any
 
@@ -11,10 +12,11 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 from django.test import Client
+from django.utils import timezone
 
 from bots import services
 from bots.errors import ConfigError
-from bots.models import Bot, Order
+from bots.models import BacktestRun, Bot, Order
 from tests.bots.conftest import CONFIG, FORM
 
 HX = {"HX-Request": "true"}
@@ -175,3 +177,59 @@ def test_a_bot_whose_state_cannot_be_read_is_still_halted_by_the_emergency_stop(
     assert Bot.objects.get(pk=broken.pk).status == Bot.Status.ERROR  # no more cycles
     assert not Order.objects.filter(bot_id=broken.pk).resting().exists()
     assert "an operator must check it" in broken.events.latest("pk").message
+
+
+BACKTEST = {k: v for k, v in FORM.items() if k not in ("name", "mode", "max_daily_loss")} | {
+    "start": "2025-06-02", "end": "2025-06-02",
+}  # fmt: skip
+
+
+def test_backtests_are_limited_per_user_at_once_and_per_hour(
+    client: Client, user: Any, other_user: Any, price: Any, settings: Any
+) -> None:
+    """Finding 2: one user cannot fill the queue; another user is not affected."""
+    settings.BACKTESTS_AT_ONCE, settings.BACKTESTS_PER_HOUR = 2, 3
+    client.force_login(user)
+    assert [client.post("/backtests/new/", BACKTEST).status_code for _ in range(2)] == [302] * 2
+
+    refused = client.post("/backtests/new/", BACKTEST)  # two are still queued
+
+    assert refused.status_code == 429 and int(refused["Retry-After"]) > 0
+    assert "2 backtests queued or running" in refused.text
+    assert BacktestRun.objects.filter(owner=user).count() == 2
+    # Finished ones free a place; a run a dead worker left queued stops counting after a while.
+    BacktestRun.objects.filter(owner=user).update(status=BacktestRun.Status.DONE)
+    assert client.post("/backtests/new/", BACKTEST).status_code == 302
+    BacktestRun.objects.filter(owner=user).update(status=BacktestRun.Status.DONE)
+    per_hour = client.post("/backtests/new/", BACKTEST)
+    assert per_hour.status_code == 429 and "3 backtests in the last hour" in per_hour.text
+    client.force_login(other_user)
+    assert client.post("/backtests/new/", BACKTEST).status_code == 302
+
+
+def test_a_stale_queued_backtest_does_not_block_its_owner(
+    client: Client, user: Any, price: Any, settings: Any
+) -> None:
+    settings.BACKTESTS_AT_ONCE = 1
+    client.force_login(user)
+    assert client.post("/backtests/new/", BACKTEST).status_code == 302
+    assert client.post("/backtests/new/", BACKTEST).status_code == 429
+    BacktestRun.objects.update(created_at=timezone.now() - timedelta(hours=1))  # worker died
+    assert client.post("/backtests/new/", BACKTEST).status_code == 302
+
+
+def test_advisor_runs_are_limited_per_user_at_once(user: Any, price: Any, settings: Any) -> None:
+    from ai_advisor import services as advisor
+    from ai_advisor.models import AdvisorRun
+
+    settings.ADVISOR_RUNS_AT_ONCE = 2
+    for _ in range(2):
+        advisor.create_run(user, symbol="BTC/USDT", capital="1000")  # queued, not answered
+
+    with pytest.raises(advisor.Throttled) as refused:
+        advisor.create_run(user, symbol="BTC/USDT", capital="1000")
+
+    assert "2 advisor runs under way" in str(refused.value) and refused.value.retry_after > 0
+    assert AdvisorRun.objects.count() == 2
+    AdvisorRun.objects.update(created_at=timezone.now() - timedelta(hours=1))  # a dead worker's
+    advisor.create_run(user, symbol="BTC/USDT", capital="1000")
