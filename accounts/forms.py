@@ -9,7 +9,7 @@ from django.contrib.auth.forms import (
     PasswordResetForm,
 )
 
-from accounts import throttle
+from accounts import throttle, two_factor
 from accounts.models import ExchangeCredential, User
 
 
@@ -42,6 +42,43 @@ class EmailLoginForm(AuthenticationForm):
     username = forms.EmailField(
         label="Email address",
         widget=forms.EmailInput(attrs={"autofocus": True, "autocomplete": "email"}),
+    )
+
+
+class CodeForm(forms.Form):
+    """A code from the authenticator app, or (where it may be) a recovery code."""
+
+    code = forms.CharField(
+        max_length=32,
+        widget=forms.TextInput(
+            attrs={
+                "autocomplete": "one-time-code",
+                "autocapitalize": "off",
+                "spellcheck": "false",
+            }
+        ),
+        error_messages={"required": "Enter the code."},
+    )
+
+    def __init__(self, *args: Any, label: str, autofocus: bool = True, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["code"].label = label
+        if autofocus:
+            self.fields["code"].widget.attrs["autofocus"] = True
+
+    def clean_code(self) -> str:
+        return two_factor.normalized(self.cleaned_data["code"])
+
+
+class TwoFactorOffForm(CodeForm):
+    """Turning two-factor sign-in off: the password and a code."""
+
+    field_order = ["password", "code"]
+    password = forms.CharField(
+        label="Your password",
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
+        error_messages={"required": "Enter your password."},
     )
 
 

@@ -1,11 +1,17 @@
 """Sign-up, sign-in and password pages, and the page where a user keeps exchange API keys.
 
 Sign-up, sign-in (the admin's too) and password resets are throttled per client and account
-(accounts.throttle); every 429 says when to come back (``Retry-After``).
+(accounts.throttle); every 429 says when to come back (``Retry-After``). For an account with
+two-factor sign-in (accounts.two_factor) the password is the first step of two, and adding or
+deleting exchange keys needs a session signed in with a code.
 
 Keys are owner-scoped (another user's are a 404), stored encrypted (accounts.crypto) and shown
 only as their mask. They are checked with the exchange before being saved: keys the exchange
 refuses are never stored.
+
+Over 400 lines because sign-up, sign-in, the admin's sign-in and the resets share one flow of
+throttles and device cookies that reads best in one place; the two-factor pages live apart
+(accounts.two_factor_views).
 """
 
 from __future__ import annotations
@@ -29,11 +35,13 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import reverse, reverse_lazy
+from django.utils.http import urlencode
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_http_methods, require_POST
+from django_htmx.http import HttpResponseClientRedirect
 
-from accounts import key_check, throttle
+from accounts import key_check, throttle, two_factor
 from accounts.crypto import UndecryptableSecret
 from accounts.forms import (
     CredentialForm,
@@ -145,14 +153,17 @@ def _throttled_login(
     refused_page: Callable[[str], HttpResponse],
 ) -> HttpResponse:
     """Run a login view's POST under ``throttle.LoginAttempt``: refused with a 429 and
-    ``Retry-After`` before the password is even checked, failures counted, and on success the
-    browser remembered as one the account signs in from."""
+    ``Retry-After`` before the password is even checked, failures counted, and on success (the
+    password was right, even if a code is still due) the browser remembered as one the
+    account signs in from."""
     attempt = throttle.LoginAttempt.of(request)
     if (refusal := attempt.refusal()) is not None:
         return throttle.too_many(refused_page(_refusal_words(refusal)), refusal.retry_after)
     response = log_in()
-    # LoginView redirects only when the form was valid and the user is signed in.
-    if response.status_code == 302 and request.user.is_authenticated:
+    # LoginView redirects only when the form was valid: the user is signed in, or waits for
+    # the code step.
+    accepted = request.user.is_authenticated or two_factor.awaits_code(request)
+    if response.status_code == 302 and accepted:
         attempt.succeeded()
         throttle.remember_device(response, request, request.POST.get("username", ""))
     else:
@@ -160,7 +171,20 @@ def _throttled_login(
     return response
 
 
-class LoginView(auth_views.LoginView):
+class _TwoStepLoginView(auth_views.LoginView):
+    """Django's login, except that a right password for an account with two-factor sign-in
+    signs nobody in: it leads to the code step (``login_code``)."""
+
+    def form_valid(self, form: Any) -> HttpResponse:
+        user = form.get_user()
+        if not two_factor.is_on(user):
+            two_factor.forget(self.request)
+            return super().form_valid(form)
+        two_factor.await_code(self.request, user, self.get_success_url())
+        return redirect("accounts:login_code")
+
+
+class LoginView(_TwoStepLoginView):
     """Django's login, throttled by account and client together (``throttle.LoginAttempt``)."""
 
     template_name = "accounts/login.html"
@@ -188,24 +212,43 @@ class LoginView(auth_views.LoginView):
 @sensitive_post_parameters("password")
 @never_cache
 def admin_login(request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
-    """The admin's own login page, throttled exactly as the site's (wired before admin.site.urls
-    in aibo/urls.py)."""
+    """The admin's own login page, throttled exactly as the site's and with its code step
+    (wired before admin.site.urls in aibo/urls.py)."""
     if request.method != "POST":
         return admin.site.login(request, extra_context)
 
-    def refused(message: str) -> HttpResponse:
-        messages.error(request, message)
-        context = {
+    def context() -> dict[str, Any]:
+        return {
             **admin.site.each_context(request),
             "title": "Log in",
+            "subtitle": None,
             "app_path": request.get_full_path(),
             "username": request.user.get_username(),
+        }
+
+    def refused(message: str) -> HttpResponse:
+        messages.error(request, message)
+        page = {
+            **context(),
             "form": AdminAuthenticationForm(request),
             REDIRECT_FIELD_NAME: request.POST.get(REDIRECT_FIELD_NAME) or reverse("admin:index"),
         }
-        return TemplateResponse(request, "admin/login.html", context)
+        return TemplateResponse(request, "admin/login.html", page)
 
-    return _throttled_login(request, lambda: admin.site.login(request, extra_context), refused)
+    def log_in() -> HttpResponse:
+        # What admin.site.login does, with the two-step form_valid.
+        page = context()
+        if REDIRECT_FIELD_NAME not in request.GET and REDIRECT_FIELD_NAME not in request.POST:
+            page[REDIRECT_FIELD_NAME] = reverse("admin:index")
+        request.current_app = admin.site.name
+        view = _TwoStepLoginView.as_view(
+            extra_context={**page, **(extra_context or {})},
+            authentication_form=AdminAuthenticationForm,
+            template_name="admin/login.html",
+        )
+        return view(request)
+
+    return _throttled_login(request, log_in, refused)
 
 
 class LogoutView(auth_views.LogoutView):
@@ -277,7 +320,8 @@ def _own_credential(request: AuthedRequest, pk: int) -> ExchangeCredential:
 
 def _credentials_page(request: AuthedRequest, form: CredentialForm) -> HttpResponse:
     credentials = ExchangeCredential.objects.owned_by(request.user)
-    ctx = {"form": form, "credentials": credentials}
+    two_factor_on = two_factor.is_on(request.user)
+    ctx = {"form": form, "credentials": credentials, "two_factor_on": two_factor_on}
     return render(request, "accounts/credential_list.html", ctx)
 
 
@@ -296,6 +340,8 @@ def _after_credential_action(request: AuthedRequest) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 def credential_list(request: AuthedRequest) -> HttpResponse:
+    if request.method == "POST" and (refused := _unverified_key_change(request)):
+        return refused
     form = CredentialForm(request.POST or None, owner=request.user)
     if request.method == "POST" and form.is_valid():
         if refusal := _key_check_refusal(request):
@@ -304,6 +350,20 @@ def credential_list(request: AuthedRequest) -> HttpResponse:
         if _add_credential(request, form):
             return redirect("accounts:credentials")
     return _credentials_page(request, form)
+
+
+def _unverified_key_change(request: AuthedRequest) -> HttpResponse | None:
+    """Keys are added and deleted only in a session signed in with a code, when the account
+    has two-factor sign-in: to the code step first, and back."""
+    if two_factor.is_verified(request) or not two_factor.is_on(request.user):
+        return None
+    messages.error(
+        request,
+        "Your account has two-factor sign-in: enter a code before changing exchange keys.",
+    )
+    next_url = urlencode({REDIRECT_FIELD_NAME: reverse("accounts:credentials")})
+    url = f"{reverse('accounts:login_code')}?{next_url}"
+    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
 
 
 def _key_check_refusal(request: AuthedRequest) -> throttle.Refusal | None:
@@ -380,6 +440,8 @@ def credential_verify(request: AuthedRequest, pk: int) -> HttpResponse:
 @require_POST
 def credential_delete(request: AuthedRequest, pk: int) -> HttpResponse:
     cred = _own_credential(request, pk)
+    if refused := _unverified_key_change(request):
+        return refused
     try:
         cred.delete()
     except (ProtectedError, RestrictedError) as e:  # a bot trades with them

@@ -172,6 +172,10 @@ CONTENT_SECURITY_POLICY = {
         "form-action": ["'self'"],
     },
 }
+# Two-factor sign-in (django-otp): how authenticator apps label the entry, and the operators'
+# admin never shows a user's TOTP key, QR code or recovery codes.
+OTP_TOTP_ISSUER = "aibo"
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True
 # Signed-in sessions end after this long without a request (aibo.middleware renews an active
 # session at most once a minute, so polling pages do not write the session on every request).
 SESSION_COOKIE_AGE = env_int("SESSION_IDLE_SECONDS", 14 * 24 * 3600)
