@@ -365,6 +365,9 @@ MARKET_FEED = env_str("MARKET_FEED", "replay")
 MARKET_FEED_EXCHANGE = env_str("MARKET_FEED_EXCHANGE", "binance")
 REPLAY_CANDLES_PER_SECOND = Decimal(env_str("REPLAY_CANDLES_PER_SECOND", "1"))
 BOT_CYCLE_SECONDS = env_int("BOT_CYCLE_SECONDS", 5)
+# A worker's hold on a bot (bots.locks) lasts this long past its last renewal: a worker killed
+# mid-cycle frees its bots after at most this many seconds.
+BOT_LEASE_SECONDS = env_int("BOT_LEASE_SECONDS", 30)
 # Exchange credentials are encrypted with this key (Fernet); derived from SECRET_KEY if unset.
 CREDENTIALS_KEY = env_str("CREDENTIALS_KEY")
 # The AI advisor.

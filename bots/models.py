@@ -424,3 +424,17 @@ class BacktestRun(models.Model):
 
     def __str__(self) -> str:
         return f"backtest {self.symbol} {self.start:%Y-%m-%d}..{self.end:%Y-%m-%d}"
+
+
+class BotLease(models.Model):
+    """Who may work on a bot right now (``bots.locks``): a token and the time it runs out.
+
+    A lease, not a flag: a worker killed mid-cycle holds it only until ``until``, then any
+    worker may take it. Its own table, so no save of the bot row can overwrite it."""
+
+    bot = models.OneToOneField(Bot, on_delete=models.CASCADE, primary_key=True, related_name="+")
+    token = models.CharField(max_length=32, blank=True)
+    until = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"lease of bot {self.bot_id} until {self.until or '-'}"

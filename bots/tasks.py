@@ -56,7 +56,8 @@ def bot_cycle_task(bot_id: int, token: str | None = None) -> None:
         return
     if result is not None and (not result.running or result.chain_token != token):
         return  # the bot stopped, or a newer chain (the watchdog's) owns it
-    cache.set(heartbeat_key(bot_id), timezone.now().timestamp(), timeout=None)
+    if result is not None:  # the heartbeat means a cycle really ran, not that the chain did
+        cache.set(heartbeat_key(bot_id), timezone.now().timestamp(), timeout=None)
     delay = 0 if result is not None and result.behind else settings.BOT_CYCLE_SECONDS
     bot_cycle_task.schedule((bot_id, token), delay=delay)
 

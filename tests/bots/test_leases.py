@@ -1,0 +1,77 @@
+"""Issue 11, defect 2: a worker killed mid-cycle must not leave its bot locked for good, and the
+heartbeat must mean that a cycle really ran."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.core.cache import cache
+from django.utils import timezone
+
+from bots import locks, services
+from bots.errors import BotError
+from bots.models import Bot, BotLease
+from bots.tasks import bot_cycle_task, cycle_once
+
+
+def _killed_worker_holds(bot: Bot) -> str:
+    """What a worker killed mid-cycle leaves behind: a lease nobody gives back."""
+    token = locks.take(bot.pk)
+    assert token is not None
+    return token
+
+
+def test_a_worker_killed_mid_cycle_frees_its_bot_when_the_lease_runs_out(worked_bot: Bot) -> None:
+    services.start_bot(worked_bot)
+    _killed_worker_holds(worked_bot)
+
+    assert cycle_once(worked_bot.pk) is None  # held: no second cycle beside the first
+    with pytest.raises(BotError, match="busy"), locks.bot_lock(worked_bot.pk, wait=0.2):
+        pass
+
+    BotLease.objects.update(until=timezone.now() - timedelta(seconds=1))  # the lease runs out
+
+    assert cycle_once(worked_bot.pk) is not None  # the next worker cycles the bot
+    with locks.bot_lock(worked_bot.pk, wait=0.2):  # and Stop / Emergency stop get in
+        pass
+    assert BotLease.objects.get(bot=worked_bot).token == ""  # given back after each
+
+
+def test_the_heartbeat_means_a_cycle_ran_not_that_the_chain_did(worked_bot: Bot) -> None:
+    services.start_bot(worked_bot)
+    worked_bot.refresh_from_db()
+    cache.delete(locks.heartbeat_key(worked_bot.pk))
+    _killed_worker_holds(worked_bot)
+
+    bot_cycle_task.call_local(worked_bot.pk, worked_bot.chain_token)
+
+    assert cache.get(locks.heartbeat_key(worked_bot.pk)) is None  # so the watchdog steps in
+    BotLease.objects.update(until=timezone.now() - timedelta(seconds=1))
+    bot_cycle_task.call_local(worked_bot.pk, worked_bot.chain_token)
+    assert cache.get(locks.heartbeat_key(worked_bot.pk)) is not None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_long_cycle_keeps_its_lease(worked_market: None, make_bot: Any, settings: Any) -> None:
+    """The keeper renews the lease while its holder works, however long that takes."""
+    from tests.bots.conftest import WORKED_CONFIG
+
+    bot = make_bot(WORKED_CONFIG)
+    settings.BOT_LEASE_SECONDS = 1
+    taken_meanwhile = []
+
+    def another_worker() -> None:
+        time.sleep(1.5)  # past the lease's first end
+        taken_meanwhile.append(locks.take(bot.pk))
+
+    with locks.cycle_lock(bot.pk):
+        other = threading.Thread(target=another_worker)
+        other.start()
+        other.join()
+
+    assert taken_meanwhile == [None]
+    assert locks.take(bot.pk) is not None  # given back at the end
