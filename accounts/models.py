@@ -95,3 +95,14 @@ class ExchangeCredential(models.Model):
         from accounts import crypto
 
         return crypto.decrypt(self.api_key_encrypted), crypto.decrypt(self.secret_encrypted)
+
+    def readable(self) -> bool:
+        """Whether this server can still decrypt the keys (CREDENTIALS_KEY or SECRET_KEY may
+        have changed since they were stored); nothing decrypted leaves this method."""
+        from accounts import crypto
+
+        try:
+            self.keys()
+        except crypto.UndecryptableSecret:
+            return False
+        return True

@@ -35,7 +35,22 @@ def readyz(request: HttpRequest) -> JsonResponse:
             checks["redis"] = "ok"
         except Exception as e:
             checks["redis"] = f"error: {e.__class__.__name__}"
+    if checks["database"] == "ok":
+        checks["exchange_keys"] = _exchange_keys()
     ready = all(value == "ok" for value in checks.values())
     return JsonResponse(
         {"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503
     )
+
+
+def _exchange_keys() -> str:
+    """Running live bots whose keys cannot be decrypted (a changed CREDENTIALS_KEY or
+    SECRET_KEY): their grids rest on the exchange with no one watching them."""
+    from bots.models import Bot
+    from bots.pages import live_bots_without_keys
+
+    blind = [b for b in live_bots_without_keys() if b.status == Bot.Status.RUNNING]
+    if not blind:
+        return "ok"
+    ids = ", ".join(str(b.pk) for b in blind)
+    return f"error: {len(blind)} running live bot(s) cannot read their exchange keys (bots {ids})"

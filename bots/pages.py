@@ -43,6 +43,18 @@ CHART_FILLS = 300
 ZERO = Decimal(0)
 
 
+def live_bots_without_keys(owner_id: int | None = None) -> list[Bot]:
+    """Live bots (running, or not) whose exchange keys this server can no longer decrypt: they
+    cannot see or cancel their orders until the keys are entered again. All owners' for the
+    readiness probe, one owner's for the dashboard."""
+    bots = Bot.objects.filter(mode=Bot.Mode.LIVE, credential__isnull=False)
+    if owner_id is not None:
+        bots = bots.filter(owner_id=owner_id)
+    return [b for b in bots.select_related("credential").only(
+        "pk", "name", "symbol", "status", "owner_id", "credential",
+    ) if not b.credential.readable()]  # fmt: skip
+
+
 def own_bot(user: Any, raw_id: Any) -> Bot:
     """The user's bot with the id as typed (a query string, a form, JSON); Http404 for anything
     that is not one of theirs, ``abc``, ``1.5`` and ``%00`` included."""

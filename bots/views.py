@@ -44,6 +44,7 @@ def _dashboard_context(request: AuthedRequest) -> dict[str, Any]:
         "balances": pages.paper_balances(request.user.pk),
         "replayed": pages.replayed(),
         "starting_balance": settings.PAPER_STARTING_BALANCE,
+        "without_keys": pages.live_bots_without_keys(request.user.pk),
     }
 
 

@@ -34,7 +34,7 @@ def test_healthz_says_alive(client):
 def test_readyz_checks_the_database(client):
     response = client.get("/readyz")
     assert response.status_code == 200
-    assert response.json()["checks"] == {"database": "ok"}
+    assert response.json()["checks"] == {"database": "ok", "exchange_keys": "ok"}
 
 
 @pytest.mark.django_db

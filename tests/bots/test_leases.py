@@ -75,3 +75,29 @@ def test_a_long_cycle_keeps_its_lease(worked_market: None, make_bot: Any, settin
 
     assert taken_meanwhile == [None]
     assert locks.take(bot.pk) is not None  # given back at the end
+
+
+def test_keys_unreadable_after_a_key_change_fail_readyz_and_show_on_the_dashboard(
+    client: Any, user: Any, bot: Bot, settings: Any
+) -> None:
+    """Issue 11, defect 8: a changed CREDENTIALS_KEY must not leave grids unwatched in silence."""
+    from cryptography.fernet import Fernet
+
+    from accounts.models import ExchangeCredential
+
+    settings.CREDENTIALS_KEY = Fernet.generate_key().decode()
+    keys = ExchangeCredential(owner=user, label="main")
+    keys.set_keys("k" * 64, "s" * 64)
+    keys.save()
+    Bot.objects.filter(pk=bot.pk).update(mode=Bot.Mode.LIVE, credential=keys,
+                                         status=Bot.Status.RUNNING)  # fmt: skip
+    assert client.get("/readyz").json()["checks"]["exchange_keys"] == "ok"
+
+    settings.CREDENTIALS_KEY = Fernet.generate_key().decode()  # the operator changed it
+
+    ready = client.get("/readyz")
+    assert ready.status_code == 503
+    assert f"bots {bot.pk}" in ready.json()["checks"]["exchange_keys"]
+    client.force_login(user)
+    page = client.get("/").text
+    assert "can no longer read the exchange keys" in page and f"/bots/{bot.pk}/" in page
