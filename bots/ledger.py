@@ -14,7 +14,7 @@ from django.utils import timezone
 from bots import push
 from bots.grid import order_ids
 from bots.grid.engine import DesiredOrder, MarketTrade, RoundTrip
-from bots.models import Bot, BotEvent, Order, PaperBalance, Trade
+from bots.models import Bot, BotEvent, MarketAttempt, Order, PaperBalance, Trade
 
 ZERO = Decimal(0)
 QUOTE_WALLETS = {"USDT", "USDC", "USD"}
@@ -87,6 +87,15 @@ def close_books(bot: Bot, *, reason: str, status: str, at: datetime | None) -> N
     kind = BotEvent.Kind.STOPPED if status == Bot.Status.STOPPED else BotEvent.Kind.ERROR
     message = f"Stopped: {reason}. Cancelled {cancelled} resting order(s)."
     BotEvent.objects.create(bot=bot, kind=kind, message=message[:500], market_time=at)
+
+
+def market_attempt(client_id: str) -> datetime | None:
+    """Write down that a market order goes out under ``client_id`` (committed before it is
+    sent); when it went out before, the first time it did."""
+    attempt, created = MarketAttempt.objects.get_or_create(
+        client_order_id=client_id, defaults={"first_sent_at": timezone.now()}
+    )
+    return None if created else attempt.first_sent_at
 
 
 def force_halt(bot_id: int, *, reason: str) -> int:

@@ -107,7 +107,10 @@ def start_buy(bot: Bot, gw: Any, engine: GridEngine) -> list[ExchangeFill]:
     if planned is None:
         return []
     try:
-        fills = gw.market_buy(start_client_id(bot), planned.amount)
+        client_id = start_client_id(bot)
+        fills = gw.market_buy(
+            client_id, planned.amount, sent_before=ledger.market_attempt(client_id)
+        )
     except OrderRejected as e:
         raise LiveError(f"{bot.exchange} refused the start buy: {e}") from None
     except ExchangeError as e:
@@ -494,7 +497,8 @@ def halt(bot: Bot, gw: Any, *, reason: str, sell: bool = False,
                 )  # fmt: skip
         if sale is not None:
             try:
-                fills = gw.market_sell(sale.client_order_id, sale.amount)
+                sent_before = ledger.market_attempt(sale.client_order_id)
+                fills = gw.market_sell(sale.client_order_id, sale.amount, sent_before=sent_before)
             except TemporaryExchangeError:
                 raise  # the cycle retries: the pending sale is finished next time
             except ExchangeError as e:

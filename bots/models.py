@@ -438,3 +438,15 @@ class BotLease(models.Model):
 
     def __str__(self) -> str:
         return f"lease of bot {self.bot_id} until {self.until or '-'}"
+
+
+class MarketAttempt(models.Model):
+    """When a market order (a start buy, a stop sale) was first sent under this client id,
+    written before it is sent. The exchange may not show an accepted order for a while, so
+    "not found" proves nothing until long enough after this (``bots.gateways``)."""
+
+    client_order_id = models.CharField(max_length=36, primary_key=True)
+    first_sent_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.client_order_id} first sent {self.first_sent_at:%Y-%m-%d %H:%M:%S}"

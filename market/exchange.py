@@ -33,6 +33,11 @@ class TemporaryExchangeError(ExchangeError):
     """Network trouble, rate limit, maintenance or an unknown outcome: retry later."""
 
 
+class OrderNotVisibleYet(TemporaryExchangeError):
+    """An order we may have sent is not visible on the exchange yet (Binance answers "does
+    not exist" for up to a minute after it accepts one): wait, never send it again blindly."""
+
+
 class OrderRejected(ExchangeError):
     """The exchange refused this order (filters, insufficient balance): do not retry blindly."""
 

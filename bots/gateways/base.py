@@ -13,6 +13,7 @@ person may need to look).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Literal, Protocol
 
@@ -105,11 +106,17 @@ class Gateway(Protocol):
         """Our trades at or after ``since_ms`` (all of them when ``None``), oldest first."""
         ...
 
-    def market_buy(self, client_id: str, amount: Decimal) -> list[ExchangeFill]:
-        """Buy ``amount`` of the base asset now (the start buy); idempotent by client id."""
+    def market_buy(
+        self, client_id: str, amount: Decimal, *, sent_before: datetime | None = None
+    ) -> list[ExchangeFill]:
+        """Buy ``amount`` of the base asset now (the start buy); idempotent by client id.
+        ``sent_before``: when this client id first went out, if it did (then it is never
+        sent again until the exchange proves the first did not execute)."""
         ...
 
-    def market_sell(self, client_id: str, amount: Decimal) -> list[ExchangeFill]:
+    def market_sell(
+        self, client_id: str, amount: Decimal, *, sent_before: datetime | None = None
+    ) -> list[ExchangeFill]:
         """Sell ``amount`` of the base asset now (stop-loss, take-profit); idempotent too."""
         ...
 

@@ -15,19 +15,23 @@ from __future__ import annotations
 
 import logging
 from contextlib import AbstractContextManager
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import ccxt
 
 from bots.gateways.base import Balance, ExchangeFill, OpenOrder, OrderRequest, OrderStatus, Side
-from market.exchange import TemporaryExchangeError, translated
+from market.exchange import OrderNotVisibleYet, TemporaryExchangeError, translated
 
 logger = logging.getLogger(__name__)
 
 DAY_MS = 24 * 60 * 60 * 1000
 TRADES_PAGE = 1000  # Binance's maximum for myTrades
 WALK_DAYS = 14  # fetch_fills further back than this pages by trade id instead of by day
+# Binance answers "does not exist" for up to about a minute after it accepted an order: until
+# this long after we first sent one, "not found" proves nothing.
+NOT_VISIBLE_FOR = timedelta(seconds=90)
 STATUSES: dict[str, OrderStatus] = {
     "open": "open",
     "closed": "closed",
@@ -81,7 +85,13 @@ class CcxtGateway:
             try:
                 self.client.cancel_order("", self.symbol, {"origClientOrderId": client_id})
             except ccxt.OrderNotFound:
-                return  # unknown, filled or already canceled: nothing rests, which is the goal
+                # Unknown, filled or already canceled, or too fresh to be found by id yet:
+                # only the book itself tells which.
+                resting = self.client.fetch_open_orders(self.symbol)
+                if any(o.get("clientOrderId") == client_id for o in resting):
+                    raise OrderNotVisibleYet(
+                        f"{client_id} rests on the book but cannot be cancelled yet"
+                    ) from None
 
     def open_orders(self) -> list[OpenOrder]:
         with self._errors("open orders"):
@@ -95,11 +105,15 @@ class CcxtGateway:
         unique = {f.trade_id: f for f in fills}
         return sorted(unique.values(), key=lambda f: (f.at_ms, _sort_key(f.trade_id)))
 
-    def market_buy(self, client_id: str, amount: Decimal) -> list[ExchangeFill]:
-        return self._market(client_id, "buy", amount)
+    def market_buy(
+        self, client_id: str, amount: Decimal, *, sent_before: datetime | None = None
+    ) -> list[ExchangeFill]:
+        return self._market(client_id, "buy", amount, sent_before)
 
-    def market_sell(self, client_id: str, amount: Decimal) -> list[ExchangeFill]:
-        return self._market(client_id, "sell", amount)
+    def market_sell(
+        self, client_id: str, amount: Decimal, *, sent_before: datetime | None = None
+    ) -> list[ExchangeFill]:
+        return self._market(client_id, "sell", amount, sent_before)
 
     def balances(self) -> dict[str, Balance]:
         with self._errors("balances"):
@@ -148,8 +162,10 @@ class CcxtGateway:
                         "%s %s: client id already open, using that order", action, client_id
                     )
                     found = self._find(client_id)
-                    if found is None:
-                        raise
+                    if found is None:  # open on the book, but too fresh to be looked up
+                        raise OrderNotVisibleYet(
+                            f"{client_id} is open on {self.client.id} but not visible yet"
+                        ) from None
                     return found
         except TemporaryExchangeError:
             # The exchange may have accepted it before the answer got lost.
@@ -171,14 +187,38 @@ class CcxtGateway:
         self._remember_raw(raw)
         return raw
 
-    def _market(self, client_id: str, side: Side, amount: Decimal) -> list[ExchangeFill]:
+    def _market(
+        self, client_id: str, side: Side, amount: Decimal, sent_before: datetime | None
+    ) -> list[ExchangeFill]:
+        """A market order is never sent again without proof that the first did not execute:
+        when it was sent before (``sent_before``) and cannot be found, wait until
+        ``NOT_VISIBLE_FOR`` has passed, then look for it in the order history too."""
         existing = self._find(client_id)
+        if existing is None and sent_before is not None:
+            until = sent_before + NOT_VISIBLE_FOR
+            if datetime.now(UTC) < until:
+                raise OrderNotVisibleYet(
+                    f"the market {side} {client_id} went out at {sent_before:%H:%M:%S} UTC "
+                    f"and {self.client.id} does not show it yet: it is not sent again before "
+                    f"{until:%H:%M:%S} UTC, and then only if the order history has no trace of it"
+                )
+            existing = self._in_history(client_id, sent_before)
         if existing is None or _replaceable(existing):
             raw = self._create(client_id, "market", side, amount, None, action=f"market {side}")
         else:
             raw = existing
         with self._errors(f"market {side} {client_id} fills"):
             return self._order_fills(raw)
+
+    def _in_history(self, client_id: str, since: datetime) -> dict[str, Any] | None:
+        """The order with this client id among those sent since ``since`` (allOrders)."""
+        start = int(since.timestamp() * 1000) - 60_000
+        with self._errors(f"order history for {client_id}"):
+            raws = self.client.fetch_orders(self.symbol, start, 1000)
+        found = [r for r in raws if r.get("clientOrderId") == client_id]
+        if found:
+            self._remember_raw(found[-1])
+        return found[-1] if found else None
 
     def _order_fills(self, raw: dict[str, Any]) -> list[ExchangeFill]:
         """The trades of one order: from the FULL response when it has them, else asked for."""
@@ -225,13 +265,13 @@ class CcxtGateway:
 
     def _fill(self, trade: dict[str, Any], order: dict[str, Any] | None) -> ExchangeFill:
         order_id = str(trade.get("order") or (order or {}).get("id") or "")
+        at_ms = trade.get("timestamp") or (order or {}).get("lastTradeTimestamp")
+        at_ms = at_ms or (order or {}).get("timestamp") or 0
         if order is not None and order.get("clientOrderId"):
             client_id = str(order["clientOrderId"])
         else:
-            client_id = self._client_id_of(order_id)
+            client_id = self._client_id_of(order_id, int(at_ms))
         fee = trade.get("fee") or {}
-        at_ms = trade.get("timestamp") or (order or {}).get("lastTradeTimestamp")
-        at_ms = at_ms or (order or {}).get("timestamp") or 0
         return ExchangeFill(
             trade_id=str(trade["id"]),
             client_id=client_id,
@@ -244,10 +284,21 @@ class CcxtGateway:
             at_ms=int(at_ms),
         )
 
-    def _client_id_of(self, order_id: str) -> str:
-        """Trades name their order by exchange id only; ask the exchange once per order."""
+    def _client_id_of(self, order_id: str, at_ms: int) -> str:
+        """Trades name their order by exchange id only; ask the exchange once per order. A
+        fresh order may not be found by id yet: then the order history since the trade tells,
+        and if it does not either, the fill waits for the next cycle (never an error)."""
         if order_id not in self._client_ids:
-            raw = self.client.fetch_order(order_id, self.symbol)
+            try:
+                raw: dict[str, Any] | None = self.client.fetch_order(order_id, self.symbol)
+            except ccxt.OrderNotFound:
+                since = max(at_ms - 60_000, 0)
+                history = self.client.fetch_orders(self.symbol, since, 1000)
+                raw = next((r for r in history if str(r.get("id")) == order_id), None)
+                if raw is None:
+                    raise OrderNotVisibleYet(
+                        f"the order {order_id} of a new trade is not visible yet"
+                    ) from None
             self._client_ids[order_id] = str(raw.get("clientOrderId") or "")
         return self._client_ids[order_id]
 

@@ -12,7 +12,13 @@ import pytest
 
 from bots.gateways.base import Balance, ExchangeFill, OpenOrder, OrderRequest
 from bots.gateways.ccxt_gateway import CcxtGateway
-from market.exchange import ExchangeError, KeysRefused, OrderRejected, TemporaryExchangeError
+from market.exchange import (
+    ExchangeError,
+    KeysRefused,
+    OrderNotVisibleYet,
+    OrderRejected,
+    TemporaryExchangeError,
+)
 from tests.fakes.fake_binance import FakeBinance
 
 API_KEY = "live-key-AbC123"
@@ -335,3 +341,36 @@ def test_secrets_stay_out_of_reprs_errors_and_logs(
     assert "outcome unknown" in caplog.text
     for text in shown:
         assert API_KEY not in text and SECRET not in text
+
+
+def test_a_resend_that_gets_duplicate_order_sent_is_not_taken_for_a_refusal(
+    fake: FakeBinance, gateway: CcxtGateway
+) -> None:
+    """Issue 11, defect 1: the first send rests on the book but is not visible by id yet; the
+    resend gets "Duplicate order sent.", which means "you have this order", not "refused"."""
+    fake.not_found_ms = 60_000
+    fake.accept_then_fail_response("/order")
+    with pytest.raises(TemporaryExchangeError):
+        gateway.place(sell("a9g1-3s0-fresh", price="101000"))
+
+    with pytest.raises(OrderNotVisibleYet):
+        gateway.place(sell("a9g1-3s0-fresh", price="101000"))  # not OrderRejected
+
+    [order] = fake.orders("BTCUSDT", "NEW")
+    assert order.client_id == "a9g1-3s0-fresh"
+    fake.not_found_ms = 0
+    assert gateway.place(sell("a9g1-3s0-fresh", price="101000")).client_id == "a9g1-3s0-fresh"
+    assert len(fake.orders("BTCUSDT")) == 1
+
+
+def test_a_fresh_trade_whose_order_is_not_visible_yet_is_found_in_the_history(
+    fake: FakeBinance, gateway: CcxtGateway
+) -> None:
+    placed = gateway.place(sell("a9g1-4s0-fill", price="100500"))
+    fake.not_found_ms = 60_000  # lookups by order id answer -2013 for a while
+    fake.set_price("BTCUSDT", "101000")
+
+    fresh = CcxtGateway(fake.ccxt_client(timeout_ms=500), "BTC/USDT")  # a new process
+    [fill] = fresh.fetch_fills(None)
+
+    assert fill.client_id == placed.client_id == "a9g1-4s0-fill"

@@ -205,8 +205,13 @@ class FakeBinance:
         exchange_info: Path | dict[str, Any] = EXCHANGE_INFO,
         hang_seconds: float = 5.0,
         buyer_pays_base: bool = False,
+        not_found_ms: int = 0,
     ) -> None:
         self.buyer_pays_base = buyer_pays_base
+        # Binance answers "does not exist" (-2013 on a lookup, -2011 on a cancel) for up to
+        # about a minute after it accepted an order: lookups and cancels by id do not see an
+        # order younger than this (the open-orders list and allOrders do).
+        self.not_found_ms = not_found_ms
         self.api_key = api_key
         self.secret = secret
         self.hang_seconds = hang_seconds
@@ -801,6 +806,8 @@ class FakeBinance:
                 -1102,
                 "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!",
             )
+        now = _now_ms()
+        matches = [o for o in matches if now - o.time >= self.not_found_ms]
         if not matches:
             raise not_found
         # An open order wins over older closed ones that reused its client order id.

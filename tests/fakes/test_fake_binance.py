@@ -358,3 +358,20 @@ def test_accept_then_fail_response_keeps_the_order(fake: FakeBinance, client: cc
     [order] = fake.orders("BTCUSDT", "NEW")
     assert order.client_id == "lost"
     assert client.fetch_order("", BTC, {"origClientOrderId": "lost"})["status"] == "open"
+
+
+def test_a_fresh_order_does_not_exist_for_lookups_and_cancels_yet(
+    fake: FakeBinance, client: ccxt.binance
+) -> None:
+    """What Binance does for up to a minute after it accepted an order (-2013 / -2011)."""
+    fake.not_found_ms = 60_000
+    client.create_order(BTC, "limit", "buy", 0.001, 99000, {"clientOrderId": "fresh"})
+
+    with pytest.raises(ccxt.OrderNotFound):
+        client.fetch_order("", BTC, {"origClientOrderId": "fresh"})
+    with pytest.raises(ccxt.OrderNotFound):
+        client.cancel_order("", BTC, {"origClientOrderId": "fresh"})
+    assert [o["clientOrderId"] for o in client.fetch_open_orders(BTC)] == ["fresh"]  # it rests
+
+    fake.not_found_ms = 0  # a minute later
+    assert client.fetch_order("", BTC, {"origClientOrderId": "fresh"})["status"] == "open"
