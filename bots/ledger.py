@@ -81,6 +81,7 @@ def close_books(bot: Bot, *, reason: str, status: str, at: datetime | None) -> N
             base_wallet.free += engine.base
             base_wallet.save(update_fields=["free"])
     bot.status, bot.status_reason = status, reason[:300]
+    bot.stopping_reason, bot.stopping_sells = "", False
     bot.stopped_at = timezone.now()
     bot.next_buy_price = bot.next_sell_price = None
     bot.chain_token = ""
@@ -96,6 +97,21 @@ def market_attempt(client_id: str) -> datetime | None:
         client_order_id=client_id, defaults={"first_sent_at": timezone.now()}
     )
     return None if created else attempt.first_sent_at
+
+
+def note_stopping(bot: Bot, *, reason: str, sells: bool) -> None:
+    """Write a stop down before it acts (committed), once: every later cycle finishes it."""
+    if bot.stopping_reason:
+        return
+    bot.stopping_reason, bot.stopping_sells = reason[:300] or "stopped", sells
+    Bot.objects.filter(pk=bot.pk, stopping_reason="").update(
+        stopping_reason=bot.stopping_reason, stopping_sells=sells
+    )
+    BotEvent.objects.create(
+        bot=bot, kind=BotEvent.Kind.SKIPPED,
+        message=f"Stopping: {reason}. Cancelling the grid on the exchange"[:480]
+        + (" and selling the bot's coins." if sells else "."),
+    )  # fmt: skip
 
 
 def force_halt(bot_id: int, *, reason: str) -> int:

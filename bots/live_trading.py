@@ -176,6 +176,9 @@ def run_cycle(bot_id: int) -> LiveCycle | None:
         bot.refresh_from_db()
         if not bot.is_running:
             return cycle
+        if bot.stopping_reason:  # a stop written down but not finished: finish it, only that
+            halt(bot, gw, reason=bot.stopping_reason, sell=bot.stopping_sells)
+            return cycle
         stop_sale = pending_stop_sale(bot)
         if stop_sale is not None:  # a stop whose sale did not finish: finish it first
             halt(bot, gw, reason=stop_sale.reason, sell=True)
@@ -442,6 +445,10 @@ def cancel_book(bot: Bot, gw: Any) -> None:
         .values_list("client_order_id", flat=True)
     ):
         gw.cancel(cid)
+    # Then whatever the exchange still has of this run, the database's or not.
+    for order in gw.open_orders():
+        if order_ids.belongs_to(order.client_id, bot.key):
+            gw.cancel(order.client_id)
     sync_fills(bot, gw, LiveCycle())
 
 
@@ -481,6 +488,7 @@ def halt(bot: Bot, gw: Any, *, reason: str, sell: bool = False,
     id, so a crash or a lost answer is finished by the next cycle without selling twice; while
     it is pending the bot stays running (and sends no grid orders).
     """
+    ledger.note_stopping(bot, reason=reason, sells=sell)
     cancel_book(bot, gw)
     _note_partial_fills(bot)
     bot.refresh_from_db()

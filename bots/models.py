@@ -63,6 +63,10 @@ class Bot(models.Model):
     )  # fmt: skip
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.STOPPED)
     status_reason = models.CharField(max_length=300, blank=True)
+    # A stop written down before it acts (live bots): until the exchange shows none of the
+    # bot's orders (and the stop sale, if any, is done), every cycle finishes it, nothing else.
+    stopping_reason = models.CharField(max_length=300, blank=True)
+    stopping_sells = models.BooleanField(default=False)
     # The validated config (bots.forms / services.validate_config): capital, lower_bound,
     # upper_bound, grid_levels, spacing, stop_loss_pct, max_daily_loss, take_profit; as strings.
     config = models.JSONField(default=dict)

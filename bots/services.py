@@ -193,6 +193,9 @@ def stop_bot(bot: Bot, *, reason: str = "stopped by you", status: str = Bot.Stat
     """Cancel every resting order; a paper bot's holdings go back to the paper wallet, a live
     bot's stay in the exchange account."""
     if bot.mode == Bot.Mode.LIVE:
+        # Written down first: whatever happens next, every later cycle finishes this stop.
+        if bot.is_running:
+            ledger.note_stopping(bot, reason=reason, sells=False)
         try:
             with bot_lock(bot.pk):
                 bot = Bot.objects.select_related("credential").get(pk=bot.pk)
@@ -201,8 +204,14 @@ def stop_bot(bot: Bot, *, reason: str = "stopped by you", status: str = Bot.Stat
                 live_trading.halt(bot, live_trading.gateway(bot), reason=reason, status=status)
         except (LiveError, ExchangeError) as e:
             raise BotError(
-                f"{bot} is still running: its orders could not be cancelled on "
-                f"{bot.exchange} ({e}). Try again, or cancel them on the exchange."
+                f"{bot} is stopping: its orders could not be cancelled on {bot.exchange} yet "
+                f"({e}). Every cycle tries again until none is left; you can also cancel "
+                "them on the exchange."
+            ) from None
+        except BotError:  # busy with its exchange: the cycle that holds it finishes the stop
+            raise BotError(
+                f"{bot} is stopping: it is busy with {bot.exchange} right now, and its next "
+                "cycle finishes the stop."
             ) from None
         return
     ledger.halt(bot, reason=reason, status=status)

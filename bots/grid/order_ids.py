@@ -44,3 +44,9 @@ def client_order_id(bot_key: str, slot: int, side: str, price: Decimal, seq: int
 def market_order_id(bot_key: str, label: str) -> str:
     """A bot's market order (the start buy, a stop sale): one per label and generation."""
     return f"{bot_key}-{label}"[:MAX_LENGTH]
+
+
+def belongs_to(client_id: str, bot_key: str) -> bool:
+    """Whether an order id on the exchange is one this run of the bot sent (grid or market)."""
+    prefix = _ID_CHARS.sub("_", bot_key)[:10]
+    return client_id.startswith(f"{prefix}-") or client_id.startswith(f"{bot_key}-")

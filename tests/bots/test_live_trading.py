@@ -272,9 +272,9 @@ def test_stop_cancels_the_grid_on_the_exchange_and_keeps_the_coins(bot, fake, st
     assert fake.balance("BTC")[0] == base_before[0] + base_before[1]  # unlocked, not sold
 
 
-def test_a_crash_during_stop_and_orders_cancelled_outside_aibo_are_healed(
-    bot, fake, start_live, monkeypatch
-):
+def test_a_crash_during_stop_is_finished_by_the_next_cycle(bot, fake, start_live, monkeypatch):
+    """Issue 11, defect 3: a stop is written down before it acts, so a stop that dies halfway
+    is finished by the next cycle; the grid never goes back on the book."""
     start_live(bot)
 
     def die(*args: Any, **kwargs: Any) -> None:
@@ -285,6 +285,23 @@ def test_a_crash_during_stop_and_orders_cancelled_outside_aibo_are_healed(
         services.stop_bot(bot)
     assert resting(fake) == set()  # cancelled there, still open here
     assert len(db_resting(bot)) == 9
+    bot.refresh_from_db()
+    assert bot.is_running and bot.stopping_reason == "stopped by you"
+
+    cycle.run_cycle(bot.pk)
+
+    bot.refresh_from_db()
+    assert bot.status == "stopped" and not bot.stopping_reason
+    assert resting(fake) == set() == db_resting(bot)
+    assert not [o for o in fake.orders() if o.status == "NEW"]  # nothing re-sent
+
+
+def test_orders_cancelled_outside_aibo_are_healed(bot, fake, start_live):
+    start_live(bot)
+    gw = live_trading.gateway(bot)
+    for client_id, _side, _price in resting(fake):  # the trader cancels them on the exchange
+        gw.cancel(client_id)
+    assert resting(fake) == set() and len(db_resting(bot)) == 9
 
     cycle.run_cycle(bot.pk)  # the bot is still running: its grid goes back on the book
 
@@ -593,12 +610,35 @@ def test_a_cancel_of_a_fresh_order_is_not_skipped(bot, fake, start_live):
     start_live(bot)
     fake.not_found_ms = 60_000  # the grid was just sent: cancels by id do not find it yet
 
-    with pytest.raises(BotError, match="still running"):
+    with pytest.raises(BotError, match="is stopping"):
         services.stop_bot(bot)
 
     bot.refresh_from_db()
     assert bot.is_running and resting(fake)  # not "stopped" with its grid left on the book
+    cycle.run_cycle(bot.pk)  # still too fresh: the stop waits, nothing is re-sent
+    assert bot.orders.filter(status="open").count() == 9
     fake.not_found_ms = 0
-    services.stop_bot(bot)
+    cycle.run_cycle(bot.pk)  # the written-down stop is finished by the next cycle
     bot.refresh_from_db()
     assert bot.status == "stopped" and resting(fake) == set()
+
+
+def test_a_stop_cancels_every_order_of_the_bot_on_the_exchange_not_only_the_booked(
+    bot, fake, start_live, user
+):
+    """Issue 11, defect 3: an order sent with the bot's prefix that the database never booked
+    (a crash between send and save) does not survive the emergency stop."""
+    start_live(bot)
+    bot.refresh_from_db()
+    unbooked = f"{bot.key}-9b0-0badf00d"
+    fake.ccxt_client().create_order("BTC/USDT", "limit", "buy", 0.001, 90000,
+                                    {"clientOrderId": unbooked})  # fmt: skip
+    stranger = "manual-order-1"  # the trader's own order on the same account stays
+    fake.ccxt_client().create_order("BTC/USDT", "limit", "buy", 0.001, 89000,
+                                    {"clientOrderId": stranger})  # fmt: skip
+
+    assert services.emergency_stop(user) == 1
+
+    assert {cid for cid, _side, _price in resting(fake)} == {stranger}
+    bot.refresh_from_db()
+    assert bot.status == "stopped"
