@@ -186,14 +186,17 @@ def run_cycle(bot_id: int) -> LiveCycle | None:
         if bot.engine().is_stopped:  # stopped and sold, but not yet recorded as stopped
             halt(bot, gw, reason=bot.status_reason or "stopped")
             return cycle
-        if not mark_to_market(bot):
-            _note_once(bot, "No fresh price from the market feed: the stop-loss, take-profit "
-                            "and daily loss limit wait for one.")  # fmt: skip
+        fresh = mark_to_market(bot)
+        if not fresh:  # the risk rules never go silent: they ask the exchange itself
+            mark_to_market(bot, gw.last_trade_price())
+            _note_once(bot, f"No fresh price from the market feed: the stop-loss, take-profit "
+                            f"and daily loss limit use {bot.exchange}'s last trade price, and "
+                            "no new buys are placed until the feed is back.")  # fmt: skip
         reason = risk.price_reason(bot)
         if reason:
             halt(bot, gw, reason=reason, sell=risk.sells_out(reason))
             return cycle
-        cycle.placed = reconcile(bot, gw)
+        cycle.placed = reconcile(bot, gw, buys=fresh)
     except TemporaryExchangeError as e:
         logger.warning("bot %s: %s; retrying next cycle", bot_id, e)
         _note_trouble(bot, str(e))
@@ -331,10 +334,10 @@ def sync_fills(bot: Bot, gw: Any, cycle: LiveCycle) -> None:
         bot.save(update_fields=fields)
 
 
-def mark_to_market(bot: Bot) -> bool:
-    """The latest price, the equity at it, and the UTC day the daily loss limit counts; False
-    (changing nothing) when the feed has no fresh price."""
-    price = risk.fresh_price(bot)
+def mark_to_market(bot: Bot, price: Decimal | None = None) -> bool:
+    """The latest price (the feed's, or ``price`` when given), the equity at it, and the UTC
+    day the daily loss limit counts; False (changing nothing) when there is no fresh price."""
+    price = price if price is not None else risk.fresh_price(bot)
     if price is None or bot.engine_state is None:
         bot.last_price = None  # the risk rules never act on an old price
         return False
@@ -346,9 +349,10 @@ def mark_to_market(bot: Bot) -> bool:
     return True
 
 
-def reconcile(bot: Bot, gw: Any) -> int:
+def reconcile(bot: Bot, gw: Any, *, buys: bool = True) -> int:
     """Make the exchange's book the engine's: cancel what is no longer wanted, write what is
-    missing as pending, then send every pending order. Returns how many were sent."""
+    missing as pending, then send every pending order. Returns how many were sent. Without
+    ``buys`` (no fresh market price) no new buy is written or sent; sells still are."""
     engine = bot.engine()
     desired = {d.client_id: d for d in engine.desired_orders(bot.key)}
     book = list(Order.objects.resting().filter(bot=bot, kind=Order.Kind.LIMIT))
@@ -375,7 +379,7 @@ def reconcile(bot: Bot, gw: Any) -> int:
             "client_order_id", flat=True
         )
     )
-    missing = [d for cid, d in desired.items() if cid not in have]
+    missing = [d for cid, d in desired.items() if cid not in have and (buys or d.side != Side.BUY)]
     if any(d.side == Side.SELL for d in missing):
         step = schema.rules_for(bot.exchange, bot.symbol).step
     Order.objects.bulk_create(
@@ -389,6 +393,8 @@ def reconcile(bot: Bot, gw: Any) -> int:
     )  # fmt: skip
     sent = 0
     pending = Order.objects.filter(bot=bot, status=Order.Status.PENDING, kind=Order.Kind.LIMIT)
+    if not buys:
+        pending = pending.exclude(side=Order.Side.BUY)
     for order in pending.order_by("slot"):
         request = OrderRequest(order.client_order_id, order.side, order.price, order.amount)
         try:

@@ -120,6 +120,10 @@ class Gateway(Protocol):
         """Sell ``amount`` of the base asset now (stop-loss, take-profit); idempotent too."""
         ...
 
+    def last_trade_price(self) -> Decimal:
+        """The exchange's own last trade price of this symbol, asked for now."""
+        ...
+
     def balances(self) -> dict[str, Balance]:
         """Free and locked amounts per asset (assets with nothing may be left out)."""
         ...

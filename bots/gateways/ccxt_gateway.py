@@ -115,6 +115,14 @@ class CcxtGateway:
     ) -> list[ExchangeFill]:
         return self._market(client_id, "sell", amount, sent_before)
 
+    def last_trade_price(self) -> Decimal:
+        with self._errors("last trade price"):
+            ticker = self.client.fetch_ticker(self.symbol)
+        price = _decimal(ticker.get("last"))
+        if price <= 0:
+            raise TemporaryExchangeError(f"{self.client.id} gave no last trade price")
+        return price
+
     def balances(self) -> dict[str, Balance]:
         with self._errors("balances"):
             raw = self.client.fetch_balance()

@@ -642,3 +642,41 @@ def test_a_stop_cancels_every_order_of_the_bot_on_the_exchange_not_only_the_book
     assert {cid for cid, _side, _price in resting(fake)} == {stranger}
     bot.refresh_from_db()
     assert bot.status == "stopped"
+
+
+# --- a stale feed (issue 11, defect 4) ---------------------------------------------------------
+
+
+def test_without_a_fresh_price_the_stop_loss_acts_on_the_exchanges_last_trade(
+    bot, fake, start_live
+):
+    Bot.objects.filter(pk=bot.pk).update(config={**CONFIG, "stop_loss_pct": "2"})
+    bot.refresh_from_db()
+    start_live(bot)
+    LatestPrice.objects.update(at=timezone.now() - timedelta(minutes=10))  # the feed is gone
+    fake.set_price("BTCUSDT", "90000")  # the market falls through the stop on the exchange
+
+    cycle.run_cycle(bot.pk)
+
+    bot.refresh_from_db()
+    assert bot.status == "stopped" and "stop-loss" in bot.status_reason
+    assert fake.balance("BTC") == (Decimal(0), Decimal(0)) and resting(fake) == set()
+
+
+def test_without_a_fresh_price_no_new_buys_are_placed(bot, fake, start_live):
+    start_live(bot)
+    LatestPrice.objects.update(at=timezone.now() - timedelta(minutes=10))
+    fake.set_price("BTCUSDT", "101700")  # the lowest sell fills: the grid wants a buy below it
+
+    cycle.run_cycle(bot.pk)
+
+    bot.refresh_from_db()
+    assert bot.is_running and bot.orders.filter(status="filled", side="sell").count() == 1
+    buys = {p for _cid, side, p in resting(fake) if side == "buy"}
+    assert len(buys) == 5  # the five that rested before; the new one waits for the feed
+    assert "no new buys are placed" in bot.events.filter(
+        message__startswith="No fresh price").latest("pk").message  # fmt: skip
+
+    set_price(fake, "101700")  # the feed is back
+    cycle.run_cycle(bot.pk)
+    assert len({p for _cid, side, p in resting(fake) if side == "buy"}) == 6
