@@ -177,7 +177,10 @@ def run_cycle(bot_id: int) -> LiveCycle | None:
         if not bot.is_running:
             return cycle
         if bot.stopping_reason:  # a stop written down but not finished: finish it, only that
-            halt(bot, gw, reason=bot.stopping_reason, sell=bot.stopping_sells)
+            why = bot.stopping_reason
+            status = Bot.Status.ERROR if why.startswith(ERROR_STOP) else Bot.Status.STOPPED
+            halt(bot, gw, reason=why.removeprefix(ERROR_STOP), sell=bot.stopping_sells,
+                 status=status)  # fmt: skip
             return cycle
         stop_sale = pending_stop_sale(bot)
         if stop_sale is not None:  # a stop whose sale did not finish: finish it first
@@ -557,10 +560,18 @@ def sellable(bot: Bot, gw: Any, held: Decimal) -> Decimal:
     return floor_amount(min(held, free), schema.rules_for(bot.exchange, bot.symbol).step)
 
 
+ERROR_STOP = "error: "  # a written-down stop that ends in ERROR, not STOPPED
+
+
 def _error(bot: Bot, reason: str) -> None:
-    """Stop a bot whose exchange said something a person must see; cancel what we can."""
+    """Stop a bot whose exchange said something a person must see; cancel what we can. When
+    the exchange is only down for now, the stop is written down and every cycle retries it."""
     try:
         cancel_book(bot, gateway(bot))
+    except TemporaryExchangeError as e:
+        ledger.note_stopping(bot, reason=f"{ERROR_STOP}{reason}", sells=False)
+        _note_trouble(bot, f"stopping after an error; its orders are cancelled when {e} ends")
+        return
     except (ExchangeError, LiveError) as e:
         reason += f" (its orders could not be cancelled: {e}; cancel them on {bot.exchange})"
     logger.error("bot %s stopped: %s", bot.pk, reason)

@@ -680,3 +680,20 @@ def test_without_a_fresh_price_no_new_buys_are_placed(bot, fake, start_live):
     set_price(fake, "101700")  # the feed is back
     cycle.run_cycle(bot.pk)
     assert len({p for _cid, side, p in resting(fake) if side == "buy"}) == 6
+
+
+def test_an_error_stop_whose_cancels_fail_is_retried_by_every_cycle(bot, fake):
+    """Issue 11, defect 8: an error stop that cannot reach the exchange is not given up."""
+    services.start_bot(bot)  # committed, but its first cycle has not sent the grid yet
+    fake.set_balance("USDT", "50")
+    fake.fail_next("/order", 503, method="DELETE")  # and the exchange stumbles on the cancel
+
+    cycle.run_cycle(bot.pk)
+
+    bot.refresh_from_db()
+    assert bot.is_running and bot.stopping_reason.startswith("error: ")
+    cycle.run_cycle(bot.pk)  # the exchange is back: the written-down stop is finished
+
+    bot.refresh_from_db()
+    assert bot.status == "error" and "refused the buy" in bot.status_reason
+    assert resting(fake) == set() and not bot.orders.filter(status__in=["pending", "open"])
