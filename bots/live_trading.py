@@ -367,6 +367,15 @@ def reconcile(bot: Bot, gw: Any, *, buys: bool = True) -> int:
             order.status, order.reason = Order.Status.CANCELLED, "replaced"
             order.save(update_fields=["status", "reason", "updated_at"])
         elif order.status == Order.Status.OPEN and cid not in on_exchange:
+            # Gone from the book: looked up, never assumed. Filled (its trades are late),
+            # or not visible yet: it is left alone and looked at again next cycle.
+            state = gw.order_status(cid)
+            if state is None or state != ("canceled", ZERO):
+                if state is not None and state[0] == "closed":
+                    _note_once(bot, f"The {order.side} at {order.price} (slot {order.slot}) "
+                                    f"filled on {bot.exchange}; its trades are not in the "
+                                    "account's trade list yet.")  # fmt: skip
+                continue
             # Cancelled outside aibo, or by a stop that crashed before it was recorded (its
             # fills were taken in above): the grid wants it, so it is sent again.
             order.status = Order.Status.PENDING

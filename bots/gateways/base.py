@@ -120,6 +120,11 @@ class Gateway(Protocol):
         """Sell ``amount`` of the base asset now (stop-loss, take-profit); idempotent too."""
         ...
 
+    def order_status(self, client_id: str) -> tuple[OrderStatus, Decimal] | None:
+        """An order's status and filled amount by client id, or None when the exchange shows
+        no such order (which, for a fresh one, proves nothing yet)."""
+        ...
+
     def last_trade_price(self) -> Decimal:
         """The exchange's own last trade price of this symbol, asked for now."""
         ...

@@ -115,6 +115,12 @@ class CcxtGateway:
     ) -> list[ExchangeFill]:
         return self._market(client_id, "sell", amount, sent_before)
 
+    def order_status(self, client_id: str) -> tuple[OrderStatus, Decimal] | None:
+        raw = self._find(client_id)
+        if raw is None:
+            return None
+        return STATUSES.get(str(raw.get("status")), "open"), _decimal(raw.get("filled"))
+
     def last_trade_price(self) -> Decimal:
         with self._errors("last trade price"):
             ticker = self.client.fetch_ticker(self.symbol)

@@ -697,3 +697,27 @@ def test_an_error_stop_whose_cancels_fail_is_retried_by_every_cycle(bot, fake):
     bot.refresh_from_db()
     assert bot.status == "error" and "refused the buy" in bot.status_reason
     assert resting(fake) == set() and not bot.orders.filter(status__in=["pending", "open"])
+
+
+def test_an_order_gone_from_the_book_is_looked_up_not_assumed_cancelled(bot, fake, start_live):
+    """Issue 11, defect 6: a filled order whose trades are late is not sent a second time."""
+    start_live(bot)
+    bot.refresh_from_db()
+    fake.trade_delay_ms = 60_000  # the fill is on the order, not yet in the trade list
+    top_buy = max(p for _cid, side, p in resting(fake) if side == "buy")
+    fake.set_price("BTCUSDT", str(top_buy - 1))
+
+    cycle.run_cycle(bot.pk)
+
+    buys_at_top = [o for o in fake.orders() if o.side == "BUY" and o.price == top_buy]
+    assert len(buys_at_top) == 1 and buys_at_top[0].status == "FILLED"  # not sent again
+    assert "its trades are not in the account's trade list yet" in bot.events.latest("pk").message
+
+    fake.trade_delay_ms = 0  # the trades arrive
+    cycle.run_cycle(bot.pk)
+
+    bot.refresh_from_db()
+    assert bot.orders.get(price=top_buy, side="buy").status == "filled"
+    assert bot.engine().fills == 1
+    assert len([o for o in fake.orders() if o.side == "BUY" and o.price == top_buy]) == 1
+    assert resting(fake) == db_resting(bot)

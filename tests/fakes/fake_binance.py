@@ -212,6 +212,9 @@ class FakeBinance:
         # about a minute after it accepted an order: lookups and cancels by id do not see an
         # order younger than this (the open-orders list and allOrders do).
         self.not_found_ms = not_found_ms
+        # A fill shows in the account's trade list (myTrades) only this long after it happened,
+        # while the order itself already says FILLED.
+        self.trade_delay_ms = 0
         self.api_key = api_key
         self.secret = secret
         self.hang_seconds = hang_seconds
@@ -880,7 +883,8 @@ class FakeBinance:
     def _my_trades(self, p: dict[str, str]) -> list[dict[str, Any]]:
         sym = self._symbol(p)
         assert sym is not None
-        rows = [t for t in self.trades if t.symbol == sym.info["symbol"]]
+        seen_by = _now_ms() - self.trade_delay_ms
+        rows = [t for t in self.trades if t.symbol == sym.info["symbol"] and t.time <= seen_by]
         if "orderId" in p:
             rows = [t for t in rows if str(t.order_id) == p["orderId"]]
         if "fromId" in p and ("startTime" in p or "endTime" in p):
