@@ -115,7 +115,7 @@ def create_run(
         raise AdviceError(e.sentence()) from None
     if owner is not None and throttle:
         check_throttle(owner)
-    smallest = schema.min_capital(rules, settings.GRID_MIN_LEVELS)
+    smallest = schema.capital_floor(rules, settings.GRID_MIN_LEVELS)
     if amount < smallest:
         raise AdviceError(
             f"A grid of {settings.GRID_MIN_LEVELS} lines on {symbol} needs at least "

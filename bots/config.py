@@ -131,7 +131,7 @@ def check_capital(capital: Decimal, quote: str = "") -> Decimal:
     return capital
 
 
-def min_capital(filters: MarketFilters, levels: int) -> Decimal:
+def capital_floor(filters: MarketFilters, levels: int) -> Decimal:
     """Below this no grid of ``levels`` lines can work here: each of its ``levels - 1`` orders
     must reach the market's minimum order value (the engine's exact check comes later)."""
     return canonical(filters.min_notional) * (levels - 1)
@@ -221,11 +221,3 @@ def validate(config: dict[str, Any], *, exchange: str, symbol: str) -> GridConfi
         except InvalidGrid as e:
             raise config_error(e) from None
     return grid
-
-
-def capital(config: dict[str, Any]) -> Decimal:
-    return Decimal(config.get("capital") or "0")
-
-
-def max_daily_loss(config: dict[str, Any]) -> Decimal:
-    return Decimal(config.get("max_daily_loss") or "0")
