@@ -1,20 +1,15 @@
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
-from django.utils import timezone
 
 
 class AdvisorRunQuerySet(models.QuerySet["AdvisorRun"]):
     def owned_by(self, user: Any) -> AdvisorRunQuerySet:
         return self.filter(owner=user)
-
-    def within_last_hour(self) -> AdvisorRunQuerySet:
-        return self.filter(created_at__gte=timezone.now() - timedelta(hours=1))
 
 
 class AdvisorRun(models.Model):

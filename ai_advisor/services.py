@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -34,6 +33,7 @@ from ai_advisor.errors import AdviceError, DecisionError, NeedsConfirmation, Thr
 from ai_advisor.models import AdvisorRun
 from ai_advisor.prompt import AdvisorContext, RiskLevel, context_json
 from ai_advisor.suggestions import check_suggestion, suggestion_json
+from aibo import limits
 from bots import config as schema
 from bots import services as bot_services
 from bots.errors import BotError
@@ -61,27 +61,22 @@ def claude_configured() -> bool:
 def check_throttle(owner: Any) -> None:
     """At most settings.ADVISOR_RATE_PER_HOUR runs per user in any hour (counted in the DB,
     so every web process and worker sees the same count)."""
+    mine = AdvisorRun.objects.owned_by(owner)
     at_once = settings.ADVISOR_RUNS_AT_ONCE
     active = (AdvisorRun.Status.QUEUED, AdvisorRun.Status.RUNNING)
-    # A run a dead worker left under way stops counting after a while: it cannot block forever.
-    lately = timezone.now() - timedelta(minutes=15)
-    under_way = AdvisorRun.objects.owned_by(owner).filter(status__in=active, created_at__gte=lately)
-    if under_way.count() >= at_once:
+    if limits.under_way(mine, active=active) >= at_once:
         raise Throttled(
             f"You have {at_once} advisor runs under way; ask again when one has answered.",
             retry_after=10,
         )
     limit = settings.ADVISOR_RATE_PER_HOUR
-    recent = AdvisorRun.objects.owned_by(owner).within_last_hour()
-    if recent.count() < limit:
-        return
-    oldest = recent.order_by("created_at").values_list("created_at", flat=True)[0]
-    wait = max(60, int(3600 - (timezone.now() - oldest).total_seconds()))
-    raise Throttled(
-        f"You have asked the advisor {limit} times in the last hour, the limit. "
-        f"Try again in {-(-wait // 60)} minute(s).",
-        retry_after=wait,
-    )
+    wait = limits.hourly_wait(mine, limit)
+    if wait is not None:
+        raise Throttled(
+            f"You have asked the advisor {limit} times in the last hour, the limit. "
+            f"Try again in {-(-wait // 60)} minute(s).",
+            retry_after=wait,
+        )
 
 
 def create_run(

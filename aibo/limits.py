@@ -1,16 +1,22 @@
-"""Per-client limits on the views anyone signed in (or not) can hammer: previews, candle data,
-advisor runs. Per-user limits live with their services; these count by client address
-(``accounts.throttle.client_ip``, proxies only from ``TRUSTED_PROXIES``), so many accounts
-from one address share one budget."""
+"""Limits on what one user or one client can ask of the server.
+
+Per client, on the views anyone can hammer (previews, candle data, advisor runs): counted by
+client address (``accounts.throttle.client_ip``, proxies only from ``TRUSTED_PROXIES``), so
+many accounts from one address share one budget. Per user, on jobs (backtests, advisor runs):
+``under_way`` and ``hourly_wait`` count the user's job rows in the database, so every web
+process and worker sees the same counts; the services say what the numbers mean."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from datetime import timedelta
 from functools import wraps
 from typing import Any
 
 from django.conf import settings
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils import timezone
 
 from accounts import throttle
 
@@ -36,3 +42,24 @@ def per_client(scope: str, *, limit_setting: str, window: int) -> Callable[..., 
         return limited
 
     return decorate
+
+
+# A job a dead worker left queued or running stops counting after this: it cannot block its
+# owner forever.
+STALE_JOB_SECONDS = 15 * 60
+
+
+def under_way(jobs: QuerySet[Any], *, active: Iterable[str]) -> int:
+    """How many of ``jobs`` (one user's) are queued or running, the stale ones left out."""
+    since = timezone.now() - timedelta(seconds=STALE_JOB_SECONDS)
+    return jobs.filter(status__in=list(active), created_at__gte=since).count()
+
+
+def hourly_wait(jobs: QuerySet[Any], limit: int) -> int | None:
+    """None while fewer than ``limit`` of ``jobs`` started in the last hour; else the seconds
+    until the oldest of them leaves the hour (at least a minute)."""
+    recent = jobs.filter(created_at__gte=timezone.now() - timedelta(hours=1))
+    if recent.count() < limit:
+        return None
+    oldest = recent.order_by("created_at").values_list("created_at", flat=True)[0]
+    return max(60, int(3600 - (timezone.now() - oldest).total_seconds()))

@@ -19,6 +19,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from aibo import limits
 from bots import config as schema
 from bots.errors import BotError, Throttled
 from bots.grid.backtest import BacktestResult, Candles, run_backtest
@@ -45,27 +46,19 @@ def default_range() -> dict[str, dt.date]:
     return {"start": end - dt.timedelta(days=DEFAULT_DAYS - 1), "end": end}
 
 
-STALE_AFTER_SECONDS = 15 * 60
-
-
 def check_limits(owner: Any) -> None:
     """At most ``BACKTESTS_AT_ONCE`` queued or running and ``BACKTESTS_PER_HOUR`` started in
-    any hour, per user; counted in the database, so every process sees the same counts."""
+    any hour, per user (``aibo.limits``)."""
     mine = BacktestRun.objects.filter(owner=owner)
     active = (BacktestRun.Status.QUEUED, BacktestRun.Status.RUNNING)
-    # A run a dead worker left "running" stops counting after a while: it cannot block forever.
-    lately = timezone.now() - dt.timedelta(seconds=STALE_AFTER_SECONDS)
-    if mine.filter(status__in=active, created_at__gte=lately).count() >= settings.BACKTESTS_AT_ONCE:
+    if limits.under_way(mine, active=active) >= settings.BACKTESTS_AT_ONCE:
         raise Throttled(
             f"You have {settings.BACKTESTS_AT_ONCE} backtests queued or running; "
             "start another when one has finished.",
             retry_after=10,
         )
-    hour_ago = timezone.now() - dt.timedelta(hours=1)
-    recent = mine.filter(created_at__gte=hour_ago)
-    if recent.count() >= settings.BACKTESTS_PER_HOUR:
-        oldest = recent.order_by("created_at").values_list("created_at", flat=True)[0]
-        wait = max(60, int(3600 - (timezone.now() - oldest).total_seconds()))
+    wait = limits.hourly_wait(mine, settings.BACKTESTS_PER_HOUR)
+    if wait is not None:
         raise Throttled(
             f"You have started {settings.BACKTESTS_PER_HOUR} backtests in the last hour, the "
             f"limit. Try again in {-(-wait // 60)} minute(s).",

@@ -6,6 +6,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.db import connection
 
 from bots.grid.params import GridConfig
 from bots.models import Bot
@@ -28,6 +29,19 @@ WORKED_CANDLES = [
     (120_000, "105", "111", "104", "108"),
     (180_000, "108", "108", "96", "97"),
 ]
+
+
+# A grid around the worked example's prices, for tests that run real consumer processes.
+WORKER_CONFIG = {
+    "capital": "1000", "lower_bound": "95", "upper_bound": "115", "grid_levels": "10",
+    "spacing": "arithmetic", "stop_loss_pct": "0", "max_daily_loss": "0", "take_profit": "",
+}  # fmt: skip
+
+
+def database_url() -> str:
+    """The test database, as a URL a consumer process started by the test can reach."""
+    s = connection.settings_dict
+    return f"postgres://{s['USER']}@{s['HOST']}:{s['PORT']}/{s['NAME']}"
 
 
 def at(ms: int) -> datetime:

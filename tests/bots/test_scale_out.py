@@ -13,7 +13,6 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from django.db import connection
 from huey.contrib.djhuey import HUEY
 from huey.storage import PriorityRedisStorage
 
@@ -21,19 +20,11 @@ from bots import services
 from bots.models import Bot
 from bots.tasks import bot_cycle_task
 from market.models import Candle
-from tests.bots.conftest import add_candles, make_rules
+from tests.bots.conftest import WORKER_CONFIG as CONFIG
+from tests.bots.conftest import add_candles, database_url, make_rules
 
 ROOT = Path(__file__).resolve().parents[2]
 BOTS = 50
-CONFIG = {
-    "capital": "1000", "lower_bound": "95", "upper_bound": "115", "grid_levels": "10",
-    "spacing": "arithmetic", "stop_loss_pct": "0", "max_daily_loss": "0", "take_profit": "",
-}  # fmt: skip
-
-
-def database_url() -> str:
-    s = connection.settings_dict
-    return f"postgres://{s['USER']}@{s['HOST']}:{s['PORT']}/{s['NAME']}"
 
 
 @pytest.mark.django_db(transaction=True)

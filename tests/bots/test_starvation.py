@@ -14,27 +14,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from django.db import connection
 from huey.contrib.djhuey import HUEY
 from huey.storage import PriorityRedisStorage
 
 from bots import services
 from bots.models import BacktestRun
 from bots.tasks import backtest_task, bot_cycle_task
-from tests.bots.conftest import add_candles, at, make_rules
+from tests.bots.conftest import WORKER_CONFIG as CONFIG
+from tests.bots.conftest import add_candles, at, database_url, make_rules
 
 ROOT = Path(__file__).resolve().parents[2]
 BACKTESTS = 150
 CADENCE = 1  # BOT_CYCLE_SECONDS for the consumer
-CONFIG = {
-    "capital": "1000", "lower_bound": "95", "upper_bound": "115", "grid_levels": "10",
-    "spacing": "arithmetic", "stop_loss_pct": "0", "max_daily_loss": "0", "take_profit": "",
-}  # fmt: skip
-
-
-def database_url() -> str:
-    s = connection.settings_dict
-    return f"postgres://{s['USER']}@{s['HOST']}:{s['PORT']}/{s['NAME']}"
 
 
 @pytest.mark.django_db(transaction=True)
