@@ -9,16 +9,19 @@ The real ccxt client talks to it, so the ccxt gateway is tested end to end witho
 
 Shapes, JSON types and error codes/messages follow Binance's docs (binance-spot-api-docs,
 ``rest-api.md`` and ``errors.md``); symbols and filters come from the real exchangeInfo snapshot
-that ships with the app, ``market/data/binance_exchangeInfo_spot_BTCUSDT_ETHUSDT.json``.
+that ships with the app, ``market/data/binance_exchangeInfo_spot_BTCUSDT_ETHUSDT.json``, plus
+a BNBUSDT market shaped like BTCUSDT (BNB prices the fees).
 Simplifications, all deliberate:
 
-- Fills are whole: a resting order fills completely once the price crosses it, at its own
-  price (maker). An order that is marketable when placed fills at once at the current price
-  (taker), as market orders do.
-- Commission is ``COMMISSION_RATE`` of the quote notional, charged in the quote asset; with
-  ``buyer_pays_base=True`` a buyer pays it in the base asset it receives, as Binance does for
-  accounts that do not pay fees in BNB. A buy locks notional plus commission while it rests.
-- Only one account, one API key.
+- No order book: a resting order fills once the price crosses it, all that is left of it, at
+  its own price (maker); ``fill_part`` fills part of one (PARTIALLY_FILLED). An order that is
+  marketable when placed fills whole at once at the current price (taker), as market orders do.
+- Commission is the maker or taker rate of the quote notional, charged in the quote asset;
+  with ``buyer_pays_base=True`` a buyer pays it in the base asset it receives, as Binance does
+  for accounts that do not pay fees in BNB; with ``bnb_fees=True`` it is paid in BNB at 75 %
+  while the BNB balance covers it. A buy locks notional plus commission while it rests.
+- Only one account, one API key; ``clock`` may run in simulated time, but signed requests are
+  checked against the wall clock that ccxt signs with.
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ import ccxt
 DATA_DIR = Path(__file__).resolve().parents[2] / "market" / "data"  # in this repository
 EXCHANGE_INFO = DATA_DIR / "binance_exchangeInfo_spot_BTCUSDT_ETHUSDT.json"
 COMMISSION_RATE = Decimal("0.001")
+BNB_DISCOUNT = Decimal("0.75")  # paying fees in BNB costs 75 % of the standard commission
+OPEN = frozenset({"NEW", "PARTIALLY_FILLED"})  # on the book: listed, fillable, cancelable
 API_PREFIX = "/api/v3"
 EIGHT = Decimal("0.00000001")
 CLIENT_ID_RE = re.compile(r"^[\.A-Z\:/a-z0-9_-]{1,36}$")
@@ -64,7 +69,7 @@ INTERVAL_MS = {
     "3d": 259_200_000,
     "1w": 604_800_000,
 }
-SIGNED = {"/order", "/openOrders", "/allOrders", "/myTrades", "/account"}
+SIGNED = {"/order", "/openOrders", "/allOrders", "/myTrades", "/account", "/account/commission"}
 
 Failure = int | Literal["timeout", "drop"]
 
@@ -106,6 +111,11 @@ class Order:
     status: str = "NEW"
     update_time: int = 0
     locked: Decimal = Decimal(0)  # what this order holds of the balance while it rests
+
+    @property
+    def is_open(self) -> bool:
+        """NEW or PARTIALLY_FILLED: still on the book, so fillable and cancelable."""
+        return self.status in OPEN
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -177,6 +187,13 @@ class _Failure:
     how: Failure
     body: dict[str, Any] | None = None
     after_processing: bool = False
+    client_id: str | None = None  # fires only on a request naming this client order id
+
+    def aims_at(self, method: str, params: dict[str, str]) -> bool:
+        if self.method not in (None, method):
+            return False
+        named = (params.get("newClientOrderId"), params.get("origClientOrderId"))
+        return self.client_id is None or self.client_id in named
 
 
 @dataclass
@@ -190,9 +207,11 @@ class _Symbol:
 class FakeBinance:
     """A fake Binance spot REST API on ``127.0.0.1:<free port>``, served by a background thread.
 
-    Drive the market with ``set_price``/``walk``; inject trouble with ``fail_next`` and
-    ``accept_then_fail_response``; inspect ``requests``, ``orders()``, ``trades`` and
-    ``balance()``. State is guarded by one lock, so tests may poke it while ccxt talks.
+    Drive the market with ``set_price``/``walk`` and ``fill_part``; act as the trader or the
+    exchange with ``user_cancel`` and ``expire``; inject trouble with ``fail_next`` and
+    ``accept_then_fail_response``; inspect ``requests``, ``orders()``, ``open_orders()``,
+    ``trades`` and ``balance()``. State is guarded by one lock, so tests may poke it while ccxt
+    talks.
     """
 
     def __init__(
@@ -206,7 +225,21 @@ class FakeBinance:
         hang_seconds: float = 5.0,
         buyer_pays_base: bool = False,
         not_found_ms: int = 0,
+        clock: Callable[[], int] | None = None,
+        commission: dict[str, str | Decimal] | None = None,
+        bnb_fees: bool = False,
     ) -> None:
+        # Epoch milliseconds of every time the fake makes; pass a clock to run it in simulated
+        # time (advance a minute without sleeping).
+        self.clock = clock or _now_ms
+        self.commission = {"maker": COMMISSION_RATE, "taker": COMMISSION_RATE}
+        for role, rate in (commission or {}).items():
+            if role not in self.commission:
+                raise ValueError(f"commission takes 'maker' and 'taker', not {role!r}")
+            self.commission[role] = Decimal(rate)
+        # Pay fees in BNB at Binance's discount while the free BNB covers them; BNB is priced
+        # by ``prices["BNB" + quote]``, e.g. ``prices["BNBUSDT"]``.
+        self.bnb_fees = bnb_fees
         self.buyer_pays_base = buyer_pays_base
         # Binance answers "does not exist" (-2013 on a lookup, -2011 on a cancel) for up to
         # about a minute after it accepted an order: lookups and cancels by id do not see an
@@ -222,6 +255,9 @@ class FakeBinance:
             self.exchange_info = exchange_info
         else:
             self.exchange_info = json.loads(exchange_info.read_text())
+        if not any(s["symbol"] == "BNBUSDT" for s in self.exchange_info["symbols"]):
+            symbols = [*self.exchange_info["symbols"], _bnb_usdt()]
+            self.exchange_info = {**self.exchange_info, "symbols": symbols}  # theirs untouched
         self.symbols: dict[str, _Symbol] = {}
         for info in self.exchange_info["symbols"]:
             filters = {f["filterType"]: f for f in info["filters"]}
@@ -314,6 +350,10 @@ class FakeBinance:
 
     # ------------------------------------------------------------------ test controls
 
+    def now_ms(self) -> int:
+        """The fake's time in epoch milliseconds: ``clock()``, real time by default."""
+        return self.clock()
+
     def set_balance(self, asset: str, free: str | Decimal, locked: str | Decimal = "0") -> None:
         with self.lock:
             self.balances[asset] = [Decimal(free), Decimal(locked)]
@@ -350,12 +390,13 @@ class FakeBinance:
             self.candles[(symbol, interval)] = sorted(klines, key=lambda k: k[0])
 
     def set_price(self, symbol: str, price: str | Decimal) -> list[Trade]:
-        """Move the market: resting orders the price crosses fill at their own price."""
+        """Move the market: resting orders the price crosses fill (what is left of them) at
+        their own price."""
         with self.lock:
             p = Decimal(price)
             self.prices[symbol] = p
             fills = []
-            for order in self.orders(symbol, status="NEW"):
+            for order in self.open_orders(symbol):
                 if (order.side == "BUY" and order.price >= p) or (
                     order.side == "SELL" and order.price <= p
                 ):
@@ -366,6 +407,41 @@ class FakeBinance:
         """``set_price`` for each price in turn; returns every trade made on the way."""
         return [t for p in prices for t in self.set_price(symbol, p)]
 
+    def fill_part(
+        self, client_id: str, qty: str | Decimal, price: str | Decimal | None = None
+    ) -> Trade:
+        """One maker trade of ``qty`` against the open order ``client_id``, at its limit price or
+        at ``price`` (no worse than the limit): PARTIALLY_FILLED, or FILLED once all is done.
+        """
+        with self.lock:
+            order = self._open_by_client_id(client_id)
+            q = Decimal(qty)
+            left = order.qty - order.executed
+            if not 0 < q <= left:
+                raise ValueError(f"{client_id!r} has {left} left to fill, not {q}")
+            p = order.price if price is None else Decimal(price)
+            if (
+                p <= 0
+                or (order.side == "BUY" and p > order.price)
+                or (order.side == "SELL" and p < order.price)
+            ):
+                raise ValueError(f"{client_id!r} cannot fill at {p}, worse than {order.price}")
+            return self._fill(order, p, maker=True, qty=q)
+
+    def user_cancel(self, client_id: str) -> Order:
+        """The trader cancels an open order in Binance's app, not through this API: CANCELED,
+        funds back, what it filled kept. The bot only learns of it from a lookup."""
+        with self.lock:
+            return self._close(self._open_by_client_id(client_id), "CANCELED")
+
+    def expire(self, client_id: str, status: str = "EXPIRED") -> Order:
+        """The exchange ends an open order itself: ``"EXPIRED"`` (e.g. maintenance) or
+        ``"EXPIRED_IN_MATCH"`` (self-trade prevention). Funds back, fills kept."""
+        if status not in ("EXPIRED", "EXPIRED_IN_MATCH"):
+            raise ValueError(f"an order expires as EXPIRED or EXPIRED_IN_MATCH, not {status!r}")
+        with self.lock:
+            return self._close(self._open_by_client_id(client_id), status)
+
     def fail_next(
         self,
         path: str,
@@ -375,30 +451,41 @@ class FakeBinance:
         msg: str | None = None,
         method: str | None = None,
         times: int = 1,
+        client_id: str | None = None,
     ) -> None:
         """Make the next call(s) to ``path`` fail before anything happens.
 
         ``status`` is an HTTP status (plain-text body unless ``code``/``msg`` give a Binance
         error JSON, then 400 by default), ``"timeout"`` (hang longer than the client waits,
         then close) or ``"drop"`` (close the connection without answering). ``/order``
-        serves GET, POST and DELETE: pass ``method`` to aim at one of them.
+        serves GET, POST and DELETE: pass ``method`` to aim at one of them, and ``client_id``
+        to aim at the request whose ``newClientOrderId`` or ``origClientOrderId`` is that
+        (others pass, the failure waits).
         """
         if status is None:
             status = 503 if code is None else 400
         body = None if code is None else {"code": code, "msg": msg or ""}
         for _ in range(times):
             self._failures.setdefault(_norm(path), []).append(
-                _Failure(method and method.upper(), status, body)
+                _Failure(method and method.upper(), status, body, client_id=client_id)
             )
 
     def accept_then_fail_response(
-        self, path: str = "/order", status: Failure = 500, *, method: str | None = "POST"
+        self,
+        path: str = "/order",
+        status: Failure = 500,
+        *,
+        method: str | None = "POST",
+        client_id: str | None = None,
     ) -> None:
         """The next call is carried out (the order rests on the book) but the answer is lost:
         a 5xx, a dropped connection or a hang. "The exchange accepted; we never heard back."
+        ``client_id`` aims it at one order's request, as in ``fail_next``.
         """
         self._failures.setdefault(_norm(path), []).append(
-            _Failure(method and method.upper(), status, None, after_processing=True)
+            _Failure(
+                method and method.upper(), status, None, after_processing=True, client_id=client_id
+            )
         )
 
     def orders(self, symbol: str | None = None, status: str | None = None) -> list[Order]:
@@ -409,6 +496,11 @@ class FakeBinance:
                 if (symbol is None or o.symbol == symbol) and (status is None or o.status == status)
             ]
 
+    def open_orders(self, symbol: str | None = None) -> list[Order]:
+        """Orders still on the book: NEW and PARTIALLY_FILLED alike."""
+        with self.lock:
+            return [o for o in self.order_list if o.is_open and symbol in (None, o.symbol)]
+
     def calls(self, method: str, path: str) -> int:
         """How many requests hit ``method path`` (path with or without ``/api/v3``)."""
         wanted = API_PREFIX + _norm(path)
@@ -416,11 +508,11 @@ class FakeBinance:
 
     # ------------------------------------------------------------------ HTTP plumbing
 
-    def _take_failure(self, method: str, path: str) -> _Failure | None:
+    def _take_failure(self, method: str, path: str, params: dict[str, str]) -> _Failure | None:
         with self.lock:
             queue = self._failures.get(path, [])
             for i, failure in enumerate(queue):
-                if failure.method in (None, method):
+                if failure.aims_at(method, params):
                     return queue.pop(i)
         return None
 
@@ -433,7 +525,7 @@ class FakeBinance:
         params.update(parse_qsl(query, keep_blank_values=True))  # the query string wins
         record_index = self._record(method, path, params)
         short = _norm(path)
-        failure = self._take_failure(method, short)
+        failure = self._take_failure(method, short, params)
         if failure is not None and not failure.after_processing:
             return _Reply(record_index, failure.how, failure.body, failed=True)
         try:
@@ -479,7 +571,7 @@ class FakeBinance:
         except (KeyError, ValueError):
             raise mandatory("timestamp") from None
         recv_window = int(params.get("recvWindow", "5000"))
-        now = _now_ms()
+        now = _now_ms()  # the wall clock ccxt signs with, even when ``clock`` is simulated
         if timestamp > now + 1000:
             raise BinanceError(
                 -1021, "Timestamp for this request was 1000ms ahead of the server's time."
@@ -490,7 +582,7 @@ class FakeBinance:
     def _dispatch(self, method: str, path: str, p: dict[str, str]) -> Any:
         routes: dict[tuple[str, str], Callable[[dict[str, str]], Any]] = {
             ("GET", "/ping"): lambda p: {},
-            ("GET", "/time"): lambda p: {"serverTime": _now_ms()},
+            ("GET", "/time"): lambda p: {"serverTime": self.now_ms()},
             ("GET", "/exchangeInfo"): self._exchange_info,
             ("GET", "/ticker/price"): self._ticker_price,
             ("GET", "/ticker/24hr"): self._ticker_24hr,
@@ -504,6 +596,7 @@ class FakeBinance:
             ("GET", "/allOrders"): self._all_orders,
             ("GET", "/myTrades"): self._my_trades,
             ("GET", "/account"): self._account,
+            ("GET", "/account/commission"): self._account_commission,
         }
         route = routes.get((method, path))
         if route is None:
@@ -531,7 +624,7 @@ class FakeBinance:
         symbols = [s.info for name, s in self.symbols.items() if wanted is None or name in wanted]
         if wanted is not None and len(symbols) != len(wanted):
             raise BinanceError(-1121, "Invalid symbol.")
-        return {**self.exchange_info, "serverTime": _now_ms(), "symbols": symbols}
+        return {**self.exchange_info, "serverTime": self.now_ms(), "symbols": symbols}
 
     def _price_of(self, symbol: str) -> Decimal:
         if symbol not in self.prices:
@@ -548,7 +641,7 @@ class FakeBinance:
     def _ticker_24hr(self, p: dict[str, str]) -> Any:
         def one(name: str) -> dict[str, Any]:
             price = fmt(self._price_of(name))
-            now = _now_ms()
+            now = self.now_ms()
             return {
                 "symbol": name,
                 "priceChange": fmt(Decimal(0)),
@@ -624,7 +717,7 @@ class FakeBinance:
                 "legal range is '^[\\.A-Z\\:/a-z0-9_-]{1,36}$'.",
             )
         # Binance only refuses a client order id that an *open* order already carries.
-        if any(o.client_id == client_id for o in self.orders(status="NEW")):
+        if any(o.client_id == client_id for o in self.open_orders()):
             raise BinanceError(-2010, "Duplicate order sent.")
         symbol = sym.info["symbol"]
         qty = _decimal(p, "quantity")
@@ -647,10 +740,11 @@ class FakeBinance:
             price = Decimal(0)
             self._check_filters(sym, self.prices[symbol], qty, market=True)
             marketable = True
-        now = _now_ms()
+        now = self.now_ms()
         order = Order(symbol, self._next_order_id, client_id, side, type_, price, qty, now)
         order.time_in_force = "GTC" if type_ == "LIMIT" else ""
-        order.locked = self._lock_funds(sym, side, price or self.prices[symbol], qty)
+        rate = self.commission["taker" if marketable else "maker"]
+        order.locked = self._lock_funds(sym, side, price or self.prices[symbol], qty, rate)
         self._next_order_id += 1
         self.order_list.append(order)
         fills = []
@@ -736,12 +830,14 @@ class FakeBinance:
             ):
                 raise BinanceError(-1013, "Filter failure: MIN_NOTIONAL")
         max_orders = f.get("MAX_NUM_ORDERS", {}).get("maxNumOrders")
-        if not market and max_orders and len(self.orders(sym.info["symbol"], "NEW")) >= max_orders:
+        if not market and max_orders and len(self.open_orders(sym.info["symbol"])) >= max_orders:
             raise BinanceError(-1013, "Filter failure: MAX_NUM_ORDERS")
 
-    def _lock_funds(self, sym: _Symbol, side: str, price: Decimal, qty: Decimal) -> Decimal:
+    def _lock_funds(
+        self, sym: _Symbol, side: str, price: Decimal, qty: Decimal, rate: Decimal
+    ) -> Decimal:
         asset = sym.quote if side == "BUY" else sym.base
-        need = price * qty * (1 + COMMISSION_RATE) if side == "BUY" else qty
+        need = price * qty * (1 + rate) if side == "BUY" else qty
         balance = self.balances.setdefault(asset, [Decimal(0), Decimal(0)])
         if balance[0] < need:
             raise BinanceError(-2010, "Account has insufficient balance for requested action.")
@@ -749,43 +845,66 @@ class FakeBinance:
         balance[1] += need
         return need
 
-    def _release_funds(self, order: Order) -> None:
+    def _release_funds(self, order: Order, qty: Decimal | None = None) -> None:
+        """Give back the lock of ``qty`` of what is left to fill (all of it by default): pro
+        rata, so the last fill releases exactly what remains."""
         sym = self.symbols[order.symbol]
         asset = sym.quote if order.side == "BUY" else sym.base
+        left = order.qty - order.executed
+        part = order.locked if qty is None or qty >= left else order.locked * qty / left
         balance = self.balances[asset]
-        balance[1] -= order.locked
-        balance[0] += order.locked
-        order.locked = Decimal(0)
+        balance[1] -= part
+        balance[0] += part
+        order.locked -= part
 
-    def _fill(self, order: Order, price: Decimal, *, maker: bool) -> Trade:
+    def _commission(
+        self, sym: _Symbol, side: str, price: Decimal, qty: Decimal, *, maker: bool
+    ) -> tuple[Decimal, str]:
+        """``(commission, asset)`` of one trade: in BNB at a discount when on and covered, else
+        in the base asset a buyer receives (``buyer_pays_base``), else in the quote asset."""
+        rate = self.commission["maker" if maker else "taker"]
+        notional = price * qty
+        if self.bnb_fees:
+            bnb_price = Decimal(1) if sym.quote == "BNB" else self.prices.get("BNB" + sym.quote)
+            if bnb_price:
+                fee = (notional * rate * BNB_DISCOUNT / bnb_price).quantize(
+                    EIGHT, rounding=ROUND_HALF_UP
+                )
+                if self.balances.get("BNB", [Decimal(0)])[0] >= fee:
+                    return fee, "BNB"
+        if side == "BUY" and self.buyer_pays_base:
+            return (qty * rate).quantize(EIGHT, rounding=ROUND_HALF_UP), sym.base
+        return (notional * rate).quantize(EIGHT, rounding=ROUND_HALF_UP), sym.quote
+
+    def _fill(
+        self, order: Order, price: Decimal, *, maker: bool, qty: Decimal | None = None
+    ) -> Trade:
+        """One trade of ``qty`` (all that is left by default) at ``price``."""
+        now = self.now_ms()
+        qty = order.qty - order.executed if qty is None else qty
+        self._release_funds(order, qty)
         sym = self.symbols[order.symbol]
-        now = _now_ms()
-        notional = price * order.qty
-        commission = (notional * COMMISSION_RATE).quantize(EIGHT, rounding=ROUND_HALF_UP)
-        commission_asset = sym.quote
-        self._release_funds(order)
         base, quote = self.balances[sym.base], self.balances[sym.quote]
-        if order.side == "BUY" and self.buyer_pays_base:
-            commission = (order.qty * COMMISSION_RATE).quantize(EIGHT, rounding=ROUND_HALF_UP)
-            commission_asset = sym.base
-            base[0] += order.qty - commission
+        notional = price * qty
+        if order.side == "BUY":
+            base[0] += qty
             quote[0] -= notional
-        elif order.side == "BUY":
-            base[0] += order.qty
-            quote[0] -= notional + commission
         else:
-            base[0] -= order.qty
-            quote[0] += notional - commission
-        order.executed = order.qty
-        order.quote = notional
-        order.status = "FILLED"
+            base[0] -= qty
+            quote[0] += notional
+        # After the trade moved the coins, so a BNB trade's own BNB may pay its fee.
+        commission, commission_asset = self._commission(sym, order.side, price, qty, maker=maker)
+        self.balances.setdefault(commission_asset, [Decimal(0), Decimal(0)])[0] -= commission
+        order.executed += qty
+        order.quote += notional
+        order.status = "FILLED" if order.executed >= order.qty else "PARTIALLY_FILLED"
         order.update_time = now
         trade = Trade(
             order.symbol,
             self._next_trade_id,
             order.order_id,
             price,
-            order.qty,
+            qty,
             commission,
             commission_asset,
             now,
@@ -795,6 +914,13 @@ class FakeBinance:
         self._next_trade_id += 1
         self.trades.append(trade)
         return trade
+
+    def _open_by_client_id(self, client_id: str) -> Order:
+        """Binance refuses a second open order with a client id, so there is at most one."""
+        for order in self.open_orders():
+            if order.client_id == client_id:
+                return order
+        raise LookupError(f"no open order with client id {client_id!r}")
 
     def _find_order(self, p: dict[str, str], *, not_found: BinanceError) -> Order:
         sym = self._symbol(p)
@@ -809,21 +935,25 @@ class FakeBinance:
                 -1102,
                 "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!",
             )
-        now = _now_ms()
+        now = self.now_ms()
         matches = [o for o in matches if now - o.time >= self.not_found_ms]
         if not matches:
             raise not_found
         # An open order wins over older closed ones that reused its client order id.
-        return next((o for o in matches if o.status == "NEW"), matches[-1])
+        return next((o for o in matches if o.is_open), matches[-1])
 
     def _query_order(self, p: dict[str, str]) -> dict[str, Any]:
         return self._find_order(p, not_found=BinanceError(-2013, "Order does not exist.")).as_json()
 
-    def _cancel(self, order: Order, p: dict[str, str]) -> dict[str, Any]:
+    def _close(self, order: Order, status: str) -> Order:
+        """Take an open order off the book: its lock goes back, what it filled stays."""
         self._release_funds(order)
-        order.status = "CANCELED"
-        order.update_time = _now_ms()
-        data = order.as_json()
+        order.status = status
+        order.update_time = self.now_ms()
+        return order
+
+    def _cancel(self, order: Order, p: dict[str, str]) -> dict[str, Any]:
+        data = self._close(order, "CANCELED").as_json()
         return {
             "symbol": order.symbol,
             "origClientOrderId": order.client_id,
@@ -851,19 +981,19 @@ class FakeBinance:
     def _cancel_order(self, p: dict[str, str]) -> dict[str, Any]:
         unknown = BinanceError(-2011, "Unknown order sent.")
         order = self._find_order(p, not_found=unknown)
-        if order.status != "NEW":
-            raise unknown  # what Binance says for filled or already canceled orders
+        if not order.is_open:
+            raise unknown  # what Binance says for filled, canceled or expired orders
         return self._cancel(order, p)
 
     def _open_orders(self, p: dict[str, str]) -> list[dict[str, Any]]:
         sym = self._symbol(p, required=False)
         symbol = None if sym is None else sym.info["symbol"]
-        return [o.as_json() for o in self.orders(symbol, "NEW")]
+        return [o.as_json() for o in self.open_orders(symbol)]
 
     def _cancel_open_orders(self, p: dict[str, str]) -> list[dict[str, Any]]:
         sym = self._symbol(p)
         assert sym is not None
-        open_ = self.orders(sym.info["symbol"], "NEW")
+        open_ = self.open_orders(sym.info["symbol"])
         if not open_:
             raise BinanceError(-2011, "Unknown order sent.")
         return [self._cancel(o, {}) for o in open_]
@@ -883,7 +1013,7 @@ class FakeBinance:
     def _my_trades(self, p: dict[str, str]) -> list[dict[str, Any]]:
         sym = self._symbol(p)
         assert sym is not None
-        seen_by = _now_ms() - self.trade_delay_ms
+        seen_by = self.now_ms() - self.trade_delay_ms
         rows = [t for t in self.trades if t.symbol == sym.info["symbol"] and t.time <= seen_by]
         if "orderId" in p:
             rows = [t for t in rows if str(t.order_id) == p["orderId"]]
@@ -899,24 +1029,21 @@ class FakeBinance:
 
     def _account(self, p: dict[str, str]) -> dict[str, Any]:
         omit_zero = p.get("omitZeroBalances") == "true"
+        maker, taker = self.commission["maker"], self.commission["taker"]
         return {
-            "makerCommission": 10,
-            "takerCommission": 10,
+            # In basis points, as Binance writes them: 0.001 is 10.
+            "makerCommission": int((maker * 10_000).to_integral_value(ROUND_HALF_UP)),
+            "takerCommission": int((taker * 10_000).to_integral_value(ROUND_HALF_UP)),
             "buyerCommission": 0,
             "sellerCommission": 0,
-            "commissionRates": {
-                "maker": fmt(COMMISSION_RATE),
-                "taker": fmt(COMMISSION_RATE),
-                "buyer": fmt(Decimal(0)),
-                "seller": fmt(Decimal(0)),
-            },
+            "commissionRates": self._rates(maker, taker),
             "canTrade": True,
             "canWithdraw": True,
             "canDeposit": True,
             "brokered": False,
             "requireSelfTradePrevention": False,
             "preventSor": False,
-            "updateTime": _now_ms(),
+            "updateTime": self.now_ms(),
             "accountType": "SPOT",
             "balances": [
                 {"asset": asset, "free": fmt(free), "locked": fmt(locked)}
@@ -925,6 +1052,32 @@ class FakeBinance:
             ],
             "permissions": ["SPOT"],
             "uid": 354937868,
+        }
+
+    def _account_commission(self, p: dict[str, str]) -> dict[str, Any]:
+        sym = self._symbol(p)
+        assert sym is not None
+        zero = self._rates(Decimal(0), Decimal(0))
+        return {
+            "symbol": sym.info["symbol"],
+            "standardCommission": self._rates(self.commission["maker"], self.commission["taker"]),
+            "specialCommission": zero,
+            "taxCommission": zero,
+            "discount": {
+                "enabledForAccount": self.bnb_fees,
+                "enabledForSymbol": True,
+                "discountAsset": "BNB",
+                "discount": fmt(BNB_DISCOUNT),
+            },
+        }
+
+    @staticmethod
+    def _rates(maker: Decimal, taker: Decimal) -> dict[str, str]:
+        return {
+            "maker": fmt(maker),
+            "taker": fmt(taker),
+            "buyer": fmt(Decimal(0)),
+            "seller": fmt(Decimal(0)),
         }
 
 
@@ -997,6 +1150,20 @@ def _norm(path: str) -> str:
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def _bnb_usdt() -> dict[str, Any]:
+    """A BNBUSDT market shaped like the snapshot's BTCUSDT, with BNBUSDT's filters."""
+    info = json.loads(EXCHANGE_INFO.read_text())
+    btc = next(s for s in info["symbols"] if s["symbol"] == "BTCUSDT")
+    bnb = {**btc, "symbol": "BNBUSDT", "baseAsset": "BNB"}
+    changes = {
+        "PRICE_FILTER": {"minPrice": "0.01000000", "maxPrice": "100000.00000000"},
+        "LOT_SIZE": {"minQty": "0.00100000", "maxQty": "900000.00000000", "stepSize": "0.00100000"},
+        "MARKET_LOT_SIZE": {"maxQty": "5000.00000000"},
+    }
+    bnb["filters"] = [{**f, **changes.get(f["filterType"], {})} for f in btc["filters"]]
+    return bnb
 
 
 def _without_signature(raw: str) -> str:

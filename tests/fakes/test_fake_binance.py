@@ -15,7 +15,7 @@ from typing import Any
 import ccxt
 import pytest
 
-from tests.fakes.fake_binance import FakeBinance
+from tests.fakes.fake_binance import EXCHANGE_INFO, FakeBinance
 
 BTC = "BTC/USDT"
 
@@ -375,3 +375,235 @@ def test_a_fresh_order_does_not_exist_for_lookups_and_cancels_yet(
 
     fake.not_found_ms = 0  # a minute later
     assert client.fetch_order("", BTC, {"origClientOrderId": "fresh"})["status"] == "open"
+
+
+def test_a_clock_runs_the_fake_in_simulated_time(
+    fake_binance: Callable[..., FakeBinance],
+) -> None:
+    now = [1_750_000_000_000]
+    fake = fake_binance(
+        balances={"USDT": "10000"}, prices={"BTCUSDT": "100000"}, clock=lambda: now[0]
+    )
+    client = fake.ccxt_client(timeout_ms=1000)
+    client.load_markets()
+    fake.not_found_ms = 60_000
+    fake.trade_delay_ms = 5_000
+
+    order = client.create_order(BTC, "limit", "buy", 0.001, 99000, {"clientOrderId": "sim"})
+
+    assert client.fetch_time() == now[0] == fake.now_ms()
+    assert order["timestamp"] == now[0] and order["info"]["transactTime"] == now[0]
+    with pytest.raises(ccxt.OrderNotFound):
+        client.fetch_order("", BTC, {"origClientOrderId": "sim"})
+    now[0] += 60_000  # a minute later, without sleeping
+    fake.set_price("BTCUSDT", "98000")
+    looked_up = client.fetch_order("", BTC, {"origClientOrderId": "sim"})
+    assert looked_up["status"] == "closed" and looked_up["lastUpdateTimestamp"] == now[0]
+    assert client.fetch_my_trades(BTC) == []  # the fill is not in myTrades yet
+    now[0] += 5_000
+    [trade] = client.fetch_my_trades(BTC)
+    assert trade["timestamp"] == now[0] - 5_000
+
+
+def test_partial_fills_accumulate_until_filled(fake: FakeBinance, client: ccxt.binance) -> None:
+    client.create_order(BTC, "limit", "buy", 0.001, 99000, {"clientOrderId": "p1"})
+
+    first = fake.fill_part("p1", "0.0004")
+
+    assert (first.price, first.qty, first.commission, first.is_maker) == (
+        Decimal(99000),
+        Decimal("0.0004"),
+        Decimal("0.0396"),
+        True,
+    )
+    part = client.fetch_order("", BTC, {"origClientOrderId": "p1"})
+    assert part["info"]["status"] == "PARTIALLY_FILLED" and part["status"] == "open"
+    assert (part["filled"], part["remaining"], part["cost"]) == (0.0004, 0.0006, 39.6)
+    assert [o["clientOrderId"] for o in client.fetch_open_orders(BTC)] == ["p1"]
+    # The lock of the filled part came back and paid for it; the rest stays locked.
+    assert fake.balance("USDT") == (Decimal("9900.901"), Decimal("59.4594"))
+    assert fake.balance("BTC") == (Decimal("0.5004"), Decimal(0))
+    with pytest.raises(ccxt.InvalidOrder, match="Duplicate order sent."):
+        client.create_order(BTC, "limit", "buy", 0.001, 99000, {"clientOrderId": "p1"})
+
+    fake.fill_part("p1", Decimal("0.0002"), price="98500")  # a better price
+    [rest] = fake.set_price("BTCUSDT", "98000")  # fills what is left
+
+    assert rest.qty == Decimal("0.0004") and rest.price == Decimal(99000)
+    done = client.fetch_order("", BTC, {"origClientOrderId": "p1"})
+    assert done["status"] == "closed" and done["filled"] == 0.001
+    assert done["cost"] == 98.9 and done["average"] == 98900.0
+    trades = client.fetch_my_trades(BTC)
+    assert [(t["amount"], t["fee"]["cost"], t["takerOrMaker"]) for t in trades] == [
+        (0.0004, 0.0396, "maker"),
+        (0.0002, 0.0197, "maker"),
+        (0.0004, 0.0396, "maker"),
+    ]
+    # Exact to the last digit: 98.9 paid plus 0.0989 commission, nothing left locked.
+    assert fake.balance("USDT") == (Decimal("9901.0011"), Decimal(0))
+    assert fake.balance("BTC") == (Decimal("0.501"), Decimal(0))
+    with pytest.raises(LookupError):
+        fake.fill_part("p1", "0.0001")  # no longer open
+    client.create_order(BTC, "limit", "sell", 0.001, 110000, {"clientOrderId": "p2"})
+    with pytest.raises(ValueError, match="left to fill"):
+        fake.fill_part("p2", "0.002")
+    with pytest.raises(ValueError, match="worse than"):
+        fake.fill_part("p2", "0.0005", price="109000")
+
+
+def test_a_partly_filled_order_is_open_for_cancels_and_limits(
+    fake_binance: Callable[..., FakeBinance],
+) -> None:
+    info = json.loads(EXCHANGE_INFO.read_text())
+    for f in info["symbols"][0]["filters"]:
+        if f["filterType"] == "MAX_NUM_ORDERS":
+            f["maxNumOrders"] = 1
+    fake = fake_binance(
+        balances={"USDT": "10000", "BTC": "0.5"}, prices={"BTCUSDT": "100000"}, exchange_info=info
+    )
+    client = fake.ccxt_client(timeout_ms=1000)
+    order = client.create_order(BTC, "limit", "sell", 0.01, 101000, {"clientOrderId": "s1"})
+    fake.fill_part("s1", "0.004")
+
+    with pytest.raises(ccxt.BadRequest, match="MAX_NUM_ORDERS"):
+        client.create_order(BTC, "limit", "sell", 0.001, 102000)
+    canceled = client.cancel_order(order["id"], BTC)
+
+    assert canceled["status"] == "canceled" and canceled["info"]["status"] == "CANCELED"
+    assert (canceled["filled"], canceled["remaining"]) == (0.004, 0.006)
+    assert canceled["info"]["cummulativeQuoteQty"] == "404.00000000"
+    assert fake.balance("BTC") == (Decimal("0.496"), Decimal(0))
+    assert fake.balance("USDT") == (Decimal("10403.596"), Decimal(0))  # +404 -0.404
+    with pytest.raises(ccxt.OrderNotFound, match="Unknown order sent."):
+        client.cancel_order(order["id"], BTC)
+    client.create_order(BTC, "limit", "sell", 0.001, 102000, {"clientOrderId": "s2"})
+    fake.fill_part("s2", "0.0005")
+    [all_canceled] = client.cancel_all_orders(BTC)
+    # ccxt's clientOrderId is the cancel's own id; the order's is origClientOrderId.
+    assert all_canceled["info"]["origClientOrderId"] == "s2" and all_canceled["filled"] == 0.0005
+
+
+def test_cancels_and_expiries_done_on_the_exchange(fake: FakeBinance, client: ccxt.binance) -> None:
+    for cid, price in (("u1", 99000), ("e1", 98000), ("e2", 97000)):
+        client.create_order(BTC, "limit", "buy", 0.001, price, {"clientOrderId": cid})
+    fake.fill_part("u1", "0.0005")
+
+    assert fake.user_cancel("u1").status == "CANCELED"
+    assert fake.expire("e1").status == "EXPIRED"
+    assert fake.expire("e2", "EXPIRED_IN_MATCH").status == "EXPIRED_IN_MATCH"
+
+    def seen(cid: str) -> dict[str, Any]:
+        return client.fetch_order("", BTC, {"origClientOrderId": cid})
+
+    assert (seen("u1")["status"], seen("u1")["filled"]) == ("canceled", 0.0005)
+    assert (seen("e1")["status"], seen("e1")["info"]["status"]) == ("expired", "EXPIRED")
+    assert (seen("e2")["status"], seen("e2")["info"]["status"]) == ("expired", "EXPIRED_IN_MATCH")
+    assert client.fetch_open_orders(BTC) == []
+    # Every lock came back; only the half fill moved money: -49.5 -0.0495.
+    assert fake.balance("USDT") == (Decimal("9950.4505"), Decimal(0))
+    with pytest.raises(ccxt.OrderNotFound, match="Unknown order sent."):
+        client.cancel_order("", BTC, {"origClientOrderId": "e1"})
+    with pytest.raises(LookupError):
+        fake.user_cancel("e1")
+    with pytest.raises(ValueError, match="EXPIRED"):
+        fake.expire("u1", "CANCELED")
+
+
+def test_maker_and_taker_commission_rates(fake_binance: Callable[..., FakeBinance]) -> None:
+    fake = fake_binance(
+        balances={"USDT": "10000", "BTC": "0.5"},
+        prices={"BTCUSDT": "100000"},
+        commission={"maker": "0.00075", "taker": "0.0012"},
+    )
+    client = fake.ccxt_client(timeout_ms=1000)
+    client.load_markets()
+
+    client.create_order(BTC, "limit", "buy", 0.001, 99000)
+    assert fake.balance("USDT")[1] == Decimal("99.07425")  # it rests, so it will pay maker
+    fake.set_price("BTCUSDT", "99000")
+    client.create_order(BTC, "market", "sell", 0.002, None)
+
+    maker, taker = client.fetch_my_trades(BTC)
+    assert (maker["takerOrMaker"], maker["fee"]) == ("maker", {"currency": "USDT", "cost": 0.07425})
+    assert (taker["takerOrMaker"], taker["fee"]) == ("taker", {"currency": "USDT", "cost": 0.2376})
+    account = client.fetch_balance()["info"]
+    assert (account["makerCommission"], account["takerCommission"]) == (8, 12)
+    assert account["commissionRates"] == {
+        "maker": "0.00075000",
+        "taker": "0.00120000",
+        "buyer": "0.00000000",
+        "seller": "0.00000000",
+    }
+    zero = {"maker": "0.00000000", "taker": "0.00000000", "buyer": "0.00000000"}
+    zero["seller"] = "0.00000000"
+    assert client.private_get_account_commission({"symbol": "BTCUSDT"}) == {
+        "symbol": "BTCUSDT",
+        "standardCommission": account["commissionRates"],
+        "specialCommission": zero,
+        "taxCommission": zero,
+        "discount": {
+            "enabledForAccount": False,
+            "enabledForSymbol": True,
+            "discountAsset": "BNB",
+            "discount": "0.75000000",
+        },
+    }
+    assert fake.requests[-1].path == "/api/v3/account/commission"
+    with pytest.raises(ccxt.BadRequest, match="-1102"):
+        client.private_get_account_commission()
+    with pytest.raises(ccxt.AuthenticationError, match="-1022"):
+        fake.ccxt_client(secret="wrong").private_get_account_commission({"symbol": "BTCUSDT"})
+
+    fake.buyer_pays_base = True
+    client.create_order(BTC, "limit", "buy", 0.001, 98000)
+    fake.set_price("BTCUSDT", "98000")
+    assert client.fetch_my_trades(BTC)[-1]["fee"] == {"currency": "BTC", "cost": 0.00000075}
+
+
+def test_fees_in_bnb_while_the_bnb_lasts(fake_binance: Callable[..., FakeBinance]) -> None:
+    fake = fake_binance(
+        balances={"USDT": "10000", "BTC": "0.5", "BNB": "0.0002"},
+        prices={"BTCUSDT": "100000", "BNBUSDT": "612.34"},
+        bnb_fees=True,
+    )
+    client = fake.ccxt_client(timeout_ms=1000)
+    client.load_markets()
+    assert client.market("BNB/USDT")["precision"]["amount"] == 0.001
+    assert client.market("BNB/USDT")["limits"]["cost"]["min"] == 5.0
+    assert client.fetch_ticker("BNB/USDT")["last"] == 612.34
+
+    client.create_order(BTC, "limit", "buy", 0.001, 99000)
+    fake.set_price("BTCUSDT", "99000")  # maker: 99 USDT * 0.1 % * 0.75 / 612.34 USDT per BNB
+    client.create_order(BTC, "market", "sell", 0.001, None)  # 0.00012126 BNB: not there
+
+    paid, fallback = client.fetch_my_trades(BTC)
+    assert paid["fee"] == {"currency": "BNB", "cost": 0.00012126}
+    assert fallback["fee"] == {"currency": "USDT", "cost": 0.099}
+    assert fake.balance("BNB") == (Decimal("0.00007874"), Decimal(0))
+    assert fake.balance("USDT") == (Decimal("9999.901"), Decimal(0))  # -99 +99 -0.099
+    assert fake.balance("BTC") == (Decimal("0.5"), Decimal(0))
+    discount = client.private_get_account_commission({"symbol": "BTCUSDT"})["discount"]
+    assert discount["enabledForAccount"] is True
+
+    bought = client.create_order("BNB/USDT", "market", "buy", 0.01, None)  # pays with its BNB
+    assert bought["status"] == "closed"
+    assert bought["info"]["fills"][0]["commissionAsset"] == "BNB"
+    assert fake.balance("BNB") == (Decimal("0.01007124"), Decimal(0))  # +0.01 -0.0000075
+
+
+def test_failures_aimed_at_one_client_id(fake: FakeBinance, client: ccxt.binance) -> None:
+    fake.fail_next("/order", 503, method="POST", client_id="b2")
+    fake.accept_then_fail_response("/order", method="DELETE", client_id="a1")
+
+    client.create_order(BTC, "limit", "buy", 0.001, 99000, {"clientOrderId": "a1"})
+    with pytest.raises(ccxt.ExchangeNotAvailable):
+        client.create_order(BTC, "limit", "buy", 0.001, 98000, {"clientOrderId": "b2"})
+    client.create_order(BTC, "limit", "buy", 0.001, 98000, {"clientOrderId": "b2"})  # once
+    client.cancel_order("", BTC, {"origClientOrderId": "b2"})  # not aimed at: untouched
+    assert [o.client_id for o in fake.open_orders()] == ["a1"]
+
+    with pytest.raises(ccxt.ExchangeNotAvailable):
+        client.cancel_order("", BTC, {"origClientOrderId": "a1"})
+
+    assert fake.open_orders() == []  # the cancel was carried out; the answer was lost
+    assert [r.status for r in fake.requests if r.method == "DELETE"] == [200, 500]
