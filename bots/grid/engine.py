@@ -101,6 +101,10 @@ class Slot:
     state: SlotState
     acquired: Decimal | None = None  # price paid for the base a BASE slot holds
     seq: int = 0  # fills on this slot so far: part of the resting order's client id
+    # Live fills come in parts: how much of the slot's resting order has filled so far, and
+    # how often a partly filled order was cancelled and its remainder sent anew (a new id).
+    filled: Decimal = ZERO
+    part: int = 0
 
 
 def _trade_dict(t: MarketTrade | None) -> dict[str, str] | None:
@@ -157,6 +161,10 @@ class GridEngine:
         self.stopped: StopReason | None = None
         self.stop_sale: MarketTrade | None = None
         self.stop_mark: Decimal | None = None  # the price equity is marked at once stopped
+        # Base the account holds beyond what the BASE slots count (negative: short of it).
+        # Live only: a fee taken in the base coin, and a sell cut to the market's step, move
+        # it; a sell takes what it can of it, so fees shorten sells by themselves, not a step.
+        self.dust = ZERO
         self._stop_price = config.stop_price
         self._take_profit = config.take_profit
         self._fee = config.fee
@@ -205,6 +213,8 @@ class GridEngine:
 
     def equity(self, mark: Decimal) -> Decimal:
         with localcontext(EXACT):
+            if self.dust:
+                return self.quote + (self.base + self.dust) * mark
             return self.quote + self.base * mark
 
     def resting_order(self, slot: int, bot_key: str = "") -> DesiredOrder:
@@ -213,8 +223,8 @@ class GridEngine:
             side, price = Side.BUY, self.lines[slot]
         else:
             side, price = Side.SELL, self.lines[slot + 1]
-        cid = client_order_id(bot_key, slot, side, price, s.seq)
-        return DesiredOrder(slot, side, price, self.q, s.seq, cid)
+        cid = client_order_id(bot_key, slot, side, price, s.seq, s.part)
+        return DesiredOrder(slot, side, price, self.q - s.filled, s.seq, cid)
 
     def desired_orders(self, bot_key: str = "") -> list[DesiredOrder]:
         """One order per slot while running, in slot order; none once stopped."""
@@ -323,6 +333,97 @@ class GridEngine:
                 trips.append(trip)
         return trips
 
+    # --- live fills, which come in parts --------------------------------------------------------
+
+    def book_part(self, fill: Fill) -> None:
+        """Part of a slot's resting order filled: the quote and base move now, by the part and
+        its ``fee`` (in quote); the slot turns only when its order is done (``complete``).
+
+        Raises ``FillMismatch``, changing nothing, unless the part is of the slot's resting
+        order (same side and price) and no more than what is left of it.
+        """
+        slot = self._resting_slot(fill)
+        if not ZERO < fill.amount <= self.q - slot.filled:
+            raise FillMismatch(
+                f"a part of {fill.amount} on slot {fill.slot} does not fit its resting order "
+                f"({slot.filled} of {self.q} filled already)"
+            )
+        with localcontext(EXACT):
+            notional = fill.price * fill.amount
+            self.fees_paid += fill.fee
+            slot.filled += fill.amount
+            if fill.side == Side.BUY:
+                self.quote = self.quote - notional - fill.fee
+                self.base += fill.amount
+            else:
+                self.quote = self.quote + notional - fill.fee
+                self.base -= fill.amount
+
+    def complete(self, slot_index: int) -> RoundTrip | None:
+        """The slot's resting order is done (its parts booked): the slot turns, as a whole fill
+        would turn it. What of ``q`` the order did not trade (a sell cut by the dust, a
+        remainder too small to send) moves between the slot's base and the dust, so the books
+        keep the account's real coins; the round trip is the grid's, on ``q`` (GRID_SPEC.md)."""
+        slot = self.slots[slot_index]
+        if self.stopped or not slot.filled:
+            raise FillMismatch(f"slot {slot_index} has no filled part to complete")
+        q, rest = self.q, self.q - slot.filled
+        with localcontext(EXACT):
+            self.fills += 1
+            slot.seq += 1
+            slot.filled, slot.part = ZERO, 0
+            if slot.state == SlotState.QUOTE:
+                price = self.lines[slot_index]
+                self.base += rest
+                self.dust -= rest
+                slot.state, slot.acquired = SlotState.BASE, price
+                return None
+            price = self.lines[slot_index + 1]
+            self.base -= rest
+            self.dust += rest
+            acquired = slot.acquired
+            assert acquired is not None
+            slot.state, slot.acquired = SlotState.QUOTE, None
+            fees = self._fee * q * price + self._fee * q * acquired
+            trip = RoundTrip(slot_index, acquired, price, q, q * (price - acquired) - fees, fees)
+            self.total_trades += 1
+            self.wins += trip.profit > 0
+            self.grid_profit += trip.profit
+        self.round_trips.append(trip)
+        return trip
+
+    def reissue(self, slot_index: int) -> None:
+        """The slot's order was cancelled after part of it filled: the rest goes out under a
+        new client id (the exchange keeps the old one, closed, with its fills)."""
+        slot = self.slots[slot_index]
+        if not slot.filled:
+            raise FillMismatch(f"slot {slot_index} has no filled part to send the rest of")
+        slot.part += 1
+
+    def take_base_fee(self, amount: Decimal, value: Decimal) -> None:
+        """A fee the exchange took in the base coin (from a buy's coins): the dust pays it;
+        ``value`` is its worth in quote, for the fees paid."""
+        with localcontext(EXACT):
+            self.dust -= amount
+            self.fees_paid += value
+
+    def _resting_slot(self, fill: Fill) -> Slot:
+        if self.stopped:
+            raise FillMismatch(f"the grid has stopped ({self.stopped}); no order rests")
+        if not 0 <= fill.slot < len(self.slots):
+            raise FillMismatch(f"no slot {fill.slot}: the grid has {len(self.slots)} slots")
+        slot = self.slots[fill.slot]
+        if slot.state == SlotState.QUOTE:
+            side, price = Side.BUY, self.lines[fill.slot]
+        else:
+            side, price = Side.SELL, self.lines[fill.slot + 1]
+        if (fill.side, fill.price) != (side, price):
+            raise FillMismatch(
+                f"fill {fill.side} @ {fill.price} on slot {fill.slot} does not match its "
+                f"resting order {side} @ {price}"
+            )
+        return slot
+
     def check_stops(self, a: Decimal, b: Decimal) -> StopReason | None:
         """After the fills of segment a -> b: stop-loss on a fall to the stop price,
         take-profit on a rise to the take-profit price. Returns the reason if it stopped."""
@@ -389,14 +490,7 @@ class GridEngine:
             "q": str(self.q),
             "start_price": str(self.start_price),
             "start_buy": _trade_dict(self.start_buy),
-            "slots": [
-                {
-                    "state": s.state.value,
-                    "acquired": None if s.acquired is None else str(s.acquired),
-                    "seq": s.seq,
-                }
-                for s in self.slots
-            ],
+            "slots": [_slot_dict(s) for s in self.slots],
             "quote": str(self.quote),
             "base": str(self.base),
             "fills": self.fills,
@@ -407,7 +501,7 @@ class GridEngine:
             "stopped": self.stopped,
             "stop_sale": _trade_dict(self.stop_sale),
             "stop_mark": None if self.stop_mark is None else str(self.stop_mark),
-        }
+        } | ({"dust": str(self.dust)} if self.dust else {})
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GridEngine:
@@ -420,6 +514,8 @@ class GridEngine:
                 SlotState(s["state"]),
                 None if s["acquired"] is None else Decimal(s["acquired"]),
                 int(s["seq"]),
+                Decimal(s.get("filled", "0")),
+                int(s.get("part", 0)),
             )
             for s in data["slots"]
         ]
@@ -443,4 +539,17 @@ class GridEngine:
         engine.stopped = data["stopped"]
         engine.stop_sale = _trade_from(data["stop_sale"])
         engine.stop_mark = None if data["stop_mark"] is None else Decimal(data["stop_mark"])
+        engine.dust = Decimal(data.get("dust", "0"))
         return engine
+
+
+def _slot_dict(s: Slot) -> dict[str, Any]:
+    """A slot as JSON; a part filled (live only) is written only when there is one."""
+    d: dict[str, Any] = {
+        "state": s.state.value,
+        "acquired": None if s.acquired is None else str(s.acquired),
+        "seq": s.seq,
+    }
+    if s.filled or s.part:
+        d["filled"], d["part"] = str(s.filled), s.part
+    return d

@@ -539,3 +539,85 @@ def test_walk_candle_equals_segment_by_segment_and_survives_persistence(
     assert persisted.to_dict() == whole.to_dict() == by_segment.to_dict()
     assert whole.grid_profit == sum((t.profit for t in whole.round_trips), D(0))
     assert whole.total_trades == len(whole.round_trips)
+
+
+# --- live fills in parts, and the dust (issue 11, defects 5 and 7) -----------------------------
+
+
+def test_a_buy_filled_in_parts_books_each_part_and_ends_as_one_whole_fill() -> None:
+    whole = GridEngine.start(example_config(), D(104))
+    whole.apply_fill(Fill(0, Side.BUY, D(100), D("4.897"), D("0.4897")))
+    engine = GridEngine.start(example_config(), D(104))
+    cid = engine.desired_orders("k")[0].client_id
+
+    engine.book_part(Fill(0, Side.BUY, D(100), D(2), D("0.2")))
+
+    assert (engine.quote, engine.base) == (D("290.002712"), D("6.897"))
+    assert engine.slots[0].state == SlotState.QUOTE  # the slot turns only when it is done
+    rest = engine.desired_orders("k")[0]
+    assert (rest.amount, rest.client_id) == (D("2.897"), cid)  # the same order rests on
+    engine.book_part(Fill(0, Side.BUY, D(100), D("2.897"), D("0.2897")))
+    assert engine.complete(0) is None
+    assert engine.to_dict() == whole.to_dict()
+
+
+def test_the_rest_of_a_cancelled_part_goes_out_under_a_new_id() -> None:
+    engine = GridEngine.start(example_config(), D(104))
+    first = engine.desired_orders("k")[0]
+    engine.book_part(Fill(0, Side.BUY, D(100), D(2), D("0.2")))
+    engine.reissue(0)
+    rest = engine.desired_orders("k")[0]
+    assert rest.amount == D("2.897") and rest.client_id != first.client_id
+    assert "0b0p1" in rest.client_id
+    copy = GridEngine.from_dict(json.loads(json.dumps(engine.to_dict())))
+    assert copy.desired_orders("k") == engine.desired_orders("k")
+    engine.book_part(Fill(0, Side.BUY, D(100), D("2.897"), D("0.2897")))
+    engine.complete(0)
+    assert engine.desired_orders("k")[0].client_id == client_order_id("k", 0, "sell", D(105), 1)
+
+
+def test_a_base_fee_is_paid_by_the_dust_and_a_cut_sell_leaves_the_rest_there() -> None:
+    """A buy's 0.004897 fee taken in the coin shortens the next sell (cut to the 0.001 step:
+    4.892, not 4.896): the 0.000103 it could not sell stays as dust, and no phantom loss."""
+    engine = GridEngine.start(example_config(), D(104))
+    engine.book_part(Fill(0, Side.BUY, D(100), D("4.897"), D(0)))
+    engine.take_base_fee(D("0.004897"), D("0.4897"))
+    engine.complete(0)
+    assert engine.dust == D("-0.004897")
+    assert engine.equity(D(100)) == engine.quote + (D("9.794") - D("0.004897")) * 100
+
+    engine.book_part(Fill(0, Side.SELL, D(105), D("4.892"), D("0.51366")))
+    trip = engine.complete(0)
+
+    assert trip is not None and trip.profit == D("23.481115")  # the grid's, on q (GRID_SPEC)
+    assert engine.dust == D("0.000103") and engine.base == D("4.897")
+    assert engine.quote == D("490.202712") - D("489.7") + D("513.66") - D("0.51366")
+    state = engine.to_dict()
+    assert state["dust"] == "0.000103"
+    assert GridEngine.from_dict(json.loads(json.dumps(state))).dust == D("0.000103")
+
+
+def test_a_part_that_does_not_fit_the_resting_order_changes_nothing() -> None:
+    engine = GridEngine.start(example_config(), D(104))
+    engine.book_part(Fill(0, Side.BUY, D(100), D(4), D(0)))
+    before = engine.to_dict()
+    for bad in (
+        Fill(0, Side.BUY, D(100), D(1), D(0)),  # more than the 0.897 left
+        Fill(0, Side.SELL, D(105), D("0.1"), D(0)),
+        Fill(0, Side.BUY, D(105), D("0.1"), D(0)),
+        Fill(5, Side.BUY, D(100), D("0.1"), D(0)),
+    ):
+        with pytest.raises(ValueError, match="does not fit|resting order|no slot"):
+            engine.book_part(bad)
+    with pytest.raises(ValueError, match="no filled part"):
+        engine.complete(1)
+    assert engine.to_dict() == before
+
+
+def test_paper_engines_write_no_live_fields() -> None:
+    engine = GridEngine.start(example_config(), D(104))
+    engine.walk_candle(*EXAMPLE_CANDLES[0])
+    state = engine.to_dict()
+    assert "dust" not in state and all(
+        set(s) == {"state", "acquired", "seq"} for s in state["slots"]
+    )
