@@ -14,7 +14,7 @@ from django.utils import timezone
 from bots import push
 from bots.grid import order_ids
 from bots.grid.engine import DesiredOrder, MarketTrade, RoundTrip
-from bots.models import Bot, BotEvent, MarketAttempt, Order, PaperBalance, Trade
+from bots.models import Bot, BotEvent, Installation, MarketAttempt, Order, PaperBalance, Trade
 
 ZERO = Decimal(0)
 QUOTE_WALLETS = {"USDT", "USDC", "USD"}
@@ -88,6 +88,19 @@ def close_books(bot: Bot, *, reason: str, status: str, at: datetime | None) -> N
     kind = BotEvent.Kind.STOPPED if status == Bot.Status.STOPPED else BotEvent.Kind.ERROR
     message = f"Stopped: {reason}. Cancelled {cancelled} resting order(s)."
     BotEvent.objects.create(bot=bot, kind=kind, message=message[:500], market_time=at)
+
+
+def installation() -> str:
+    """This database's part of every client order id, made on first use."""
+    row, _ = Installation.objects.get_or_create(
+        pk=1, defaults={"order_prefix": order_ids.new_installation()}
+    )
+    return row.order_prefix
+
+
+def run_key(bot: Bot, generation: int) -> str:
+    """The client order id prefix of the bot's run ``generation`` on this installation."""
+    return order_ids.bot_key(bot.pk, generation, installation())
 
 
 def market_attempt(client_id: str) -> datetime | None:

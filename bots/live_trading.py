@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -36,10 +36,10 @@ from accounts.crypto import UndecryptableSecret
 from bots import config as schema
 from bots import gateways, ledger, risk
 from bots.errors import LiveError
-from bots.gateways.base import ExchangeFill, OrderRequest
+from bots.gateways.base import ExchangeFill, OpenOrder, OrderRequest
 from bots.grid import order_ids
-from bots.grid.engine import Fill, FillMismatch, GridEngine, MarketTrade, Side
-from bots.grid.params import STOP_LOSS, TAKE_PROFIT
+from bots.grid.engine import DesiredOrder, Fill, FillMismatch, GridEngine, MarketTrade, Side
+from bots.grid.params import STOP_LOSS, TAKE_PROFIT, GridConfig
 from bots.models import Bot, BotEvent, EquitySnapshot, ExchangeFillRecord, Order, Trade
 from market.exchange import ExchangeError, OrderRejected, TemporaryExchangeError
 from market.precision import floor_amount
@@ -66,22 +66,39 @@ def _time(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, UTC)
 
 
-def quote_fee(fill: ExchangeFill, quote: str) -> Decimal:
-    """The part of a fee the grid's quote balance pays: none when paid in BNB, or in the base
-    asset, which Binance takes from a buyer's coins (``sell_shortfall`` accounts for that)."""
-    return fill.fee if fill.fee_asset == quote else ZERO
+class FeeValues:
+    """What a fill's fee cost the grid's quote balance: a fee in the quote is itself; one paid
+    in another coin (BNB) is worth that coin's last trade price, asked once per cycle; one
+    taken in the base coin costs the quote nothing (the dust pays it, ``take_base_fee``)."""
+
+    def __init__(self, bot: Bot, gw: Any) -> None:
+        self.bot, self.gw = bot, gw
+        self.prices: dict[str, Decimal] = {}
+
+    def __call__(self, fill: ExchangeFill) -> Decimal:
+        asset, quote = fill.fee_asset, self.bot.quote_asset
+        if not fill.fee or asset == quote:
+            return fill.fee
+        if asset in ("", self.bot.base_asset):
+            return ZERO
+        if asset not in self.prices:
+            self.prices[asset] = self.gw.last_trade_price(f"{asset}/{quote}")
+        return fill.fee * self.prices[asset]
+
+    def base_fee(self, fills: list[ExchangeFill]) -> Decimal:
+        return sum((f.fee for f in fills if f.fee_asset == self.bot.base_asset), ZERO)
 
 
-def fill_totals(fills: list[ExchangeFill], quote: str) -> tuple[Decimal, Decimal, Decimal]:
-    """(amount, cost in quote, fee paid in quote) of one order's fills."""
+def fill_totals(fills: list[ExchangeFill], values: FeeValues) -> tuple[Decimal, Decimal, Decimal]:
+    """(amount, cost in quote, fees' worth in quote) of one order's fills."""
     amount = sum((f.amount for f in fills), ZERO)
     cost = sum((f.price * f.amount for f in fills), ZERO)
-    return amount, cost, sum((quote_fee(f, quote) for f in fills), ZERO)
+    return amount, cost, sum((values(f) for f in fills), ZERO)
 
 
 def start_client_id(bot: Bot) -> str:
     """The start buy's client id for the generation about to start (stable across retries)."""
-    return order_ids.market_order_id(order_ids.bot_key(bot.pk, bot.generation + 1), order_ids.START)
+    return order_ids.market_order_id(ledger.run_key(bot, bot.generation + 1), order_ids.START)
 
 
 # --- start ------------------------------------------------------------------------------------
@@ -101,8 +118,21 @@ def check_funds(bot: Bot, gw: Any) -> None:
         )
 
 
-def start_buy(bot: Bot, gw: Any, engine: GridEngine) -> list[ExchangeFill]:
-    """Buy the start amount at market (idempotent by client id) and book what it really cost."""
+def account_fee(bot: Bot, gw: Any, grid: GridConfig) -> GridConfig:
+    """The grid under the account's own maker commission rate (Binance ``commissionRates``),
+    so round-trip profit and the preview's fee are what this account really pays."""
+    try:
+        rates = gw.commission_rates()
+    except ExchangeError as e:
+        raise LiveError(f"{bot.exchange} did not answer: {e}") from None
+    if rates is None or rates[0] == grid.fee:
+        return grid
+    return replace(grid, fee=rates[0])
+
+
+def start_buy(bot: Bot, gw: Any, engine: GridEngine) -> list[tuple[ExchangeFill, Decimal]]:
+    """Buy the start amount at market (idempotent by client id) and book what it really cost;
+    returns its fills with what each fee cost in quote."""
     planned = engine.start_buy
     if planned is None:
         return []
@@ -118,7 +148,8 @@ def start_buy(bot: Bot, gw: Any, engine: GridEngine) -> list[ExchangeFill]:
             f"{bot.exchange} did not confirm the start buy ({e}). Nothing was started; "
             "starting again finds that buy if it went through, and never buys twice."
         ) from None
-    amount, cost, fee = fill_totals(fills, bot.quote_asset)
+    values = FeeValues(bot, gw)
+    amount, cost, fee = fill_totals(fills, values)
     if amount < planned.amount:
         raise LiveError(
             f"The start buy filled only {amount} of {planned.amount} {bot.base_asset}; nothing "
@@ -129,26 +160,29 @@ def start_buy(bot: Bot, gw: Any, engine: GridEngine) -> list[ExchangeFill]:
     engine.quote = engine.config.capital - cost - fee
     engine.fees_paid = fee
     engine.start_price = average
+    base_fee = values.base_fee(fills)
+    if base_fee:  # taken from the coins bought: the start slots hold that much less
+        engine.take_base_fee(base_fee, base_fee * average)
     for slot in engine.slots:
         if slot.acquired is not None:
             slot.acquired = average  # what the start slots' base really cost
-    return fills
+    return [(f, values(f)) for f in fills]
 
 
-def record_start(bot: Bot, order: Order, fills: list[ExchangeFill]) -> None:
+def record_start(bot: Bot, order: Order, fills: list[tuple[ExchangeFill, Decimal]]) -> None:
     """Inside start's transaction: the start buy's trades, so later fetches skip them."""
     ExchangeFillRecord.objects.bulk_create(
-        [_record(bot, order, f) for f in fills], ignore_conflicts=True
+        [_record(bot, order, f, fee) for f, fee in fills], ignore_conflicts=True
     )
     if fills:
-        bot.fill_cursor_ms = max(f.at_ms for f in fills)
+        bot.fill_cursor_ms = max(f.at_ms for f, _fee in fills)
         bot.save(update_fields=["fill_cursor_ms"])
 
 
-def _record(bot: Bot, order: Order, f: ExchangeFill) -> ExchangeFillRecord:
+def _record(bot: Bot, order: Order, f: ExchangeFill, fee_quote: Decimal) -> ExchangeFillRecord:
     return ExchangeFillRecord(
         bot=bot, order=order, trade_id=f.trade_id, price=f.price, amount=f.amount, fee=f.fee,
-        fee_asset=f.fee_asset, fee_quote=quote_fee(f, bot.quote_asset), at=_time(f.at_ms),
+        fee_asset=f.fee_asset, fee_quote=fee_quote, at=_time(f.at_ms),
     )  # fmt: skip
 
 
@@ -258,15 +292,21 @@ def sync_fills(bot: Bot, gw: Any, cycle: LiveCycle) -> None:
             )
         }
         engine = bot.engine()
+        values = FeeValues(bot, gw)
         records: list[ExchangeFillRecord] = []
         trades: list[Trade] = []
         events: list[BotEvent] = []
         touched: dict[int, Order] = {}
         for f in fetched:
             order = book.get(f.client_id)
+            if order is None and f.trade_id not in seen:
+                order = _adopt_filled(bot, engine, f.client_id)
+                if order is not None:
+                    book[f.client_id] = order
+                    events.append(ledger.event(bot, BotEvent.Kind.SKIPPED, _adopted(bot, order)))
             if f.trade_id in seen or order is None or order.kind != Order.Kind.LIMIT:
                 continue  # applied already, not this bot's, or the start / stop sale
-            record = _record(bot, order, f)
+            record = _record(bot, order, f, values(f))
             records.append(record)
             if order.status not in Order.RESTING or (
                 bot.started_at is not None and order.created_at < bot.started_at
@@ -281,35 +321,45 @@ def sync_fills(bot: Bot, gw: Any, cycle: LiveCycle) -> None:
                             "applied to it (the coins are in your account).",
                 ))  # fmt: skip
                 continue
+            # Every part is booked as it comes, at the order's line; an order that met the
+            # market when it was sent filled at a better price, and the quote keeps that.
+            side = Side(order.side)
+            engine.book_part(Fill(order.slot, side, order.price, f.amount, record.fee_quote))
+            better = (f.price - order.price) * f.amount
+            engine.quote += -better if side == Side.BUY else better
+            if f.fee_asset == bot.base_asset and f.fee:
+                engine.take_base_fee(f.fee, f.fee * f.price)
             order.filled += f.amount
             order.fee += record.fee_quote
             touched[order.pk] = order
-            if order.filled < order.amount or order.status == Order.Status.FILLED:
+            verb = "Bought" if side == Side.BUY else "Sold"
+            if order.filled < order.amount:
+                events.append(ledger.event(
+                    bot, BotEvent.Kind.FILLED,
+                    f"{verb} {f.amount} {bot.base_asset} at {f.price} (slot {order.slot}) on "
+                    f"{bot.exchange}: {order.filled} of {order.amount} so far; booked now, the "
+                    "rest stays on the book.", record.at,
+                ))  # fmt: skip
                 continue
             order.status, order.filled_at = Order.Status.FILLED, record.at
-            # A sell short by a buy's base fee sold less than the grid's amount: the coins it
-            # did not sell are part of that round trip's cost, valued at the sell price.
-            short = engine.q - order.amount
-            trip = engine.apply_fill(
-                Fill(order.slot, Side(order.side), order.price, engine.q,
-                     order.fee + short * order.price)
-            )  # fmt: skip
-            # The grid books its line price; an order that met the market when it was sent
-            # filled at a better one, and the balance keeps the difference.
+            trip = engine.complete(order.slot)
+            cycle.fills += 1
             mine = [r for r in records if r.order is order] + list(order.exchange_fills.all())
             cost = sum((r.price * r.amount for r in mine), ZERO)
-            at_line = order.price * order.amount
-            gained = at_line - cost if order.side == Order.Side.BUY else cost - at_line
-            engine.quote += gained
-            cycle.fills += 1
-            verb = "Bought" if order.side == Order.Side.BUY else "Sold"
-            average = cost / order.amount
-            better = f" (filled at {average}, {gained:+.8f} {bot.quote_asset})" if gained else ""
-            events.append(BotEvent(bot=bot, kind=BotEvent.Kind.FILLED, market_time=record.at,
-                                   message=f"{verb} {order.amount} {bot.base_asset} at "
-                                           f"{order.price}{better} (slot {order.slot}) on "
-                                           f"{bot.exchange}; fee {order.fee:.8f} "
-                                           f"{bot.quote_asset}."))  # fmt: skip
+            gained = (cost - order.price * order.amount) * (1 if side == Side.SELL else -1)
+            better = f" (filled at {cost / order.amount}, {gained:+.8f} {bot.quote_asset})"
+            base_fees = sum((r.fee for r in mine if r.fee_asset == bot.base_asset), ZERO)
+            fee = (
+                f"{base_fees} {bot.base_asset}"
+                if base_fees
+                else f"{order.fee:.8f} {bot.quote_asset}"
+            )
+            events.append(ledger.event(
+                bot, BotEvent.Kind.FILLED,
+                f"{verb} {order.amount} {bot.base_asset} at {order.price}"
+                f"{better if gained else ''} (slot {order.slot}) on {bot.exchange}; fee {fee}.",
+                record.at,
+            ))  # fmt: skip
             if trip is not None:
                 cycle.round_trips += 1
                 trade, event = ledger.round_trip_rows(bot, order, trip, record.at)
@@ -337,6 +387,37 @@ def sync_fills(bot: Bot, gw: Any, cycle: LiveCycle) -> None:
         bot.save(update_fields=fields)
 
 
+def _adopt_filled(bot: Bot, engine: GridEngine, client_id: str) -> Order | None:
+    """A trade of an order this run sent but never booked (a crash between send and save):
+    when it is the order a slot wants, it is booked now, so its fills are never lost."""
+    if not order_ids.belongs_to(client_id, bot.key):
+        return None
+    wanted = {d.client_id: d for d in engine.desired_orders(bot.key)}.get(client_id)
+    if wanted is None or Order.objects.filter(client_order_id=client_id).exists():
+        return None
+    return _book_adopted(bot, wanted)
+
+
+def _book_adopted(bot: Bot, wanted: DesiredOrder, exchange_id: str = "") -> Order:
+    order = Order(
+        bot=bot, slot=wanted.slot, side=wanted.side, price=wanted.price, amount=wanted.amount,
+        status=Order.Status.OPEN, client_order_id=wanted.client_id,
+        exchange_order_id=exchange_id,
+    )  # fmt: skip
+    Order.objects.filter(bot=bot, slot=wanted.slot, status__in=Order.RESTING).update(
+        status=Order.Status.CANCELLED, reason="replaced by the order found on the exchange"
+    )
+    order.save()
+    return order
+
+
+def _adopted(bot: Bot, order: Order) -> str:
+    return (
+        f"Found the {order.side} at {order.price} (slot {order.slot}) on {bot.exchange}, sent "
+        "by this bot but never booked (a crash between sending and saving): adopted."
+    )
+
+
 def mark_to_market(bot: Bot, price: Decimal | None = None) -> bool:
     """The latest price (the feed's, or ``price`` when given), the equity at it, and the UTC
     day the daily loss limit counts; False (changing nothing) when there is no fresh price."""
@@ -353,13 +434,18 @@ def mark_to_market(bot: Bot, price: Decimal | None = None) -> bool:
 
 
 def reconcile(bot: Bot, gw: Any, *, buys: bool = True) -> int:
-    """Make the exchange's book the engine's: cancel what is no longer wanted, write what is
-    missing as pending, then send every pending order. Returns how many were sent. Without
-    ``buys`` (no fresh market price) no new buy is written or sent; sells still are."""
+    """Make the exchange's book the engine's: take in or cancel what rests there unbooked,
+    cancel what is no longer wanted, look up what vanished, write what is missing as pending,
+    then send every pending order. Returns how many were sent. Without ``buys`` (no fresh
+    market price) no new buy is written or sent; sells still are."""
     engine = bot.engine()
-    desired = {d.client_id: d for d in engine.desired_orders(bot.key)}
+    exchange_book = gw.open_orders()
+    on_exchange = {o.client_id for o in exchange_book}
     book = list(Order.objects.resting().filter(bot=bot, kind=Order.Kind.LIMIT))
-    on_exchange = {o.client_id for o in gw.open_orders()}
+    if _take_in_strays(bot, gw, engine, exchange_book, {o.client_order_id for o in book}):
+        book = list(Order.objects.resting().filter(bot=bot, kind=Order.Kind.LIMIT))
+    desired = {d.client_id: d for d in engine.desired_orders(bot.key)}
+    rules = schema.rules_for(bot.exchange, bot.symbol)
     for order in book:
         cid = order.client_order_id
         if cid not in desired:
@@ -367,23 +453,8 @@ def reconcile(bot: Bot, gw: Any, *, buys: bool = True) -> int:
             order.status, order.reason = Order.Status.CANCELLED, "replaced"
             order.save(update_fields=["status", "reason", "updated_at"])
         elif order.status == Order.Status.OPEN and cid not in on_exchange:
-            # Gone from the book: looked up, never assumed. Filled (its trades are late),
-            # or not visible yet: it is left alone and looked at again next cycle.
-            state = gw.order_status(cid)
-            if state is None or state != ("canceled", ZERO):
-                if state is not None and state[0] == "closed":
-                    _note_once(bot, f"The {order.side} at {order.price} (slot {order.slot}) "
-                                    f"filled on {bot.exchange}; its trades are not in the "
-                                    "account's trade list yet.")  # fmt: skip
-                continue
-            # Cancelled outside aibo, or by a stop that crashed before it was recorded (its
-            # fills were taken in above): the grid wants it, so it is sent again.
-            order.status = Order.Status.PENDING
-            order.save(update_fields=["status", "updated_at"])
-            BotEvent.objects.create(bot=bot, kind=BotEvent.Kind.SKIPPED,
-                                    message=f"The {order.side} at {order.price} (slot "
-                                            f"{order.slot}) was no longer on {bot.exchange}; "
-                                            "sending it again.")  # fmt: skip
+            engine = _vanished(bot, gw, order, engine, rules) or engine
+    desired = {d.client_id: d for d in engine.desired_orders(bot.key)}
     # Any row already under a wanted id counts (a rejected one too: ids are unique, and an
     # order the exchange refused is not sent again blindly).
     have = set(
@@ -392,14 +463,12 @@ def reconcile(bot: Bot, gw: Any, *, buys: bool = True) -> int:
         )
     )
     missing = [d for cid, d in desired.items() if cid not in have and (buys or d.side != Side.BUY)]
-    if any(d.side == Side.SELL for d in missing):
-        step = schema.rules_for(bot.exchange, bot.symbol).step
+    amounts = sell_amounts(bot, engine, [d for d in missing if d.side == Side.SELL], rules.step)
     Order.objects.bulk_create(
         [
             Order(bot=bot, slot=d.slot, side=d.side, price=d.price,
-                  amount=d.amount - (sell_shortfall(bot, engine, d.slot, step)
-                                     if d.side == Side.SELL else ZERO),
-                  status=Order.Status.PENDING, client_order_id=d.client_id)
+                  amount=amounts.get(d.slot, d.amount), status=Order.Status.PENDING,
+                  client_order_id=d.client_id)
             for d in missing
         ]
     )  # fmt: skip
@@ -427,28 +496,116 @@ def reconcile(bot: Bot, gw: Any, *, buys: bool = True) -> int:
     return sent
 
 
-def sell_shortfall(bot: Bot, engine: GridEngine, slot: int, step: Decimal) -> Decimal:
-    """How much less than the grid's amount a slot's sell can sell: the base fee the exchange
-    took from the buy that filled the slot, up to the market's ``step`` (0 with fees in
-    quote)."""
-    last = (
-        Order.objects.filter(bot=bot, slot=slot, kind=Order.Kind.LIMIT,
-                             status=Order.Status.FILLED, created_at__gte=bot.started_at)
-        .order_by("-filled_at", "-id").first()
-    )  # fmt: skip
-    if last is not None and last.side == Order.Side.BUY:
-        fees = ExchangeFillRecord.objects.filter(order=last, fee_asset=bot.base_asset)
-        paid = sum(fees.values_list("fee", flat=True), ZERO)
-    else:  # bought by the start buy: its base fee is shared by every slot it filled
-        start_id = order_ids.market_order_id(bot.key, order_ids.START)
-        start = Order.objects.filter(bot=bot, client_order_id=start_id).first()
-        if start is None:
-            return ZERO
-        fees = ExchangeFillRecord.objects.filter(order=start, fee_asset=bot.base_asset)
-        paid = sum(fees.values_list("fee", flat=True), ZERO) / (start.amount / engine.q)
-    if not paid:
-        return ZERO
-    return -floor_amount(-paid, step)  # rounded up to the step
+def _take_in_strays(
+    bot: Bot, gw: Any, engine: GridEngine, exchange_book: list[OpenOrder], booked: set[str]
+) -> bool:
+    """Every open order with this bot's prefix is known: one this run sent but never booked
+    (a crash between send and save) is adopted when it is what its slot wants, and cancelled
+    otherwise, as is anything of the bot's earlier runs or of this installation's bots that no
+    longer run. The trader's own orders, and other installations', are left alone. Returns
+    whether an order was adopted."""
+    mine = order_ids.parse_key(bot.key)
+    if mine is None:
+        return False
+    installation, bot_id, _generation = mine
+    strays = []
+    for o in exchange_book:
+        theirs = order_ids.key_of(o.client_id)
+        if theirs is None or o.client_id in booked or theirs[0] != installation:
+            continue
+        if theirs[1] == bot_id or installation:  # legacy ids: only this bot's own are known
+            strays.append((o, theirs))
+    if not strays:
+        return False
+    others = {t[1] for _o, t in strays if t[1] != bot_id}
+    running_keys = set(
+        Bot.objects.running().filter(pk__in=others).values_list("order_key", flat=True)
+    )
+    wanted = {d.client_id: d for d in engine.desired_orders(bot.key)}
+    adopted = False
+    for o, (_inst, owner, generation) in strays:
+        if owner != bot_id and order_ids.bot_key(owner, generation, installation) in running_keys:
+            continue  # a running bot's own order: that bot looks after it
+        want = wanted.get(o.client_id)
+        if want is not None and not Order.objects.filter(client_order_id=o.client_id).exists():
+            with transaction.atomic():
+                order = _book_adopted(bot, want, o.exchange_id)
+                BotEvent.objects.create(
+                    bot=bot, kind=BotEvent.Kind.SKIPPED, message=_adopted(bot, order)
+                )
+            adopted = True
+            continue
+        gw.cancel(o.client_id)
+        whose = "this bot's" if owner == bot_id else f"bot {owner}'s"
+        _note_once(bot, f"Cancelled the {o.side} at {o.price} ({o.client_id}) on "
+                        f"{bot.exchange}: an order of {whose} with aibo's prefix that no "
+                        "running grid wants.")  # fmt: skip
+    return adopted
+
+
+def _vanished(bot: Bot, gw: Any, order: Order, engine: GridEngine, rules: Any) -> GridEngine | None:
+    """An open order gone from the exchange's book: looked up, never assumed. Filled (its
+    trades late) or not visible yet: left alone and looked at again next cycle. Cancelled or
+    expired (on the exchange, by self-trade prevention or maintenance, by a stop that died
+    before it was recorded) with nothing filled: sent again. With a part filled (every part
+    booked): the rest goes out under a new id, or, too small to send, the slot turns now.
+    Returns the engine when it changed."""
+    state = gw.order_status(order.client_order_id)
+    if state is None:
+        return None
+    status, filled = state
+    if status == "open":
+        return None
+    if status == "closed" or filled > order.filled:
+        _note_once(bot, f"The {order.side} at {order.price} (slot {order.slot}) filled "
+                        f"{filled} on {bot.exchange}; its trades are not in the account's trade "
+                        "list yet.")  # fmt: skip
+        return None
+    if not filled:
+        order.status = Order.Status.PENDING
+        order.save(update_fields=["status", "updated_at"])
+        BotEvent.objects.create(bot=bot, kind=BotEvent.Kind.SKIPPED,
+                                message=f"The {order.side} at {order.price} (slot "
+                                        f"{order.slot}) was no longer on {bot.exchange}; "
+                                        "sending it again.")  # fmt: skip
+        return None
+    rest = order.amount - filled
+    if rest >= rules.min_amount and rest * order.price >= rules.min_notional:
+        engine.reissue(order.slot)
+        after = f"the other {rest} goes out again"
+    else:
+        engine.complete(order.slot)
+        after = f"the other {rest} is below {bot.exchange}'s minimum order: the slot turns now"
+    with transaction.atomic():
+        order.status = Order.Status.CANCELLED
+        order.reason = f"cancelled on the exchange after {filled} filled"
+        order.save(update_fields=["status", "reason", "updated_at"])
+        bot.keep_engine(engine)
+        bot.save(update_fields=["engine_state", "next_buy_price", "next_sell_price", "updated_at"])
+        BotEvent.objects.create(bot=bot, kind=BotEvent.Kind.SKIPPED,
+                                message=f"The {order.side} at {order.price} (slot {order.slot}) "
+                                        f"was cancelled on {bot.exchange} after {filled} of "
+                                        f"{order.amount} {bot.base_asset} filled (booked); "
+                                        f"{after}.")  # fmt: skip
+    return engine
+
+
+def sell_amounts(
+    bot: Bot, engine: GridEngine, sells: list[DesiredOrder], step: Decimal
+) -> dict[int, Decimal]:
+    """What each new sell can sell, by slot: what is left of ``q`` for it, cut to the
+    market's step so that all the sells together never ask for more coins than the account
+    holds for the grid. The dust (base fees taken, less what earlier cuts left over) is paid
+    by the first cuts; so a fee shortens the sells by itself over time, not by a step each."""
+    pool = engine.dust
+    for order in Order.objects.resting().filter(bot=bot, kind=Order.Kind.LIMIT, side="sell"):
+        pool += (engine.q - engine.slots[order.slot].filled) - (order.amount - order.filled)
+    amounts = {}
+    for d in sorted(sells, key=lambda d: d.slot):
+        amount = min(d.amount, floor_amount(d.amount + pool, step))
+        pool += d.amount - amount
+        amounts[d.slot] = amount
+    return amounts
 
 
 # --- stopping ---------------------------------------------------------------------------------
@@ -471,17 +628,15 @@ def cancel_book(bot: Bot, gw: Any) -> None:
 
 
 def _note_partial_fills(bot: Bot) -> None:
-    """An order cancelled after part of it filled: the grid books whole orders only, so the
-    part that filled is named on the event log (those coins or that quote are in the
-    account, outside the grid's books)."""
+    """An order cancelled after part of it filled: that part is in the grid's books (every
+    part is booked as it fills), and a stop-loss or take-profit sells it with the rest."""
     partial = Order.objects.resting().filter(bot=bot, kind=Order.Kind.LIMIT, filled__gt=0)
     BotEvent.objects.bulk_create(
         [
             BotEvent(bot=bot, kind=BotEvent.Kind.CANCELLED,
                      message=f"The {o.side} at {o.price} (slot {o.slot}) had filled "
                              f"{o.filled} of {o.amount} {bot.base_asset} when it was "
-                             "cancelled: that part is in your account, outside the grid's "
-                             "books.")
+                             "cancelled: that part is in the grid's books.")
             for o in partial
         ]
     )  # fmt: skip
@@ -513,7 +668,8 @@ def halt(bot: Bot, gw: Any, *, reason: str, sell: bool = False,
     if sell:
         sale = pending_stop_sale(bot)
         if sale is None:
-            amount = sellable(bot, gw, bot.engine().base)
+            engine = bot.engine()
+            amount = sellable(bot, gw, engine.base + engine.dust)
             if amount > 0:
                 price = bot.last_price or bot.engine().start_price
                 sale = Order.objects.create(
@@ -529,14 +685,16 @@ def halt(bot: Bot, gw: Any, *, reason: str, sell: bool = False,
                 raise  # the cycle retries: the pending sale is finished next time
             except ExchangeError as e:
                 raise LiveError(f"the stop sale failed ({e}); the grid is cancelled") from None
-            record_stop_sale(bot, sale, fills)
+            record_stop_sale(bot, sale, fills, FeeValues(bot, gw))
             bot.refresh_from_db()
     ledger.halt(bot, reason=reason, status=status)
 
 
-def record_stop_sale(bot: Bot, sale: Order, fills: list[ExchangeFill]) -> None:
-    """The sale's fills into the order, the records and the engine (stopped), at once."""
-    amount, cost, fee = fill_totals(fills, bot.quote_asset)
+def record_stop_sale(bot: Bot, sale: Order, fills: list[ExchangeFill], values: FeeValues) -> None:
+    """The sale's fills into the order, the records and the engine (stopped), at once. What
+    it could not sell (less than a step) stays as the bot's dust."""
+    amount, cost, fee = fill_totals(fills, values)
+    fees = [values(f) for f in fills]
     if not amount:
         raise LiveError(f"{bot.exchange} did not fill the stop sale {sale.client_order_id}")
     average = cost / amount
@@ -547,12 +705,14 @@ def record_stop_sale(bot: Bot, sale: Order, fills: list[ExchangeFill]) -> None:
         sale.status, sale.filled_at = Order.Status.FILLED, timezone.now()
         sale.save(update_fields=["price", "filled", "fee", "status", "filled_at", "updated_at"])
         ExchangeFillRecord.objects.bulk_create(
-            [_record(locked, sale, f) for f in fills], ignore_conflicts=True
+            [_record(locked, sale, f, v) for f, v in zip(fills, fees, strict=True)],
+            ignore_conflicts=True,
         )
         engine.stopped = STOP_LOSS if sale.reason.startswith("stop-loss") else TAKE_PROFIT
         engine.stop_sale = MarketTrade(Side.SELL, average, amount, fee)
         engine.quote += cost - fee
-        engine.base -= amount
+        engine.dust += engine.base - amount
+        engine.base = ZERO
         engine.fees_paid += fee
         engine.stop_mark = average
         locked.keep_engine(engine)

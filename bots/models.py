@@ -75,6 +75,9 @@ class Bot(models.Model):
     engine_state = models.JSONField(null=True, blank=True)
     # Each start is a new generation: client order ids never repeat across restarts.
     generation = models.PositiveIntegerField(default=0)
+    # The prefix of this run's client order ids, fixed at start (``order_ids.bot_key``, with
+    # the installation's part); empty for runs started before it was stored.
+    order_key = models.CharField(max_length=30, blank=True)
     start_price = MoneyField(**MONEY, null=True, blank=True)
     # The price path is consumed up to here (the open time of the last candle walked).
     cursor = models.DateTimeField(null=True, blank=True)
@@ -172,7 +175,7 @@ class Bot(models.Model):
     @property
     def key(self) -> str:
         """The prefix of this run's client order ids (``bots.grid.order_ids``)."""
-        return order_ids.bot_key(self.pk, self.generation)
+        return self.order_key or order_ids.bot_key(self.pk, self.generation)
 
     def engine(self) -> GridEngine:
         if self.engine_state is None:
@@ -454,3 +457,15 @@ class MarketAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.client_order_id} first sent {self.first_sent_at:%Y-%m-%d %H:%M:%S}"
+
+
+class Installation(models.Model):
+    """This database's own part of every client order id (``order_ids``), made once: two
+    installations trading on one exchange account never take each other's orders for their
+    own."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    order_prefix = models.CharField(max_length=order_ids.INSTALLATION_LENGTH, unique=True)
+
+    def __str__(self) -> str:
+        return f"installation {self.order_prefix}"

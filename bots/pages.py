@@ -111,6 +111,9 @@ class BotStatistics:
     hodl_profit: Decimal | None
     profit_vs_hodl: Decimal | None
     open_orders: int
+    # Base coins held beyond (or short of) the slots' own: fees taken in the coin, and sells
+    # cut to the market's step (live bots only).
+    dust: Decimal = ZERO
 
 
 def bot_statistics(bot: Bot, *, open_orders: int | None = None) -> BotStatistics:
@@ -150,6 +153,7 @@ def bot_statistics(bot: Bot, *, open_orders: int | None = None) -> BotStatistics
         hodl_profit=hodl,
         profit_vs_hodl=(total_profit - hodl) if hodl is not None else None,
         open_orders=open_orders if open_orders is not None else len(engine.desired_orders()),
+        dust=engine.dust,
     )
 
 

@@ -102,13 +102,15 @@ def _start(bot: Bot) -> str:
         )
     at, p0 = candle[0], canonical(candle[1])  # the column pads to 12 places
     grid = schema.grid_config_for(bot.config, exchange=bot.exchange, symbol=bot.symbol)
+    live_mode = bot.mode == Bot.Mode.LIVE
+    if live_mode:  # the account's own commission rate is the grid's fee
+        gw = live_trading.gateway(bot)
+        grid = live_trading.account_fee(bot, gw, grid)
     try:
         engine = GridEngine.start(grid, p0)
     except InvalidGrid as e:
         raise schema.config_error(e) from None
-    live_mode = bot.mode == Bot.Mode.LIVE
     if live_mode:  # the exchange first: funds, then the start buy (idempotent on retries)
-        gw = live_trading.gateway(bot)
         live_trading.check_funds(bot, gw)
         start_fills = live_trading.start_buy(bot, gw, engine)
 
@@ -130,6 +132,7 @@ def _start(bot: Bot) -> str:
             wallet.save(update_fields=["free", "locked"])
 
         bot.generation += 1
+        bot.order_key = ledger.run_key(bot, bot.generation)
         bot.status, bot.status_reason = Bot.Status.RUNNING, ""
         bot.start_price, bot.cursor, bot.last_price = p0, at, p0
         bot.peak_equity, bot.max_drawdown = capital, Decimal(0)

@@ -125,8 +125,13 @@ class Gateway(Protocol):
         no such order (which, for a fresh one, proves nothing yet)."""
         ...
 
-    def last_trade_price(self) -> Decimal:
-        """The exchange's own last trade price of this symbol, asked for now."""
+    def last_trade_price(self, symbol: str | None = None) -> Decimal:
+        """The exchange's own last trade price of this symbol (or of ``symbol``, e.g. the
+        BNB/USDT that converts fees paid in BNB), asked for now."""
+        ...
+
+    def commission_rates(self) -> tuple[Decimal, Decimal] | None:
+        """The account's own (maker, taker) commission rates, or None when not stated."""
         ...
 
     def balances(self) -> dict[str, Balance]:

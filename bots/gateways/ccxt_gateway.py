@@ -121,13 +121,23 @@ class CcxtGateway:
             return None
         return STATUSES.get(str(raw.get("status")), "open"), _decimal(raw.get("filled"))
 
-    def last_trade_price(self) -> Decimal:
-        with self._errors("last trade price"):
-            ticker = self.client.fetch_ticker(self.symbol)
+    def last_trade_price(self, symbol: str | None = None) -> Decimal:
+        symbol = symbol or self.symbol
+        with self._errors(f"last trade price of {symbol}"):
+            ticker = self.client.fetch_ticker(symbol)
         price = _decimal(ticker.get("last"))
         if price <= 0:
-            raise TemporaryExchangeError(f"{self.client.id} gave no last trade price")
+            raise TemporaryExchangeError(f"{self.client.id} gave no last trade price of {symbol}")
         return price
+
+    def commission_rates(self) -> tuple[Decimal, Decimal] | None:
+        # Binance's GET /api/v3/account: "commissionRates": {"maker": "0.00100000", ...}.
+        with self._errors("commission rates"):
+            info = self.client.fetch_balance().get("info") or {}
+        rates = info.get("commissionRates") if isinstance(info, dict) else None
+        if not isinstance(rates, dict) or rates.get("maker") is None:
+            return None
+        return _decimal(rates["maker"]), _decimal(rates.get("taker", rates["maker"]))
 
     def balances(self) -> dict[str, Balance]:
         with self._errors("balances"):

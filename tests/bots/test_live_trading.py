@@ -6,6 +6,7 @@ database says rests, and a crash anywhere never doubles an order or loses a fill
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
@@ -149,40 +150,61 @@ def test_fills_on_the_exchange_become_round_trips_and_the_next_orders(bot, fake,
     assert ExchangeFillRecord.objects.filter(bot=bot).count() == len(fake.trades)
 
 
-def test_fees_taken_in_the_base_asset_shorten_the_sells_and_never_overdraw(bot, fake, start_live):
+def coins(fake: FakeBinance, asset: str = "BTC") -> Decimal:
+    free, locked = fake.balance(asset)
+    return free + locked
+
+
+def assert_books_match(bot: Bot, fake: FakeBinance, *, usdt: str = "4000") -> None:
+    """The grid's books are the account's: its base and dust are the coins the fills left
+    (the account held none before), its quote is the USDT the fills left of the capital."""
+    bot.refresh_from_db()
+    engine = bot.engine()
+    assert engine.base + engine.dust == coins(fake)
+    assert engine.quote == coins(fake, "USDT") - Decimal(usdt)
+
+
+def test_fees_taken_in_the_base_asset_shorten_the_sells_and_never_overdraw(
+    bot, fake, start_live, client
+):
+    """Issue 11, defect 7: a base fee shortens the sells by the fee itself, over time, not by
+    a whole step per round trip; the leftover is dust, booked and shown, not a loss."""
     fake.buyer_pays_base = True  # Binance without BNB: a buyer pays in the coin it buys
     start_live(bot)
     bot.refresh_from_db()
     engine = bot.engine()
     start_fee = fake.trades[0].commission  # in BTC
-    assert fake.trades[0].commission_asset == "BTC"
-    sells = bot.orders.filter(side="sell", status="open")
-    # The start buy's fee is shared by the four slots it bought, each rounded up to the step.
-    assert {o.amount for o in sells} == {engine.q - Decimal("0.00001")}
+    assert fake.trades[0].commission_asset == "BTC" and engine.dust == -start_fee
+    sells = bot.orders.filter(side="sell", status="open").order_by("slot")
+    # The start buy's fee (less than a step) cuts the first sell by one step, not every sell.
+    assert [o.amount for o in sells] == [engine.q - Decimal("0.00001")] + [engine.q] * 3
     assert sum(o.amount for o in sells) <= engine.base - start_fee
-    assert engine.quote == Decimal(1000) - fake.trades[0].price * fake.trades[0].qty
+    assert_books_match(bot, fake)
 
     top_buy = fill_the_top_buy(bot, fake)
     cycle.run_cycle(bot.pk)
     bot.refresh_from_db()
     buy = bot.orders.get(price=top_buy, side="buy")
     sell = bot.orders.get(slot=buy.slot, side="sell", status="open")
-    assert sell.amount == buy.amount - Decimal("0.00001")  # its own buy's fee, to the step
-    sell_line = sell.price
+    assert sell.amount == buy.amount  # the dust the first cut left pays this buy's fee
+    assert_books_match(bot, fake)
 
-    set_price(fake, str(sell_line + 1))  # every sell up to this line fills: none overdraws
+    set_price(fake, str(sell.price + 1))  # every sell up to this line fills: none overdraws
     cycle.run_cycle(bot.pk)
 
     bot.refresh_from_db()
     assert bot.status == "running", bot.status_reason
     assert fake.balance("BTC")[0] >= 0
     trip = Trade.objects.get(bot=bot, slot=buy.slot)
-    # The coins the sell could not sell are booked as a cost of the round trip.
-    assert trip.sell_price == sell_line and trip.amount == engine.q
+    assert trip.sell_price == sell.price and trip.amount == engine.q
+    assert trip.profit > 0  # no phantom loss from a step of coins left unsold
     assert resting(fake) == db_resting(bot)
-    # The engine's quote is the exchange's: what the fills added and took, fees included.
-    usdt = fake.balance("USDT")
-    assert bot.engine().quote == usdt[0] + usdt[1] - (Decimal(5000) - Decimal(1000))
+    assert_books_match(bot, fake)
+    dust = bot.engine().dust
+    assert dust and abs(dust) < Decimal("0.00001")  # never more than a step adrift
+    client.force_login(bot.owner)
+    page = client.get(f"/bots/{bot.pk}/").content.decode()
+    assert "Dust" in page and f"{dust.normalize():f}" in page
 
 
 def test_a_crash_after_the_exchange_took_an_order_never_doubles_it(
@@ -721,3 +743,185 @@ def test_an_order_gone_from_the_book_is_looked_up_not_assumed_cancelled(bot, fak
     assert bot.engine().fills == 1
     assert len([o for o in fake.orders() if o.side == "BUY" and o.price == top_buy]) == 1
     assert resting(fake) == db_resting(bot)
+
+
+# --- partial fills (issue 11, defect 5) --------------------------------------------------------
+
+
+def top_open_buy(bot: Bot) -> Order:
+    return bot.orders.filter(side="buy", status="open").order_by("-price").first()
+
+
+@pytest.mark.parametrize("ended_by", ["user_cancel", "EXPIRED", "EXPIRED_IN_MATCH"])
+def test_a_partly_filled_order_ended_on_the_exchange_is_booked_and_its_rest_sent_once(
+    bot, fake, start_live, ended_by
+):
+    start_live(bot)
+    bot.refresh_from_db()
+    buy = top_open_buy(bot)
+    half = buy.amount / 2
+    fake.fill_part(buy.client_order_id, half)
+
+    cycle.run_cycle(bot.pk)  # the part is booked at once; the rest stays on the book
+
+    bot.refresh_from_db()
+    assert bot.orders.get(pk=buy.pk).filled == half and bot.engine().slots[buy.slot].filled == half
+    assert_books_match(bot, fake)
+    if ended_by == "user_cancel":  # the trader, in Binance's app
+        fake.user_cancel(buy.client_order_id)
+    else:  # maintenance, or self-trade prevention
+        fake.expire(buy.client_order_id, ended_by)
+
+    cycle.run_cycle(bot.pk)
+    cycle.run_cycle(bot.pk)  # nothing loops: the rest was sent once
+
+    bot.refresh_from_db()
+    assert bot.orders.get(pk=buy.pk).status == "cancelled"
+    rest = bot.orders.get(slot=buy.slot, status="open")
+    assert rest.amount == buy.amount - half and rest.client_order_id.endswith(
+        rest.client_order_id[-8:]
+    )
+    assert "p1-" in rest.client_order_id and rest.price == buy.price
+    assert [o.qty for o in fake.orders() if o.client_id == rest.client_order_id] == [rest.amount]
+    assert resting(fake) == db_resting(bot)
+    assert "after" in bot.events.filter(message__contains="was cancelled on").latest("pk").message
+    assert_books_match(bot, fake)
+
+    fill_the_top_buy(bot, fake)  # the rest fills: the slot turns, its sell goes out
+    cycle.run_cycle(bot.pk)
+
+    bot.refresh_from_db()
+    assert bot.orders.get(pk=rest.pk).status == "filled"
+    assert bot.orders.filter(slot=buy.slot, side="sell", status="open").exists()
+    assert bot.engine().fills == 1
+    assert_books_match(bot, fake)
+
+
+def test_a_part_filled_before_a_stop_loss_is_sold_with_the_rest(bot, fake, start_live):
+    Bot.objects.filter(pk=bot.pk).update(config={**CONFIG, "stop_loss_pct": "2"})
+    bot.refresh_from_db()
+    start_live(bot)
+    bot.refresh_from_db()
+    buy = top_open_buy(bot)
+    fake.fill_part(buy.client_order_id, buy.amount / 4)
+    cycle.run_cycle(bot.pk)
+    LatestPrice.objects.update(price=Decimal("90000"), at=timezone.now())  # the feed falls
+
+    cycle.run_cycle(bot.pk)
+
+    bot.refresh_from_db()
+    assert bot.status == "stopped" and "stop-loss" in bot.status_reason
+    assert coins(fake) < Decimal("0.00001") and resting(fake) == set()  # all sold, to the step
+    assert bot.events.filter(message__contains="that part is in the grid's books").exists()
+
+
+# --- orphans (issue 11, defect 6) --------------------------------------------------------------
+
+
+def test_each_installation_has_its_own_prefix_and_a_fresh_one_leaves_old_orders_alone(
+    bot, fake, start_live
+):
+    old = f"a{bot.pk}g1-0b0-0badf00d"  # an earlier installation's bot 1, on the same account
+    fake.ccxt_client().create_order("BTC/USDT", "limit", "buy", 0.001, 90000,
+                                    {"clientOrderId": old})  # fmt: skip
+
+    start_live(bot)
+    cycle.run_cycle(bot.pk)
+
+    bot.refresh_from_db()
+    assert re.fullmatch(rf"[a-z][a-z0-9]{{3}}a{bot.pk}g1", bot.key)
+    assert all(o.client_order_id.startswith(bot.key) for o in bot.orders.all())
+    assert old in {cid for cid, _side, _price in resting(fake)}  # not ours: untouched
+    assert not bot.orders.filter(client_order_id=old).exists()
+
+
+def test_an_order_sent_but_never_booked_is_adopted_not_doubled(bot, fake, start_live):
+    start_live(bot)
+    bot.refresh_from_db()
+    lost = top_open_buy(bot)  # sent, then the process died before the row was written
+    Order.objects.filter(pk=lost.pk).delete()
+
+    cycle.run_cycle(bot.pk)
+
+    bot.refresh_from_db()
+    adopted = bot.orders.get(client_order_id=lost.client_order_id)
+    assert adopted.status == "open" and adopted.exchange_order_id == lost.exchange_order_id
+    assert [o.client_id for o in fake.orders()].count(lost.client_order_id) == 1
+    assert "adopted" in bot.events.filter(message__contains="never booked").latest("pk").message
+    assert resting(fake) == db_resting(bot)
+    fill_the_top_buy(bot, fake)  # and its fill is the grid's
+    cycle.run_cycle(bot.pk)
+    assert bot.orders.get(pk=adopted.pk).status == "filled"
+    assert_books_match(bot, fake)
+
+
+def test_a_fill_of_an_order_never_booked_is_not_lost(bot, fake, start_live):
+    start_live(bot)
+    bot.refresh_from_db()
+    lost = top_open_buy(bot)
+    Order.objects.filter(pk=lost.pk).delete()
+    set_price(fake, str(lost.price - 1))  # it fills before any cycle saw it
+
+    cycle.run_cycle(bot.pk)
+
+    bot.refresh_from_db()
+    assert bot.orders.get(client_order_id=lost.client_order_id).status == "filled"
+    assert bot.engine().fills == 1
+    assert_books_match(bot, fake)
+
+
+def test_an_order_of_an_earlier_run_left_on_the_exchange_is_cancelled_and_said(
+    bot, fake, start_live
+):
+    start_live(bot)
+    bot.refresh_from_db()
+    installation = bot.key[:4]
+    stale = f"{installation}a{bot.pk}g0-3b0-0badf00d"  # this bot's earlier run
+    gone = f"{installation}a{bot.pk + 50}g2-1s0-0badf00d"  # a bot of ours that no longer runs
+    for cid, price in ((stale, 90000), (gone, 89000)):
+        fake.ccxt_client().create_order("BTC/USDT", "limit", "buy", 0.001, price,
+                                        {"clientOrderId": cid})  # fmt: skip
+
+    cycle.run_cycle(bot.pk)
+
+    assert resting(fake) == db_resting(bot)
+    messages = " ".join(bot.events.values_list("message", flat=True))
+    assert stale in messages and gone in messages and "no running grid wants" in messages
+
+
+# --- fees (issue 11, defect 7) -----------------------------------------------------------------
+
+
+@pytest.fixture
+def bnb_fake(fake_binance: Callable[..., FakeBinance]) -> FakeBinance:
+    return fake_binance(
+        api_key=API_KEY, secret=SECRET, balances={"USDT": "5000", "BNB": "1"},
+        prices={"BTCUSDT": P0, "BNBUSDT": "600"}, bnb_fees=True,
+        commission={"maker": "0.00075", "taker": "0.00075"},
+        hang_seconds=1, as_exchange=True, timeout_ms=500,
+    )  # fmt: skip
+
+
+def test_fees_paid_in_bnb_count_at_the_bnb_price_and_the_accounts_own_rates(
+    market, make_bot, keys, bnb_fake, start_live
+):
+    fake = bnb_fake
+    bot = make_bot(CONFIG, mode=Bot.Mode.LIVE, credential=keys)
+    start_live(bot)
+    bot.refresh_from_db()
+    assert bot.engine().config.fee == Decimal("0.00075")  # the account's, not the default
+
+    fill_the_top_buy(bot, fake)
+    cycle.run_cycle(bot.pk)
+
+    bot.refresh_from_db()
+    engine = bot.engine()
+    spent = Decimal(1) - coins(fake, "BNB")
+    assert spent > 0 and {t.commission_asset for t in fake.trades} == {"BNB"}
+    records = ExchangeFillRecord.objects.filter(bot=bot)
+    assert {r.fee_asset for r in records} == {"BNB"}
+    assert all(r.fee_quote == r.fee * 600 for r in records)
+    # Counted in the books: the quote is the USDT the fills left, less the BNB's worth.
+    assert engine.quote == coins(fake, "USDT") - Decimal(4000) - spent * 600
+    assert engine.fees_paid == spent * 600
+    assert engine.base + engine.dust == coins(fake)
