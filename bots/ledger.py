@@ -14,7 +14,7 @@ from django.utils import timezone
 from bots import push
 from bots.grid import order_ids
 from bots.grid.engine import DesiredOrder, MarketTrade, RoundTrip
-from bots.models import Bot, BotEvent, Installation, MarketAttempt, Order, PaperBalance, Trade
+from bots.models import Bot, BotEvent, Installation, Order, PaperBalance, SendAttempt, Trade
 
 ZERO = Decimal(0)
 QUOTE_WALLETS = {"USDT", "USDC", "USD"}
@@ -103,10 +103,24 @@ def run_key(bot: Bot, generation: int) -> str:
     return order_ids.bot_key(bot.pk, generation, installation())
 
 
-def market_attempt(client_id: str) -> datetime | None:
-    """Write down that a market order goes out under ``client_id`` (committed before it is
-    sent); when it went out before, the first time it did."""
-    attempt, created = MarketAttempt.objects.get_or_create(
+def sent_before(client_id: str) -> datetime | None:
+    """When an order first went out under ``client_id``, if it did (writes nothing)."""
+    return (
+        SendAttempt.objects.filter(client_order_id=client_id)
+        .values_list("first_sent_at", flat=True)
+        .first()
+    )
+
+
+def forget_attempt(client_id: str) -> None:
+    """The exchange refused the order: nothing exists under ``client_id``."""
+    SendAttempt.objects.filter(client_order_id=client_id).delete()
+
+
+def send_attempt(client_id: str) -> datetime | None:
+    """Write down that an order goes out under ``client_id`` (committed before it is sent);
+    when it went out before, the first time it did."""
+    attempt, created = SendAttempt.objects.get_or_create(
         client_order_id=client_id, defaults={"first_sent_at": timezone.now()}
     )
     return None if created else attempt.first_sent_at

@@ -23,7 +23,6 @@ the risk rules and the gateways they use live in their own modules.
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -41,7 +40,13 @@ from bots.grid import order_ids
 from bots.grid.engine import DesiredOrder, Fill, FillMismatch, GridEngine, MarketTrade, Side
 from bots.grid.params import STOP_LOSS, TAKE_PROFIT, GridConfig
 from bots.models import Bot, BotEvent, EquitySnapshot, ExchangeFillRecord, Order, Trade
-from market.exchange import ExchangeError, OrderRejected, TemporaryExchangeError
+from market.exchange import (
+    ExchangeError,
+    OrderNotVisibleYet,
+    OrderRejected,
+    TemporaryExchangeError,
+    without_queries,
+)
 from market.precision import floor_amount
 
 logger = logging.getLogger(__name__)
@@ -104,6 +109,12 @@ def start_client_id(bot: Bot) -> str:
 # --- start ------------------------------------------------------------------------------------
 
 
+def start_pending(bot: Bot) -> bool:
+    """Whether a start of this bot sent its buy and did not finish (the exchange did not
+    confirm it in time, or the worker died): ``starting.finish_unfinished`` finishes it."""
+    return ledger.sent_before(start_client_id(bot)) is not None
+
+
 def check_funds(bot: Bot, gw: Any) -> None:
     try:
         balances = gw.balances()
@@ -136,17 +147,16 @@ def start_buy(bot: Bot, gw: Any, engine: GridEngine) -> list[tuple[ExchangeFill,
     planned = engine.start_buy
     if planned is None:
         return []
+    client_id = start_client_id(bot)
     try:
-        client_id = start_client_id(bot)
-        fills = gw.market_buy(
-            client_id, planned.amount, sent_before=ledger.market_attempt(client_id)
-        )
+        fills = gw.market_buy(client_id, planned.amount, sent_before=ledger.send_attempt(client_id))
     except OrderRejected as e:
+        ledger.forget_attempt(client_id)  # refused: no order exists under the id
         raise LiveError(f"{bot.exchange} refused the start buy: {e}") from None
     except ExchangeError as e:
         raise LiveError(
-            f"{bot.exchange} did not confirm the start buy ({e}). Nothing was started; "
-            "starting again finds that buy if it went through, and never buys twice."
+            f"{bot.exchange} did not confirm the start buy ({e}). The start is finished as "
+            f"soon as {bot.exchange} answers, within minutes, and never buys twice."
         ) from None
     values = FeeValues(bot, gw)
     amount, cost, fee = fill_totals(fills, values)
@@ -242,18 +252,13 @@ def run_cycle(bot_id: int) -> LiveCycle | None:
         # a person must look. The bot stops with the reason; its orders are cancelled when the
         # exchange lets us.
         logger.exception("bot %s: live cycle failed", bot_id)
-        _error(bot, _without_queries(f"{type(e).__name__}: {e}"))
+        _error(bot, without_queries(f"{type(e).__name__}: {e}"))
     return cycle
-
-
-def _without_queries(message: str) -> str:
-    """ccxt's messages can carry request URLs with signed query strings: keep the path only."""
-    return re.sub(r"(https?://[^\s?]+)\?\S*", r"\1", message)
 
 
 def _note_trouble(bot: Bot, message: str) -> None:
     """Exchange trouble the cycle retries, on the bot's event log once (not every cycle)."""
-    _note_once(bot, f"{bot.exchange} trouble, retrying every cycle: {_without_queries(message)}")
+    _note_once(bot, f"{bot.exchange} trouble, retrying every cycle: {without_queries(message)}")
 
 
 def _note_once(bot: Bot, text: str) -> None:
@@ -479,7 +484,11 @@ def reconcile(bot: Bot, gw: Any, *, buys: bool = True) -> int:
     for order in pending.order_by("slot"):
         request = OrderRequest(order.client_order_id, order.side, order.price, order.amount)
         try:
-            placed = gw.place(request)
+            placed = gw.place(request, sent_before=ledger.send_attempt(order.client_order_id))
+        except OrderNotVisibleYet as e:  # sent before, not visible yet: this one waits
+            _note_once(bot, f"Waiting for {bot.exchange} to show the {order.side} at "
+                            f"{order.price} (slot {order.slot}): {e}.")  # fmt: skip
+            continue
         except OrderRejected as e:
             order.status, order.reason = Order.Status.REJECTED, str(e)[:300]
             order.save(update_fields=["status", "reason", "updated_at"])
@@ -546,10 +555,10 @@ def _take_in_strays(
 def _vanished(bot: Bot, gw: Any, order: Order, engine: GridEngine, rules: Any) -> GridEngine | None:
     """An open order gone from the exchange's book: looked up, never assumed. Filled (its
     trades late) or not visible yet: left alone and looked at again next cycle. Cancelled or
-    expired (on the exchange, by self-trade prevention or maintenance, by a stop that died
-    before it was recorded) with nothing filled: sent again. With a part filled (every part
-    booked): the rest goes out under a new id, or, too small to send, the slot turns now.
-    Returns the engine when it changed."""
+    expired (by the trader on the exchange, self-trade prevention, maintenance, a stop that
+    died before it was recorded), its fills all booked: what is left goes out again under a
+    new id (an id is sent once), or, too small to send, the slot turns now. Returns the
+    engine when it changed."""
     state = gw.order_status(order.client_order_id)
     if state is None:
         return None
@@ -561,32 +570,26 @@ def _vanished(bot: Bot, gw: Any, order: Order, engine: GridEngine, rules: Any) -
                         f"{filled} on {bot.exchange}; its trades are not in the account's trade "
                         "list yet.")  # fmt: skip
         return None
-    if not filled:
-        order.status = Order.Status.PENDING
-        order.save(update_fields=["status", "updated_at"])
-        BotEvent.objects.create(bot=bot, kind=BotEvent.Kind.SKIPPED,
-                                message=f"The {order.side} at {order.price} (slot "
-                                        f"{order.slot}) was no longer on {bot.exchange}; "
-                                        "sending it again.")  # fmt: skip
-        return None
     rest = order.amount - filled
-    if rest >= rules.min_amount and rest * order.price >= rules.min_notional:
+    if not filled or (rest >= rules.min_amount and rest * order.price >= rules.min_notional):
         engine.reissue(order.slot)
-        after = f"the other {rest} goes out again"
+        after = "sending it again" if not filled else f"the other {rest} goes out again"
     else:
         engine.complete(order.slot)
         after = f"the other {rest} is below {bot.exchange}'s minimum order: the slot turns now"
     with transaction.atomic():
         order.status = Order.Status.CANCELLED
-        order.reason = f"cancelled on the exchange after {filled} filled"
+        order.reason = f"cancelled on the exchange, {filled} filled"
         order.save(update_fields=["status", "reason", "updated_at"])
         bot.keep_engine(engine)
         bot.save(update_fields=["engine_state", "next_buy_price", "next_sell_price", "updated_at"])
+        done = (
+            f" after {filled} of {order.amount} {bot.base_asset} filled (booked)" if filled else ""
+        )
         BotEvent.objects.create(bot=bot, kind=BotEvent.Kind.SKIPPED,
                                 message=f"The {order.side} at {order.price} (slot {order.slot}) "
-                                        f"was cancelled on {bot.exchange} after {filled} of "
-                                        f"{order.amount} {bot.base_asset} filled (booked); "
-                                        f"{after}.")  # fmt: skip
+                                        f"was no longer on {bot.exchange}: cancelled or expired "
+                                        f"there{done}; {after}.")  # fmt: skip
     return engine
 
 
@@ -679,7 +682,7 @@ def halt(bot: Bot, gw: Any, *, reason: str, sell: bool = False,
                 )  # fmt: skip
         if sale is not None:
             try:
-                sent_before = ledger.market_attempt(sale.client_order_id)
+                sent_before = ledger.send_attempt(sale.client_order_id)
                 fills = gw.market_sell(sale.client_order_id, sale.amount, sent_before=sent_before)
             except TemporaryExchangeError:
                 raise  # the cycle retries: the pending sale is finished next time

@@ -447,10 +447,11 @@ class BotLease(models.Model):
         return f"lease of bot {self.bot_id} until {self.until or '-'}"
 
 
-class MarketAttempt(models.Model):
-    """When a market order (a start buy, a stop sale) was first sent under this client id,
-    written before it is sent. The exchange may not show an accepted order for a while, so
-    "not found" proves nothing until long enough after this (``bots.gateways``)."""
+class SendAttempt(models.Model):
+    """When an order (a grid order, a start buy, a stop sale) was first sent under this
+    client id, written before it is sent. The exchange may not show an accepted order for a
+    while, so "not found" proves nothing until long enough after this (``bots.gateways``):
+    until then the order is not sent again."""
 
     client_order_id = models.CharField(max_length=36, primary_key=True)
     first_sent_at = models.DateTimeField()

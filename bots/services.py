@@ -9,26 +9,17 @@ nothing.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Iterable
-from decimal import Decimal
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
 
 from bots import config as schema
-from bots import ledger, live_trading, push
+from bots import ledger, live_trading, starting
 from bots.errors import BotError, LiveError
-from bots.grid import order_ids
-from bots.grid.engine import GridEngine
-from bots.grid.params import InvalidGrid
 from bots.locks import bot_lock
-from bots.models import Bot, BotEvent, EquitySnapshot, Order
-from market import services as market_services
+from bots.models import Bot
 from market.exchange import ExchangeError
-from market.precision import canonical
 
 logger = logging.getLogger(__name__)
 
@@ -74,122 +65,16 @@ def update_bot_config(bot: Bot, config: dict[str, Any]) -> None:
 
 
 def start_bot(bot: Bot) -> None:
-    """Validate against the market and the paper balance, buy the start, rest the grid.
-
-    A live bot starts under its cycle lock (never beside a cycle or another start), and its
-    grid is sent by the first cycle, which runs as soon as the start is committed.
-    """
-    if bot.mode == Bot.Mode.LIVE:
-        if settings.MARKET_FEED != "live":
-            raise BotError(
-                "Live bots trade on live prices: set MARKET_FEED=live (the market feed is "
-                "replaying recorded candles now)."
-            )
-        with bot_lock(bot.pk):
-            token = _start(Bot.objects.select_related("credential").get(pk=bot.pk))
-    else:
-        token = _start(bot)
+    """Validate against the market and the paper balance, buy the start, rest the grid
+    (``bots.starting``); the bot's chain of cycles begins once the start is committed."""
+    token = starting.start(bot)
     transaction.on_commit(lambda: _after_start(bot.pk, token))
 
 
-def _start(bot: Bot) -> str:
-    if bot.is_running:
-        raise BotError(f"{bot} is already running.")
-    candle = market_services.last_candle(bot.exchange, bot.symbol)
-    if candle is None:
-        raise BotError(
-            f"There is no price for {bot.symbol} yet: the market feed has not delivered one."
-        )
-    at, p0 = candle[0], canonical(candle[1])  # the column pads to 12 places
-    grid = schema.grid_config_for(bot.config, exchange=bot.exchange, symbol=bot.symbol)
-    live_mode = bot.mode == Bot.Mode.LIVE
-    if live_mode:  # the account's own commission rate is the grid's fee
-        gw = live_trading.gateway(bot)
-        grid = live_trading.account_fee(bot, gw, grid)
-    try:
-        engine = GridEngine.start(grid, p0)
-    except InvalidGrid as e:
-        raise schema.config_error(e) from None
-    if live_mode:  # the exchange first: funds, then the start buy (idempotent on retries)
-        live_trading.check_funds(bot, gw)
-        start_fills = live_trading.start_buy(bot, gw, engine)
-
-    with transaction.atomic():
-        bot = Bot.objects.select_for_update().get(pk=bot.pk)
-        if bot.is_running:
-            raise BotError(f"{bot} is already running.")
-        capital = bot.capital
-        if not live_mode:
-            wallet = ledger.paper_balance(bot.owner, bot.quote_asset, for_update=True)
-            if wallet.free < capital:
-                raise BotError(
-                    f"Your paper balance is {wallet.free:,.2f} {bot.quote_asset}; this grid "
-                    f"needs {capital:,.2f} {bot.quote_asset}. Lower the capital or stop "
-                    "another bot."
-                )
-            wallet.free -= capital
-            wallet.locked += capital
-            wallet.save(update_fields=["free", "locked"])
-
-        bot.generation += 1
-        bot.order_key = ledger.run_key(bot, bot.generation)
-        bot.status, bot.status_reason = Bot.Status.RUNNING, ""
-        bot.start_price, bot.cursor, bot.last_price = p0, at, p0
-        bot.peak_equity, bot.max_drawdown = capital, Decimal(0)
-        bot.day, bot.day_open_equity = at.date(), capital
-        bot.started_at, bot.stopped_at, bot.market_started_at = timezone.now(), None, at
-        bot.chain_token = uuid.uuid4().hex
-        if live_mode:  # the account's earlier trades are not this grid's: start from now
-            now_ms = int(timezone.now().timestamp() * 1000)
-            bot.fill_cursor_ms = now_ms - live_trading.CURSOR_MARGIN_MS
-        bot.keep_engine(engine)
-        bot.last_equity = engine.equity(p0)
-        bot.save()
-
-        orders: list[Order] = []
-        if engine.start_buy:
-            orders.append(ledger.market_order(bot, engine.start_buy, order_ids.START, at))
-        desired = engine.desired_orders(bot.key)
-        if not live_mode:  # a live grid is written and sent after the commit (reconcile)
-            orders += [ledger.open_order(bot, d) for d in desired]
-        Order.objects.bulk_create(orders)
-        if live_mode and engine.start_buy:
-            live_trading.record_start(bot, orders[0], start_fills)
-        n_buys = sum(1 for d in desired if d.side == "buy")
-        cfg = engine.config
-        events = [
-            ledger.event(
-                bot,
-                BotEvent.Kind.STARTED,
-                f"Started at {p0} with {len(engine.lines)} lines from {cfg.lower} to "
-                f"{cfg.upper}: {n_buys} buys below and {len(engine.slots) - n_buys} sells "
-                f"above, {engine.q} {bot.base_asset} each"
-                + (
-                    f"; bought {engine.start_buy.amount} {bot.base_asset} at {p0} for the sells"
-                    if engine.start_buy
-                    else ""
-                )
-                + ".",
-                at,
-            )
-        ]
-        BotEvent.objects.bulk_create(events)
-        # A restart in the market minute of the last cycle replaces that minute's snapshot.
-        EquitySnapshot.objects.update_or_create(
-            bot=bot, at=at, defaults={"price": p0, "quote": engine.quote, "base": engine.base,
-                                      "equity": bot.last_equity},
-        )  # fmt: skip
-    return bot.chain_token
-
-
 def _after_start(bot_id: int, token: str) -> None:
-    from bots.tasks import bot_cycle_task  # the tasks call back into the cycle, not here
+    from bots.tasks import begin_chain  # the tasks call back into the cycle, not here
 
-    push.publish_bot(bot_id)
-    if Bot.objects.filter(pk=bot_id, mode=Bot.Mode.LIVE).exists():
-        bot_cycle_task(bot_id, token)  # the first link now: it sends the grid
-    else:
-        bot_cycle_task.schedule((bot_id, token), delay=settings.BOT_CYCLE_SECONDS)
+    begin_chain(bot_id, token)
 
 
 def stop_bot(bot: Bot, *, reason: str = "stopped by you", status: str = Bot.Status.STOPPED) -> None:

@@ -17,7 +17,7 @@ from huey import crontab
 from huey.contrib.djhuey import db_periodic_task, db_task
 
 from aibo.tasks import CYCLE_PRIORITY, JOB_PRIORITY, WATCHDOG_PRIORITY, job_slot
-from bots import backtest_runs, cycle
+from bots import backtest_runs, cycle, push, starting
 from bots.locks import Busy, cycle_lock, heartbeat_key
 from bots.models import Bot
 
@@ -72,6 +72,25 @@ def backtest_task(run_id: int) -> None:
 def wake_bots(bot_ids: list[int]) -> None:
     for bot_id in bot_ids:
         bot_cycle_task(bot_id)
+
+
+def begin_chain(bot_id: int, token: str) -> None:
+    """A bot just started: its page hears of it, and its chain of cycles begins (a live
+    bot's first link at once: it sends the grid)."""
+    push.publish_bot(bot_id)
+    if Bot.objects.filter(pk=bot_id, mode=Bot.Mode.LIVE).exists():
+        bot_cycle_task(bot_id, token)
+    else:
+        bot_cycle_task.schedule((bot_id, token), delay=settings.BOT_CYCLE_SECONDS)
+
+
+@db_periodic_task(crontab(minute="*"), priority=WATCHDOG_PRIORITY)
+def finish_unfinished_starts() -> int:
+    """Live starts whose buy went out but did not finish are finished (never buying twice)."""
+    started = starting.finish_unfinished()
+    for bot_id, token in started:
+        begin_chain(bot_id, token)
+    return len(started)
 
 
 @db_periodic_task(crontab(minute="*"), priority=WATCHDOG_PRIORITY)

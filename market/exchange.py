@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -89,10 +90,16 @@ def public_client(exchange: str) -> Any:
     return getattr(ccxt, exchange)({"enableRateLimit": True, "options": {"defaultType": "spot"}})
 
 
+def without_queries(message: str) -> str:
+    """ccxt's messages can carry request URLs with signed query strings: keep the path only."""
+    return re.sub(r"(https?://[^\s?]+)\?\S*", r"\1", message)
+
+
 def exchange_says(error: BaseException, *, exchange_id: str = "") -> str:
     """The exchange's own words from a ccxt error: ``binance {"code":-2015,"msg":"…"}`` becomes
-    ``… (code -2015)``; anything else is kept whole."""
-    text = str(error)
+    ``… (code -2015)``; anything else is kept whole, less the query strings of its URLs
+    (timestamps and signatures are nobody's business)."""
+    text = without_queries(str(error))
     if exchange_id and text.startswith(f"{exchange_id} "):
         text = text[len(exchange_id) + 1 :]
     start = text.find("{")

@@ -86,11 +86,12 @@ class Balance:
 class Gateway(Protocol):
     """One symbol on one account. Every method may raise ``market.exchange.ExchangeError``."""
 
-    def place(self, order: OrderRequest) -> OpenOrder:
+    def place(self, order: OrderRequest, *, sent_before: datetime | None = None) -> OpenOrder:
         """Put a limit order on the book, idempotently by ``order.client_id``.
 
-        If an order with this client id already exists (open, or closed with fills), it is
-        returned instead of placing a second one.
+        If an order with this client id already exists (in any state), it is returned instead
+        of placing a second one. ``sent_before``: when this id first went out, if it did; then
+        it is not sent again until the exchange proves the first never arrived.
         """
         ...
 

@@ -42,6 +42,11 @@ STATUSES: dict[str, OrderStatus] = {
 }
 
 
+def utc_now() -> datetime:
+    """Now, for the not-visible window (a simulated clock replaces it in ``bench/live_chaos``)."""
+    return datetime.now(UTC)
+
+
 def _decimal(value: Any) -> Decimal:
     return Decimal(0) if value is None else Decimal(str(value))
 
@@ -60,11 +65,14 @@ class CcxtGateway:
 
     # ------------------------------------------------------------------ protocol
 
-    def place(self, order: OrderRequest) -> OpenOrder:
+    def place(self, order: OrderRequest, *, sent_before: datetime | None = None) -> OpenOrder:
         # Binance only refuses a client id that an *open* order carries; one that already
-        # filled would be accepted again and double the position. So look first.
+        # filled, or was cancelled, would be accepted again and double the position. So look
+        # first, and give back whatever the exchange has under this id, in any state.
         existing = self._find(order.client_id)
-        if existing is not None and not _replaceable(existing):
+        if existing is None and sent_before is not None:
+            existing = self._after_the_window(order.client_id, f"{order.side}", sent_before)
+        if existing is not None:
             found = _open_order(existing)
             if (found.side, found.price, found.amount) != (order.side, order.price, order.amount):
                 logger.warning(
@@ -219,20 +227,27 @@ class CcxtGateway:
         ``NOT_VISIBLE_FOR`` has passed, then look for it in the order history too."""
         existing = self._find(client_id)
         if existing is None and sent_before is not None:
-            until = sent_before + NOT_VISIBLE_FOR
-            if datetime.now(UTC) < until:
-                raise OrderNotVisibleYet(
-                    f"the market {side} {client_id} went out at {sent_before:%H:%M:%S} UTC "
-                    f"and {self.client.id} does not show it yet: it is not sent again before "
-                    f"{until:%H:%M:%S} UTC, and then only if the order history has no trace of it"
-                )
-            existing = self._in_history(client_id, sent_before)
+            existing = self._after_the_window(client_id, f"market {side}", sent_before)
         if existing is None or _replaceable(existing):
             raw = self._create(client_id, "market", side, amount, None, action=f"market {side}")
         else:
             raw = existing
         with self._errors(f"market {side} {client_id} fills"):
             return self._order_fills(raw)
+
+    def _after_the_window(
+        self, client_id: str, what: str, sent_before: datetime
+    ) -> dict[str, Any] | None:
+        """An order sent before that cannot be found by id: nothing is proven until
+        ``NOT_VISIBLE_FOR`` has passed (OrderNotVisibleYet); then the order history tells."""
+        until = sent_before + NOT_VISIBLE_FOR
+        if utc_now() < until:
+            raise OrderNotVisibleYet(
+                f"the {what} {client_id} went out at {sent_before:%H:%M:%S} UTC and "
+                f"{self.client.id} does not show it yet: it is not sent again before "
+                f"{until:%H:%M:%S} UTC, and then only if the order history has no trace of it"
+            )
+        return self._in_history(client_id, sent_before)
 
     def _in_history(self, client_id: str, since: datetime) -> dict[str, Any] | None:
         """The order with this client id among those sent since ``since`` (allOrders)."""
@@ -254,12 +269,18 @@ class CcxtGateway:
         mine = self.client.fetch_my_trades(
             self.symbol, None, TRADES_PAGE, {"orderId": str(raw["id"])}
         )
+        if sum(_decimal(t["amount"]) for t in mine) < _decimal(raw.get("filled")):
+            # Filled, but its trades reach the trade list a little later: not "filled 0".
+            raise OrderNotVisibleYet(
+                f"the order {raw.get('clientOrderId')} filled, but {self.client.id} does not "
+                "list all its trades yet"
+            )
         return [self._fill(t, raw) for t in mine]
 
     # ------------------------------------------------------------------ fills
 
     def _trades_since(self, since_ms: int | None) -> list[dict[str, Any]]:
-        now = self.client.milliseconds()
+        now = int(utc_now().timestamp() * 1000)
         if since_ms is None or now - since_ms > WALK_DAYS * DAY_MS:
             # Long ago: paging the whole history by id beats one request per day.
             trades = self._trades_from_id(0)

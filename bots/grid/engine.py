@@ -393,12 +393,12 @@ class GridEngine:
         return trip
 
     def reissue(self, slot_index: int) -> None:
-        """The slot's order was cancelled after part of it filled: the rest goes out under a
-        new client id (the exchange keeps the old one, closed, with its fills)."""
-        slot = self.slots[slot_index]
-        if not slot.filled:
-            raise FillMismatch(f"slot {slot_index} has no filled part to send the rest of")
-        slot.part += 1
+        """The slot's order was cancelled or expired on the exchange (after part of it filled,
+        or none): what is left of it goes out under a new client id, so an id is sent once
+        (the exchange keeps the old one, closed, with its fills)."""
+        if self.stopped:
+            raise FillMismatch(f"the grid has stopped ({self.stopped}); no order rests")
+        self.slots[slot_index].part += 1
 
     def take_base_fee(self, amount: Decimal, value: Decimal) -> None:
         """A fee the exchange took in the base coin (from a buy's coins): the dust pays it;

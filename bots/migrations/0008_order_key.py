@@ -1,5 +1,6 @@
-"""The installation's own part of client order ids (``Installation``) and the prefix each run
-of a bot keeps (``Bot.order_key``).
+"""The installation's own part of client order ids (``Installation``), the prefix each run
+of a bot keeps (``Bot.order_key``), and first sends written down for every order, not only
+market orders (``MarketAttempt`` is now ``SendAttempt``).
 
 SQLite rebuilds bots_bot to add a NOT NULL column, which drops its triggers: the
 credential-owner triggers of 0004 are dropped before and made again after, as in 0007.
@@ -20,6 +21,7 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        migrations.RenameModel(old_name="MarketAttempt", new_name="SendAttempt"),
         migrations.CreateModel(
             name="Installation",
             fields=[

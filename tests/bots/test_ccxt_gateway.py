@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import ccxt
@@ -190,16 +191,37 @@ def test_resend_after_the_order_filled_does_not_buy_twice(
     assert len(fake.orders()) == 1
 
 
-def test_a_canceled_unfilled_client_id_may_be_placed_again(
+def test_a_client_id_is_sent_once_even_after_its_order_was_canceled(
     fake: FakeBinance, gateway: CcxtGateway
 ) -> None:
+    """The bot sends the rest of a cancelled order under a new id; the old id, sent again,
+    would be two orders under one id on the exchange."""
     gateway.place(buy("redo"))
     gateway.cancel("redo")
 
     again = gateway.place(buy("redo"))
 
-    assert again.status == "open"
-    assert [o.status for o in fake.orders()] == ["CANCELED", "NEW"]
+    assert again.status == "canceled"
+    assert [o.status for o in fake.orders()] == ["CANCELED"]
+
+
+def test_a_limit_order_sent_before_and_not_visible_is_not_sent_again(
+    fake: FakeBinance, gateway: CcxtGateway
+) -> None:
+    """Issue 11, defect 1: the first send was accepted, its answer lost, and it filled while
+    the exchange still said "does not exist": a second send would buy twice."""
+    fake.not_found_ms = 60_000
+    fake.prices["BTCUSDT"] = Decimal("99000")  # marketable: it fills on arrival
+    fake.accept_then_fail_response("/order", method="POST")
+    sent = datetime.now(UTC)
+    with pytest.raises(TemporaryExchangeError):
+        gateway.place(buy("lost-1"))
+
+    with pytest.raises(OrderNotVisibleYet, match="not sent again before"):
+        gateway.place(buy("lost-1"), sent_before=sent)
+    found = gateway.place(buy("lost-1"), sent_before=sent - timedelta(minutes=2))
+
+    assert found.status == "closed" and len(fake.orders()) == 1
 
 
 def test_timeout_without_an_order_is_temporary(fake: FakeBinance, gateway: CcxtGateway) -> None:

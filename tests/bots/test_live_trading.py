@@ -19,7 +19,7 @@ from accounts.models import ExchangeCredential
 from bots import cycle, gateways, ledger, live_trading, services
 from bots.errors import BotError
 from bots.forms import BotForm
-from bots.models import Bot, BotEvent, ExchangeFillRecord, MarketAttempt, Order, Trade
+from bots.models import Bot, BotEvent, ExchangeFillRecord, Order, SendAttempt, Trade
 from market.models import LatestPrice
 from tests.bots.conftest import add_candles, make_rules
 from tests.fakes.fake_binance import FakeBinance
@@ -505,7 +505,7 @@ def test_an_exchange_hiccup_on_the_stop_sale_is_retried_not_abandoned(bot, fake,
     assert "does not show it yet" in bot.events.latest("pk").message
     assert not [o for o in fake.orders() if o.type == "MARKET" and o.side == "SELL"]
 
-    MarketAttempt.objects.update(first_sent_at=timezone.now() - timedelta(minutes=2))
+    SendAttempt.objects.update(first_sent_at=timezone.now() - timedelta(minutes=2))
     cycle.run_cycle(bot.pk)  # long enough, and no trace of it in the history: sold now
 
     bot.refresh_from_db()
@@ -568,13 +568,13 @@ def test_risk_rules_never_act_on_an_old_price(bot, fake, start_live):
 
 
 def test_exchange_messages_lose_their_signed_query_strings():
-    from bots.live_trading import _without_queries
+    from market.exchange import without_queries
 
     message = (
         "RequestTimeout: GET https://api.binance.com/api/v3/myTrades?timestamp=1&signature=f0 x"
     )
     assert (
-        _without_queries(message) == "RequestTimeout: GET https://api.binance.com/api/v3/myTrades x"
+        without_queries(message) == "RequestTimeout: GET https://api.binance.com/api/v3/myTrades x"
     )
 
 
@@ -602,7 +602,7 @@ def test_a_stop_sale_whose_answer_was_lost_is_never_sold_twice(bot, fake, start_
     assert bot.is_running and len(market_orders(fake, "SELL")) == 1
     assert "does not show it yet" in bot.events.latest("pk").message
 
-    MarketAttempt.objects.update(first_sent_at=timezone.now() - timedelta(minutes=2))
+    SendAttempt.objects.update(first_sent_at=timezone.now() - timedelta(minutes=2))
     cycle.run_cycle(bot.pk)  # still "does not exist" by id, but the order history has it
 
     bot.refresh_from_db()
@@ -784,7 +784,10 @@ def test_a_partly_filled_order_ended_on_the_exchange_is_booked_and_its_rest_sent
     assert "p1-" in rest.client_order_id and rest.price == buy.price
     assert [o.qty for o in fake.orders() if o.client_id == rest.client_order_id] == [rest.amount]
     assert resting(fake) == db_resting(bot)
-    assert "after" in bot.events.filter(message__contains="was cancelled on").latest("pk").message
+    assert (
+        "filled (booked)"
+        in bot.events.filter(message__contains="cancelled or expired").latest("pk").message
+    )
     assert_books_match(bot, fake)
 
     fill_the_top_buy(bot, fake)  # the rest fills: the slot turns, its sell goes out
@@ -925,3 +928,28 @@ def test_fees_paid_in_bnb_count_at_the_bnb_price_and_the_accounts_own_rates(
     assert engine.quote == coins(fake, "USDT") - Decimal(4000) - spent * 600
     assert engine.fees_paid == spent * 600
     assert engine.base + engine.dust == coins(fake)
+
+
+def test_a_start_whose_buy_went_out_is_finished_by_the_watchdog_never_bought_twice(
+    bot, fake, start_live
+):
+    """The trader pressed Start, the buy went out and its answer was lost while the exchange
+    still said "does not exist": the start is written down and finished later, not dropped
+    with the coins bought and in no bot's books."""
+    from bots import starting
+
+    fake.not_found_ms = 60_000
+    fake.accept_then_fail_response("/order", method="POST")
+    with pytest.raises(BotError, match="finished as soon as"):
+        start_live(bot)
+    assert live_trading.start_pending(bot) and starting.finish_unfinished() == []
+    assert "not finished yet" in bot.events.latest("pk").message  # and the bot says why
+
+    SendAttempt.objects.update(first_sent_at=timezone.now() - timedelta(minutes=2))
+    started = starting.finish_unfinished()
+
+    bot.refresh_from_db()
+    assert started == [(bot.pk, bot.chain_token)] and bot.is_running
+    assert len(market_orders(fake, "BUY")) == 1
+    assert bot.exchange_fills.count() == len(fake.trades) == 1
+    assert not live_trading.start_pending(bot)
