@@ -99,7 +99,13 @@ def installation() -> str:
 
 
 def run_key(bot: Bot, generation: int) -> str:
-    """The client order id prefix of the bot's run ``generation`` on this installation."""
+    """The client order id prefix of the bot's run ``generation`` on this installation; a
+    start whose buy went out before installations had a part keeps its old key, so its buy
+    is found again, never sent twice."""
+    legacy = order_ids.bot_key(bot.pk, generation)
+    start = order_ids.market_order_id(legacy, order_ids.START)
+    if sent_before(start) is not None and not Order.objects.filter(client_order_id=start).exists():
+        return legacy
     return order_ids.bot_key(bot.pk, generation, installation())
 
 

@@ -41,6 +41,7 @@ from bots.grid.engine import DesiredOrder, Fill, FillMismatch, GridEngine, Marke
 from bots.grid.params import STOP_LOSS, TAKE_PROFIT, GridConfig
 from bots.models import Bot, BotEvent, EquitySnapshot, ExchangeFillRecord, Order, Trade
 from market.exchange import (
+    NOT_VISIBLE_FOR,
     ExchangeError,
     OrderNotVisibleYet,
     OrderRejected,
@@ -160,12 +161,13 @@ def start_buy(bot: Bot, gw: Any, engine: GridEngine) -> list[tuple[ExchangeFill,
         ) from None
     values = FeeValues(bot, gw)
     amount, cost, fee = fill_totals(fills, values)
-    if amount < planned.amount:
-        raise LiveError(
-            f"The start buy filled only {amount} of {planned.amount} {bot.base_asset}; nothing "
-            f"was started. The {amount} {bot.base_asset} it bought stay in your account."
-        )
+    if not amount:
+        raise LiveError(f"{bot.exchange} filled nothing of the start buy; nothing was started.")
     average = cost / amount
+    # A start tried again at another price plans another amount, but the buy that went out
+    # the first time is the one that counts: what it bought beyond (or short of) the plan is
+    # the grid's dust, so the books are the account's.
+    engine.dust += amount - planned.amount
     engine.start_buy = MarketTrade(Side.BUY, average, amount, fee)
     engine.quote = engine.config.capital - cost - fee
     engine.fees_paid = fee
@@ -280,6 +282,9 @@ def sync_fills(bot: Bot, gw: Any, cycle: LiveCycle) -> None:
         if bot.fill_cursor_ms is None or cursor > bot.fill_cursor_ms:
             Bot.objects.filter(pk=bot.pk).update(fill_cursor_ms=cursor)
         return
+    values = FeeValues(bot, gw)
+    for f in fetched:
+        values(f)  # a BNB fee's price is asked for now, not inside the transaction
     with transaction.atomic():
         bot = Bot.objects.select_for_update().get(pk=bot.pk)
         if bot.engine_state is None:
@@ -297,7 +302,6 @@ def sync_fills(bot: Bot, gw: Any, cycle: LiveCycle) -> None:
             )
         }
         engine = bot.engine()
-        values = FeeValues(bot, gw)
         records: list[ExchangeFillRecord] = []
         trades: list[Trade] = []
         events: list[BotEvent] = []
@@ -403,9 +407,14 @@ def _adopt_filled(bot: Bot, engine: GridEngine, client_id: str) -> Order | None:
     return _book_adopted(bot, wanted)
 
 
-def _book_adopted(bot: Bot, wanted: DesiredOrder, exchange_id: str = "") -> Order:
+def _book_adopted(
+    bot: Bot, wanted: DesiredOrder, exchange_id: str = "", amount: Decimal | None = None
+) -> Order:
+    """The row of an order found on the exchange (``amount``: what the exchange says it is;
+    from a fill alone, the slot's own, set right by ``_vanished`` when it closes)."""
     order = Order(
-        bot=bot, slot=wanted.slot, side=wanted.side, price=wanted.price, amount=wanted.amount,
+        bot=bot, slot=wanted.slot, side=wanted.side, price=wanted.price,
+        amount=amount or wanted.amount,
         status=Order.Status.OPEN, client_order_id=wanted.client_id,
         exchange_order_id=exchange_id,
     )  # fmt: skip
@@ -469,6 +478,15 @@ def reconcile(bot: Bot, gw: Any, *, buys: bool = True) -> int:
     )
     missing = [d for cid, d in desired.items() if cid not in have and (buys or d.side != Side.BUY)]
     amounts = sell_amounts(bot, engine, [d for d in missing if d.side == Side.SELL], rules.step)
+    for slot, amount in amounts.items():
+        if amount < max(rules.min_amount, rules.step) or amount * engine.lines[slot + 1] < (
+            rules.min_notional
+        ):
+            # The account holds too few of the grid's coins for this sell (a start that
+            # bought less than planned): it waits rather than be refused.
+            missing = [d for d in missing if d.slot != slot]
+            _note_once(bot, f"The sell of slot {slot} waits: the grid holds {amount} "
+                            f"{bot.base_asset} for it, below the exchange's minimum.")  # fmt: skip
     Order.objects.bulk_create(
         [
             Order(bot=bot, slot=d.slot, side=d.side, price=d.price,
@@ -538,7 +556,7 @@ def _take_in_strays(
         want = wanted.get(o.client_id)
         if want is not None and not Order.objects.filter(client_order_id=o.client_id).exists():
             with transaction.atomic():
-                order = _book_adopted(bot, want, o.exchange_id)
+                order = _book_adopted(bot, want, o.exchange_id, o.amount)
                 BotEvent.objects.create(
                     bot=bot, kind=BotEvent.Kind.SKIPPED, message=_adopted(bot, order)
                 )
@@ -565,16 +583,29 @@ def _vanished(bot: Bot, gw: Any, order: Order, engine: GridEngine, rules: Any) -
     status, filled = state
     if status == "open":
         return None
-    if status == "closed" or filled > order.filled:
+    if filled > order.filled:
         _note_once(bot, f"The {order.side} at {order.price} (slot {order.slot}) filled "
                         f"{filled} on {bot.exchange}; its trades are not in the account's trade "
                         "list yet.")  # fmt: skip
         return None
-    rest = order.amount - filled
-    if not filled or (rest >= rules.min_amount and rest * order.price >= rules.min_notional):
-        engine.reissue(order.slot)
-        after = "sending it again" if not filled else f"the other {rest} goes out again"
-    else:
+    if status == "closed":  # done, all booked, for less than its row said (an adopted order)
+        engine.complete(order.slot)
+        with transaction.atomic():
+            order.amount, order.status = filled, Order.Status.FILLED
+            order.save(update_fields=["amount", "status", "updated_at"])
+            bot.keep_engine(engine)
+            bot.save(update_fields=["engine_state", "next_buy_price", "next_sell_price",
+                                    "updated_at"])  # fmt: skip
+        return engine
+    engine.reissue(order.slot)  # what is left of the slot's order goes out under a new id
+    wanted = engine.resting_order(order.slot, bot.key)
+    rest = wanted.amount
+    if wanted.side == Side.SELL:
+        rest = sell_amounts(bot, engine, [wanted], rules.step, ending=order)[wanted.slot]
+    after = "sending it again" if not filled else f"the other {rest} goes out again"
+    if filled and (
+        rest < max(rules.min_amount, rules.step) or rest * order.price < rules.min_notional
+    ):
         engine.complete(order.slot)
         after = f"the other {rest} is below {bot.exchange}'s minimum order: the slot turns now"
     with transaction.atomic():
@@ -594,14 +625,21 @@ def _vanished(bot: Bot, gw: Any, order: Order, engine: GridEngine, rules: Any) -
 
 
 def sell_amounts(
-    bot: Bot, engine: GridEngine, sells: list[DesiredOrder], step: Decimal
+    bot: Bot,
+    engine: GridEngine,
+    sells: list[DesiredOrder],
+    step: Decimal,
+    *,
+    ending: Order | None = None,
 ) -> dict[int, Decimal]:
     """What each new sell can sell, by slot: what is left of ``q`` for it, cut to the
     market's step so that all the sells together never ask for more coins than the account
     holds for the grid. The dust (base fees taken, less what earlier cuts left over) is paid
-    by the first cuts; so a fee shortens the sells by itself over time, not by a step each."""
+    by the first cuts; so a fee shortens the sells by itself over time, not by a step each.
+    ``ending``: a resting sell that is on its way out (its rest is one of ``sells``)."""
     pool = engine.dust
-    for order in Order.objects.resting().filter(bot=bot, kind=Order.Kind.LIMIT, side="sell"):
+    resting = Order.objects.resting().filter(bot=bot, kind=Order.Kind.LIMIT, side="sell")
+    for order in resting.exclude(pk=ending.pk if ending else None):
         pool += (engine.q - engine.slots[order.slot].filled) - (order.amount - order.filled)
     amounts = {}
     for d in sorted(sells, key=lambda d: d.slot):
@@ -628,6 +666,30 @@ def cancel_book(bot: Bot, gw: Any) -> None:
         if order_ids.belongs_to(order.client_id, bot.key):
             gw.cancel(order.client_id)
     sync_fills(bot, gw, LiveCycle())
+
+
+def _all_fills_taken_in(bot: Bot, gw: Any) -> None:
+    """Before a stop closes the books (and sells what they hold): every order of the grid,
+    now cancelled, has all its fills booked. An order whose trades the exchange lists late,
+    or that it does not show yet, makes the stop wait (OrderNotVisibleYet: the written-down
+    stop is finished by a later cycle), so no fill is forgotten and no sale sells coins the
+    books do not have."""
+    for order in Order.objects.resting().filter(bot=bot, kind=Order.Kind.LIMIT):
+        state = gw.order_status(order.client_order_id)
+        if state is None:
+            first = ledger.sent_before(order.client_order_id)
+            if order.status == Order.Status.OPEN or (
+                first is not None and timezone.now() < first + NOT_VISIBLE_FOR
+            ):
+                raise OrderNotVisibleYet(
+                    f"the {order.side} at {order.price} is not visible on {bot.exchange} yet"
+                )
+            continue  # written, never sent (or never arrived): nothing filled
+        if state[1] > order.filled:
+            raise OrderNotVisibleYet(
+                f"the {order.side} at {order.price} filled {state[1]}, but {bot.exchange} "
+                "does not list all its trades yet"
+            )
 
 
 def _note_partial_fills(bot: Bot) -> None:
@@ -666,6 +728,7 @@ def halt(bot: Bot, gw: Any, *, reason: str, sell: bool = False,
     """
     ledger.note_stopping(bot, reason=reason, sells=sell)
     cancel_book(bot, gw)
+    _all_fills_taken_in(bot, gw)
     _note_partial_fills(bot)
     bot.refresh_from_db()
     if sell:
@@ -746,5 +809,8 @@ def _error(bot: Bot, reason: str) -> None:
         return
     except (ExchangeError, LiveError) as e:
         reason += f" (its orders could not be cancelled: {e}; cancel them on {bot.exchange})"
+    except Exception as e:  # the fills after the cancels do not fit: stop all the same
+        logger.exception("bot %s: taking in its last fills failed", bot.pk)
+        reason += f" (its last fills could not be booked: {type(e).__name__}: {e})"
     logger.error("bot %s stopped: %s", bot.pk, reason)
     ledger.halt(bot, reason=reason, status=Bot.Status.ERROR)

@@ -23,6 +23,7 @@ import json
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 
 
@@ -49,6 +50,11 @@ class OrderNotFound(ExchangeError):
 
 class KeysRefused(ExchangeError):
     """The exchange answered, and said these keys are not valid (its words are the message)."""
+
+
+# Binance answers "does not exist" for up to about a minute after it accepted an order: until
+# this long after we first sent one, "not found" proves nothing.
+NOT_VISIBLE_FOR = timedelta(seconds=90)
 
 
 def _ccxt_client(exchange: str, api_key: str, secret: str) -> Any:

@@ -15,23 +15,25 @@ from __future__ import annotations
 
 import logging
 from contextlib import AbstractContextManager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import ccxt
 
 from bots.gateways.base import Balance, ExchangeFill, OpenOrder, OrderRequest, OrderStatus, Side
-from market.exchange import OrderNotVisibleYet, TemporaryExchangeError, translated
+from market.exchange import (
+    NOT_VISIBLE_FOR,
+    OrderNotVisibleYet,
+    TemporaryExchangeError,
+    translated,
+)
 
 logger = logging.getLogger(__name__)
 
 DAY_MS = 24 * 60 * 60 * 1000
 TRADES_PAGE = 1000  # Binance's maximum for myTrades
 WALK_DAYS = 14  # fetch_fills further back than this pages by trade id instead of by day
-# Binance answers "does not exist" for up to about a minute after it accepted an order: until
-# this long after we first sent one, "not found" proves nothing.
-NOT_VISIBLE_FOR = timedelta(seconds=90)
 STATUSES: dict[str, OrderStatus] = {
     "open": "open",
     "closed": "closed",

@@ -953,3 +953,33 @@ def test_a_start_whose_buy_went_out_is_finished_by_the_watchdog_never_bought_twi
     assert len(market_orders(fake, "BUY")) == 1
     assert bot.exchange_fills.count() == len(fake.trades) == 1
     assert not live_trading.start_pending(bot)
+
+
+def test_a_stop_waits_for_fills_the_exchange_lists_late_and_sells_only_the_grids_coins(
+    bot, fake, start_live
+):
+    """A part filled a moment before a take-profit, its trade not yet listed: the stop waits
+    for it, then sells what the books hold, never the trader's own coins beside them."""
+    Bot.objects.filter(pk=bot.pk).update(config={**CONFIG, "take_profit": "106000"})
+    bot.refresh_from_db()
+    start_live(bot)
+    bot.refresh_from_db()
+    free, locked = fake.balance("BTC")
+    fake.set_balance("BTC", free + 1, locked)  # the trader's own coin
+    sell = bot.orders.filter(side="sell", status="open").order_by("price").first()
+    fake.trade_delay_ms = 60_000
+    fake.fill_part(sell.client_order_id, sell.amount / 2)
+    LatestPrice.objects.update(price=Decimal("106500"), at=timezone.now())
+
+    cycle.run_cycle(bot.pk)  # the grid is cancelled; the part's trade is not listed yet
+
+    bot.refresh_from_db()
+    assert bot.is_running and bot.stopping_reason.startswith("take-profit")
+    assert not [o for o in fake.orders() if o.type == "MARKET" and o.side == "SELL"]
+    fake.trade_delay_ms = 0
+    cycle.run_cycle(bot.pk)
+
+    bot.refresh_from_db()
+    assert bot.status == "stopped"
+    assert coins(fake) - 1 < Decimal("0.00001")  # the grid's coins sold, the trader's kept
+    assert coins(fake) >= 1
