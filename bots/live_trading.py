@@ -727,6 +727,9 @@ def halt(bot: Bot, gw: Any, *, reason: str, sell: bool = False,
     it is pending the bot stays running (and sends no grid orders).
     """
     ledger.note_stopping(bot, reason=reason, sells=sell)
+    # A stop written down first decides (a Stop pressed during a stop-loss still sells), and
+    # a sale already sent is finished whatever the stop now: it cannot be unsent.
+    sell = sell or bot.stopping_sells or pending_stop_sale(bot) is not None
     cancel_book(bot, gw)
     _all_fills_taken_in(bot, gw)
     _note_partial_fills(bot)

@@ -983,3 +983,30 @@ def test_a_stop_waits_for_fills_the_exchange_lists_late_and_sells_only_the_grids
     assert bot.status == "stopped"
     assert coins(fake) - 1 < Decimal("0.00001")  # the grid's coins sold, the trader's kept
     assert coins(fake) >= 1
+
+
+def test_a_stop_pressed_while_a_stop_loss_sale_is_pending_finishes_the_sale(bot, fake, start_live):
+    """Found by bench/live_chaos.py: the sale went out, its answer was lost, and the trader
+    pressed Stop. A sale sent cannot be unsent: the stop finishes it and books it."""
+    Bot.objects.filter(pk=bot.pk).update(config={**CONFIG, "stop_loss_pct": "2"})
+    bot.refresh_from_db()
+    start_live(bot)
+    for order in fake.orders():  # the grid has rested for a while: it is found by id
+        order.time -= 120_000
+    fake.not_found_ms = 60_000
+    set_price(fake, "90000")
+    fake.accept_then_fail_response("/order", method="POST")  # sold; the answer is lost
+    cycle.run_cycle(bot.pk)
+    bot.refresh_from_db()
+    assert live_trading.pending_stop_sale(bot) is not None
+
+    with pytest.raises(BotError, match="is stopping"):
+        services.stop_bot(bot)  # the sale is not visible yet: the stop waits for it
+    SendAttempt.objects.update(first_sent_at=timezone.now() - timedelta(minutes=2))
+    cycle.run_cycle(bot.pk)
+
+    bot.refresh_from_db()
+    assert bot.status == "stopped" and bot.status_reason.startswith("stop-loss")
+    assert len(market_orders(fake, "SELL")) == 1 and coins(fake) == 0
+    sale = bot.orders.get(client_order_id=live_trading.stop_sale_id(bot))
+    assert sale.status == "filled" and sale.exchange_fills.count() == 1
