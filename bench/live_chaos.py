@@ -211,14 +211,24 @@ class Run:
             return
         self.cycle(bot)
 
+    def survive(self, action: Callable[[], Any], what: str) -> None:
+        """One thing a worker does. Killed, it ends as a dead process would (the next one
+        starts with no gateway and no memory); refused, it says why."""
+        from bots import gateways
+        from bots.errors import BotError
+
+        try:
+            action()
+        except BotError as e:
+            self.say(f"{what}: {e}")
+        except WorkerKilled:
+            gateways._local.__dict__.clear()
+
     def cycle(self, bot: Any) -> None:
-        from bots import cycle, gateways
+        from bots import cycle
 
         self.trouble.failed = 0
-        try:
-            cycle.run_cycle(bot.pk)
-        except WorkerKilled:
-            gateways._local.__dict__.clear()  # a fresh process: no gateway, no memory
+        self.survive(lambda: cycle.run_cycle(bot.pk), f"cycle {bot.pk}")
         self.result.cycles += 1
         self.check_duplicates()
         if not self.trouble.failed:
@@ -342,40 +352,23 @@ class Run:
 
     def watchdog(self) -> None:
         """The periodic task that finishes starts whose buy went out but did not finish."""
-        from bots import gateways, starting
+        from bots import starting
 
         self.trouble.failed = 0
-        try:
-            starting.finish_unfinished()
-        except WorkerKilled:
-            gateways._local.__dict__.clear()
+        self.survive(starting.finish_unfinished, "finish starts")
 
     def start(self, bot: Any) -> None:
         from bots import services
-        from bots.errors import BotError
 
-        try:
-            services.start_bot(bot)
-        except BotError as e:
-            self.say(f"start {bot.pk}: {e}")
-        except WorkerKilled:
-            from bots import gateways
-
-            gateways._local.__dict__.clear()
+        self.survive(lambda: services.start_bot(bot), f"start {bot.pk}")
 
     def stop(self, bot: Any, *, faults_on: bool = False) -> None:
         """A Stop from the page; with the faults off, it is retried cycle by cycle until done."""
-        from bots import gateways, services
-        from bots.errors import BotError
+        from bots import services
         from bots.models import Bot
 
         for _ in range(1 if faults_on else 20):
-            try:
-                services.stop_bot(bot)
-            except BotError as e:
-                self.say(f"stop {bot.pk}: {e}")
-            except WorkerKilled:
-                gateways._local.__dict__.clear()
+            self.survive(lambda: services.stop_bot(bot), f"stop {bot.pk}")
             bot.refresh_from_db()
             if bot.status != Bot.Status.RUNNING:
                 return

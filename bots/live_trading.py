@@ -390,7 +390,7 @@ def sync_fills(bot: Bot, gw: Any, cycle: LiveCycle) -> None:
             fields += ["peak_equity", "max_drawdown"]
             EquitySnapshot.objects.update_or_create(
                 bot=bot, at=timezone.now().replace(second=0, microsecond=0),
-                defaults={"price": mark, "quote": engine.quote, "base": engine.base,
+                defaults={"price": mark, "quote": engine.quote, "base": engine.base + engine.dust,
                           "equity": bot.last_equity},
             )  # fmt: skip
         bot.save(update_fields=fields)

@@ -149,7 +149,8 @@ def _start(bot: Bot) -> str:
         BotEvent.objects.bulk_create(events)
         # A restart in the market minute of the last cycle replaces that minute's snapshot.
         EquitySnapshot.objects.update_or_create(
-            bot=bot, at=at, defaults={"price": p0, "quote": engine.quote, "base": engine.base,
+            bot=bot, at=at, defaults={"price": p0, "quote": engine.quote,
+                                      "base": engine.base + engine.dust,
                                       "equity": bot.last_equity},
         )  # fmt: skip
     return bot.chain_token

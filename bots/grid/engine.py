@@ -285,19 +285,11 @@ class GridEngine:
         the slot's resting order: same side, price and amount. The quote balance moves by
         the fill's own ``fee``; round-trip profit uses the configured rate (GRID_SPEC.md).
         """
-        if self.stopped:
-            raise FillMismatch(f"the grid has stopped ({self.stopped}); no order rests")
-        if not 0 <= fill.slot < len(self.slots):
-            raise FillMismatch(f"no slot {fill.slot}: the grid has {len(self.slots)} slots")
-        slot = self.slots[fill.slot]
-        if slot.state == SlotState.QUOTE:
-            side, price = Side.BUY, self.lines[fill.slot]
-        else:
-            side, price = Side.SELL, self.lines[fill.slot + 1]
-        if (fill.side, fill.price, fill.amount) != (side, price, self.q):
+        slot = self._resting_slot(fill)
+        if fill.amount != self.q:
             raise FillMismatch(
                 f"fill {fill.side} {fill.amount} @ {fill.price} on slot {fill.slot} does not "
-                f"match its resting order {side} {self.q} @ {price}"
+                f"match its resting order's amount {self.q}"
             )
         q = self.q
         with localcontext(EXACT):
