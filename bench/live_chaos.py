@@ -240,8 +240,14 @@ class Run:
         from django.contrib.auth import get_user_model
 
         from accounts.models import ExchangeCredential
+        from bots.models import Installation
         from market import services as market_services
 
+        # The installation's id part from the seed, so a run is the same run every time.
+        prefix = "c" + "".join(
+            self.rng.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in "abc"
+        )
+        Installation.objects.get_or_create(pk=1, defaults={"order_prefix": prefix})
         user = get_user_model().objects.create_user(email="chaos@example.com", password="x")
         self.credential = ExchangeCredential(owner=user, label="chaos")
         self.credential.set_keys(API_KEY, SECRET)

@@ -146,11 +146,17 @@ def start_buy(bot: Bot, gw: Any, engine: GridEngine) -> list[tuple[ExchangeFill,
     """Buy the start amount at market (idempotent by client id) and book what it really cost;
     returns its fills with what each fee cost in quote."""
     planned = engine.start_buy
-    if planned is None:
-        return []
     client_id = start_client_id(bot)
+    earlier = ledger.sent_before(client_id)
+    if planned is None and earlier is None:
+        return []
     try:
-        fills = gw.market_buy(client_id, planned.amount, sent_before=ledger.send_attempt(client_id))
+        if planned is None:  # no buy wanted now, but an earlier try sent one: take it in
+            fills = gw.market_fills(client_id, sent_before=earlier)
+        else:
+            fills = gw.market_buy(
+                client_id, planned.amount, sent_before=ledger.send_attempt(client_id)
+            )
     except OrderRejected as e:
         ledger.forget_attempt(client_id)  # refused: no order exists under the id
         raise LiveError(f"{bot.exchange} refused the start buy: {e}") from None
@@ -161,13 +167,16 @@ def start_buy(bot: Bot, gw: Any, engine: GridEngine) -> list[tuple[ExchangeFill,
         ) from None
     values = FeeValues(bot, gw)
     amount, cost, fee = fill_totals(fills, values)
+    if not amount and planned is None:
+        ledger.forget_attempt(client_id)  # the earlier buy never executed
+        return []
     if not amount:
         raise LiveError(f"{bot.exchange} filled nothing of the start buy; nothing was started.")
     average = cost / amount
     # A start tried again at another price plans another amount, but the buy that went out
     # the first time is the one that counts: what it bought beyond (or short of) the plan is
     # the grid's dust, so the books are the account's.
-    engine.dust += amount - planned.amount
+    engine.dust += amount - (planned.amount if planned else ZERO)
     engine.start_buy = MarketTrade(Side.BUY, average, amount, fee)
     engine.quote = engine.config.capital - cost - fee
     engine.fees_paid = fee

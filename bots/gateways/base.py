@@ -121,6 +121,11 @@ class Gateway(Protocol):
         """Sell ``amount`` of the base asset now (stop-loss, take-profit); idempotent too."""
         ...
 
+    def market_fills(self, client_id: str, *, sent_before: datetime) -> list[ExchangeFill]:
+        """The fills of a market order sent before (none when it never executed); sends
+        nothing."""
+        ...
+
     def order_status(self, client_id: str) -> tuple[OrderStatus, Decimal] | None:
         """An order's status and filled amount by client id, or None when the exchange shows
         no such order (which, for a fresh one, proves nothing yet)."""

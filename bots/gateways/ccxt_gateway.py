@@ -125,6 +125,17 @@ class CcxtGateway:
     ) -> list[ExchangeFill]:
         return self._market(client_id, "sell", amount, sent_before)
 
+    def market_fills(self, client_id: str, *, sent_before: datetime) -> list[ExchangeFill]:
+        """The fills of a market order sent before under ``client_id``; none when the exchange
+        proves it never executed. Sends nothing."""
+        existing = self._find(client_id)
+        if existing is None:
+            existing = self._after_the_window(client_id, "market order", sent_before)
+        if existing is None or _replaceable(existing):
+            return []
+        with self._errors(f"market order {client_id} fills"):
+            return self._order_fills(existing)
+
     def order_status(self, client_id: str) -> tuple[OrderStatus, Decimal] | None:
         raw = self._find(client_id)
         if raw is None:

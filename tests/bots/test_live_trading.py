@@ -1010,3 +1010,27 @@ def test_a_stop_pressed_while_a_stop_loss_sale_is_pending_finishes_the_sale(bot,
     assert len(market_orders(fake, "SELL")) == 1 and coins(fake) == 0
     sale = bot.orders.get(client_order_id=live_trading.stop_sale_id(bot))
     assert sale.status == "filled" and sale.exchange_fills.count() == 1
+
+
+def test_a_start_retried_where_no_buy_is_wanted_takes_in_the_earlier_buy(bot, fake, start_live):
+    """Found by bench/live_chaos.py: the first try bought, its answer was lost; by the retry
+    the price is above the grid, so no buy is wanted. The first buy is still the grid's:
+    booked (as dust, sold with the rest), never left outside every bot's books."""
+    from bots import starting
+
+    fake.not_found_ms = 60_000
+    fake.accept_then_fail_response("/order", method="POST")
+    with pytest.raises(BotError, match="finished as soon as"):
+        start_live(bot)
+    add_candles([(60_000, "106000", "106000", "106000", "106000")])  # above the grid now
+    set_price(fake, "106000")
+    SendAttempt.objects.update(first_sent_at=timezone.now() - timedelta(minutes=2))
+
+    starting.finish_unfinished()
+
+    bot.refresh_from_db()
+    engine = bot.engine()
+    assert bot.is_running and len(market_orders(fake, "BUY")) == 1
+    assert engine.base == 0 and engine.dust == coins(fake) > 0
+    assert bot.exchange_fills.count() == 1
+    assert_books_match(bot, fake)
