@@ -197,7 +197,8 @@ def record_start(bot: Bot, order: Order, fills: list[tuple[ExchangeFill, Decimal
     )
     if fills:
         bot.fill_cursor_ms = max(f.at_ms for f, _fee in fills)
-        bot.save(update_fields=["fill_cursor_ms"])
+        bot.fill_cursor_trade = next_trade_id([f for f, _fee in fills], bot.fill_cursor_trade)
+        bot.save(update_fields=["fill_cursor_ms", "fill_cursor_trade"])
 
 
 def _record(bot: Bot, order: Order, f: ExchangeFill, fee_quote: Decimal) -> ExchangeFillRecord:
@@ -283,7 +284,7 @@ def _note_once(bot: Bot, text: str) -> None:
 def sync_fills(bot: Bot, gw: Any, cycle: LiveCycle) -> None:
     """Fetch the account's fills since the cursor and apply the new ones, once each."""
     asked_at = int(timezone.now().timestamp() * 1000)
-    fetched = gw.fetch_fills(bot.fill_cursor_ms)
+    fetched = gw.fetch_fills(bot.fill_cursor_ms, from_id=bot.fill_cursor_trade)
     if not fetched:
         # Nothing new: the next fetch starts a little before now, not at the last fill, so
         # it stays one request however long the grid has been quiet.
@@ -390,9 +391,10 @@ def sync_fills(bot: Bot, gw: Any, cycle: LiveCycle) -> None:
         Trade.objects.bulk_create(trades)
         BotEvent.objects.bulk_create(events)
         bot.fill_cursor_ms = max(f.at_ms for f in fetched)
+        bot.fill_cursor_trade = next_trade_id(fetched, bot.fill_cursor_trade)
         bot.keep_engine(engine)
         fields = ["engine_state", "next_buy_price", "next_sell_price", "fill_cursor_ms",
-                  "last_equity", "updated_at"]  # fmt: skip
+                  "fill_cursor_trade", "last_equity", "updated_at"]  # fmt: skip
         if cycle.fills:
             mark = bot.last_price or engine.start_price
             risk.mark(bot, engine.equity(mark))
@@ -439,6 +441,13 @@ def _adopted(bot: Bot, order: Order) -> str:
         f"Found the {order.side} at {order.price} (slot {order.slot}) on {bot.exchange}, sent "
         "by this bot but never booked (a crash between sending and saving): adopted."
     )
+
+
+def next_trade_id(fills: list[ExchangeFill], cursor: int | None) -> int | None:
+    """The trade id to fetch from next: one past the newest seen (ids that are not numbers,
+    which Binance never sends, leave the cursor as it was)."""
+    ids = [int(f.trade_id) for f in fills if f.trade_id.isdigit()]
+    return max([*ids, (cursor or 1) - 1]) + 1 if ids else cursor
 
 
 def mark_to_market(bot: Bot, price: Decimal | None = None) -> bool:

@@ -95,6 +95,9 @@ class Bot(models.Model):
     day_open_equity = MoneyField(**MONEY, null=True, blank=True)
     # Live bots: exchange fills at or after this time (ms) are fetched again each cycle.
     fill_cursor_ms = models.BigIntegerField(null=True, blank=True)
+    # Live bots: once a trade was seen, the next trade id to fetch (Binance ``fromId``): each
+    # trade is fetched once, in one request however long the grid has been quiet.
+    fill_cursor_trade = models.BigIntegerField(null=True, blank=True)
     # The Huey chain that owns this bot's cycles; a stale chain sees another token and ends.
     chain_token = models.CharField(max_length=32, blank=True)
 

@@ -115,6 +115,7 @@ def _start(bot: Bot) -> str:
         if live_mode:  # the account's earlier trades are not this grid's: start from now
             now_ms = int(timezone.now().timestamp() * 1000)
             bot.fill_cursor_ms = now_ms - live_trading.CURSOR_MARGIN_MS
+            bot.fill_cursor_trade = None  # set by the start buy's trades, or the first seen
         bot.keep_engine(engine)
         bot.last_equity = engine.equity(p0)
         bot.save()

@@ -103,8 +103,11 @@ class Gateway(Protocol):
         """Every order of this symbol resting on the book now."""
         ...
 
-    def fetch_fills(self, since_ms: int | None) -> list[ExchangeFill]:
-        """Our trades at or after ``since_ms`` (all of them when ``None``), oldest first."""
+    def fetch_fills(
+        self, since_ms: int | None, *, from_id: int | None = None
+    ) -> list[ExchangeFill]:
+        """Our trades at or after ``since_ms`` (all of them when ``None``), oldest first; with
+        ``from_id``, those with a trade id of at least that instead."""
         ...
 
     def market_buy(

@@ -108,9 +108,14 @@ class CcxtGateway:
             raws = self.client.fetch_open_orders(self.symbol)
         return [self._remember(_open_order(raw)) for raw in raws]
 
-    def fetch_fills(self, since_ms: int | None) -> list[ExchangeFill]:
+    def fetch_fills(
+        self, since_ms: int | None, *, from_id: int | None = None
+    ) -> list[ExchangeFill]:
         with self._errors("fetch fills"):
-            trades = self._trades_since(since_ms)
+            if from_id is not None:
+                trades = self._trades_from_id(from_id)
+            else:
+                trades = self._trades_since(since_ms)
             fills = [self._fill(t, None) for t in trades]
         unique = {f.trade_id: f for f in fills}
         return sorted(unique.values(), key=lambda f: (f.at_ms, _sort_key(f.trade_id)))

@@ -39,4 +39,9 @@ class Migration(migrations.Migration):
             field=models.CharField(blank=True, max_length=30),
         ),
         migrations.RunPython(_0007.create_on_sqlite, _0007.drop_on_sqlite),
+        migrations.AddField(
+            model_name="bot",
+            name="fill_cursor_trade",
+            field=models.BigIntegerField(blank=True, null=True),
+        ),
     ]

@@ -1034,3 +1034,23 @@ def test_a_start_retried_where_no_buy_is_wanted_takes_in_the_earlier_buy(bot, fa
     assert engine.base == 0 and engine.dust == coins(fake) > 0
     assert bot.exchange_fills.count() == 1
     assert_books_match(bot, fake)
+
+
+def test_fills_are_fetched_by_trade_id_each_once_in_one_request_however_quiet(
+    bot, fake, start_live
+):
+    """Issue 12: the fill cursor is a trade id (Binance ``fromId``), so an idle cycle costs one
+    trade-list request whatever the grid's age, and no trade is fetched twice."""
+    start_live(bot)
+    bot.refresh_from_db()
+    assert bot.fill_cursor_trade == fake.trades[-1].trade_id + 1  # past the start buy
+    fill_the_top_buy(bot, fake)
+    cycle.run_cycle(bot.pk)
+    bot.refresh_from_db()
+    assert bot.fill_cursor_trade == fake.trades[-1].trade_id + 1
+
+    for _ in range(3):  # quiet cycles
+        before = len(fake.requests)
+        cycle.run_cycle(bot.pk)
+        asked = [r for r in fake.requests[before:] if r.path.endswith("/myTrades")]
+        assert [r.params.get("fromId") for r in asked] == [str(bot.fill_cursor_trade)]
