@@ -368,6 +368,9 @@ BOT_CYCLE_SECONDS = env_int("BOT_CYCLE_SECONDS", 5)
 # A worker's hold on a bot (bots.locks) lasts this long past its last renewal: a worker killed
 # mid-cycle frees its bots after at most this many seconds.
 BOT_LEASE_SECONDS = env_int("BOT_LEASE_SECONDS", 30)
+# The share of each exchange limit (request weight per IP, new orders per account) kept
+# spare: at this much below the limit nothing more is sent until the window turns (percent).
+EXCHANGE_BUDGET_HEADROOM = env_int("EXCHANGE_BUDGET_HEADROOM_PERCENT", 20) / 100
 # Exchange credentials are encrypted with this key (Fernet); derived from SECRET_KEY if unset.
 CREDENTIALS_KEY = env_str("CREDENTIALS_KEY")
 # The AI advisor.

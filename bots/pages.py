@@ -34,6 +34,7 @@ from bots.grid.preview import GridPreview, grid_preview
 from bots.models import Bot, BotEvent, EquitySnapshot, Order, PaperBalance
 from bots.push import CHANGES
 from market import services as market_services
+from market.exchange import ban_notice
 from market.precision import plain
 
 SPARK_POINTS = 96
@@ -53,6 +54,13 @@ def live_bots_without_keys(owner_id: int | None = None) -> list[Bot]:
     return [b for b in bots.select_related("credential").only(
         "pk", "name", "symbol", "status", "owner_id", "credential",
     ) if not b.credential.readable()]  # fmt: skip
+
+
+def exchange_pauses(owner_id: int) -> list[str]:
+    """In words: the exchanges that have paused or banned this server's requests (HTTP 429 or
+    418), for the owner's live bots on them; until then those bots send nothing."""
+    used = Bot.objects.filter(owner_id=owner_id, mode=Bot.Mode.LIVE).values_list("exchange")
+    return [n for n in (ban_notice(name) for name in sorted({e for (e,) in used})) if n]
 
 
 def own_bot(user: Any, raw_id: Any) -> Bot:

@@ -45,6 +45,7 @@ def _dashboard_context(request: AuthedRequest) -> dict[str, Any]:
         "replayed": pages.replayed(),
         "starting_balance": settings.PAPER_STARTING_BALANCE,
         "without_keys": pages.live_bots_without_keys(request.user.pk),
+        "exchange_pauses": pages.exchange_pauses(request.user.pk),
     }
 
 

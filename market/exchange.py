@@ -19,12 +19,20 @@ The errors tell the caller what to do next:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import re
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core.cache import cache
+from django.utils import timezone
 
 
 class ExchangeError(Exception):
@@ -83,8 +91,9 @@ CLIENT_FACTORY: Callable[[str, str, str], Any] = _ccxt_client
 
 
 def signed_client(exchange: str, api_key: str, secret: str) -> Any:
-    """A ccxt client signed with these keys (callers decrypt them just before)."""
-    return CLIENT_FACTORY(exchange, api_key, secret)
+    """A ccxt client signed with these keys (callers decrypt them just before), spending its
+    exchange's and its account's request budget."""
+    return Budget(exchange, api_key).watch(CLIENT_FACTORY(exchange, api_key, secret))
 
 
 def public_client(exchange: str) -> Any:
@@ -93,7 +102,8 @@ def public_client(exchange: str) -> Any:
 
     if exchange not in ccxt.exchanges:
         raise ExchangeError(f"ccxt does not know an exchange called {exchange!r}")
-    return getattr(ccxt, exchange)({"enableRateLimit": True, "options": {"defaultType": "spot"}})
+    client = getattr(ccxt, exchange)({"enableRateLimit": True, "options": {"defaultType": "spot"}})
+    return Budget(exchange).watch(client)
 
 
 def without_queries(message: str) -> str:
@@ -149,3 +159,193 @@ def translated(action: str, *, exchange_id: str = "") -> Iterator[None]:
         raise ExchangeError(words(e)) from e
     except ccxt.BaseError as e:
         raise ExchangeError(words(e)) from e
+
+
+# --- the request budget ----------------------------------------------------------------------
+#
+# One request budget per exchange IP and per exchange account, shared by every process.
+# Binance counts request weight per IP (``X-MBX-USED-WEIGHT-1M``) and new orders per account
+# (``X-MBX-ORDER-COUNT-10S``, ``-1D``), answers 429 with ``Retry-After`` past a limit, and bans
+# the IP (418, from two minutes to three days) when the 429s are ignored; during a ban nothing,
+# not even a cancel, gets through. So every ccxt client made here is watched:
+#
+# - after each answer, the exchange's own counters are written to the cache (Redis when
+#   configured: one budget for all workers; in memory in the embedded default's one process);
+# - the limits are the exchange's, read from ``exchangeInfo.rateLimits`` whenever a client
+#   loads it, never constants; until then only the exchange's refusals pace us;
+# - before each request: while the IP is paused (a 429, for its ``Retry-After``) or banned (a
+#   418, until the end it names), or less than ``EXCHANGE_BUDGET_HEADROOM`` of a limit is left
+#   in its window, nothing is sent and ``RequestsPaused`` (a temporary error) says until when.
+
+
+def _now() -> float:
+    """Epoch seconds, from Django's clock (which a simulated run moves)."""
+    return timezone.now().timestamp()
+
+
+WINDOWS = {"SECOND": 1, "MINUTE": 60, "HOUR": 3600, "DAY": 86400}
+_BANNED_UNTIL = re.compile(r"banned until (\d{10,})")
+
+
+class RequestsPaused(TemporaryExchangeError):
+    """Nothing is sent to the exchange until ``until`` (epoch seconds)."""
+
+    def __init__(self, message: str, *, until: float) -> None:
+        super().__init__(message)
+        self.until = until
+
+
+@dataclass(frozen=True)
+class Limit:
+    kind: str  # "REQUEST_WEIGHT" (per IP) or "ORDERS" (per account)
+    seconds: int
+    limit: int
+
+    @property
+    def header(self) -> str:
+        """The response header that counts it, e.g. ``x-mbx-used-weight-1m``."""
+        unit = {1: "s", 60: "m", 3600: "h", 86400: "d"}
+        n, u = next(
+            (self.seconds // s, unit[s]) for s in (86400, 3600, 60, 1) if self.seconds % s == 0
+        )
+        prefix = "x-mbx-used-weight-" if self.kind == "REQUEST_WEIGHT" else "x-mbx-order-count-"
+        return f"{prefix}{n}{u}"
+
+
+def limits_from(exchange_info: dict[str, Any]) -> list[Limit]:
+    """The weight and order limits an exchangeInfo states (``rateLimits``)."""
+    found = []
+    for row in exchange_info.get("rateLimits") or []:
+        kind = row.get("rateLimitType")
+        if kind not in ("REQUEST_WEIGHT", "ORDERS") or row.get("interval") not in WINDOWS:
+            continue
+        seconds = WINDOWS[row["interval"]] * int(row.get("intervalNum") or 1)
+        found.append(Limit(kind, seconds, int(row["limit"])))
+    return found
+
+
+class Budget:
+    """The budget one ccxt client spends: its exchange's IP budget, and its account's."""
+
+    def __init__(self, exchange: str, api_key: str = "") -> None:
+        self.exchange = exchange
+        # The account, by a digest of its key: no key in the cache.
+        self.account = hashlib.sha256(api_key.encode()).hexdigest()[:16] if api_key else ""
+
+    # --- cache keys ---------------------------------------------------------------------------
+
+    def _key(self, *parts: object) -> str:
+        return ":".join(["budget", self.exchange, *map(str, parts)])
+
+    def limits(self) -> list[Limit]:
+        return cache.get(self._key("limits")) or []
+
+    def pause(self) -> tuple[float, str] | None:
+        """(until, why) while the IP is paused or banned."""
+        paused = cache.get(self._key("paused"))
+        return paused if paused and paused[0] > _now() else None
+
+    # --- before and after each request --------------------------------------------------------
+
+    def before(self, method: str, url: str) -> None:
+        """Raise ``RequestsPaused`` instead of sending while the budget says wait."""
+        now = _now()
+        paused = self.pause()
+        if paused is not None:
+            raise RequestsPaused(
+                f"{self.exchange}: {paused[1]}; nothing is sent until "
+                f"{time.strftime('%H:%M:%S UTC', time.gmtime(paused[0]))}",
+                until=paused[0],
+            )
+        places = method == "POST" and urlsplit(url).path.endswith("/order")
+        headroom = settings.EXCHANGE_BUDGET_HEADROOM
+        for limit in self.limits():
+            if limit.kind == "ORDERS" and not (places and self.account):
+                continue
+            window = int(now // limit.seconds)
+            used = cache.get(self._used_key(limit, window)) or 0
+            if used >= limit.limit * (1 - headroom):
+                until = (window + 1) * limit.seconds
+                what = "request weight" if limit.kind == "REQUEST_WEIGHT" else "new orders"
+                raise RequestsPaused(
+                    f"{self.exchange}: {used} of {limit.limit} {what} per {limit.seconds} s "
+                    f"used; waiting for the next window to keep {headroom:.0%} spare",
+                    until=until,
+                )
+
+    def after(self, status: int, url: str, headers: Any, body: str) -> None:
+        """Take in the exchange's counters, its limits and its refusals."""
+        now = _now()
+        lower = {k.lower(): v for k, v in (headers or {}).items()}
+        for limit in self.limits():
+            value = lower.get(limit.header)
+            if value is not None and str(value).isdigit():
+                window = int(now // limit.seconds)
+                cache.set(self._used_key(limit, window), int(value), timeout=limit.seconds + 5)
+        if urlsplit(url).path.endswith("/exchangeInfo") and status == 200:
+            self._learn_limits(body)
+        if status in (418, 429):
+            self._refused(status, lower, body, now)
+
+    def _used_key(self, limit: Limit, window: int) -> str:
+        who = "ip" if limit.kind == "REQUEST_WEIGHT" else f"account:{self.account}"
+        return self._key(who, limit.kind, limit.seconds, window)
+
+    def _learn_limits(self, body: str) -> None:
+        try:
+            limits = limits_from(json.loads(body))
+        except (ValueError, TypeError, AttributeError):
+            return
+        if limits:
+            cache.set(self._key("limits"), limits, timeout=24 * 3600)
+
+    def _refused(self, status: int, headers: dict[str, Any], body: str, now: float) -> None:
+        retry_after = str(headers.get("retry-after", ""))
+        until = now + (int(retry_after) if retry_after.isdigit() else 60)
+        banned = _BANNED_UNTIL.search(body or "")
+        if status == 418 and banned:
+            until = max(until, int(banned.group(1)) / 1000)
+        why = (
+            "the IP is banned by the exchange (HTTP 418) for sending past its limits"
+            if status == 418
+            else "the exchange asked us to slow down (HTTP 429)"
+        )
+        current = self.pause()
+        if current is None or current[0] < until:
+            cache.set(self._key("paused"), (until, why), timeout=int(until - now) + 5)
+
+    # --- a ccxt client, watched ----------------------------------------------------------------
+
+    def watch(self, client: Any) -> Any:
+        """Route every request of ``client`` through this budget (ccxt's ``fetch`` and its
+        ``on_rest_response`` hook, which sees every answer, errors included)."""
+        fetch, on_response = client.fetch, client.on_rest_response
+
+        def budgeted_fetch(
+            url: str, method: str = "GET", headers: Any = None, body: Any = None
+        ) -> Any:
+            self.before(method, url)
+            return fetch(url, method, headers, body)
+
+        def seen(
+            code: int, reason: str, url: str, method: str, headers: Any, text: str, *rest: Any
+        ) -> Any:
+            self.after(code, url, headers, text)
+            return on_response(code, reason, url, method, headers, text, *rest)
+
+        client.fetch = budgeted_fetch
+        client.on_rest_response = seen
+        return client
+
+
+def ban_notice(exchange: str) -> str | None:
+    """In words, for the dashboard: the exchange has paused or banned this server's requests."""
+    paused = Budget(exchange).pause()
+    if paused is None:
+        return None
+    until, why = paused
+    minutes = max(1, round((until - _now()) / 60))
+    at = time.strftime("%H:%M UTC", time.gmtime(until))
+    return (
+        f"{exchange.capitalize()}: {why}. Live bots send nothing until {at} (about {minutes} min)."
+    )

@@ -1054,3 +1054,22 @@ def test_fills_are_fetched_by_trade_id_each_once_in_one_request_however_quiet(
         cycle.run_cycle(bot.pk)
         asked = [r for r in fake.requests[before:] if r.path.endswith("/myTrades")]
         assert [r.params.get("fromId") for r in asked] == [str(bot.fill_cursor_trade)]
+
+
+def test_a_ban_stops_every_request_and_the_dashboard_says_until_when(bot, fake, start_live, client):
+    """Issue 12: after a 418 nothing is sent until the ban ends (sending on is how a ban gets
+    longer), the bot waits, and the trader reads why and until when."""
+    from market.exchange import Budget
+
+    start_live(bot)
+    Budget("binance").after(418, f"{fake.base_url}/order", {"Retry-After": "600"}, "{}")
+    before = len(fake.requests)
+
+    cycle.run_cycle(bot.pk)
+
+    bot.refresh_from_db()
+    assert len(fake.requests) == before and bot.is_running
+    assert "banned" in bot.events.latest("pk").message
+    client.force_login(bot.owner)
+    page = client.get("/").content.decode()
+    assert "banned by the exchange" in page and "Live bots send nothing until" in page

@@ -1,0 +1,92 @@
+"""The request budget (market/exchange.py): the exchange's own counters and limits, its 429s
+and 418s, shared through the cache by every client of one exchange (issue 12)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+from django.utils import timezone
+
+from market.exchange import Budget, Limit, RequestsPaused, ban_notice, limits_from
+
+RATE_LIMITS = {
+    "rateLimits": [
+        {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 100},
+        {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 10},
+        {"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1, "limit": 1000},
+        {"rateLimitType": "RAW_REQUESTS", "interval": "MINUTE", "intervalNum": 5, "limit": 61000},
+    ]
+}
+BASE = "https://api.binance.com/api/v3"
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    now = [1_800_000_000.0]  # on a minute's start
+    monkeypatch.setattr(timezone, "now", lambda: datetime.fromtimestamp(now[0], UTC))
+    return now
+
+
+def loaded(api_key: str = "key-1") -> Budget:
+    budget = Budget("binance", api_key)
+    budget.after(200, f"{BASE}/exchangeInfo", {}, json.dumps(RATE_LIMITS))
+    return budget
+
+
+def test_the_limits_are_the_exchanges_own():
+    assert limits_from(RATE_LIMITS) == [
+        Limit("REQUEST_WEIGHT", 60, 100), Limit("ORDERS", 10, 10), Limit("ORDERS", 86400, 1000)
+    ]  # fmt: skip
+    assert [limit.header for limit in limits_from(RATE_LIMITS)] == [
+        "x-mbx-used-weight-1m", "x-mbx-order-count-10s", "x-mbx-order-count-1d"
+    ]  # fmt: skip
+    assert Budget("binance", "k").limits() == []  # none known yet: the exchange paces us
+
+
+def test_a_fifth_of_the_weight_is_kept_spare_and_the_next_minute_frees_it(clock):
+    budget = loaded()
+    budget.after(200, f"{BASE}/openOrders", {"X-MBX-USED-WEIGHT-1M": "79"}, "[]")
+    budget.before("GET", f"{BASE}/openOrders")  # 79 of 100: still 21 % spare
+
+    budget.after(200, f"{BASE}/openOrders", {"X-MBX-USED-WEIGHT-1M": "80"}, "[]")
+    with pytest.raises(RequestsPaused, match="80 of 100 request weight") as paused:
+        Budget("binance", "another-account").before("GET", f"{BASE}/ticker/price")  # the IP's
+    assert paused.value.until == clock[0] + 60
+
+    clock[0] += 60
+    budget.before("GET", f"{BASE}/openOrders")
+
+
+def test_new_orders_are_counted_per_account(clock):
+    budget = loaded("key-1")
+    budget.after(200, f"{BASE}/order", {"X-MBX-ORDER-COUNT-10S": "8"}, "{}")
+    with pytest.raises(RequestsPaused, match="new orders"):
+        budget.before("POST", f"{BASE}/order")
+    budget.before("DELETE", f"{BASE}/order")  # cancels are not new orders
+    loaded("key-2").before("POST", f"{BASE}/order")  # another account has its own
+
+
+def test_a_429_pauses_every_client_on_the_ip_for_its_retry_after(clock):
+    budget = loaded()
+    budget.after(429, f"{BASE}/order", {"Retry-After": "30"}, '{"code":-1003}')
+
+    with pytest.raises(RequestsPaused, match="slow down"):
+        Budget("binance", "other").before("DELETE", f"{BASE}/order")
+    clock[0] += 31
+    budget.before("DELETE", f"{BASE}/order")
+
+
+def test_a_418_stops_everything_until_the_ban_ends_and_the_dashboard_says_so(clock):
+    until_ms = int((clock[0] + 3 * 3600) * 1000)
+    body = json.dumps({"code": -1003, "msg": f"Way too many requests; IP banned until {until_ms}."})
+    loaded().after(418, f"{BASE}/myTrades", {"Retry-After": "120"}, body)
+
+    with pytest.raises(RequestsPaused, match="banned") as paused:
+        Budget("binance").before("GET", f"{BASE}/ticker/price")
+    assert paused.value.until == until_ms / 1000  # the ban's own end, not Retry-After
+    notice = ban_notice("binance")
+    assert notice is not None and "banned" in notice and "about 180 min" in notice
+    clock[0] += 3 * 3600 + 1
+    assert ban_notice("binance") is None
