@@ -23,10 +23,11 @@ the risk rules and the gateways they use live in their own modules.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -45,12 +46,15 @@ from market.exchange import (
     ExchangeError,
     OrderNotVisibleYet,
     OrderRejected,
+    OrderWouldCross,
+    RequestsPaused,
     TemporaryExchangeError,
     without_queries,
 )
 from market.precision import floor_amount
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 ZERO = Decimal(0)
 # Fills are fetched again from this long before the last look, for trades the exchange lists
 # a little late.
@@ -110,6 +114,18 @@ def start_client_id(bot: Bot) -> str:
 # --- start ------------------------------------------------------------------------------------
 
 
+def _send(client_id: str, send: Callable[[datetime | None], T]) -> T:
+    """Send an order written down first (``ledger.send_attempt``), with when it first went
+    out, if it did; one the request budget held back never went out, so that is forgotten."""
+    sent_before = ledger.send_attempt(client_id)
+    try:
+        return send(sent_before)
+    except RequestsPaused:
+        if sent_before is None:
+            ledger.forget_attempt(client_id)
+        raise
+
+
 def start_pending(bot: Bot) -> bool:
     """Whether a start of this bot sent its buy and did not finish (the exchange did not
     confirm it in time, or the worker died): ``starting.finish_unfinished`` finishes it."""
@@ -154,8 +170,9 @@ def start_buy(bot: Bot, gw: Any, engine: GridEngine) -> list[tuple[ExchangeFill,
         if planned is None:  # no buy wanted now, but an earlier try sent one: take it in
             fills = gw.market_fills(client_id, sent_before=earlier)
         else:
-            fills = gw.market_buy(
-                client_id, planned.amount, sent_before=ledger.send_attempt(client_id)
+            fills = _send(
+                client_id,
+                lambda before: gw.market_buy(client_id, planned.amount, sent_before=before),
             )
     except OrderRejected as e:
         ledger.forget_attempt(client_id)  # refused: no order exists under the id
@@ -520,10 +537,18 @@ def reconcile(bot: Bot, gw: Any, *, buys: bool = True) -> int:
     for order in pending.order_by("slot"):
         request = OrderRequest(order.client_order_id, order.side, order.price, order.amount)
         try:
-            placed = gw.place(request, sent_before=ledger.send_attempt(order.client_order_id))
+            placed = _send(
+                request.client_id, lambda before, r=request: gw.place(r, sent_before=before)
+            )
         except OrderNotVisibleYet as e:  # sent before, not visible yet: this one waits
             _note_once(bot, f"Waiting for {bot.exchange} to show the {order.side} at "
                             f"{order.price} (slot {order.slot}): {e}.")  # fmt: skip
+            continue
+        except OrderWouldCross:  # post-only: the market is past its line; not an error
+            ledger.forget_attempt(order.client_order_id)  # nothing was placed under the id
+            _note_once(bot, f"The {order.side} at {order.price} (slot {order.slot}) would "
+                            "trade at once (the price has passed its line): it is placed as a "
+                            "maker order when the price allows.")  # fmt: skip
             continue
         except OrderRejected as e:
             order.status, order.reason = Order.Status.REJECTED, str(e)[:300]
@@ -766,8 +791,8 @@ def halt(bot: Bot, gw: Any, *, reason: str, sell: bool = False,
                 )  # fmt: skip
         if sale is not None:
             try:
-                sent_before = ledger.send_attempt(sale.client_order_id)
-                fills = gw.market_sell(sale.client_order_id, sale.amount, sent_before=sent_before)
+                cid, amount = sale.client_order_id, sale.amount
+                fills = _send(cid, lambda before: gw.market_sell(cid, amount, sent_before=before))
             except TemporaryExchangeError:
                 raise  # the cycle retries: the pending sale is finished next time
             except ExchangeError as e:

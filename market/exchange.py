@@ -52,6 +52,11 @@ class OrderRejected(ExchangeError):
     """The exchange refused this order (filters, insufficient balance): do not retry blindly."""
 
 
+class OrderWouldCross(OrderRejected):
+    """A post-only order that would have traded at once on arrival (Binance -2010 "Order would
+    immediately match and take."): nothing was placed; the price has passed its line."""
+
+
 class OrderNotFound(ExchangeError):
     """The exchange has no such order (which, right after a send, proves nothing yet)."""
 
@@ -150,6 +155,8 @@ def translated(action: str, *, exchange_id: str = "") -> Iterator[None]:
         raise KeysRefused(words(e)) from e
     except ccxt.OrderNotFound as e:  # an InvalidOrder in ccxt, but no order was refused
         raise OrderNotFound(words(e)) from e
+    except ccxt.OrderImmediatelyFillable as e:  # a post-only order the market has reached
+        raise OrderWouldCross(words(e)) from e
     except (ccxt.InsufficientFunds, ccxt.InvalidOrder) as e:
         raise OrderRejected(words(e)) from e
     except ccxt.BadRequest as e:
@@ -185,6 +192,7 @@ def _now() -> float:
 
 WINDOWS = {"SECOND": 1, "MINUTE": 60, "HOUR": 3600, "DAY": 86400}
 _BANNED_UNTIL = re.compile(r"banned until (\d{10,})")
+_TOO_MANY_ORDERS = re.compile(r'"code":\s*-1015\b')
 
 
 class RequestsPaused(TemporaryExchangeError):
@@ -300,6 +308,14 @@ class Budget:
             cache.set(self._key("limits"), limits, timeout=24 * 3600)
 
     def _refused(self, status: int, headers: dict[str, Any], body: str, now: float) -> None:
+        if status == 429 and _TOO_MANY_ORDERS.search(body or "") and self.account:
+            # The account's new-order count, not the IP: no new order until its window turns.
+            seconds = 86400 if "per DAY" in body else 10
+            for limit in self.limits():
+                if limit.kind == "ORDERS" and limit.seconds == seconds:
+                    key = self._used_key(limit, int(now // limit.seconds))
+                    cache.set(key, limit.limit, timeout=limit.seconds + 5)
+            return
         retry_after = str(headers.get("retry-after", ""))
         until = now + (int(retry_after) if retry_after.isdigit() else 60)
         banned = _BANNED_UNTIL.search(body or "")

@@ -25,6 +25,7 @@ from bots.gateways.base import Balance, ExchangeFill, OpenOrder, OrderRequest, O
 from market.exchange import (
     NOT_VISIBLE_FOR,
     OrderNotVisibleYet,
+    RequestsPaused,
     TemporaryExchangeError,
     translated,
 )
@@ -86,8 +87,9 @@ class CcxtGateway:
                 )
             return found
         raw = self._create(
-            order.client_id, "limit", order.side, order.amount, order.price, action="place"
-        )
+            order.client_id, "limit", order.side, order.amount, order.price, action="place",
+            post_only=True,
+        )  # fmt: skip
         return _open_order(raw)
 
     def cancel(self, client_id: str) -> None:
@@ -189,9 +191,14 @@ class CcxtGateway:
         price: Decimal | None,
         *,
         action: str,
+        post_only: bool = False,
     ) -> dict[str, Any]:
-        """Send one order; if the outcome is unknown or the id is taken, find it by client id."""
-        params = {"clientOrderId": client_id}
+        """Send one order; if the outcome is unknown or the id is taken, find it by client id.
+        ``post_only``: a grid order rests as a maker (Binance LIMIT_MAKER) or is not placed
+        (``OrderWouldCross``)."""
+        params: dict[str, Any] = {"clientOrderId": client_id}
+        if post_only:
+            params["postOnly"] = True
         try:
             with self._errors(f"{action} {client_id}"):
                 try:
@@ -217,10 +224,15 @@ class CcxtGateway:
                             f"{client_id} is open on {self.client.id} but not visible yet"
                         ) from None
                     return found
+        except RequestsPaused:
+            raise  # held back by the request budget before it went out: nothing was sent
         except TemporaryExchangeError:
             # The exchange may have accepted it before the answer got lost.
             logger.warning("%s %s: outcome unknown, looking it up by client id", action, client_id)
-            found = self._find(client_id)
+            try:
+                found = self._find(client_id)
+            except RequestsPaused as e:  # it may have gone out: not "nothing was sent"
+                raise TemporaryExchangeError(str(e)) from e
             if found is None:
                 raise
             return found

@@ -211,11 +211,11 @@ def test_a_limit_order_sent_before_and_not_visible_is_not_sent_again(
     """Issue 11, defect 1: the first send was accepted, its answer lost, and it filled while
     the exchange still said "does not exist": a second send would buy twice."""
     fake.not_found_ms = 60_000
-    fake.prices["BTCUSDT"] = Decimal("99000")  # marketable: it fills on arrival
     fake.accept_then_fail_response("/order", method="POST")
     sent = datetime.now(UTC)
     with pytest.raises(TemporaryExchangeError):
         gateway.place(buy("lost-1"))
+    fake.set_price("BTCUSDT", "98000")  # and it fills while the exchange says "does not exist"
 
     with pytest.raises(OrderNotVisibleYet, match="not sent again before"):
         gateway.place(buy("lost-1"), sent_before=sent)

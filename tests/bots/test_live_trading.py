@@ -249,7 +249,8 @@ def test_a_lost_answer_is_found_by_the_gateway_in_the_same_cycle(bot, fake, star
 
     assert not bot.orders.filter(status="pending").exists()
     assert resting(fake) == db_resting(bot)
-    assert len([o for o in fake.orders("BTCUSDT") if o.side == "SELL" and o.type == "LIMIT"]) == 5
+    sells = [o for o in fake.orders("BTCUSDT") if o.side == "SELL" and o.type == "LIMIT_MAKER"]
+    assert len(sells) == 5
 
 
 def test_a_crash_while_applying_fills_applies_them_once_on_the_next_cycle(
@@ -521,22 +522,41 @@ def test_live_bots_start_only_on_live_prices(bot, fake, settings):
     assert fake.orders() == []
 
 
-def test_an_order_that_meets_the_market_keeps_the_better_price(bot, fake):
+def test_a_grid_order_the_market_has_passed_waits_as_a_maker_order(bot, fake):
+    """Issue 12: grid orders are post-only (Binance LIMIT_MAKER). One whose line the market
+    has passed would trade at once: it is not an error, it waits for the price."""
     services.start_bot(bot)  # committed; the grid is not sent yet
     bot.refresh_from_db()
     top_buy = max(d.price for d in bot.engine().desired_orders(bot.key) if d.side == "buy")
     fake.set_price("BTCUSDT", str(top_buy - 200))  # the market fell through the line meanwhile
-    cycle.run_cycle(bot.pk)  # the buy is sent, fills at once at the market's price
+
     cycle.run_cycle(bot.pk)
 
     bot.refresh_from_db()
     buy = bot.orders.get(price=top_buy, side="buy")
-    assert buy.status == "filled"
-    trade = next(t for t in fake.trades if t.order_id == int(buy.exchange_order_id))
-    assert trade.price == top_buy - 200
-    usdt = fake.balance("USDT")
-    assert bot.engine().quote == usdt[0] + usdt[1] - (Decimal(5000) - Decimal(1000))
-    assert bot.events.filter(message__contains=f"filled at {top_buy - 200}").exists()
+    assert bot.is_running and buy.status == "pending" and len(fake.trades) == 1  # the start
+    assert "would trade at once" in bot.events.filter(kind="skipped").latest("pk").message
+    assert {o.type for o in fake.orders()} == {"LIMIT_MAKER", "MARKET"}
+    set_price(fake, str(top_buy + 100))  # back above the line: the buy rests as a maker
+
+    cycle.run_cycle(bot.pk)
+
+    assert bot.orders.get(pk=buy.pk).status == "open"
+    assert resting(fake) == db_resting(bot)
+
+
+def test_a_fill_at_a_better_price_than_the_line_keeps_the_difference(bot, fake, start_live):
+    start_live(bot)
+    bot.refresh_from_db()
+    buy = top_open_buy(bot)
+    better = buy.price - 200
+    fake.fill_part(buy.client_order_id, buy.amount, price=better)
+
+    cycle.run_cycle(bot.pk)
+
+    assert bot.orders.get(pk=buy.pk).status == "filled"
+    assert_books_match(bot, fake)  # the quote is the account's: the better price kept
+    assert bot.events.filter(message__contains=f"(filled at {better.normalize():f}, +").exists()
 
 
 def test_a_partly_filled_order_cancelled_by_a_stop_is_named(bot, fake, start_live):
@@ -1073,3 +1093,38 @@ def test_a_ban_stops_every_request_and_the_dashboard_says_until_when(bot, fake, 
     client.force_login(bot.owner)
     page = client.get("/").content.decode()
     assert "banned by the exchange" in page and "Live bots send nothing until" in page
+
+
+def test_a_fifty_line_grid_goes_out_within_the_order_limit_without_a_refusal(
+    market, make_bot, keys, fake_binance, monkeypatch, start_live
+):
+    """Issue 12: the budget reads the exchange's order limit (here 10 per 10 s) and its count
+    headers, keeps a fifth spare, and places the rest of the grid in later windows: Binance
+    never has to answer -1015."""
+    from datetime import UTC, datetime
+
+    now = [timezone.now().timestamp()]
+    fake = fake_binance(
+        api_key=API_KEY, secret=SECRET, balances={"USDT": "50000"}, prices={"BTCUSDT": P0},
+        as_exchange=True, timeout_ms=500, clock=lambda: int(now[0] * 1000),
+        rate_limits=[
+            {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1,
+             "limit": 6000},
+            {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 10},
+            {"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1, "limit": 200000},
+        ],
+    )  # fmt: skip
+    monkeypatch.setattr(timezone, "now", lambda: datetime.fromtimestamp(now[0], UTC))
+    config = {**CONFIG, "capital": "20000", "lower_bound": "90000", "upper_bound": "110000",
+              "grid_levels": "50"}  # fmt: skip
+    bot = make_bot(config, mode=Bot.Mode.LIVE, credential=keys)
+
+    start_live(bot)
+    for _ in range(8):  # the windows turn
+        now[0] += 10
+        cycle.run_cycle(bot.pk)
+
+    bot.refresh_from_db()
+    assert bot.is_running, bot.status_reason
+    assert resting(fake) == db_resting(bot) and len(resting(fake)) == 49
+    assert not [r for r in fake.requests if r.status == 429]

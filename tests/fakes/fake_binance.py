@@ -21,7 +21,22 @@ Simplifications, all deliberate:
   for accounts that do not pay fees in BNB; with ``bnb_fees=True`` it is paid in BNB at 75 %
   while the BNB balance covers it. A buy locks notional plus commission while it rests.
 - Only one account, one API key; ``clock`` may run in simulated time, but signed requests are
-  checked against the wall clock that ccxt signs with.
+  checked against the wall clock that ccxt signs with (plus ``clock_skew_ms``, the server's
+  clock running ahead of the client's, or behind when negative).
+
+Binance's limits, as its docs describe them (``rest-api.md`` LIMITS, ``errors.md``): each request
+costs its weight (``WEIGHTS``) against the IP's ``REQUEST_WEIGHT`` limit and every placed order
+counts against the account's ``ORDERS`` limits, both from ``exchangeInfo.rateLimits`` (Binance's
+own numbers unless ``rate_limits`` replaces them) in fixed windows of the fake's clock (this
+minute, these 10 seconds, this UTC day); an order's first fill takes it off the order counts
+(the unfilled order count). Every answer carries ``X-MBX-USED-WEIGHT-1M`` (/sapi its own
+``X-SAPI-USED-IP-WEIGHT-1M``), order placements ``X-MBX-ORDER-COUNT-10S``/``-1D``. Over the
+weight limit: 429 -1003 with ``Retry-After``; ``ban_after`` of those in one window and the next
+request over it is banned: 418 to every request for ``ban_seconds``. Over an order limit: 429
+-1015. Failures injected with ``fail_next`` never reach these limits. ``LIMIT_MAKER`` orders,
+``PERCENT_PRICE_BY_SIDE`` against the last price (no average over ``avgPriceMins``),
+``halt``/``resume`` of a symbol and the ``maintenance`` flag of ``GET /sapi/v1/system/status``
+act as on Binance.
 """
 
 from __future__ import annotations
@@ -29,10 +44,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
 import re
 import secrets
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
@@ -70,6 +87,61 @@ INTERVAL_MS = {
     "1w": 604_800_000,
 }
 SIGNED = {"/order", "/openOrders", "/allOrders", "/myTrades", "/account", "/account/commission"}
+SYSTEM_STATUS = "/sapi/v1/system/status"  # the one /sapi endpoint: unsigned, its own IP weight
+
+
+def _depth_weight(p: dict[str, str]) -> int:
+    try:
+        limit = int(p.get("limit", 100))
+    except ValueError:
+        limit = 100
+    return 5 if limit <= 100 else 25 if limit <= 500 else 50 if limit <= 1000 else 250
+
+
+def _ticker_24hr_weight(p: dict[str, str]) -> int:
+    if "symbol" in p:
+        return 2
+    if "symbols" in p:
+        try:
+            n = len(json.loads(p["symbols"]))
+        except (ValueError, TypeError):
+            n = 1
+        return 2 if n <= 20 else 40 if n <= 100 else 80
+    return 80
+
+
+# Request weight (IP) of each endpoint, from Binance's spot REST docs (developers.binance.com
+# /docs/binance-spot-api-docs/rest-api: general, market-data, trading and account endpoints;
+# the same numbers as ccxt's binance.py costs divided by 0.2). Anything else costs 1.
+WEIGHTS: dict[tuple[str, str], int | Callable[[dict[str, str]], int]] = {
+    ("GET", "/ping"): 1,
+    ("GET", "/time"): 1,
+    ("GET", "/exchangeInfo"): 20,
+    ("GET", "/depth"): _depth_weight,  # 5 up to limit 100, 25 to 500, 50 to 1000, 250 to 5000
+    ("GET", "/klines"): 2,
+    ("GET", "/ticker/24hr"): _ticker_24hr_weight,  # 2 a symbol, 80 all of them
+    ("GET", "/ticker/price"): lambda p: 2 if "symbol" in p else 4,
+    ("POST", "/order"): 1,
+    ("GET", "/order"): 4,
+    ("DELETE", "/order"): 1,
+    ("GET", "/openOrders"): lambda p: 6 if "symbol" in p else 80,
+    ("DELETE", "/openOrders"): 1,
+    ("GET", "/allOrders"): 20,
+    ("GET", "/myTrades"): lambda p: 5 if "orderId" in p else 20,
+    ("GET", "/account"): 20,
+    ("GET", "/account/commission"): 20,
+    ("GET", SYSTEM_STATUS): 1,  # SAPI IP weight: counted apart, X-SAPI-USED-IP-WEIGHT-1M
+}
+# What api.binance.com's exchangeInfo says (the shipped snapshot has an empty list).
+DEFAULT_RATE_LIMITS: list[dict[str, Any]] = [
+    {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 6000},
+    {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100},
+    {"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1, "limit": 200000},
+    {"rateLimitType": "RAW_REQUESTS", "interval": "MINUTE", "intervalNum": 5, "limit": 61000},
+]
+INTERVAL_UNIT_MS = {"SECOND": 1000, "MINUTE": 60_000, "HOUR": 3_600_000, "DAY": 86_400_000}
+# How -1015 names an order interval: "per TEN_SECONDS", "per DAY".
+ORDER_INTERVAL_NAMES = {(10, "SECOND"): "TEN_SECONDS", (1, "MINUTE"): "MINUTE", (1, "DAY"): "DAY"}
 
 Failure = int | Literal["timeout", "drop"]
 
@@ -80,13 +152,17 @@ def fmt(value: Decimal) -> str:
 
 
 class BinanceError(Exception):
-    """Becomes ``{"code": code, "msg": msg}`` with the HTTP status Binance uses."""
+    """Becomes ``{"code": code, "msg": msg}`` with the HTTP status Binance uses (and a
+    ``Retry-After`` header in seconds when given)."""
 
-    def __init__(self, code: int, msg: str, status: int = 400) -> None:
+    def __init__(
+        self, code: int, msg: str, status: int = 400, retry_after: int | None = None
+    ) -> None:
         super().__init__(msg)
         self.code = code
         self.msg = msg
         self.status = status
+        self.retry_after = retry_after
 
 
 def mandatory(name: str) -> BinanceError:
@@ -197,6 +273,44 @@ class _Failure:
 
 
 @dataclass
+class _Limiter:
+    """One ``exchangeInfo.rateLimits`` entry counted in fixed windows of its interval (this
+    minute, these 10 seconds, this UTC day); ``limit`` None only counts (for the headers)."""
+
+    kind: str  # "REQUEST_WEIGHT" | "ORDERS" | "RAW_REQUESTS"
+    interval: str  # "SECOND" | "MINUTE" | "HOUR" | "DAY"
+    num: int
+    limit: int | None
+    start: int = -1
+    count: int = 0
+
+    @property
+    def ms(self) -> int:
+        return self.num * INTERVAL_UNIT_MS[self.interval]
+
+    @property
+    def header(self) -> str:
+        prefix = "X-MBX-USED-WEIGHT" if self.kind == "REQUEST_WEIGHT" else "X-MBX-ORDER-COUNT"
+        return f"{prefix}-{self.num}{self.interval[0]}"
+
+    def used(self, now: int) -> int:
+        start = now - now % self.ms
+        if start != self.start:
+            self.start, self.count = start, 0
+        return self.count
+
+    def add(self, now: int, n: int) -> None:
+        self.count = max(0, self.used(now) + n)  # a decrement never goes below zero
+
+    def frees_at(self, now: int) -> int:
+        self.used(now)
+        return self.start + self.ms
+
+    def over(self, now: int) -> bool:
+        return self.limit is not None and self.used(now) > self.limit
+
+
+@dataclass
 class _Symbol:
     info: dict[str, Any]
     base: str
@@ -228,10 +342,18 @@ class FakeBinance:
         clock: Callable[[], int] | None = None,
         commission: dict[str, str | Decimal] | None = None,
         bnb_fees: bool = False,
+        rate_limits: list[dict[str, Any]] | None = None,
+        ban_seconds: int = 120,
+        ban_after: int = 2,
+        clock_skew_ms: int = 0,
     ) -> None:
         # Epoch milliseconds of every time the fake makes; pass a clock to run it in simulated
         # time (advance a minute without sleeping).
         self.clock = clock or _now_ms
+        # The server's clock runs this far ahead of the client's (behind when negative): in
+        # every time the server tells (serverTime, order and trade times) and in the recvWindow
+        # check of signed requests, which compares with the wall clock ccxt signs with.
+        self.clock_skew_ms = clock_skew_ms
         self.commission = {"maker": COMMISSION_RATE, "taker": COMMISSION_RATE}
         for role, rate in (commission or {}).items():
             if role not in self.commission:
@@ -258,6 +380,38 @@ class FakeBinance:
         if not any(s["symbol"] == "BNBUSDT" for s in self.exchange_info["symbols"]):
             symbols = [*self.exchange_info["symbols"], _bnb_usdt()]
             self.exchange_info = {**self.exchange_info, "symbols": symbols}  # theirs untouched
+        # Binance's limits unless the snapshot has its own or ``rate_limits`` replaces them
+        # (``[]``: no limits, only the usage headers).
+        if rate_limits is not None or not self.exchange_info.get("rateLimits"):
+            limits = DEFAULT_RATE_LIMITS if rate_limits is None else rate_limits
+            self.exchange_info = {**self.exchange_info, "rateLimits": [dict(r) for r in limits]}
+        self._limiters: list[_Limiter] = []
+        for r in self.exchange_info["rateLimits"]:
+            if r["interval"] not in INTERVAL_UNIT_MS:
+                raise ValueError(f"unknown rate limit interval {r['interval']!r}")
+            self._limiters.append(
+                _Limiter(r["rateLimitType"], r["interval"], int(r["intervalNum"]), int(r["limit"]))
+            )
+        # The headers Binance always sends, counted even when no limit of theirs is configured.
+        self._weight_1m = next(
+            (x for x in self._limiters if x.kind == "REQUEST_WEIGHT" and x.ms == 60_000), None
+        ) or self._add_limiter("REQUEST_WEIGHT", "MINUTE", 1)
+        if not any(x.kind == "ORDERS" for x in self._limiters):
+            self._add_limiter("ORDERS", "SECOND", 10)
+            self._add_limiter("ORDERS", "DAY", 1)
+        self._sapi_weight = _Limiter("REQUEST_WEIGHT", "MINUTE", 1, None)  # /sapi has its own
+        self.weight_total = 0  # every weight ever charged, /sapi included
+        self.weight_by_endpoint: Counter[str] = Counter()  # "GET /api/v3/order" -> its total
+        # Past the weight limit a request gets 429; more than ``ban_after`` of those in one
+        # window and the IP is banned (418 to everything) for ``ban_seconds``.
+        self.ban_seconds = ban_seconds
+        self.ban_after = ban_after
+        self.banned_until: int | None = None  # epoch ms (the fake's clock) the ban lifts at
+        self._strikes = 0
+        self._strikes_until = 0
+        self._order_headers_at_placement: dict[str, str] | None = None
+        # GET /sapi/v1/system/status says "system_maintenance" while this is on.
+        self.maintenance = False
         self.symbols: dict[str, _Symbol] = {}
         for info in self.exchange_info["symbols"]:
             filters = {f["filterType"]: f for f in info["filters"]}
@@ -346,13 +500,38 @@ class FakeBinance:
         )
         client.urls["api"]["public"] = self.base_url
         client.urls["api"]["private"] = self.base_url
+        client.urls["api"]["sapi"] = f"http://127.0.0.1:{self.port}/sapi/v1"  # fetch_status
         return client
 
     # ------------------------------------------------------------------ test controls
 
     def now_ms(self) -> int:
-        """The fake's time in epoch milliseconds: ``clock()``, real time by default."""
-        return self.clock()
+        """The fake's time in epoch milliseconds: ``clock()`` (real time by default) plus
+        ``clock_skew_ms``."""
+        return self.clock() + self.clock_skew_ms
+
+    def used_weight(self) -> int:
+        """The IP's request weight used this minute (``X-MBX-USED-WEIGHT-1M``)."""
+        with self.lock:
+            return self._weight_1m.used(self.now_ms())
+
+    def usage(self) -> dict[str, int]:
+        """What the usage headers would say now: ``{"X-MBX-USED-WEIGHT-1M": 26,
+        "X-MBX-ORDER-COUNT-10S": 1, "X-MBX-ORDER-COUNT-1D": 1}``."""
+        with self.lock:
+            now = self.now_ms()
+            return {x.header: x.used(now) for x in self._limiters if x.kind != "RAW_REQUESTS"}
+
+    def halt(self, symbol: str, status: str = "HALT") -> None:
+        """Trading on ``symbol`` stops (``"HALT"`` or ``"BREAK"`` in exchangeInfo): new orders
+        are refused with "Market is closed."; cancels and lookups still work."""
+        with self.lock:
+            sym = self.symbols[symbol]
+            sym.info = {**sym.info, "status": status}  # a copy: the caller's dict stays as is
+
+    def resume(self, symbol: str) -> None:
+        """Trading on ``symbol`` starts again (``"TRADING"``)."""
+        self.halt(symbol, "TRADING")
 
     def set_balance(self, asset: str, free: str | Decimal, locked: str | Decimal = "0") -> None:
         with self.lock:
@@ -503,10 +682,15 @@ class FakeBinance:
 
     def calls(self, method: str, path: str) -> int:
         """How many requests hit ``method path`` (path with or without ``/api/v3``)."""
-        wanted = API_PREFIX + _norm(path)
+        wanted = _full(_norm(path))
         return sum(1 for r in self.requests if r.method == method.upper() and r.path == wanted)
 
     # ------------------------------------------------------------------ HTTP plumbing
+
+    def _add_limiter(self, kind: str, interval: str, num: int) -> _Limiter:
+        limiter = _Limiter(kind, interval, num, None)
+        self._limiters.append(limiter)
+        return limiter
 
     def _take_failure(self, method: str, path: str, params: dict[str, str]) -> _Failure | None:
         with self.lock:
@@ -527,20 +711,125 @@ class FakeBinance:
         short = _norm(path)
         failure = self._take_failure(method, short, params)
         if failure is not None and not failure.after_processing:
-            return _Reply(record_index, failure.how, failure.body, failed=True)
+            # Injected trouble never reached Binance: no weight, no limits, no ban.
+            return _Reply(
+                record_index, failure.how, failure.body, failed=True, headers=self._usage(short)
+            )
+        order_headers: dict[str, str] = {}
         try:
-            if not path.startswith(API_PREFIX + "/"):
+            with self.lock:
+                self._admit(method, short, params)
+            if not path.startswith(API_PREFIX + "/") and path != SYSTEM_STATUS:
                 raise BinanceError(-1000, "Unknown path.", status=404)
             if short in SIGNED:
                 self._authenticate(query, body, params, headers)
             with self.lock:
-                payload = self._dispatch(method, short, params)
+                if (method, short) != ("POST", "/order"):
+                    payload = self._dispatch(method, short, params)
+                else:
+                    self._order_headers_at_placement = None
+                    try:
+                        self._check_order_rate()
+                        payload = self._dispatch(method, short, params)
+                    finally:
+                        order_headers = self._order_headers_at_placement or self._order_usage()
             reply = _Reply(record_index, 200, payload)
         except BinanceError as e:
             reply = _Reply(record_index, e.status, {"code": e.code, "msg": e.msg})
+            if e.retry_after is not None:
+                reply.headers["Retry-After"] = str(e.retry_after)
+        reply.headers.update(self._usage(short))
+        reply.headers.update(order_headers)
         if failure is not None:
-            return _Reply(record_index, failure.how, None, failed=True)
+            return _Reply(record_index, failure.how, None, failed=True, headers=reply.headers)
         return reply
+
+    def _admit(self, method: str, path: str, p: dict[str, str]) -> None:
+        """Charge the request's weight; refuse it while the IP is banned (418) or past a
+        request limit (429, then 418 when it does not back off)."""
+        now = self.now_ms()
+        if self.banned_until is not None:
+            if now < self.banned_until:
+                raise self._ban(now)
+            self.banned_until = None
+            self._strikes = 0
+        rule = WEIGHTS.get((method, path), 1)
+        weight = rule if isinstance(rule, int) else rule(p)
+        self.weight_total += weight
+        self.weight_by_endpoint[f"{method} {_full(path)}"] += weight
+        if path == SYSTEM_STATUS:
+            self._sapi_weight.add(now, weight)
+            return
+        over = []
+        for limiter in self._limiters:
+            if limiter.kind == "ORDERS":
+                continue
+            limiter.add(now, weight if limiter.kind == "REQUEST_WEIGHT" else 1)
+            if limiter.over(now):
+                over.append(limiter)
+        if not over:
+            return
+        if now >= self._strikes_until:
+            self._strikes = 0
+        if self._strikes >= self.ban_after:
+            self.banned_until = now + self.ban_seconds * 1000
+            raise self._ban(now)
+        self._strikes += 1
+        self._strikes_until = max(x.frees_at(now) for x in over)
+        first = over[0]
+        if first.kind == "REQUEST_WEIGHT":
+            msg = (
+                f"Too much request weight used; current limit is {first.limit} request weight "
+                f"per {first.num} {first.interval}. Please use WebSocket Streams for live "
+                "updates to avoid polling the API."
+            )
+        else:
+            msg = (
+                f"Too many requests; current limit of IP(127.0.0.1) is {first.limit} requests "
+                f"per {first.num} {first.interval}. Please use WebSocket Streams for live "
+                "updates to avoid polling the API."
+            )
+        raise BinanceError(-1003, msg, 429, _seconds(self._strikes_until - now))
+
+    def _ban(self, now: int) -> BinanceError:
+        assert self.banned_until is not None
+        return BinanceError(
+            -1003,
+            f"Way too much request weight used; IP banned until {self.banned_until}. "
+            "Please use WebSocket Streams for live updates to avoid bans.",
+            418,
+            _seconds(self.banned_until - now),
+        )
+
+    def _check_order_rate(self) -> None:
+        now = self.now_ms()
+        for x in self._limiters:
+            if x.kind == "ORDERS" and x.limit is not None and x.used(now) >= x.limit:
+                per = ORDER_INTERVAL_NAMES.get((x.num, x.interval), f"{x.num} {x.interval}")
+                raise BinanceError(
+                    -1015, f"Too many new orders; current limit is {x.limit} orders per {per}.", 429
+                )
+
+    def _count_order(self, n: int) -> None:
+        """A placed order counts +1; its first fill takes it off again (-1), in the windows
+        current then: Binance's unfilled order count."""
+        now = self.now_ms()
+        for x in self._limiters:
+            if x.kind == "ORDERS":
+                x.add(now, n)
+
+    def _order_usage(self) -> dict[str, str]:
+        now = self.now_ms()
+        return {x.header: str(x.used(now)) for x in self._limiters if x.kind == "ORDERS"}
+
+    def _usage(self, path: str) -> dict[str, str]:
+        with self.lock:
+            now = self.now_ms()
+            if path == SYSTEM_STATUS:
+                return {"X-SAPI-USED-IP-WEIGHT-1M": str(self._sapi_weight.used(now))}
+            return {
+                x.header: str(x.used(now)) for x in self._limiters if x.kind == "REQUEST_WEIGHT"
+            }
 
     def _record(self, method: str, path: str, params: dict[str, str]) -> int:
         with self.lock:
@@ -571,7 +860,8 @@ class FakeBinance:
         except (KeyError, ValueError):
             raise mandatory("timestamp") from None
         recv_window = int(params.get("recvWindow", "5000"))
-        now = _now_ms()  # the wall clock ccxt signs with, even when ``clock`` is simulated
+        # The wall clock ccxt signs with, even when ``clock`` is simulated, and the server's skew.
+        now = _now_ms() + self.clock_skew_ms
         if timestamp > now + 1000:
             raise BinanceError(
                 -1021, "Timestamp for this request was 1000ms ahead of the server's time."
@@ -597,6 +887,11 @@ class FakeBinance:
             ("GET", "/myTrades"): self._my_trades,
             ("GET", "/account"): self._account,
             ("GET", "/account/commission"): self._account_commission,
+            ("GET", SYSTEM_STATUS): lambda p: (
+                {"status": 1, "msg": "system_maintenance"}
+                if self.maintenance
+                else {"status": 0, "msg": "normal"}
+            ),
         }
         route = routes.get((method, path))
         if route is None:
@@ -707,8 +1002,11 @@ class FakeBinance:
         if side not in ("BUY", "SELL"):
             raise mandatory("side")
         type_ = p.get("type", "")
-        if type_ not in ("LIMIT", "MARKET"):
+        if type_ not in ("LIMIT", "LIMIT_MAKER", "MARKET"):
             raise BinanceError(-1116, "Invalid orderType.")
+        if sym.info.get("status", "TRADING") != "TRADING":
+            # What Binance answers on a HALT or BREAK symbol (as ccxt records it).
+            raise BinanceError(-1013, "Market is closed.")
         client_id = p.get("newClientOrderId") or "fake" + secrets.token_hex(9)
         if not CLIENT_ID_RE.match(client_id):
             raise BinanceError(
@@ -721,15 +1019,19 @@ class FakeBinance:
             raise BinanceError(-2010, "Duplicate order sent.")
         symbol = sym.info["symbol"]
         qty = _decimal(p, "quantity")
-        if type_ == "LIMIT":
-            if p.get("timeInForce") != "GTC":
+        if type_ in ("LIMIT", "LIMIT_MAKER"):
+            if type_ == "LIMIT" and p.get("timeInForce") != "GTC":
                 raise mandatory("timeInForce")
+            if type_ == "LIMIT_MAKER" and "timeInForce" in p:
+                raise BinanceError(-1106, "Parameter 'timeInForce' sent when not required.")
             price = _decimal(p, "price")
-            self._check_filters(sym, price, qty, market=False)
+            self._check_filters(sym, price, qty, market=False, side=side)
             current = self.prices.get(symbol)
             marketable = current is not None and (
                 (side == "BUY" and price >= current) or (side == "SELL" and price <= current)
             )
+            if marketable and type_ == "LIMIT_MAKER":
+                raise BinanceError(-2010, "Order would immediately match and take.")
         else:
             if "price" in p:
                 raise BinanceError(-1106, "Parameter 'price' sent when not required.")
@@ -742,11 +1044,14 @@ class FakeBinance:
             marketable = True
         now = self.now_ms()
         order = Order(symbol, self._next_order_id, client_id, side, type_, price, qty, now)
-        order.time_in_force = "GTC" if type_ == "LIMIT" else ""
+        order.time_in_force = "" if type_ == "MARKET" else "GTC"
         rate = self.commission["taker" if marketable else "maker"]
         order.locked = self._lock_funds(sym, side, price or self.prices[symbol], qty, rate)
         self._next_order_id += 1
         self.order_list.append(order)
+        self._count_order(+1)
+        # The answer shows the count as placed: the decrement of an instant fill comes later.
+        self._order_headers_at_placement = self._order_usage()
         fills = []
         if marketable:
             fills.append(self._fill(order, self.prices[symbol], maker=False))
@@ -792,7 +1097,9 @@ class FakeBinance:
         ]
         return result
 
-    def _check_filters(self, sym: _Symbol, price: Decimal, qty: Decimal, *, market: bool) -> None:
+    def _check_filters(
+        self, sym: _Symbol, price: Decimal, qty: Decimal, *, market: bool, side: str = ""
+    ) -> None:
         f = sym.filters
         if not market and "PRICE_FILTER" in f:
             pf = f["PRICE_FILTER"]
@@ -803,6 +1110,19 @@ class FakeBinance:
                 or (tick and (price - low) % tick != 0)
             ):
                 raise BinanceError(-1013, "Filter failure: PRICE_FILTER")
+        # The last price stands in for the weighted average over ``avgPriceMins``.
+        average = self.prices.get(sym.info["symbol"])
+        if not market and average and "PERCENT_PRICE_BY_SIDE" in f:
+            pf = f["PERCENT_PRICE_BY_SIDE"]
+            way = "bid" if side == "BUY" else "ask"
+            up, down = Decimal(pf[way + "MultiplierUp"]), Decimal(pf[way + "MultiplierDown"])
+            if price > average * up or price < average * down:
+                raise BinanceError(-1013, "Filter failure: PERCENT_PRICE_BY_SIDE")
+        if not market and average and "PERCENT_PRICE" in f:
+            pf = f["PERCENT_PRICE"]
+            up, down = Decimal(pf["multiplierUp"]), Decimal(pf["multiplierDown"])
+            if price > average * up or price < average * down:
+                raise BinanceError(-1013, "Filter failure: PERCENT_PRICE")
         if price <= 0 or qty <= 0:
             raise BinanceError(-1013, "Price * QTY is zero or less.")
         lots = ["LOT_SIZE", "MARKET_LOT_SIZE"] if market else ["LOT_SIZE"]
@@ -881,6 +1201,8 @@ class FakeBinance:
     ) -> Trade:
         """One trade of ``qty`` (all that is left by default) at ``price``."""
         now = self.now_ms()
+        if order.executed == 0:
+            self._count_order(-1)  # a filled order is no longer an unfilled one
         qty = order.qty - order.executed if qty is None else qty
         self._release_funds(order, qty)
         sym = self.symbols[order.symbol]
@@ -1087,6 +1409,7 @@ class _Reply:
     status: Failure
     payload: Any
     failed: bool = False
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 def _handler_for(fake: FakeBinance) -> type[BaseHTTPRequestHandler]:
@@ -1130,7 +1453,8 @@ def _handler_for(fake: FakeBinance) -> type[BaseHTTPRequestHandler]:
             self.send_response(reply.status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
-            self.send_header("x-mbx-used-weight-1m", "1")
+            for name, value in reply.headers.items():
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(data)
 
@@ -1146,6 +1470,16 @@ def _norm(path: str) -> str:
     if path.startswith(API_PREFIX):
         path = path[len(API_PREFIX) :]
     return path if path.startswith("/") else "/" + path
+
+
+def _full(short: str) -> str:
+    """``/order`` -> ``/api/v3/order``; the /sapi path stays as it is."""
+    return short if short == SYSTEM_STATUS else API_PREFIX + short
+
+
+def _seconds(ms: int) -> int:
+    """``Retry-After``: whole seconds, rounded up."""
+    return max(1, math.ceil(ms / 1000))
 
 
 def _now_ms() -> int:

@@ -607,3 +607,374 @@ def test_failures_aimed_at_one_client_id(fake: FakeBinance, client: ccxt.binance
 
     assert fake.open_orders() == []  # the cancel was carried out; the answer was lost
     assert [r.status for r in fake.requests if r.method == "DELETE"] == [200, 500]
+
+
+# ---------------------------------------------------------------- limits, order types, status
+
+MINUTE = 1_750_000_020_000  # the start of a minute (and of a 10-second window)
+
+
+def answer(client: ccxt.binance) -> Any:
+    """The JSON body of the client's last answer, an error's too."""
+    return json.loads(client.last_http_response)
+
+
+def weight_limit(limit: int) -> list[dict[str, Any]]:
+    return [
+        {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": limit}
+    ]
+
+
+def test_exchange_info_ships_binances_rate_limits(fake: FakeBinance) -> None:
+    status, info = raw_get(fake, "/exchangeInfo")
+
+    assert info["rateLimits"] == [
+        {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 6000},
+        {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100},
+        {"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1, "limit": 200000},
+        {"rateLimitType": "RAW_REQUESTS", "interval": "MINUTE", "intervalNum": 5, "limit": 61000},
+    ]
+
+
+def test_each_endpoint_costs_its_documented_weight(
+    fake_binance: Callable[..., FakeBinance],
+) -> None:
+    now = [MINUTE]
+    fake = fake_binance(
+        balances={"USDT": "10000", "BTC": "0.5"},
+        prices={"BTCUSDT": "100000"},
+        clock=lambda: now[0],
+    )
+    client = fake.ccxt_client(timeout_ms=1000)
+    client.load_markets()
+    assert client.last_response_headers["X-MBX-USED-WEIGHT-1M"] == "20"  # exchangeInfo
+    order = client.create_order(BTC, "limit", "buy", 0.001, 99000)
+    oid = order["id"]
+    calls: list[tuple[Callable[[], Any], str, int]] = [
+        (client.fetch_time, "GET /api/v3/time", 1),
+        (client.public_get_ping, "GET /api/v3/ping", 1),
+        (lambda: client.fetch_ticker(BTC), "GET /api/v3/ticker/24hr", 2),
+        (client.public_get_ticker_24hr, "GET /api/v3/ticker/24hr", 80),
+        (
+            lambda: client.public_get_ticker_price({"symbol": "BTCUSDT"}),
+            "GET /api/v3/ticker/price",
+            2,
+        ),
+        (client.public_get_ticker_price, "GET /api/v3/ticker/price", 4),
+        (lambda: client.fetch_order_book(BTC), "GET /api/v3/depth", 5),
+        (lambda: client.fetch_order_book(BTC, 500), "GET /api/v3/depth", 25),
+        (lambda: client.fetch_order_book(BTC, 1000), "GET /api/v3/depth", 50),
+        (lambda: client.fetch_ohlcv(BTC, "1m"), "GET /api/v3/klines", 2),
+        (lambda: client.fetch_order(oid, BTC), "GET /api/v3/order", 4),
+        (lambda: client.fetch_open_orders(BTC), "GET /api/v3/openOrders", 6),
+        (client.private_get_openorders, "GET /api/v3/openOrders", 80),
+        (lambda: client.fetch_orders(BTC), "GET /api/v3/allOrders", 20),
+        (lambda: client.fetch_my_trades(BTC), "GET /api/v3/myTrades", 20),
+        (lambda: client.fetch_my_trades(BTC, params={"orderId": oid}), "GET /api/v3/myTrades", 5),
+        (client.fetch_balance, "GET /api/v3/account", 20),
+        (
+            lambda: client.private_get_account_commission({"symbol": "BTCUSDT"}),
+            "GET /api/v3/account/commission",
+            20,
+        ),
+        (lambda: client.cancel_order(oid, BTC), "DELETE /api/v3/order", 1),
+        (lambda: client.create_order(BTC, "limit", "buy", 0.001, 98000), "POST /api/v3/order", 1),
+        (lambda: client.cancel_all_orders(BTC), "DELETE /api/v3/openOrders", 1),
+    ]
+    for call, endpoint, weight in calls:
+        charged, used = fake.weight_by_endpoint[endpoint], fake.used_weight()
+        call()
+        assert fake.weight_by_endpoint[endpoint] - charged == weight, endpoint
+        assert fake.used_weight() - used == weight, endpoint
+        assert client.last_response_headers["X-MBX-USED-WEIGHT-1M"] == str(fake.used_weight())
+
+    # An error is charged too and says so.
+    used = fake.used_weight()
+    with pytest.raises(ccxt.OrderNotFound):
+        client.fetch_order("424242", BTC)
+    assert client.last_response_headers["X-MBX-USED-WEIGHT-1M"] == str(used + 4)
+    # /sapi counts apart, in its own header.
+    client.fetch_status()
+    assert client.last_response_headers["X-SAPI-USED-IP-WEIGHT-1M"] == "1"
+    assert "X-MBX-USED-WEIGHT-1M" not in client.last_response_headers
+    assert fake.used_weight() == used + 4
+    assert fake.weight_total == sum(fake.weight_by_endpoint.values()) == used + 4 + 1
+
+    now[0] += 60_000  # the next minute starts from nothing; the totals stay
+    assert fake.used_weight() == 0
+    client.fetch_time()
+    assert client.last_response_headers["X-MBX-USED-WEIGHT-1M"] == "1"
+    assert fake.weight_total == used + 4 + 1 + 1
+
+
+def test_past_the_weight_limit_429_then_an_ip_ban(fake_binance: Callable[..., FakeBinance]) -> None:
+    now = [MINUTE]
+    fake = fake_binance(
+        prices={"BTCUSDT": "100000"},
+        clock=lambda: now[0],
+        rate_limits=weight_limit(30),
+        ban_seconds=300,
+    )
+    client = fake.ccxt_client(timeout_ms=1000)
+    client.load_markets()  # 20
+    for _ in range(5):
+        client.fetch_ticker(BTC)  # 2 each: 30, right at the limit
+    now[0] += 15_000
+
+    with pytest.raises(ccxt.DDoSProtection, match="429") as refused:
+        client.fetch_ticker(BTC)
+
+    assert type(refused.value) is ccxt.DDoSProtection  # not RateLimitExceeded: 429 comes first
+    assert answer(client) == {
+        "code": -1003,
+        "msg": "Too much request weight used; current limit is 30 request weight per 1 MINUTE. "
+        "Please use WebSocket Streams for live updates to avoid polling the API.",
+    }
+    assert client.last_response_headers["Retry-After"] == "45"  # this minute ends in 45 s
+    assert client.last_response_headers["X-MBX-USED-WEIGHT-1M"] == "32"
+    assert fake.requests[-1].status == 429
+
+    # An injected 429 is no strike and costs nothing.
+    fake.fail_next("/ticker/24hr", 429, code=-1003, msg="Too many requests.")
+    with pytest.raises(ccxt.DDoSProtection):
+        client.fetch_ticker(BTC)
+    assert fake.used_weight() == 32
+
+    now[0] += 1_000
+    with pytest.raises(ccxt.DDoSProtection, match="429"):
+        client.fetch_ticker(BTC)  # the second 429: still not backing off
+    with pytest.raises(ccxt.DDoSProtection, match="418") as banned:
+        client.fetch_ticker(BTC)
+
+    until = now[0] + 300_000
+    assert fake.banned_until == until
+    assert answer(client) == {
+        "code": -1003,
+        "msg": f"Way too much request weight used; IP banned until {until}. "
+        "Please use WebSocket Streams for live updates to avoid bans.",
+    }
+    assert client.last_response_headers["Retry-After"] == "300"
+    assert type(banned.value) is ccxt.DDoSProtection
+    now[0] += 120_000  # a new minute, but still banned, every endpoint
+    for call in (client.fetch_time, client.fetch_status, lambda: client.fetch_order_book(BTC)):
+        with pytest.raises(ccxt.DDoSProtection, match="418"):
+            call()
+        assert client.last_response_headers["Retry-After"] == "180"
+    assert fake.used_weight() == 0  # a banned request costs nothing
+
+    now[0] = until  # the ban lifts
+    assert client.fetch_ticker(BTC)["last"] == 100000.0
+    assert client.last_response_headers["X-MBX-USED-WEIGHT-1M"] == "2"
+    assert fake.banned_until is None
+
+
+def test_backing_off_after_a_429_avoids_the_ban(fake_binance: Callable[..., FakeBinance]) -> None:
+    now = [MINUTE]
+    fake = fake_binance(clock=lambda: now[0], rate_limits=weight_limit(4))
+    client = fake.ccxt_client(timeout_ms=1000)
+
+    def spend(n: int) -> None:
+        for _ in range(n):
+            client.fetch_time()
+
+    spend(4)
+    for _ in range(2):  # ban_after=2: two 429s in one window are tolerated
+        with pytest.raises(ccxt.DDoSProtection, match="429"):
+            spend(1)
+    now[0] += 60_000  # backed off for Retry-After: the strikes are forgiven
+    spend(4)
+    for _ in range(2):
+        with pytest.raises(ccxt.DDoSProtection, match="429"):
+            spend(1)
+    assert fake.banned_until is None
+    with pytest.raises(ccxt.DDoSProtection, match="418"):
+        spend(1)  # the third in a window
+    assert fake.banned_until == now[0] + 120_000  # ban_seconds defaults to Binance's first ban
+
+
+def test_order_count_limits_and_headers(fake_binance: Callable[..., FakeBinance]) -> None:
+    now = [MINUTE]
+    fake = fake_binance(
+        balances={"USDT": "10000", "BTC": "0.5"},
+        prices={"BTCUSDT": "100000"},
+        clock=lambda: now[0],
+        rate_limits=[
+            {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 3},
+            {"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1, "limit": 5},
+        ],
+    )
+    client = fake.ccxt_client(timeout_ms=1000)
+    client.load_markets()
+
+    def counts() -> tuple[str, str]:
+        h = client.last_response_headers
+        return h["X-MBX-ORDER-COUNT-10S"], h["X-MBX-ORDER-COUNT-1D"]
+
+    for i, price in enumerate((99000, 98000, 97000), start=1):
+        client.create_order(BTC, "limit", "buy", 0.001, price, {"clientOrderId": f"o{i}"})
+        assert counts() == (str(i), str(i))
+        assert "X-MBX-USED-WEIGHT-1M" in client.last_response_headers
+
+    with pytest.raises(ccxt.DDoSProtection, match="429") as refused:
+        client.create_order(BTC, "limit", "buy", 0.001, 96000, {"clientOrderId": "o4"})
+
+    assert type(refused.value) is ccxt.DDoSProtection
+    assert answer(client) == {
+        "code": -1015,
+        "msg": "Too many new orders; current limit is 3 orders per TEN_SECONDS.",
+    }
+    assert "Retry-After" not in client.last_response_headers  # Binance sends none for orders
+    assert [o.client_id for o in fake.orders()] == ["o1", "o2", "o3"]
+    # Other requests are not order placements: no count headers, and not refused.
+    client.fetch_open_orders(BTC)
+    assert "X-MBX-ORDER-COUNT-10S" not in client.last_response_headers
+
+    fake.set_price("BTCUSDT", "98500")  # o1 fills: no longer an unfilled order
+    assert fake.usage()["X-MBX-ORDER-COUNT-10S"] == 2
+    client.create_order(BTC, "limit", "buy", 0.001, 96000, {"clientOrderId": "o4"})
+    assert counts() == ("3", "3")
+
+    now[0] += 10_000  # a new 10 seconds; the day goes on
+    market = client.create_order(BTC, "market", "sell", 0.001, None, {"clientOrderId": "m1"})
+    assert market["status"] == "closed"
+    assert counts() == ("1", "4")  # counted as placed; its fill takes it off afterwards
+    assert fake.usage() == {
+        "X-MBX-USED-WEIGHT-1M": fake.used_weight(),
+        "X-MBX-ORDER-COUNT-10S": 0,
+        "X-MBX-ORDER-COUNT-1D": 3,
+    }
+    client.create_order(BTC, "limit", "buy", 0.001, 95000, {"clientOrderId": "o5"})
+    client.create_order(BTC, "limit", "buy", 0.001, 94000, {"clientOrderId": "o6"})
+    assert counts() == ("2", "5")
+    now[0] += 10_000
+    with pytest.raises(ccxt.DDoSProtection):
+        client.create_order(BTC, "limit", "buy", 0.001, 93000, {"clientOrderId": "o7"})
+    assert answer(client)["msg"] == ("Too many new orders; current limit is 5 orders per DAY.")
+    client.cancel_order("", BTC, {"origClientOrderId": "o6"})  # cancels are not placements
+
+
+def test_post_only_is_a_limit_maker_order(fake: FakeBinance, client: ccxt.binance) -> None:
+    order = client.create_order(BTC, "limit", "buy", 0.001, 99000, {"postOnly": True})
+
+    posted = fake.requests[-1].params
+    assert posted["type"] == "LIMIT_MAKER" and "timeInForce" not in posted
+    assert (order["type"], order["postOnly"], order["status"]) == ("limit", True, "open")
+    [resting] = fake.orders("BTCUSDT", "NEW")
+    assert resting.type == "LIMIT_MAKER"
+    info = client.fetch_order(order["id"], BTC)["info"]
+    assert (info["type"], info["timeInForce"]) == ("LIMIT_MAKER", "GTC")
+    assert fake.balance("USDT")[1] == Decimal("99.099")  # it can only pay the maker rate
+
+    for side, price in (("buy", 100000), ("sell", 99999.99)):
+        with pytest.raises(ccxt.OrderImmediatelyFillable, match="Order would immediately match"):
+            client.create_order(BTC, "limit", side, 0.001, price, {"postOnly": True})
+        assert fake.requests[-1].status == 400
+        assert answer(client) == {
+            "code": -2010,
+            "msg": "Order would immediately match and take.",
+        }
+    assert len(fake.orders()) == 1
+    assert fake.balance("BTC") == (Decimal("0.5"), Decimal(0))
+
+    [fill] = fake.set_price("BTCUSDT", "98000")
+    assert fill.is_maker and fill.price == Decimal(99000)
+    request = {"symbol": "BTCUSDT", "side": "SELL", "type": "LIMIT_MAKER", "quantity": "0.001"}
+    with pytest.raises(ccxt.BadRequest, match="-1106"):
+        client.private_post_order({**request, "price": "110000", "timeInForce": "GTC"})
+
+
+def test_percent_price_by_side(fake_binance: Callable[..., FakeBinance]) -> None:
+    info = json.loads(EXCHANGE_INFO.read_text())
+    for f in info["symbols"][0]["filters"]:
+        if f["filterType"] == "PERCENT_PRICE_BY_SIDE":  # the example in Binance's filters.md
+            f.update(bidMultiplierUp="1.2", bidMultiplierDown="0.2")
+            f.update(askMultiplierUp="5", askMultiplierDown="0.8")
+    fake = fake_binance(
+        balances={"USDT": "100000", "BTC": "1"}, prices={"BTCUSDT": "100000"}, exchange_info=info
+    )
+    client = fake.ccxt_client(timeout_ms=1000)
+    client.load_markets()
+
+    for side, price in (("buy", 120000.01), ("buy", 19999.99), ("sell", 79999.99)):
+        with pytest.raises(ccxt.InvalidOrder, match="Filter failure: PERCENT_PRICE_BY_SIDE"):
+            client.create_order(BTC, "limit", side, 0.001, price)
+        assert answer(client)["code"] == -1013
+    assert fake.orders() == []
+    client.create_order(BTC, "limit", "buy", 0.001, 20000)  # the edges are in
+    client.create_order(BTC, "limit", "sell", 0.001, 500000)
+    client.create_order(BTC, "limit", "sell", 0.001, 120000.01)  # in for a sell
+    client.create_order(BTC, "limit", "buy", 0.001, 79999.99)  # and this for a buy
+    client.create_order(BTC, "limit", "sell", 0.001, 80000, {"postOnly": False})
+    with pytest.raises(ccxt.InvalidOrder, match="PERCENT_PRICE_BY_SIDE"):
+        client.create_order(BTC, "limit", "sell", 0.001, 500000.01, {"postOnly": True})
+    client.create_order(BTC, "market", "sell", 0.001, None)  # market orders are not checked
+    # The snapshot's own: 5 and 0.2 either side.
+    shipped = fake_binance(balances={"USDT": "1000"}, prices={"BTCUSDT": "100000"})
+    with pytest.raises(ccxt.InvalidOrder, match="PERCENT_PRICE_BY_SIDE"):
+        shipped.ccxt_client().create_order(BTC, "limit", "buy", 0.001, 19999.99)
+
+
+def test_system_status_follows_maintenance(fake: FakeBinance, client: ccxt.binance) -> None:
+    status = client.fetch_status()
+
+    assert status["status"] == "ok" and status["info"] == {"status": 0, "msg": "normal"}
+    assert fake.requests[-1].path == "/sapi/v1/system/status"
+    assert fake.calls("GET", "/sapi/v1/system/status") == 1
+    fake.maintenance = True
+    status = client.fetch_status()
+    assert status["status"] == "maintenance"
+    assert status["info"] == {"status": 1, "msg": "system_maintenance"}
+    assert client.last_response_headers["X-SAPI-USED-IP-WEIGHT-1M"] == "2"
+
+
+def test_a_halted_symbol_takes_no_new_orders(fake: FakeBinance, client: ccxt.binance) -> None:
+    resting = client.create_order(BTC, "limit", "buy", 0.001, 99000, {"clientOrderId": "h1"})
+
+    fake.halt("BTCUSDT")
+
+    client.load_markets(reload=True)
+    assert client.market(BTC)["active"] is False
+    assert client.market(BTC)["info"]["status"] == "HALT"
+    assert client.market("ETH/USDT")["active"] is True
+    for type_, price in (("limit", 98000), ("market", None)):
+        with pytest.raises(ccxt.MarketClosed, match="Market is closed."):
+            client.create_order(BTC, type_, "buy", 0.001, price)
+        assert fake.requests[-1].status == 400
+        assert answer(client) == {"code": -1013, "msg": "Market is closed."}
+    assert client.fetch_order(resting["id"], BTC)["status"] == "open"
+    assert client.cancel_order(resting["id"], BTC)["status"] == "canceled"  # cancels still work
+
+    fake.resume("BTCUSDT")
+    client.load_markets(reload=True)
+    assert client.market(BTC)["active"] is True
+    assert client.create_order(BTC, "limit", "buy", 0.001, 98000)["status"] == "open"
+    assert json.loads(EXCHANGE_INFO.read_text())["symbols"][0]["status"] == "TRADING"
+
+
+@pytest.mark.parametrize(
+    ("skew_ms", "message"),
+    [
+        (30_000, "outside of the recvWindow"),
+        (-30_000, "1000ms ahead of the server's time"),
+    ],
+)
+def test_a_skewed_server_clock_needs_the_time_difference(
+    fake_binance: Callable[..., FakeBinance], skew_ms: int, message: str
+) -> None:
+    fake = fake_binance(
+        balances={"USDT": "10000"}, prices={"BTCUSDT": "100000"}, clock_skew_ms=skew_ms
+    )
+    naive = fake.ccxt_client(timeout_ms=1000)
+
+    assert abs(naive.fetch_time() - (time.time() * 1000 + skew_ms)) < 2000
+    with pytest.raises(ccxt.InvalidNonce, match=message):
+        naive.fetch_balance()
+    assert answer(naive)["code"] == -1021
+
+    adjusted = fake.ccxt_client(timeout_ms=1000)
+    adjusted.options["adjustForTimeDifference"] = True
+    adjusted.load_time_difference()
+    assert abs(adjusted.options["timeDifference"] + skew_ms) < 2000
+    assert adjusted.fetch_balance()["USDT"]["free"] == 10000.0
+    order = adjusted.create_order(BTC, "limit", "buy", 0.001, 99000)
+    assert abs(order["timestamp"] - (time.time() * 1000 + skew_ms)) < 2000  # the server's time

@@ -90,3 +90,16 @@ def test_a_418_stops_everything_until_the_ban_ends_and_the_dashboard_says_so(clo
     assert notice is not None and "banned" in notice and "about 180 min" in notice
     clock[0] += 3 * 3600 + 1
     assert ban_notice("binance") is None
+
+
+def test_too_many_new_orders_holds_that_accounts_orders_not_the_ip(clock):
+    budget = loaded("key-1")
+    body = '{"code":-1015,"msg":"Too many new orders; current limit is 10 orders per TEN_SECONDS."}'
+    budget.after(429, f"{BASE}/order", {}, body)
+
+    with pytest.raises(RequestsPaused, match="new orders"):
+        budget.before("POST", f"{BASE}/order")
+    budget.before("DELETE", f"{BASE}/order")  # cancels still go out
+    Budget("binance", "key-2").before("POST", f"{BASE}/order")
+    clock[0] += 10
+    budget.before("POST", f"{BASE}/order")
