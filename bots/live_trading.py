@@ -44,10 +44,10 @@ from bots.models import Bot, BotEvent, EquitySnapshot, ExchangeFillRecord, Order
 from market.exchange import (
     NOT_VISIBLE_FOR,
     ExchangeError,
+    NotSent,
     OrderNotVisibleYet,
     OrderRejected,
     OrderWouldCross,
-    RequestsPaused,
     TemporaryExchangeError,
     without_queries,
 )
@@ -56,6 +56,9 @@ from market.precision import floor_amount
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 ZERO = Decimal(0)
+# A grid order the exchange refuses is sent again by the next cycles; this many refusals in a
+# row stop the bot in ERROR with the exchange's words.
+REFUSALS_BEFORE_ERROR = 5
 # Fills are fetched again from this long before the last look, for trades the exchange lists
 # a little late.
 CURSOR_MARGIN_MS = 5 * 60_000
@@ -116,11 +119,12 @@ def start_client_id(bot: Bot) -> str:
 
 def _send(client_id: str, send: Callable[[datetime | None], T]) -> T:
     """Send an order written down first (``ledger.send_attempt``), with when it first went
-    out, if it did; one the request budget held back never went out, so that is forgotten."""
+    out, if it did; one that never reached the exchange's books (held back by the request
+    budget, refused by a closed market) is forgotten again."""
     sent_before = ledger.send_attempt(client_id)
     try:
         return send(sent_before)
-    except RequestsPaused:
+    except NotSent:
         if sent_before is None:
             ledger.forget_attempt(client_id)
         raise
@@ -550,12 +554,21 @@ def reconcile(bot: Bot, gw: Any, *, buys: bool = True) -> int:
                             "trade at once (the price has passed its line): it is placed as a "
                             "maker order when the price allows.")  # fmt: skip
             continue
-        except OrderRejected as e:
-            order.status, order.reason = Order.Status.REJECTED, str(e)[:300]
-            order.save(update_fields=["status", "reason", "updated_at"])
-            raise LiveError(
-                f"{bot.exchange} refused the {order.side} at {order.price} (slot {order.slot}): {e}"
-            ) from None
+        except OrderRejected as e:  # nothing exists under the id: it may be sent again
+            ledger.forget_attempt(order.client_order_id)
+            order.refusals, order.reason = order.refusals + 1, str(e)[:300]
+            what = f"the {order.side} at {order.price} (slot {order.slot})"
+            if order.refusals >= REFUSALS_BEFORE_ERROR:
+                order.status = Order.Status.REJECTED
+                order.save(update_fields=["status", "refusals", "reason", "updated_at"])
+                raise LiveError(
+                    f"{bot.exchange} refused {what} {order.refusals} times in a row: {e}"
+                ) from None
+            order.save(update_fields=["refusals", "reason", "updated_at"])
+            _note_once(bot, f"{bot.exchange} refused {what}: {e}; it is sent again next cycle "
+                            f"({order.refusals} of {REFUSALS_BEFORE_ERROR} tries before the bot "
+                            "stops).")  # fmt: skip
+            continue
         order.status, order.exchange_order_id = Order.Status.OPEN, placed.exchange_id
         order.save(update_fields=["status", "exchange_order_id", "updated_at"])
         BotEvent.objects.create(bot=bot, kind=BotEvent.Kind.PLACED,

@@ -241,6 +241,8 @@ class Order(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     reason = models.CharField(max_length=300, blank=True)
     client_order_id = models.CharField(max_length=36, unique=True)
+    # Live: how many times in a row the exchange refused to place it (it is sent again).
+    refusals = models.PositiveSmallIntegerField(default=0)
     exchange_order_id = models.CharField(max_length=64, blank=True)
     # Market time (the candle) for paper fills; exchange time for live ones.
     filled_at = models.DateTimeField(null=True, blank=True)

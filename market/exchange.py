@@ -48,6 +48,16 @@ class OrderNotVisibleYet(TemporaryExchangeError):
     not exist" for up to a minute after it accepts one): wait, never send it again blindly."""
 
 
+class NotSent(TemporaryExchangeError):
+    """Nothing reached the exchange's books (held back here, or refused before it acted):
+    wait, and sending the same order later is not sending it twice."""
+
+
+class MarketPaused(NotSent):
+    """The exchange has halted trading on this market, or is under maintenance ("Market is
+    closed."): nothing can be placed until it reopens; wait, and say so."""
+
+
 class OrderRejected(ExchangeError):
     """The exchange refused this order (filters, insufficient balance): do not retry blindly."""
 
@@ -86,6 +96,8 @@ def _ccxt_client(exchange: str, api_key: str, secret: str) -> Any:
                 # currency and margin endpoints whenever it loads the markets.
                 "fetchCurrencies": False,
                 "fetchMargins": False,
+                # Signed requests carry the exchange's time, not this machine's (no -1021).
+                "adjustForTimeDifference": True,
             },
         }
     )
@@ -147,6 +159,8 @@ def translated(action: str, *, exchange_id: str = "") -> Iterator[None]:
         yield
     except ExchangeError:
         raise
+    except ccxt.MarketClosed as e:  # a halt or maintenance: it reopens
+        raise MarketPaused(words(e)) from e
     except (ccxt.NetworkError, ccxt.OperationFailed) as e:
         # Timeouts, 5xx, 429/418, dropped connections, Binance -1007 "execution status
         # unknown" and -1000 "unknown error": the request may or may not have been carried out.
@@ -195,7 +209,7 @@ _BANNED_UNTIL = re.compile(r"banned until (\d{10,})")
 _TOO_MANY_ORDERS = re.compile(r'"code":\s*-1015\b')
 
 
-class RequestsPaused(TemporaryExchangeError):
+class RequestsPaused(NotSent):
     """Nothing is sent to the exchange until ``until`` (epoch seconds)."""
 
     def __init__(self, message: str, *, until: float) -> None:

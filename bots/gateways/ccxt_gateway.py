@@ -24,6 +24,7 @@ import ccxt
 from bots.gateways.base import Balance, ExchangeFill, OpenOrder, OrderRequest, OrderStatus, Side
 from market.exchange import (
     NOT_VISIBLE_FOR,
+    NotSent,
     OrderNotVisibleYet,
     RequestsPaused,
     TemporaryExchangeError,
@@ -224,8 +225,8 @@ class CcxtGateway:
                             f"{client_id} is open on {self.client.id} but not visible yet"
                         ) from None
                     return found
-        except RequestsPaused:
-            raise  # held back by the request budget before it went out: nothing was sent
+        except NotSent:
+            raise  # held back by the request budget, or a closed market: nothing was placed
         except TemporaryExchangeError:
             # The exchange may have accepted it before the answer got lost.
             logger.warning("%s %s: outcome unknown, looking it up by client id", action, client_id)

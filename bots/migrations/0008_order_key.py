@@ -40,6 +40,11 @@ class Migration(migrations.Migration):
         ),
         migrations.RunPython(_0007.create_on_sqlite, _0007.drop_on_sqlite),
         migrations.AddField(
+            model_name="order",
+            name="refusals",
+            field=models.PositiveSmallIntegerField(default=0),
+        ),
+        migrations.AddField(
             model_name="bot",
             name="fill_cursor_trade",
             field=models.BigIntegerField(blank=True, null=True),

@@ -442,14 +442,22 @@ def test_a_fill_of_an_order_outside_the_running_grid_is_recorded_not_applied(bot
     assert bot.events.filter(message__contains="not part of the running grid").exists()
 
 
-def test_an_order_the_exchange_refuses_stops_the_bot_in_words(bot, fake):
+def test_an_order_the_exchange_keeps_refusing_stops_the_bot_in_words(bot, fake):
+    """Issue 12: one refusal is logged and the order sent again by the next cycle (the
+    trader may have moved funds for a moment); only one that keeps failing stops the bot."""
     services.start_bot(bot)  # committed, but its first cycle has not sent the grid yet
     fake.set_balance("USDT", "50")
 
     cycle.run_cycle(bot.pk)
 
     bot.refresh_from_db()
-    assert bot.status == "error"
+    assert bot.is_running
+    assert bot.events.filter(message__contains="sent again next cycle (1 of 5").exists()
+    for _ in range(4):
+        cycle.run_cycle(bot.pk)
+
+    bot.refresh_from_db()
+    assert bot.status == "error" and "5 times in a row" in bot.status_reason
     assert "refused the buy" in bot.status_reason and "insufficient balance" in bot.status_reason
     assert bot.orders.filter(status="rejected").count() == 1
     assert cycle.run_cycle(bot.pk).running is False  # and nothing else happens
@@ -728,6 +736,8 @@ def test_an_error_stop_whose_cancels_fail_is_retried_by_every_cycle(bot, fake):
     """Issue 11, defect 8: an error stop that cannot reach the exchange is not given up."""
     services.start_bot(bot)  # committed, but its first cycle has not sent the grid yet
     fake.set_balance("USDT", "50")
+    for _ in range(live_trading.REFUSALS_BEFORE_ERROR - 1):
+        cycle.run_cycle(bot.pk)  # refused, and refused again
     fake.fail_next("/order", 503, method="DELETE")  # and the exchange stumbles on the cancel
 
     cycle.run_cycle(bot.pk)
@@ -1128,3 +1138,21 @@ def test_a_fifty_line_grid_goes_out_within_the_order_limit_without_a_refusal(
     assert bot.is_running, bot.status_reason
     assert resting(fake) == db_resting(bot) and len(resting(fake)) == 49
     assert not [r for r in fake.requests if r.status == 429]
+
+
+def test_a_halted_market_pauses_the_bot_with_the_reason_and_it_resumes(bot, fake, start_live):
+    """Issue 12: "Market is closed." (a halt, maintenance) is not an error: the bot waits,
+    says why, and carries on when the market reopens."""
+    start_live(bot)
+    bot.refresh_from_db()
+    fill_the_top_buy(bot, fake)
+    fake.halt("BTCUSDT")
+
+    cycle.run_cycle(bot.pk)  # the fill is booked; its sell cannot be placed
+
+    bot.refresh_from_db()
+    assert bot.is_running and bot.engine().fills == 1
+    assert "Market is closed" in bot.events.latest("pk").message
+    fake.resume("BTCUSDT")
+    cycle.run_cycle(bot.pk)
+    assert resting(fake) == db_resting(bot) and len(resting(fake)) == 9
