@@ -41,6 +41,7 @@ from bots.grid import order_ids
 from bots.grid.engine import DesiredOrder, Fill, FillMismatch, GridEngine, MarketTrade, Side
 from bots.grid.params import STOP_LOSS, TAKE_PROFIT, GridConfig
 from bots.models import Bot, BotEvent, EquitySnapshot, ExchangeFillRecord, Order, Trade
+from market import services as market_services
 from market.exchange import (
     NOT_VISIBLE_FOR,
     ExchangeError,
@@ -148,6 +149,54 @@ def check_funds(bot: Bot, gw: Any) -> None:
             f"Your {bot.exchange} account has {have:,.2f} {bot.quote_asset} free; this grid "
             f"needs {bot.capital:,.2f} {bot.quote_asset}."
         )
+
+
+def refresh_rules(bot: Bot, gw: Any) -> Any:
+    """The market's rules as the exchange states them now (saved for the config checks)."""
+    try:
+        return market_services.load_market_rules(bot.exchange, bot.symbol, client=gw.client)
+    except market_services.MarketDataError as e:
+        raise LiveError(f"{bot.exchange} did not give {bot.symbol}'s rules: {e}") from None
+
+
+def check_exchange_rules(bot: Bot, engine: GridEngine, rules: Any, price: Decimal) -> None:
+    """Refuse a start the exchange would refuse order by order, with a sentence naming the
+    line and the rule: the symbol not trading, LOT_SIZE's and NOTIONAL's maximums,
+    PERCENT_PRICE_BY_SIDE around the price now, and MAX_NUM_ORDERS across the account's
+    running bots on the pair."""
+    where = f"{bot.exchange}'s {bot.symbol}"
+    if rules.status and rules.status != "TRADING":
+        raise LiveError(f"{where} is not trading now (status {rules.status}): start it later.")
+    for d in engine.desired_orders():
+        line = f"The {d.side} at {d.price}"
+        if rules.max_amount and d.amount > rules.max_amount:
+            most = rules.max_amount.normalize()
+            raise LiveError(f"{line}: {d.amount} {bot.base_asset} is above {where} LOT_SIZE "
+                            f"maximum of {most:f}; use more lines.")  # fmt: skip
+        if rules.max_notional and d.amount * d.price > rules.max_notional:
+            raise LiveError(f"{line} is worth more than {where} NOTIONAL maximum of "
+                            f"{rules.max_notional.normalize():f}; use more lines.")  # fmt: skip
+        low, high = (rules.bid_down, rules.bid_up) if d.side == Side.BUY else (
+            rules.ask_down, rules.ask_up)  # fmt: skip
+        if low and high and not low * price <= d.price <= high * price:
+            bound = "below" if d.price < low * price else "above"
+            share = low if bound == "below" else high
+            raise LiveError(
+                f"{line} is {bound} {share.normalize():f} times the price now ({price}): "
+                f"{where} PERCENT_PRICE_BY_SIDE refuses it; bring the range closer to the price."
+            )
+    if rules.max_orders:
+        others = Bot.objects.running().filter(credential_id=bot.credential_id, symbol=bot.symbol)
+        resting = sum(
+            len((state or {}).get("slots", []))
+            for state in others.exclude(pk=bot.pk).values_list("engine_state", flat=True)
+        )
+        if resting + len(engine.slots) > rules.max_orders:
+            raise LiveError(
+                f"This grid's {len(engine.slots)} orders and the {resting} of your other bots "
+                f"on {bot.symbol} with these keys are more than {where} limit of "
+                f"{rules.max_orders} open orders (MAX_NUM_ORDERS); use fewer lines."
+            )
 
 
 def account_fee(bot: Bot, gw: Any, grid: GridConfig) -> GridConfig:

@@ -73,16 +73,19 @@ def _start(bot: Bot) -> str:
             f"There is no price for {bot.symbol} yet: the market feed has not delivered one."
         )
     at, p0 = candle[0], canonical(candle[1])  # the column pads to 12 places
-    grid = schema.grid_config_for(bot.config, exchange=bot.exchange, symbol=bot.symbol)
     live_mode = bot.mode == Bot.Mode.LIVE
-    if live_mode:  # the account's own commission rate is the grid's fee
+    if live_mode:  # the exchange's rules of the moment, not only the stored ones
         gw = live_trading.gateway(bot)
+        rules = live_trading.refresh_rules(bot, gw)
+    grid = schema.grid_config_for(bot.config, exchange=bot.exchange, symbol=bot.symbol)
+    if live_mode:  # the account's own commission rate is the grid's fee
         grid = live_trading.account_fee(bot, gw, grid)
     try:
         engine = GridEngine.start(grid, p0)
     except InvalidGrid as e:
         raise schema.config_error(e) from None
-    if live_mode:  # the exchange first: funds, then the start buy (idempotent on retries)
+    if live_mode:  # every order within the exchange's rules, then funds, then the start buy
+        live_trading.check_exchange_rules(bot, engine, rules, p0)
         if not live_trading.start_pending(bot):  # after a first try, the buy spent them
             live_trading.check_funds(bot, gw)
         start_fills = live_trading.start_buy(bot, gw, engine)

@@ -74,6 +74,18 @@ class MarketRules(models.Model):
     min_price = MoneyField(**PRICE, default=Decimal("0"))
     max_price = MoneyField(**PRICE, default=Decimal("0"))
     fee = models.DecimalField(max_digits=10, decimal_places=8, default=Decimal("0.001"))
+    # The rest of the exchange's filters (Binance); 0 or empty: not stated. LOT_SIZE maxQty,
+    # NOTIONAL maxNotional, PERCENT_PRICE_BY_SIDE's multipliers of the average price (a buy
+    # between bid_down and bid_up times it, a sell between ask_down and ask_up), MAX_NUM_ORDERS
+    # (open orders per account on the pair), and the symbol's status (TRADING, HALT, BREAK).
+    max_amount = MoneyField(**PRICE, default=Decimal("0"))
+    max_notional = MoneyField(**PRICE, default=Decimal("0"))
+    bid_up = MoneyField(**PRICE, default=Decimal("0"))
+    bid_down = MoneyField(**PRICE, default=Decimal("0"))
+    ask_up = MoneyField(**PRICE, default=Decimal("0"))
+    ask_down = MoneyField(**PRICE, default=Decimal("0"))
+    max_orders = models.PositiveIntegerField(default=0)
+    status = models.CharField(max_length=20, blank=True)
     source = models.CharField(max_length=10, choices=Source.choices, default=Source.EXCHANGE)
     fetched_at = models.DateTimeField(auto_now=True)
 

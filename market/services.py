@@ -84,6 +84,23 @@ def _num(value: Any) -> Decimal:
     return Decimal(str(value)) if value is not None else Decimal(0)
 
 
+def _filters(market: dict[str, Any]) -> dict[str, Any]:
+    """The exchange's own filters and status of a ccxt market (Binance's exchangeInfo)."""
+    info = market.get("info") or {}
+    by_type = {f.get("filterType"): f for f in info.get("filters") or [] if isinstance(f, dict)}
+    side = by_type.get("PERCENT_PRICE_BY_SIDE", {})
+    return {
+        "max_amount": _num(by_type.get("LOT_SIZE", {}).get("maxQty")),
+        "max_notional": _num(by_type.get("NOTIONAL", {}).get("maxNotional")),
+        "bid_up": _num(side.get("bidMultiplierUp")),
+        "bid_down": _num(side.get("bidMultiplierDown")),
+        "ask_up": _num(side.get("askMultiplierUp")),
+        "ask_down": _num(side.get("askMultiplierDown")),
+        "max_orders": int(by_type.get("MAX_NUM_ORDERS", {}).get("maxNumOrders") or 0),
+        "status": str(info.get("status") or ""),
+    }
+
+
 def _save_rules(exchange: str, market: dict[str, Any], *, source: str) -> MarketRules:
     rules, _ = MarketRules.objects.update_or_create(
         exchange=exchange,
@@ -99,6 +116,7 @@ def _save_rules(exchange: str, market: dict[str, Any], *, source: str) -> Market
             "max_price": _num((market["limits"].get("price") or {}).get("max")),
             "fee": _num(market.get("taker") or "0.001"),
             "source": source,
+            **_filters(market),
         },
     )
     return rules

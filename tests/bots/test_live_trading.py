@@ -1156,3 +1156,30 @@ def test_a_halted_market_pauses_the_bot_with_the_reason_and_it_resumes(bot, fake
     fake.resume("BTCUSDT")
     cycle.run_cycle(bot.pk)
     assert resting(fake) == db_resting(bot) and len(resting(fake)) == 9
+
+
+# --- the exchange's rules at start (issue 12) ---------------------------------------------------
+
+
+def test_a_start_the_exchange_would_refuse_is_refused_naming_the_line_and_the_rule(
+    market, make_bot, keys, fake, start_live
+):
+    far = make_bot({**CONFIG, "lower_bound": "15000"}, mode=Bot.Mode.LIVE, credential=keys)
+    with pytest.raises(BotError, match=r"The buy at 15000(\.0+)? is below 0\.2 times the price"):
+        start_live(far)
+    assert "PERCENT_PRICE_BY_SIDE" in str(pytest.raises(BotError, start_live, far).value)
+
+    fake.halt("BTCUSDT")
+    bot = make_bot(CONFIG, mode=Bot.Mode.LIVE, credential=keys)
+    with pytest.raises(BotError, match="not trading now"):
+        start_live(bot)
+    fake.resume("BTCUSDT")
+
+    btc = next(s for s in fake.exchange_info["symbols"] if s["symbol"] == "BTCUSDT")
+    limit = next(f for f in btc["filters"] if f["filterType"] == "MAX_NUM_ORDERS")
+    limit["maxNumOrders"] = 12
+    start_live(bot)  # 9 orders: within 12
+    second = make_bot(CONFIG, mode=Bot.Mode.LIVE, credential=keys)
+    with pytest.raises(BotError, match="9 orders and the 9 of your other bots .* limit of 12"):
+        start_live(second)
+    assert not market_orders(fake, "BUY")[1:]  # refused before anything was bought
