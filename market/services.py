@@ -21,6 +21,7 @@ from typing import IO, Any
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from market.exchange import ExchangeError
 from market.models import Candle, LatestPrice, MarketRules
 
 logger = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ def load_market_rules(
 
         try:
             markets = client.load_markets(reload=reload)
-        except ccxt.BaseError as e:
+        except (ccxt.BaseError, ExchangeError) as e:  # ours: the request budget said wait
             raise MarketDataError(f"{exchange} did not answer: {type(e).__name__}: {e}") from None
         if symbol not in markets:
             raise MarketDataError(f"{exchange} has no market {symbol}")
@@ -355,7 +356,7 @@ def import_candles_from_exchange(
             page = client.fetch_ohlcv(symbol, timeframe, since=cursor, limit=page_size)
         except ccxt.BadSymbol:
             raise MarketDataError(f"{exchange} has no market {symbol}") from None
-        except ccxt.BaseError as e:
+        except (ccxt.BaseError, ExchangeError) as e:
             raise MarketDataError(
                 f"{exchange} did not answer ({type(e).__name__}: {e}); {total.inserted:,} "
                 "candles were stored before that, run the import again to resume"
