@@ -1183,3 +1183,39 @@ def test_a_start_the_exchange_would_refuse_is_refused_naming_the_line_and_the_ru
     with pytest.raises(BotError, match="9 orders and the 9 of your other bots .* limit of 12"):
         start_live(second)
     assert not market_orders(fake, "BUY")[1:]  # refused before anything was bought
+
+
+def test_parts_filled_before_the_upgrade_are_booked_once_by_its_migration(bot, fake, start_live):
+    """Migration 0009: a part recorded by the old code (order and trades, not the grid) is
+    booked as the new code books it, and the rest completes the order exactly."""
+    import importlib
+
+    from django.apps import apps
+
+    from bots.grid.engine import GridEngine
+
+    start_live(bot)
+    bot.refresh_from_db()
+    before = bot.engine_state
+    buy = top_open_buy(bot)
+    fake.buyer_pays_base = True
+    fake.fill_part(buy.client_order_id, buy.amount / 2)
+    cycle.run_cycle(bot.pk)
+    bot.refresh_from_db()
+    booked = bot.engine_state
+    Bot.objects.filter(pk=bot.pk).update(engine_state=before)  # as the old code left it
+
+    migration = importlib.import_module("bots.migrations.0009_book_earlier_partial_fills")
+    migration.book_earlier_parts(apps, None)
+    migration.book_earlier_parts(apps, None)  # once only
+
+    bot.refresh_from_db()
+    now, then = bot.engine(), GridEngine.from_dict(booked)
+    assert (now.quote, now.base, now.dust, now.fees_paid) == (
+        then.quote, then.base, then.dust, then.fees_paid
+    )  # fmt: skip
+    assert [s.filled for s in now.slots] == [s.filled for s in then.slots]
+    fill_the_top_buy(bot, fake)
+    cycle.run_cycle(bot.pk)
+    assert bot.orders.get(pk=buy.pk).status == "filled"
+    assert_books_match(bot, fake)
