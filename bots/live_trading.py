@@ -3,28 +3,32 @@
 A paper bot's fills come from the engine's own matching over candles; a live bot's come from
 the exchange. Its cycle (``run_cycle``):
 
-1. fetches the account's fills for the pair since the last cycle (outside any transaction);
-2. applies each new fill once, in one transaction: every exchange trade is stored by its trade
-   id, so a fill fetched again after a crash is recognised and never applied twice; an order
-   counts as filled when its trades add up to its amount;
+1. fetches the account's new trades for the pair, by trade id (outside any transaction);
+2. books each new trade once, in one transaction: every exchange trade is stored by its trade
+   id, so one fetched again after a crash is recognised and never applied twice; each part of
+   an order is booked as it comes, and its slot turns when the order is done;
 3. checks the risk rules against the latest price (stop-loss and take-profit cancel the grid
-   and sell the bot's base at market; the daily loss limit cancels the grid);
-4. reconciles the book: an order the engine wants is written as ``pending`` and committed
-   *before* it is sent, then sent with its deterministic client order id and marked ``open``.
-   A crash between the two leaves a pending row, and the next cycle sends it again: the
-   gateway finds the order by its client id instead of placing a second one.
+   and sell the bot's coins at market; the daily loss limit cancels the grid);
+4. reconciles the book: open orders with the bot's prefix that it does not know are adopted or
+   cancelled, vanished ones are looked up (never assumed), and an order the engine wants is
+   written as ``pending`` and committed *before* it is sent (``send_once``), then sent with
+   its deterministic client order id and marked ``open``. A crash between the two leaves a
+   pending row, and the next cycle finds the order by its client id instead of placing a
+   second one; an id is sent once.
 
-Nothing here holds a database transaction open across a network call.
+Stops are written down before they act and finished by every later cycle (``halt``). The
+start lives in ``bots.starting``. Nothing here holds a database transaction open across a
+network call.
 
-Over 400 lines because the four steps above share one crash-safety argument; the ledger,
-the risk rules and the gateways they use live in their own modules.
+Over 400 lines because the steps above share one crash-safety argument; the ledger, the risk
+rules, the start and the gateways they use live in their own modules.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -39,9 +43,8 @@ from bots.errors import LiveError
 from bots.gateways.base import ExchangeFill, OpenOrder, OrderRequest
 from bots.grid import order_ids
 from bots.grid.engine import DesiredOrder, Fill, FillMismatch, GridEngine, MarketTrade, Side
-from bots.grid.params import STOP_LOSS, TAKE_PROFIT, GridConfig
+from bots.grid.params import STOP_LOSS, TAKE_PROFIT
 from bots.models import Bot, BotEvent, EquitySnapshot, ExchangeFillRecord, Order, Trade
-from market import services as market_services
 from market.exchange import (
     NOT_VISIBLE_FOR,
     ExchangeError,
@@ -110,15 +113,10 @@ def fill_totals(fills: list[ExchangeFill], values: FeeValues) -> tuple[Decimal, 
     return amount, cost, sum((values(f) for f in fills), ZERO)
 
 
-def start_client_id(bot: Bot) -> str:
-    """The start buy's client id for the generation about to start (stable across retries)."""
-    return order_ids.market_order_id(ledger.run_key(bot, bot.generation + 1), order_ids.START)
+# --- sending -----------------------------------------------------------------------------------
 
 
-# --- start ------------------------------------------------------------------------------------
-
-
-def _send(client_id: str, send: Callable[[datetime | None], T]) -> T:
+def send_once(client_id: str, send: Callable[[datetime | None], T]) -> T:
     """Send an order written down first (``ledger.send_attempt``), with when it first went
     out, if it did; one that never reached the exchange's books (held back by the request
     budget, refused by a closed market) is forgotten again."""
@@ -131,147 +129,7 @@ def _send(client_id: str, send: Callable[[datetime | None], T]) -> T:
         raise
 
 
-def start_pending(bot: Bot) -> bool:
-    """Whether a start of this bot sent its buy and did not finish (the exchange did not
-    confirm it in time, or the worker died): ``starting.finish_unfinished`` finishes it."""
-    return ledger.sent_before(start_client_id(bot)) is not None
-
-
-def check_funds(bot: Bot, gw: Any) -> None:
-    try:
-        balances = gw.balances()
-    except ExchangeError as e:
-        raise LiveError(f"{bot.exchange} did not answer: {e}") from None
-    free = balances.get(bot.quote_asset)
-    have = free.free if free else ZERO
-    if have < bot.capital:
-        raise LiveError(
-            f"Your {bot.exchange} account has {have:,.2f} {bot.quote_asset} free; this grid "
-            f"needs {bot.capital:,.2f} {bot.quote_asset}."
-        )
-
-
-def refresh_rules(bot: Bot, gw: Any) -> Any:
-    """The market's rules as the exchange states them now (saved for the config checks)."""
-    try:
-        return market_services.load_market_rules(bot.exchange, bot.symbol, client=gw.client)
-    except market_services.MarketDataError as e:
-        raise LiveError(f"{bot.exchange} did not give {bot.symbol}'s rules: {e}") from None
-
-
-def check_exchange_rules(bot: Bot, engine: GridEngine, rules: Any, price: Decimal) -> None:
-    """Refuse a start the exchange would refuse order by order, with a sentence naming the
-    line and the rule: the symbol not trading, LOT_SIZE's and NOTIONAL's maximums,
-    PERCENT_PRICE_BY_SIDE around the price now, and MAX_NUM_ORDERS across the account's
-    running bots on the pair."""
-    where = f"{bot.exchange}'s {bot.symbol}"
-    if rules.status and rules.status != "TRADING":
-        raise LiveError(f"{where} is not trading now (status {rules.status}): start it later.")
-    for d in engine.desired_orders():
-        line = f"The {d.side} at {d.price}"
-        if rules.max_amount and d.amount > rules.max_amount:
-            most = rules.max_amount.normalize()
-            raise LiveError(f"{line}: {d.amount} {bot.base_asset} is above {where} LOT_SIZE "
-                            f"maximum of {most:f}; use more lines.")  # fmt: skip
-        if rules.max_notional and d.amount * d.price > rules.max_notional:
-            raise LiveError(f"{line} is worth more than {where} NOTIONAL maximum of "
-                            f"{rules.max_notional.normalize():f}; use more lines.")  # fmt: skip
-        low, high = (rules.bid_down, rules.bid_up) if d.side == Side.BUY else (
-            rules.ask_down, rules.ask_up)  # fmt: skip
-        if low and high and not low * price <= d.price <= high * price:
-            bound = "below" if d.price < low * price else "above"
-            share = low if bound == "below" else high
-            raise LiveError(
-                f"{line} is {bound} {share.normalize():f} times the price now ({price}): "
-                f"{where} PERCENT_PRICE_BY_SIDE refuses it; bring the range closer to the price."
-            )
-    if rules.max_orders:
-        others = Bot.objects.running().filter(credential_id=bot.credential_id, symbol=bot.symbol)
-        resting = sum(
-            len((state or {}).get("slots", []))
-            for state in others.exclude(pk=bot.pk).values_list("engine_state", flat=True)
-        )
-        if resting + len(engine.slots) > rules.max_orders:
-            raise LiveError(
-                f"This grid's {len(engine.slots)} orders and the {resting} of your other bots "
-                f"on {bot.symbol} with these keys are more than {where} limit of "
-                f"{rules.max_orders} open orders (MAX_NUM_ORDERS); use fewer lines."
-            )
-
-
-def account_fee(bot: Bot, gw: Any, grid: GridConfig) -> GridConfig:
-    """The grid under the account's own maker commission rate (Binance ``commissionRates``),
-    so round-trip profit and the preview's fee are what this account really pays."""
-    try:
-        rates = gw.commission_rates()
-    except ExchangeError as e:
-        raise LiveError(f"{bot.exchange} did not answer: {e}") from None
-    if rates is None or rates[0] == grid.fee:
-        return grid
-    return replace(grid, fee=rates[0])
-
-
-def start_buy(bot: Bot, gw: Any, engine: GridEngine) -> list[tuple[ExchangeFill, Decimal]]:
-    """Buy the start amount at market (idempotent by client id) and book what it really cost;
-    returns its fills with what each fee cost in quote."""
-    planned = engine.start_buy
-    client_id = start_client_id(bot)
-    earlier = ledger.sent_before(client_id)
-    if planned is None and earlier is None:
-        return []
-    try:
-        if planned is None:  # no buy wanted now, but an earlier try sent one: take it in
-            fills = gw.market_fills(client_id, sent_before=earlier)
-        else:
-            fills = _send(
-                client_id,
-                lambda before: gw.market_buy(client_id, planned.amount, sent_before=before),
-            )
-    except OrderRejected as e:
-        ledger.forget_attempt(client_id)  # refused: no order exists under the id
-        raise LiveError(f"{bot.exchange} refused the start buy: {e}") from None
-    except ExchangeError as e:
-        raise LiveError(
-            f"{bot.exchange} did not confirm the start buy ({e}). The start is finished as "
-            f"soon as {bot.exchange} answers, within minutes, and never buys twice."
-        ) from None
-    values = FeeValues(bot, gw)
-    amount, cost, fee = fill_totals(fills, values)
-    if not amount and planned is None:
-        ledger.forget_attempt(client_id)  # the earlier buy never executed
-        return []
-    if not amount:
-        raise LiveError(f"{bot.exchange} filled nothing of the start buy; nothing was started.")
-    average = cost / amount
-    # A start tried again at another price plans another amount, but the buy that went out
-    # the first time is the one that counts: what it bought beyond (or short of) the plan is
-    # the grid's dust, so the books are the account's.
-    engine.dust += amount - (planned.amount if planned else ZERO)
-    engine.start_buy = MarketTrade(Side.BUY, average, amount, fee)
-    engine.quote = engine.config.capital - cost - fee
-    engine.fees_paid = fee
-    engine.start_price = average
-    base_fee = values.base_fee(fills)
-    if base_fee:  # taken from the coins bought: the start slots hold that much less
-        engine.take_base_fee(base_fee, base_fee * average)
-    for slot in engine.slots:
-        if slot.acquired is not None:
-            slot.acquired = average  # what the start slots' base really cost
-    return [(f, values(f)) for f in fills]
-
-
-def record_start(bot: Bot, order: Order, fills: list[tuple[ExchangeFill, Decimal]]) -> None:
-    """Inside start's transaction: the start buy's trades, so later fetches skip them."""
-    ExchangeFillRecord.objects.bulk_create(
-        [_record(bot, order, f, fee) for f, fee in fills], ignore_conflicts=True
-    )
-    if fills:
-        bot.fill_cursor_ms = max(f.at_ms for f, _fee in fills)
-        bot.fill_cursor_trade = next_trade_id([f for f, _fee in fills], bot.fill_cursor_trade)
-        bot.save(update_fields=["fill_cursor_ms", "fill_cursor_trade"])
-
-
-def _record(bot: Bot, order: Order, f: ExchangeFill, fee_quote: Decimal) -> ExchangeFillRecord:
+def fill_record(bot: Bot, order: Order, f: ExchangeFill, fee_quote: Decimal) -> ExchangeFillRecord:
     return ExchangeFillRecord(
         bot=bot, order=order, trade_id=f.trade_id, price=f.price, amount=f.amount, fee=f.fee,
         fee_asset=f.fee_asset, fee_quote=fee_quote, at=_time(f.at_ms),
@@ -395,7 +253,7 @@ def sync_fills(bot: Bot, gw: Any, cycle: LiveCycle) -> None:
                     events.append(ledger.event(bot, BotEvent.Kind.SKIPPED, _adopted(bot, order)))
             if f.trade_id in seen or order is None or order.kind != Order.Kind.LIMIT:
                 continue  # applied already, not this bot's, or the start / stop sale
-            record = _record(bot, order, f, values(f))
+            record = fill_record(bot, order, f, values(f))
             records.append(record)
             if order.status not in Order.RESTING or (
                 bot.started_at is not None and order.created_at < bot.started_at
@@ -590,7 +448,7 @@ def reconcile(bot: Bot, gw: Any, *, buys: bool = True) -> int:
     for order in pending.order_by("slot"):
         request = OrderRequest(order.client_order_id, order.side, order.price, order.amount)
         try:
-            placed = _send(
+            placed = send_once(
                 request.client_id, lambda before, r=request: gw.place(r, sent_before=before)
             )
         except OrderNotVisibleYet as e:  # sent before, not visible yet: this one waits
@@ -854,7 +712,9 @@ def halt(bot: Bot, gw: Any, *, reason: str, sell: bool = False,
         if sale is not None:
             try:
                 cid, amount = sale.client_order_id, sale.amount
-                fills = _send(cid, lambda before: gw.market_sell(cid, amount, sent_before=before))
+                fills = send_once(
+                    cid, lambda before: gw.market_sell(cid, amount, sent_before=before)
+                )
             except TemporaryExchangeError:
                 raise  # the cycle retries: the pending sale is finished next time
             except ExchangeError as e:
@@ -879,7 +739,7 @@ def record_stop_sale(bot: Bot, sale: Order, fills: list[ExchangeFill], values: F
         sale.status, sale.filled_at = Order.Status.FILLED, timezone.now()
         sale.save(update_fields=["price", "filled", "fee", "status", "filled_at", "updated_at"])
         ExchangeFillRecord.objects.bulk_create(
-            [_record(locked, sale, f, v) for f, v in zip(fills, fees, strict=True)],
+            [fill_record(locked, sale, f, v) for f, v in zip(fills, fees, strict=True)],
             ignore_conflicts=True,
         )
         engine.stopped = STOP_LOSS if sale.reason.startswith("stop-loss") else TAKE_PROFIT

@@ -972,7 +972,7 @@ def test_a_start_whose_buy_went_out_is_finished_by_the_watchdog_never_bought_twi
     fake.accept_then_fail_response("/order", method="POST")
     with pytest.raises(BotError, match="finished as soon as"):
         start_live(bot)
-    assert live_trading.start_pending(bot) and starting.finish_unfinished() == []
+    assert starting.start_pending(bot) and starting.finish_unfinished() == []
     assert "not finished yet" in bot.events.latest("pk").message  # and the bot says why
 
     SendAttempt.objects.update(first_sent_at=timezone.now() - timedelta(minutes=2))
@@ -982,7 +982,7 @@ def test_a_start_whose_buy_went_out_is_finished_by_the_watchdog_never_bought_twi
     assert started == [(bot.pk, bot.chain_token)] and bot.is_running
     assert len(market_orders(fake, "BUY")) == 1
     assert bot.exchange_fills.count() == len(fake.trades) == 1
-    assert not live_trading.start_pending(bot)
+    assert not starting.start_pending(bot)
 
 
 def test_a_stop_waits_for_fills_the_exchange_lists_late_and_sells_only_the_grids_coins(
