@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -269,8 +270,10 @@ class Budget:
 
     # --- before and after each request --------------------------------------------------------
 
-    def before(self, method: str, url: str) -> None:
-        """Raise ``RequestsPaused`` instead of sending while the budget says wait."""
+    def before(self, method: str, url: str, body: str = "") -> None:
+        """Raise ``RequestsPaused`` instead of sending while the budget says wait. What takes
+        risk off (a cancel, a market order: a stop's sale) may spend the spare share; nothing
+        goes out during a pause or a ban."""
         now = _now()
         paused = self.pause()
         if paused is not None:
@@ -280,13 +283,14 @@ class Budget:
                 until=paused[0],
             )
         places = method == "POST" and urlsplit(url).path.endswith("/order")
-        headroom = settings.EXCHANGE_BUDGET_HEADROOM
+        urgent = method == "DELETE" or (places and "type=MARKET" in f"{url}&{body or ''}")
+        headroom = 0 if urgent else settings.EXCHANGE_BUDGET_HEADROOM
         for limit in self.limits():
             if limit.kind == "ORDERS" and not (places and self.account):
                 continue
             window = int(now // limit.seconds)
             used = cache.get(self._used_key(limit, window)) or 0
-            if used >= limit.limit * (1 - headroom):
+            if used >= limit.limit * (1 - Decimal(str(headroom))):
                 until = (window + 1) * limit.seconds
                 what = "request weight" if limit.kind == "REQUEST_WEIGHT" else "new orders"
                 raise RequestsPaused(
@@ -354,7 +358,7 @@ class Budget:
         def budgeted_fetch(
             url: str, method: str = "GET", headers: Any = None, body: Any = None
         ) -> Any:
-            self.before(method, url)
+            self.before(method, url, body if isinstance(body, str) else "")
             return fetch(url, method, headers, body)
 
         def seen(

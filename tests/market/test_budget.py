@@ -103,3 +103,18 @@ def test_too_many_new_orders_holds_that_accounts_orders_not_the_ip(clock):
     Budget("binance", "key-2").before("POST", f"{BASE}/order")
     clock[0] += 10
     budget.before("POST", f"{BASE}/order")
+
+
+def test_cancels_and_market_orders_may_spend_the_spare_share(clock):
+    """A stop's cancels and sale take risk off: they go out in the spare fifth; the window's
+    last request is still the exchange's limit, and a pause or a ban still stops them."""
+    budget = loaded()
+    budget.after(200, f"{BASE}/openOrders", {"X-MBX-USED-WEIGHT-1M": "90"}, "[]")
+    with pytest.raises(RequestsPaused):
+        budget.before("POST", f"{BASE}/order", "symbol=BTCUSDT&side=BUY&type=LIMIT_MAKER")
+    budget.before("DELETE", f"{BASE}/order?symbol=BTCUSDT&origClientOrderId=x")
+    budget.before("POST", f"{BASE}/order", "symbol=BTCUSDT&side=SELL&type=MARKET")
+
+    budget.after(200, f"{BASE}/order", {"X-MBX-USED-WEIGHT-1M": "100"}, "{}")
+    with pytest.raises(RequestsPaused):
+        budget.before("DELETE", f"{BASE}/order?symbol=BTCUSDT&origClientOrderId=x")
