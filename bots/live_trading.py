@@ -53,6 +53,7 @@ from market.exchange import (
     OrderRejected,
     OrderWouldCross,
     TemporaryExchangeError,
+    spending_reserve,
     without_queries,
 )
 from market.precision import floor_amount
@@ -154,46 +155,55 @@ def run_cycle(bot_id: int) -> LiveCycle | None:
     if bot is None or not bot.is_running:
         return None
     cycle = LiveCycle()
-    try:
-        gw = gateway(bot)
-        sync_fills(bot, gw, cycle)
-        bot.refresh_from_db()
-        if not bot.is_running:
-            return cycle
-        if bot.stopping_reason:  # a stop written down but not finished: finish it, only that
-            why = bot.stopping_reason
-            status = Bot.Status.ERROR if why.startswith(ERROR_STOP) else Bot.Status.STOPPED
-            halt(bot, gw, reason=why.removeprefix(ERROR_STOP), sell=bot.stopping_sells,
-                 status=status)  # fmt: skip
-            return cycle
-        stop_sale = pending_stop_sale(bot)
-        if stop_sale is not None:  # a stop whose sale did not finish: finish it first
-            halt(bot, gw, reason=stop_sale.reason, sell=True)
-            return cycle
-        if bot.engine().is_stopped:  # stopped and sold, but not yet recorded as stopped
-            halt(bot, gw, reason=bot.status_reason or "stopped")
-            return cycle
-        fresh = mark_to_market(bot)
-        if not fresh:  # the risk rules never go silent: they ask the exchange itself
-            mark_to_market(bot, gw.last_trade_price())
-            _note_once(bot, f"No fresh price from the market feed: the stop-loss, take-profit "
-                            f"and daily loss limit use {bot.exchange}'s last trade price, and "
-                            "no new buys are placed until the feed is back.")  # fmt: skip
-        reason = risk.price_reason(bot)
-        if reason:
-            halt(bot, gw, reason=reason, sell=risk.sells_out(reason))
-            return cycle
-        cycle.placed = reconcile(bot, gw, buys=fresh)
-    except TemporaryExchangeError as e:
-        logger.warning("bot %s: %s; retrying next cycle", bot_id, e)
-        _note_trouble(bot, str(e))
-    except (ExchangeError, LiveError, FillMismatch, IntegrityError) as e:
-        # Keys revoked, symbol delisted, an order refused, a fill that does not fit the grid:
-        # a person must look. The bot stops with the reason; its orders are cancelled when the
-        # exchange lets us.
-        logger.exception("bot %s: live cycle failed", bot_id)
-        _error(bot, without_queries(f"{type(e).__name__}: {e}"))
+    # A stop under way, or one the price calls for, takes risk off: it may spend the request
+    # budget's spare share, so a busy minute never holds back a stop-loss.
+    with spending_reserve(bool(bot.stopping_reason) or _stop_due(bot)):
+        try:
+            gw = gateway(bot)
+            sync_fills(bot, gw, cycle)
+            bot.refresh_from_db()
+            if not bot.is_running:
+                return cycle
+            if bot.stopping_reason:  # a stop written down but not finished: finish it, only that
+                why = bot.stopping_reason
+                status = Bot.Status.ERROR if why.startswith(ERROR_STOP) else Bot.Status.STOPPED
+                halt(bot, gw, reason=why.removeprefix(ERROR_STOP), sell=bot.stopping_sells,
+                     status=status)  # fmt: skip
+                return cycle
+            stop_sale = pending_stop_sale(bot)
+            if stop_sale is not None:  # a stop whose sale did not finish: finish it first
+                halt(bot, gw, reason=stop_sale.reason, sell=True)
+                return cycle
+            if bot.engine().is_stopped:  # stopped and sold, but not yet recorded as stopped
+                halt(bot, gw, reason=bot.status_reason or "stopped")
+                return cycle
+            fresh = mark_to_market(bot)
+            if not fresh:  # the risk rules never go silent: they ask the exchange itself
+                mark_to_market(bot, gw.last_trade_price())
+                _note_once(bot, f"No fresh price from the market feed: the stop-loss, take-profit "
+                                f"and daily loss limit use {bot.exchange}'s last trade price, and "
+                                "no new buys are placed until the feed is back.")  # fmt: skip
+            reason = risk.price_reason(bot)
+            if reason:
+                halt(bot, gw, reason=reason, sell=risk.sells_out(reason))
+                return cycle
+            cycle.placed = reconcile(bot, gw, buys=fresh)
+        except TemporaryExchangeError as e:
+            logger.warning("bot %s: %s; retrying next cycle", bot_id, e)
+            _note_trouble(bot, str(e))
+        except (ExchangeError, LiveError, FillMismatch, IntegrityError) as e:
+            # Keys revoked, symbol delisted, an order refused, a fill that does not fit the grid:
+            # a person must look. The bot stops with the reason; its orders are cancelled when the
+            # exchange lets us.
+            logger.exception("bot %s: live cycle failed", bot_id)
+            _error(bot, without_queries(f"{type(e).__name__}: {e}"))
     return cycle
+
+
+def _stop_due(bot: Bot) -> bool:
+    """Whether the feed's price calls for a stop-loss, take-profit or the daily limit now."""
+    price = risk.fresh_price(bot)
+    return price is not None and bool(risk.price_reason(bot, price))
 
 
 def _note_trouble(bot: Bot, message: str) -> None:
@@ -445,7 +455,13 @@ def reconcile(bot: Bot, gw: Any, *, buys: bool = True) -> int:
     pending = Order.objects.filter(bot=bot, status=Order.Status.PENDING, kind=Order.Kind.LIMIT)
     if not buys:
         pending = pending.exclude(side=Order.Side.BUY)
+    last = bot.last_price
     for order in pending.order_by("slot"):
+        if last is not None and (
+            order.price >= last if order.side == Order.Side.BUY else order.price <= last
+        ):  # a post-only order the market has passed would be refused: not sent, it waits
+            _note_once(bot, _would_cross(bot, order))
+            continue
         request = OrderRequest(order.client_order_id, order.side, order.price, order.amount)
         try:
             placed = send_once(
@@ -457,9 +473,7 @@ def reconcile(bot: Bot, gw: Any, *, buys: bool = True) -> int:
             continue
         except OrderWouldCross:  # post-only: the market is past its line; not an error
             ledger.forget_attempt(order.client_order_id)  # nothing was placed under the id
-            _note_once(bot, f"The {order.side} at {order.price} (slot {order.slot}) would "
-                            "trade at once (the price has passed its line): it is placed as a "
-                            "maker order when the price allows.")  # fmt: skip
+            _note_once(bot, _would_cross(bot, order))
             continue
         except OrderRejected as e:  # nothing exists under the id: it may be sent again
             ledger.forget_attempt(order.client_order_id)
@@ -587,6 +601,13 @@ def _vanished(bot: Bot, gw: Any, order: Order, engine: GridEngine, rules: Any) -
     return engine
 
 
+def _would_cross(bot: Bot, order: Order) -> str:
+    return (
+        f"The {order.side} at {order.price} (slot {order.slot}) would trade at once (the price "
+        "has passed its line): it is placed as a maker order when the price allows."
+    )
+
+
 def sell_amounts(
     bot: Bot,
     engine: GridEngine,
@@ -689,6 +710,11 @@ def halt(bot: Bot, gw: Any, *, reason: str, sell: bool = False,
     id, so a crash or a lost answer is finished by the next cycle without selling twice; while
     it is pending the bot stays running (and sends no grid orders).
     """
+    with spending_reserve():  # a stop takes risk off: it may spend the budget's spare share
+        _halt(bot, gw, reason=reason, sell=sell, status=status)
+
+
+def _halt(bot: Bot, gw: Any, *, reason: str, sell: bool, status: str) -> None:
     ledger.note_stopping(bot, reason=reason, sells=sell)
     # A stop written down first decides (a Stop pressed during a stop-loss still sells), and
     # a sale already sent is finished whatever the stop now: it cannot be unsent.
@@ -770,7 +796,8 @@ def _error(bot: Bot, reason: str) -> None:
     """Stop a bot whose exchange said something a person must see; cancel what we can. When
     the exchange is only down for now, the stop is written down and every cycle retries it."""
     try:
-        cancel_book(bot, gateway(bot))
+        with spending_reserve():
+            cancel_book(bot, gateway(bot))
     except TemporaryExchangeError as e:
         ledger.note_stopping(bot, reason=f"{ERROR_STOP}{reason}", sells=False)
         _note_trouble(bot, f"stopping after an error; its orders are cancelled when {e} ends")

@@ -68,10 +68,10 @@ def stopped_words(engine: GridEngine, bot: Bot) -> str:
     return f"{engine.stopped}{sold}"
 
 
-def price_reason(bot: Bot) -> str:
-    """Stop-loss, take-profit or the daily loss limit at a live bot's latest price, in words;
-    or '' (also when there is no fresh price)."""
-    price = bot.last_price
+def price_reason(bot: Bot, price: Decimal | None = None) -> str:
+    """Stop-loss, take-profit or the daily loss limit at a live bot's latest price (or at
+    ``price``), in words; or '' (also when there is no fresh price)."""
+    price = price if price is not None else bot.last_price
     if price is None or bot.engine_state is None:
         return ""
     engine = bot.engine()

@@ -25,6 +25,7 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -200,6 +201,22 @@ def translated(action: str, *, exchange_id: str = "") -> Iterator[None]:
 #   in its window, nothing is sent and ``RequestsPaused`` (a temporary error) says until when.
 
 
+# Requests that take risk off (a stop, a stop-loss that fires) may spend the budget's spare
+# share: they are made inside ``spending_reserve()``.
+_RESERVE: ContextVar[bool] = ContextVar("exchange_reserve", default=False)
+
+
+@contextmanager
+def spending_reserve(on: bool = True) -> Iterator[None]:
+    """Requests made inside take risk off, and may spend the spare share of the budget (never
+    past the exchange's own limit, never during a pause or a ban)."""
+    token = _RESERVE.set(on or _RESERVE.get())
+    try:
+        yield
+    finally:
+        _RESERVE.reset(token)
+
+
 def _now() -> float:
     """Epoch seconds, from Django's clock (which a simulated run moves)."""
     return timezone.now().timestamp()
@@ -254,6 +271,12 @@ class Budget:
         self.exchange = exchange
         # The account, by a digest of its key: no key in the cache.
         self.account = hashlib.sha256(api_key.encode()).hexdigest()[:16] if api_key else ""
+        # How far this machine's clock runs ahead of the exchange's (ccxt's timeDifference):
+        # the exchange's windows turn on its clock.
+        self.ahead = 0.0
+
+    def _now(self) -> float:
+        return _now() - self.ahead
 
     # --- cache keys ---------------------------------------------------------------------------
 
@@ -266,15 +289,15 @@ class Budget:
     def pause(self) -> tuple[float, str] | None:
         """(until, why) while the IP is paused or banned."""
         paused = cache.get(self._key("paused"))
-        return paused if paused and paused[0] > _now() else None
+        return paused if paused and paused[0] > self._now() else None
 
     # --- before and after each request --------------------------------------------------------
 
-    def before(self, method: str, url: str, body: str = "") -> None:
+    def before(self, method: str, url: str) -> None:
         """Raise ``RequestsPaused`` instead of sending while the budget says wait. What takes
-        risk off (a cancel, a market order: a stop's sale) may spend the spare share; nothing
-        goes out during a pause or a ban."""
-        now = _now()
+        risk off (a cancel; anything inside ``spending_reserve``: a stop, a stop-loss firing)
+        may spend the spare share; nothing goes out during a pause or a ban."""
+        now = self._now()
         paused = self.pause()
         if paused is not None:
             raise RequestsPaused(
@@ -283,7 +306,7 @@ class Budget:
                 until=paused[0],
             )
         places = method == "POST" and urlsplit(url).path.endswith("/order")
-        urgent = method == "DELETE" or (places and "type=MARKET" in f"{url}&{body or ''}")
+        urgent = method == "DELETE" or _RESERVE.get()  # a cancel always takes risk off
         headroom = 0 if urgent else settings.EXCHANGE_BUDGET_HEADROOM
         for limit in self.limits():
             if limit.kind == "ORDERS" and not (places and self.account):
@@ -301,7 +324,7 @@ class Budget:
 
     def after(self, status: int, url: str, headers: Any, body: str) -> None:
         """Take in the exchange's counters, its limits and its refusals."""
-        now = _now()
+        now = self._now()
         lower = {k.lower(): v for k, v in (headers or {}).items()}
         for limit in self.limits():
             value = lower.get(limit.header)
@@ -358,7 +381,8 @@ class Budget:
         def budgeted_fetch(
             url: str, method: str = "GET", headers: Any = None, body: Any = None
         ) -> Any:
-            self.before(method, url, body if isinstance(body, str) else "")
+            self.ahead = (client.options.get("timeDifference") or 0) / 1000
+            self.before(method, url)
             return fetch(url, method, headers, body)
 
         def seen(

@@ -227,7 +227,10 @@ class CcxtGateway:
                     return found
         except NotSent:
             raise  # held back by the request budget, or a closed market: nothing was placed
-        except TemporaryExchangeError:
+        except TemporaryExchangeError as e:
+            if isinstance(e.__cause__, ccxt.DDoSProtection | ccxt.RateLimitExceeded):
+                # HTTP 429 or 418: the exchange turned the request away before acting on it.
+                raise NotSent(str(e)) from e
             # The exchange may have accepted it before the answer got lost.
             logger.warning("%s %s: outcome unknown, looking it up by client id", action, client_id)
             try:
@@ -263,8 +266,11 @@ class CcxtGateway:
             raw = self._create(client_id, "market", side, amount, None, action=f"market {side}")
         else:
             raw = existing
-        with self._errors(f"market {side} {client_id} fills"):
-            return self._order_fills(raw)
+        try:
+            with self._errors(f"market {side} {client_id} fills"):
+                return self._order_fills(raw)
+        except NotSent as e:  # the order went out; only asking for its fills was held back
+            raise TemporaryExchangeError(str(e)) from e
 
     def _after_the_window(
         self, client_id: str, what: str, sent_before: datetime

@@ -6,6 +6,7 @@ database says rests, and a crash anywhere never doubles an order or loses a fill
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from datetime import timedelta
@@ -1219,3 +1220,26 @@ def test_parts_filled_before_the_upgrade_are_booked_once_by_its_migration(bot, f
     cycle.run_cycle(bot.pk)
     assert bot.orders.get(pk=buy.pk).status == "filled"
     assert_books_match(bot, fake)
+
+
+def test_a_stop_loss_acts_even_when_the_request_budget_is_near_its_limit(bot, fake, start_live):
+    """Found in review: with 85 % of the minute's weight used (other bots, the feed), new grid
+    orders wait for the next minute, but a stop-loss that fires takes risk off: it spends the
+    spare share and sells now."""
+    from market.exchange import Budget
+
+    Bot.objects.filter(pk=bot.pk).update(config={**CONFIG, "stop_loss_pct": "2"})
+    bot.refresh_from_db()
+    start_live(bot)
+    budget = Budget("binance")
+    limits = {"rateLimits": [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE",
+                              "intervalNum": 1, "limit": 6000}]}  # fmt: skip
+    budget.after(200, f"{fake.base_url}/exchangeInfo", {}, json.dumps(limits))
+    budget.after(200, f"{fake.base_url}/openOrders", {"X-MBX-USED-WEIGHT-1M": "5100"}, "[]")
+    set_price(fake, "90000")
+
+    cycle.run_cycle(bot.pk)
+
+    bot.refresh_from_db()
+    assert bot.status == "stopped" and "stop-loss" in bot.status_reason
+    assert resting(fake) == set() and coins(fake) == 0

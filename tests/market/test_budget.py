@@ -9,7 +9,14 @@ from datetime import UTC, datetime
 import pytest
 from django.utils import timezone
 
-from market.exchange import Budget, Limit, RequestsPaused, ban_notice, limits_from
+from market.exchange import (
+    Budget,
+    Limit,
+    RequestsPaused,
+    ban_notice,
+    limits_from,
+    spending_reserve,
+)
 
 RATE_LIMITS = {
     "rateLimits": [
@@ -94,7 +101,7 @@ def test_a_418_stops_everything_until_the_ban_ends_and_the_dashboard_says_so(clo
 
 def test_too_many_new_orders_holds_that_accounts_orders_not_the_ip(clock):
     budget = loaded("key-1")
-    body = '{"code":-1015,"msg":"Too many new orders; current limit is 10 orders per TEN_SECONDS."}'
+    body = '{"code":-1015,"msg":"Too many new orders; current limit is 10 orders per 10 SECOND."}'
     budget.after(429, f"{BASE}/order", {}, body)
 
     with pytest.raises(RequestsPaused, match="new orders"):
@@ -105,16 +112,18 @@ def test_too_many_new_orders_holds_that_accounts_orders_not_the_ip(clock):
     budget.before("POST", f"{BASE}/order")
 
 
-def test_cancels_and_market_orders_may_spend_the_spare_share(clock):
-    """A stop's cancels and sale take risk off: they go out in the spare fifth; the window's
-    last request is still the exchange's limit, and a pause or a ban still stops them."""
+def test_cancels_and_stops_may_spend_the_spare_share(clock):
+    """A cancel, and anything a stop sends (inside ``spending_reserve``), takes risk off: they
+    go out in the spare fifth; the window's limit is still the exchange's."""
     budget = loaded()
     budget.after(200, f"{BASE}/openOrders", {"X-MBX-USED-WEIGHT-1M": "90"}, "[]")
     with pytest.raises(RequestsPaused):
-        budget.before("POST", f"{BASE}/order", "symbol=BTCUSDT&side=BUY&type=LIMIT_MAKER")
+        budget.before("POST", f"{BASE}/order")  # a new grid order keeps the spare share
     budget.before("DELETE", f"{BASE}/order?symbol=BTCUSDT&origClientOrderId=x")
-    budget.before("POST", f"{BASE}/order", "symbol=BTCUSDT&side=SELL&type=MARKET")
+    with spending_reserve():
+        budget.before("GET", f"{BASE}/myTrades")
+        budget.before("POST", f"{BASE}/order")  # a stop's sale
 
     budget.after(200, f"{BASE}/order", {"X-MBX-USED-WEIGHT-1M": "100"}, "{}")
-    with pytest.raises(RequestsPaused):
+    with pytest.raises(RequestsPaused), spending_reserve():
         budget.before("DELETE", f"{BASE}/order?symbol=BTCUSDT&origClientOrderId=x")
