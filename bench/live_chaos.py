@@ -144,7 +144,6 @@ def run(
     """The run, on the database Django is set up with (migrated); used by the test too."""
     from django.utils import timezone
 
-    from bots.gateways import ccxt_gateway
     from market import exchange
     from tests.fakes.fake_binance import FakeBinance
 
@@ -156,14 +155,14 @@ def run(
         prices={"BTCUSDT": P0, "BNBUSDT": "600"}, buyer_pays_base=True,
     )  # fmt: skip
     trouble = Trouble(fake)
-    saved = (exchange.CLIENT_FACTORY, timezone.now, ccxt_gateway.utc_now)
+    saved = (exchange.CLIENT_FACTORY, timezone.now)
     with fake:
         exchange.CLIENT_FACTORY = lambda name, k, s: trouble.wrap(fake.ccxt_client(k, s))
-        timezone.now = ccxt_gateway.utc_now = clock.now  # type: ignore[assignment]
+        timezone.now = clock.now  # type: ignore[assignment]
         try:
             return Run(rng, clock, fake, trouble, quiet=quiet).go(faults, bots, cycles)
         finally:
-            exchange.CLIENT_FACTORY, timezone.now, ccxt_gateway.utc_now = saved
+            exchange.CLIENT_FACTORY, timezone.now = saved
 
 
 class Run:

@@ -119,11 +119,16 @@ def fill_totals(fills: list[ExchangeFill], values: FeeValues) -> tuple[Decimal, 
 
 def send_once(client_id: str, send: Callable[[datetime | None], T]) -> T:
     """Send an order written down first (``ledger.send_attempt``), with when it first went
-    out, if it did; one that never reached the exchange's books (held back by the request
-    budget, refused by a closed market) is forgotten again."""
+    out, if it did. One the exchange refused left nothing under the id (a resend is refused
+    only once the gateway has proven the first absent); one that never reached the exchange
+    (held back by the request budget, a closed market) leaves nothing either, unless an
+    earlier send did: either way the write-down is forgotten again."""
     sent_before = ledger.send_attempt(client_id)
     try:
         return send(sent_before)
+    except OrderRejected:
+        ledger.forget_attempt(client_id)
+        raise
     except NotSent:
         if sent_before is None:
             ledger.forget_attempt(client_id)
@@ -155,9 +160,11 @@ def run_cycle(bot_id: int) -> LiveCycle | None:
     if bot is None or not bot.is_running:
         return None
     cycle = LiveCycle()
+    price = risk.fresh_price(bot)  # the feed's, read once: the stop check and the marks use it
     # A stop under way, or one the price calls for, takes risk off: it may spend the request
     # budget's spare share, so a busy minute never holds back a stop-loss.
-    with spending_reserve(bool(bot.stopping_reason) or _stop_due(bot)):
+    stop_due = price is not None and bool(risk.price_reason(bot, price))
+    with spending_reserve(bool(bot.stopping_reason) or stop_due):
         try:
             gw = gateway(bot)
             sync_fills(bot, gw, cycle)
@@ -177,7 +184,7 @@ def run_cycle(bot_id: int) -> LiveCycle | None:
             if bot.engine().is_stopped:  # stopped and sold, but not yet recorded as stopped
                 halt(bot, gw, reason=bot.status_reason or "stopped")
                 return cycle
-            fresh = mark_to_market(bot)
+            fresh = mark_to_market(bot, price)
             if not fresh:  # the risk rules never go silent: they ask the exchange itself
                 mark_to_market(bot, gw.last_trade_price())
                 _note_once(bot, f"No fresh price from the market feed: the stop-loss, take-profit "
@@ -198,12 +205,6 @@ def run_cycle(bot_id: int) -> LiveCycle | None:
             logger.exception("bot %s: live cycle failed", bot_id)
             _error(bot, without_queries(f"{type(e).__name__}: {e}"))
     return cycle
-
-
-def _stop_due(bot: Bot) -> bool:
-    """Whether the feed's price calls for a stop-loss, take-profit or the daily limit now."""
-    price = risk.fresh_price(bot)
-    return price is not None and bool(risk.price_reason(bot, price))
 
 
 def _note_trouble(bot: Bot, message: str) -> None:
@@ -435,9 +436,7 @@ def reconcile(bot: Bot, gw: Any, *, buys: bool = True) -> int:
     missing = [d for cid, d in desired.items() if cid not in have and (buys or d.side != Side.BUY)]
     amounts = sell_amounts(bot, engine, [d for d in missing if d.side == Side.SELL], rules.step)
     for slot, amount in amounts.items():
-        if amount < max(rules.min_amount, rules.step) or amount * engine.lines[slot + 1] < (
-            rules.min_notional
-        ):
+        if below_minimum(rules, amount, engine.lines[slot + 1]):
             # The account holds too few of the grid's coins for this sell (a start that
             # bought less than planned): it waits rather than be refused.
             missing = [d for d in missing if d.slot != slot]
@@ -472,11 +471,9 @@ def reconcile(bot: Bot, gw: Any, *, buys: bool = True) -> int:
                             f"{order.price} (slot {order.slot}): {e}.")  # fmt: skip
             continue
         except OrderWouldCross:  # post-only: the market is past its line; not an error
-            ledger.forget_attempt(order.client_order_id)  # nothing was placed under the id
             _note_once(bot, _would_cross(bot, order))
             continue
         except OrderRejected as e:  # nothing exists under the id: it may be sent again
-            ledger.forget_attempt(order.client_order_id)
             order.refusals, order.reason = order.refusals + 1, str(e)[:300]
             what = f"the {order.side} at {order.price} (slot {order.slot})"
             if order.refusals >= REFUSALS_BEFORE_ERROR:
@@ -580,9 +577,7 @@ def _vanished(bot: Bot, gw: Any, order: Order, engine: GridEngine, rules: Any) -
     if wanted.side == Side.SELL:
         rest = sell_amounts(bot, engine, [wanted], rules.step, ending=order)[wanted.slot]
     after = "sending it again" if not filled else f"the other {rest} goes out again"
-    if filled and (
-        rest < max(rules.min_amount, rules.step) or rest * order.price < rules.min_notional
-    ):
+    if filled and below_minimum(rules, rest, order.price):
         engine.complete(order.slot)
         after = f"the other {rest} is below {bot.exchange}'s minimum order: the slot turns now"
     with transaction.atomic():
@@ -599,6 +594,12 @@ def _vanished(bot: Bot, gw: Any, order: Order, engine: GridEngine, rules: Any) -
                                         f"was no longer on {bot.exchange}: cancelled or expired "
                                         f"there{done}; {after}.")  # fmt: skip
     return engine
+
+
+def below_minimum(rules: Any, amount: Decimal, price: Decimal) -> bool:
+    """Whether an order of ``amount`` at ``price`` is below the market's minimum order (its
+    amount, one step, its notional): the exchange would refuse it."""
+    return amount < max(rules.min_amount, rules.step) or amount * price < rules.min_notional
 
 
 def _would_cross(bot: Bot, order: Order) -> str:
@@ -729,7 +730,7 @@ def _halt(bot: Bot, gw: Any, *, reason: str, sell: bool, status: str) -> None:
             engine = bot.engine()
             amount = sellable(bot, gw, engine.base + engine.dust)
             if amount > 0:
-                price = bot.last_price or bot.engine().start_price
+                price = bot.last_price or engine.start_price
                 sale = Order.objects.create(
                     bot=bot, side=Order.Side.SELL, kind=Order.Kind.MARKET, price=price,
                     amount=amount, status=Order.Status.PENDING,

@@ -270,8 +270,7 @@ def start_buy(bot: Bot, gw: Any, engine: GridEngine) -> list[tuple[ExchangeFill,
                 client_id,
                 lambda before: gw.market_buy(client_id, planned.amount, sent_before=before),
             )
-    except OrderRejected as e:
-        ledger.forget_attempt(client_id)  # refused: no order exists under the id
+    except OrderRejected as e:  # nothing exists under the id (send_once forgot the send)
         raise LiveError(f"{bot.exchange} refused the start buy: {e}") from None
     except ExchangeError as e:
         raise LiveError(

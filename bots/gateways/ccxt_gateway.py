@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import logging
 from contextlib import AbstractContextManager
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 import ccxt
+from django.utils import timezone
 
 from bots.gateways.base import Balance, ExchangeFill, OpenOrder, OrderRequest, OrderStatus, Side
 from market.exchange import (
@@ -44,11 +45,6 @@ STATUSES: dict[str, OrderStatus] = {
     "expired": "canceled",
     "rejected": "canceled",
 }
-
-
-def utc_now() -> datetime:
-    """Now, for the not-visible window (a simulated clock replaces it in ``bench/live_chaos``)."""
-    return datetime.now(UTC)
 
 
 def _decimal(value: Any) -> Decimal:
@@ -278,7 +274,7 @@ class CcxtGateway:
         """An order sent before that cannot be found by id: nothing is proven until
         ``NOT_VISIBLE_FOR`` has passed (OrderNotVisibleYet); then the order history tells."""
         until = sent_before + NOT_VISIBLE_FOR
-        if utc_now() < until:
+        if timezone.now() < until:
             raise OrderNotVisibleYet(
                 f"the {what} {client_id} went out at {sent_before:%H:%M:%S} UTC and "
                 f"{self.client.id} does not show it yet: it is not sent again before "
@@ -317,7 +313,7 @@ class CcxtGateway:
     # ------------------------------------------------------------------ fills
 
     def _trades_since(self, since_ms: int | None) -> list[dict[str, Any]]:
-        now = int(utc_now().timestamp() * 1000)
+        now = int(timezone.now().timestamp() * 1000)
         if since_ms is None or now - since_ms > WALK_DAYS * DAY_MS:
             # Long ago: paging the whole history by id beats one request per day.
             trades = self._trades_from_id(0)
