@@ -82,31 +82,50 @@ class KeysRefused(ExchangeError):
 NOT_VISIBLE_FOR = timedelta(seconds=90)
 
 
+def _client_config(api_key: str, secret: str) -> dict[str, Any]:
+    return {
+        "apiKey": api_key,
+        "secret": secret,
+        "enableRateLimit": True,
+        "timeout": 10_000,
+        "options": {
+            "defaultType": "spot",
+            "fetchMarkets": {"types": ["spot"]},
+            # Spot grids need neither: without these ccxt also calls the signed /sapi
+            # currency and margin endpoints whenever it loads the markets.
+            "fetchCurrencies": False,
+            "fetchMargins": False,
+            # Signed requests carry the exchange's time, not this machine's (no -1021).
+            "adjustForTimeDifference": True,
+        },
+    }
+
+
 def _ccxt_client(exchange: str, api_key: str, secret: str) -> Any:
     import ccxt
 
-    return getattr(ccxt, exchange)(
-        {
-            "apiKey": api_key,
-            "secret": secret,
-            "enableRateLimit": True,
-            "timeout": 10_000,
-            "options": {
-                "defaultType": "spot",
-                "fetchMarkets": {"types": ["spot"]},
-                # Spot grids need neither: without these ccxt also calls the signed /sapi
-                # currency and margin endpoints whenever it loads the markets.
-                "fetchCurrencies": False,
-                "fetchMargins": False,
-                # Signed requests carry the exchange's time, not this machine's (no -1021).
-                "adjustForTimeDifference": True,
-            },
-        }
-    )
+    return getattr(ccxt, exchange)(_client_config(api_key, secret))
+
+
+def _ccxt_pro_client(exchange: str, api_key: str, secret: str) -> Any:
+    import ccxt.pro
+
+    if exchange not in ccxt.pro.exchanges:
+        raise ExchangeError(f"ccxt.pro has no websocket client for {exchange!r}")
+    return getattr(ccxt.pro, exchange)(_client_config(api_key, secret))
 
 
 # (exchange, api_key, secret) -> a ccxt client. Tests point it at the local fake exchange.
 CLIENT_FACTORY: Callable[[str, str, str], Any] = _ccxt_client
+# The same for ccxt.pro's websocket clients (asyncio: make one inside the loop that uses it).
+# Empty keys give a public client for market streams. Tests point it at the fake's streams.
+PRO_CLIENT_FACTORY: Callable[[str, str, str], Any] = _ccxt_pro_client
+
+
+def stream_client(exchange: str, api_key: str = "", secret: str = "") -> Any:
+    """A ccxt.pro client (websocket streams; its REST calls spend the request budget too:
+    ``Budget.watch`` wraps async ``fetch`` the same way)."""
+    return Budget(exchange, api_key).watch(PRO_CLIENT_FACTORY(exchange, api_key, secret))
 
 
 def signed_client(exchange: str, api_key: str, secret: str) -> Any:

@@ -10,6 +10,7 @@ and scaled so the price path stays continuous — so the embedded default trades
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -170,6 +171,12 @@ def replay_tracks(symbols: Iterable[tuple[str, str]]) -> list[ReplayTrack]:
 # Other apps say which markets they need prices for (bots: the pairs of running bots), so the
 # feed serves them without importing those apps.
 symbol_providers: list[Callable[[], Iterable[tuple[str, str]]]] = []
+
+
+# Other apps' stream workers that run beside the feed in its process (bots: the user data
+# streams of live accounts). Each is called in its own thread with the feed's stop event and
+# returns when it is set.
+companions: list[Callable[[threading.Event], None]] = []
 
 
 def wanted_symbols() -> list[tuple[str, str]]:

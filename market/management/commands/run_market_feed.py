@@ -11,7 +11,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 
 from market.exchange import TemporaryExchangeError
-from market.feed import Feed, feed_from_settings, record_candles
+from market.feed import Feed, companions, feed_from_settings, record_candles
 
 logger = logging.getLogger(__name__)
 
@@ -39,8 +39,17 @@ class Command(BaseCommand):
         self.stop_event = stop
         feed = feed_from_settings(extra_symbols=extra_symbols or [])
         self.stdout.write(f"market feed: {feed.describe()}")
+        workers = [
+            threading.Thread(target=run, args=(stop,), name=getattr(run, "__name__", "companion"),
+                             daemon=True)
+            for run in companions
+        ]  # fmt: skip
+        for worker in workers:
+            worker.start()
         while not stop.is_set():
             self.pump(feed)
+        for worker in workers:
+            worker.join(timeout=5)
 
     def pump(self, feed: Feed) -> int:
         """Record one batch of candles; on exchange trouble, log and back off."""
