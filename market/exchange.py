@@ -135,13 +135,13 @@ def signed_client(exchange: str, api_key: str, secret: str) -> Any:
 
 
 def public_client(exchange: str) -> Any:
-    """A keyless ccxt client for an exchange's public market data (spot markets)."""
+    """A keyless ccxt client for an exchange's public market data (spot markets), made by
+    ``CLIENT_FACTORY`` with empty keys (so tests point it at the fake too)."""
     import ccxt
 
     if exchange not in ccxt.exchanges:
         raise ExchangeError(f"ccxt does not know an exchange called {exchange!r}")
-    client = getattr(ccxt, exchange)({"enableRateLimit": True, "options": {"defaultType": "spot"}})
-    return Budget(exchange).watch(client)
+    return Budget(exchange).watch(CLIENT_FACTORY(exchange, "", ""))
 
 
 def without_queries(message: str) -> str:

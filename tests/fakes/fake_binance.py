@@ -533,6 +533,20 @@ class FakeBinance:
         """Trading on ``symbol`` starts again (``"TRADING"``)."""
         self.halt(symbol, "TRADING")
 
+    def list_symbol(
+        self, symbol: str, base: str, quote: str, *, status: str = "TRADING", **filters: Any
+    ) -> None:
+        """The exchange lists one more spot market (in exchangeInfo from now on), shaped like
+        BTCUSDT; ``filters`` change its filters' fields, e.g. ``PRICE_FILTER={"tickSize":
+        "0.00100000"}``. ``status`` as Binance says it: ``TRADING``, ``BREAK``, ``HALT``."""
+        info = symbol_like(symbol, base, quote, status=status, **filters)
+        with self.lock:
+            self.symbols[symbol] = _Symbol(
+                info, base, quote, {f["filterType"]: f for f in info["filters"]}
+            )
+            for asset in (base, quote):
+                self.balances.setdefault(asset, [Decimal(0), Decimal(0)])
+
     def set_balance(self, asset: str, free: str | Decimal, locked: str | Decimal = "0") -> None:
         with self.lock:
             self.balances[asset] = [Decimal(free), Decimal(locked)]
@@ -1486,18 +1500,26 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def _bnb_usdt() -> dict[str, Any]:
-    """A BNBUSDT market shaped like the snapshot's BTCUSDT, with BNBUSDT's filters."""
+def symbol_like(
+    symbol: str, base: str, quote: str, *, status: str = "TRADING", **changes: dict[str, str]
+) -> dict[str, Any]:
+    """An exchangeInfo symbol shaped like the snapshot's BTCUSDT, with ``changes`` to its
+    filters by filter type."""
     info = json.loads(EXCHANGE_INFO.read_text())
     btc = next(s for s in info["symbols"] if s["symbol"] == "BTCUSDT")
-    bnb = {**btc, "symbol": "BNBUSDT", "baseAsset": "BNB"}
-    changes = {
-        "PRICE_FILTER": {"minPrice": "0.01000000", "maxPrice": "100000.00000000"},
-        "LOT_SIZE": {"minQty": "0.00100000", "maxQty": "900000.00000000", "stepSize": "0.00100000"},
-        "MARKET_LOT_SIZE": {"maxQty": "5000.00000000"},
-    }
-    bnb["filters"] = [{**f, **changes.get(f["filterType"], {})} for f in btc["filters"]]
-    return bnb
+    out = {**btc, "symbol": symbol, "baseAsset": base, "quoteAsset": quote, "status": status}
+    out["filters"] = [{**f, **changes.get(f["filterType"], {})} for f in btc["filters"]]
+    return out
+
+
+def _bnb_usdt() -> dict[str, Any]:
+    """A BNBUSDT market shaped like the snapshot's BTCUSDT, with BNBUSDT's filters."""
+    return symbol_like(
+        "BNBUSDT", "BNB", "USDT",
+        PRICE_FILTER={"minPrice": "0.01000000", "maxPrice": "100000.00000000"},
+        LOT_SIZE={"minQty": "0.00100000", "maxQty": "900000.00000000", "stepSize": "0.00100000"},
+        MARKET_LOT_SIZE={"maxQty": "5000.00000000"},
+    )  # fmt: skip
 
 
 def _without_signature(raw: str) -> str:

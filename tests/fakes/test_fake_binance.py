@@ -978,3 +978,18 @@ def test_a_skewed_server_clock_needs_the_time_difference(
     assert adjusted.fetch_balance()["USDT"]["free"] == 10000.0
     order = adjusted.create_order(BTC, "limit", "buy", 0.001, 99000)
     assert abs(order["timestamp"] - (time.time() * 1000 + skew_ms)) < 2000  # the server's time
+
+
+def test_more_symbols_can_be_listed(fake: FakeBinance, client: ccxt.binance) -> None:
+    fake.list_symbol("SOLUSDT", "SOL", "USDT", PRICE_FILTER={"tickSize": "0.00100000"})
+    fake.list_symbol("OLDBTC", "OLD", "BTC", status="BREAK")
+
+    client.load_markets(reload=True)
+    sol = client.market("SOL/USDT")
+    assert (sol["base"], sol["quote"], sol["spot"], sol["active"]) == ("SOL", "USDT", True, True)
+    assert sol["precision"]["price"] == 0.001
+    assert client.market("OLD/BTC")["active"] is False
+    status, info = raw_get(fake, "/exchangeInfo?symbol=SOLUSDT")
+    assert status == 200 and info["symbols"][0]["quoteAsset"] == "USDT"
+    fake.set_candles("SOLUSDT", [(1_749_000_000_000, 150, 151, 149, 150.5, 3)])
+    assert client.fetch_ohlcv("SOL/USDT", "1m", since=1_749_000_000_000)[0][4] == 150.5
