@@ -41,6 +41,12 @@ Simplifications, all deliberate:
 - The 24hr ticker's window is "since the streams started" (open/high/low/volume).
 - No order book streams (``@depth``), no combined-stream wrapper (``/stream?streams=``).
 
+REST candles: the REST fake's ``/klines`` answers the same 1-minute candles the kline streams
+push (on Binance they are one series), kept in ``fake.candles`` as the price moves and the clock
+turns, the candle still open last, as Binance lists it. So a client that lost its stream can
+fetch what it missed, also while the streams are paused or dropped. Gaps of the clock are filled
+with empty candles (at most ``MAX_HISTORY_GAP`` of them; the rest are skipped).
+
 Test hooks: ``drop()`` aborts every connection (no close frame, like a lost network) so the
 client must reconnect; ``pause(seconds)`` stalls the server: no events are pushed and incoming
 requests are left unanswered until it resumes (``resume()`` ends it early); what happened in the
@@ -50,6 +56,7 @@ meantime is pushed afterwards.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import hashlib
 import hmac
@@ -69,6 +76,8 @@ from tests.fakes.fake_binance import INTERVAL_MS, FakeBinance, Order, Trade, fmt
 SPOT_PATH = "/stream/ws"  # "/stream" in it: ccxt.pro's is_spot_url looks for it
 WS_API_PATH = "/ws-api/v3"
 MAX_EMPTY_CANDLES = 100
+MAX_HISTORY_GAP = 1440  # empty 1-minute candles written to the REST history for one jump
+MINUTE = INTERVAL_MS["1m"]
 ZERO = Decimal(0)
 
 
@@ -176,6 +185,10 @@ class FakeBinanceStreams:
         self._klines: dict[tuple[str, str], _Kline] = {}
         self._days: dict[str, _Day] = {}
         self._poller: asyncio.Task[None] | None = None
+        # The REST history: each priced symbol's 1-minute candle now open, and how many of the
+        # REST fake's trades it has taken in (see the module docstring, "REST candles").
+        self._history: dict[str, _Kline] = {}
+        self._history_trades = 0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -188,7 +201,10 @@ class FakeBinanceStreams:
             now = self.fake.now_ms()
             for symbol, price in self._prices.items():
                 self._days[symbol] = _Day(price, price, price, price, now)
+            self._history_trades = len(self.fake.trades)
+            self._sync_history(now)
         self._wrap_set_price()
+        self._wrap_klines()
         ready = threading.Event()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
@@ -209,6 +225,8 @@ class FakeBinanceStreams:
         self._loop = None
         self._thread = None
         self._unwrap_set_price()
+        with contextlib.suppress(AttributeError):
+            del self.fake._klines
 
     def __enter__(self) -> FakeBinanceStreams:
         return self.start()
@@ -520,6 +538,7 @@ class FakeBinanceStreams:
                 trades = original(fake, symbol, price)
                 # the fills happen on the way to the new price: they come first
                 self._ticks.append((symbol, Decimal(price), len(fake.trades)))
+                self._sync_history(fake.now_ms(), tick=(symbol, Decimal(price)))
                 return trades
 
         fake.set_price = set_price  # type: ignore[method-assign]
@@ -540,10 +559,92 @@ class FakeBinanceStreams:
 
                 traceback.print_exc()
 
+    # ------------------------------------------------------------------ the REST history
+
+    def _wrap_klines(self) -> None:
+        fake = self.fake
+        original = fake._klines
+
+        def klines(p: dict[str, str]) -> list[list[Any]]:
+            with fake.lock:
+                self._sync_history(fake.now_ms())
+                return original(p)
+
+        fake._klines = klines  # type: ignore[method-assign]
+
+    def _sync_history(self, now: int, tick: tuple[str, Decimal] | None = None) -> None:
+        """Bring the REST history up to ``now`` (under the fake's lock): the trades made since
+        the last call, then ``tick`` (a price set), then the clock's turn for every symbol."""
+        fake = self.fake
+        for trade in fake.trades[self._history_trades :]:
+            kline = self._history_kline(trade.symbol, max(now, trade.time))
+            if kline is None:
+                continue
+            kline.tick(trade.price)
+            kline.volume += trade.qty
+            kline.quote += trade.qty * trade.price
+            if trade.is_buyer != trade.is_maker:  # the taker bought
+                kline.taker_base += trade.qty
+                kline.taker_quote += trade.qty * trade.price
+            kline.trades += 1
+            kline.first_id = trade.trade_id if kline.first_id < 0 else kline.first_id
+            kline.last_id = trade.trade_id
+            self._write_history(kline)
+        self._history_trades = len(fake.trades)
+        if tick is not None:
+            kline = self._history_kline(tick[0], now)
+            if kline is not None:
+                kline.tick(tick[1])
+                self._write_history(kline)
+        for symbol in list(fake.prices):
+            self._history_kline(symbol, now)
+
+    def _history_kline(self, symbol: str, now: int) -> _Kline | None:
+        """The symbol's REST candle open at ``now``, the ones before it closed and written."""
+        kline = self._history.get(symbol)
+        if kline is None:
+            price = self.fake.prices.get(symbol)
+            if price is None:
+                return None
+            kline = _Kline(symbol, "1m", now - now % MINUTE, price, price, price, price)
+            self._history[symbol] = kline
+            self._write_history(kline)
+            return kline
+        empty = 0
+        while now >= kline.end:
+            close = kline.close
+            kline.start = kline.end if empty < MAX_HISTORY_GAP else now - now % MINUTE
+            kline.open = kline.high = kline.low = close
+            kline.volume = kline.quote = kline.taker_base = kline.taker_quote = ZERO
+            kline.trades, kline.first_id, kline.last_id = 0, -1, -1
+            self._write_history(kline)
+            empty += 1
+        return kline
+
+    def _write_history(self, kline: _Kline) -> None:
+        """Put the candle's state now in ``fake.candles``, as ``/klines`` lists it."""
+        row = [
+            kline.start, fmt(kline.open), fmt(kline.high), fmt(kline.low), fmt(kline.close),
+            fmt(kline.volume), kline.end - 1, fmt(kline.quote), kline.trades,
+            fmt(kline.taker_base), fmt(kline.taker_quote), "0",
+        ]  # fmt: skip
+        rows = self.fake.candles.setdefault((kline.symbol, "1m"), [])
+        if not rows or rows[-1][0] < kline.start:
+            rows.append(row)
+            return
+        i = bisect.bisect_left([r[0] for r in rows], kline.start)
+        if i < len(rows) and rows[i][0] == kline.start:
+            rows[i] = row
+        else:
+            rows.insert(i, row)
+
+    # ------------------------------------------------------------------ the poller (market)
+
     async def _poll(self) -> None:
         fake = self.fake
         with fake.lock:
             now = fake.now_ms()
+            self._sync_history(now)
             ticks = []
             while self._ticks:
                 ticks.append(self._ticks.popleft())

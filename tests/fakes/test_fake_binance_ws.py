@@ -252,3 +252,28 @@ async def test_subscribe_replies_as_binance_does(streams: FakeBinanceStreams) ->
         assert await within(ws.recv()) == '{"result": null, "id": 9}'
         await ws.send('{"method": "NOPE", "id": 10}')
         assert '"code": 2' in await within(ws.recv())
+
+
+async def test_rest_klines_list_the_streamed_candles_also_while_the_streams_are_paused(
+    fake: FakeBinance, streams: FakeBinanceStreams, clock: Clock
+) -> None:
+    client = streams.pro_client()
+    try:
+        await within(client.create_order("BTC/USDT", "limit", "sell", 0.002, 100500))
+        await within(client.watch_ohlcv("BTC/USDT", "1m"))
+        clock.ms += 10_000
+        fake.walk("BTCUSDT", ["100600", "99800"])  # the sell fills at 100500
+        await until(lambda: client.ohlcvs["BTC/USDT"]["1m"][-1][5] > 0)
+        streamed = list(client.ohlcvs["BTC/USDT"]["1m"][-1])
+        streams.pause(5)  # REST still answers, as Binance's does when a stream stalls
+        clock.ms = START + 3 * 60_000 + 5
+        fake.set_price("BTCUSDT", "99900")
+        rows = await within(client.fetch_ohlcv("BTC/USDT", "1m", since=START))
+        assert rows[0] == streamed == [START, 100000, 100600, 99800, 99800, 0.002]
+        assert [r[0] for r in rows] == [START + i * 60_000 for i in range(4)]
+        assert rows[1] == [START + 60_000, 99800, 99800, 99800, 99800, 0]  # empty: flat
+        assert rows[2] == [START + 120_000, 99800, 99800, 99800, 99800, 0]
+        assert rows[3] == [START + 180_000, 99800, 99900, 99800, 99900, 0]  # still open, last
+    finally:
+        streams.resume()
+        await client.close()
