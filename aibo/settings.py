@@ -364,6 +364,10 @@ PAPER_STARTING_BALANCE = Decimal(env_str("PAPER_STARTING_BALANCE", "10000"))
 MARKET_FEED = env_str("MARKET_FEED", "replay")
 MARKET_FEED_EXCHANGE = env_str("MARKET_FEED_EXCHANGE", "binance")
 REPLAY_CANDLES_PER_SECOND = Decimal(env_str("REPLAY_CANDLES_PER_SECOND", "1"))
+# The exchange's list of spot pairs (market.pairs) is kept this long before it is asked again
+# (loading it spends request weight); a new pair's history is imported this many days back.
+PAIRS_REFRESH_SECONDS = env_int("PAIRS_REFRESH_SECONDS", 3600)
+HISTORY_IMPORT_DAYS = env_int("HISTORY_IMPORT_DAYS", 30)
 BOT_CYCLE_SECONDS = env_int("BOT_CYCLE_SECONDS", 5)
 # A worker's hold on a bot (bots.locks) lasts this long past its last renewal: a worker killed
 # mid-cycle frees its bots after at most this many seconds.

@@ -121,3 +121,78 @@ class LatestPrice(models.Model):
 
     def __str__(self) -> str:
         return f"{self.symbol} {self.price} at {self.at:%Y-%m-%d %H:%M}"
+
+
+class HistoryImport(models.Model):
+    """The background import of a market's recent candles from the exchange (``market.history``),
+    one row per market: its window, how far it got, how it ended. ``cursor`` is where it goes on:
+    everything in [since, cursor) has been asked of the exchange and stored."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Waiting to import"
+        RUNNING = "running", "Importing"
+        DONE = "done", "Imported"
+        FAILED = "failed", "Failed"
+
+    exchange = models.CharField(max_length=30)
+    symbol = models.CharField(max_length=30)
+    timeframe = models.CharField(max_length=5, default="1m")
+    since = models.DateTimeField()
+    until = models.DateTimeField()
+    cursor = models.DateTimeField()
+    expected = models.PositiveIntegerField(help_text="Candles in the window.")
+    stored = models.PositiveIntegerField(default=0, help_text="Candles of the window stored.")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    error = models.CharField(max_length=500, blank=True)
+    # The worker importing it (a token) and when it last stored a page: a worker that died
+    # stops beating, and another may take the import over.
+    worker = models.CharField(max_length=32, blank=True)
+    beat_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["exchange", "symbol", "timeframe"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["exchange", "symbol", "timeframe"], name="one_history_import_per_market"
+            ),
+            models.CheckConstraint(condition=Q(since__lte=models.F("until")), name="import_window"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.exchange} {self.symbol} {self.timeframe} history ({self.status})"
+
+    @property
+    def active(self) -> bool:
+        return self.status in (self.Status.QUEUED, self.Status.RUNNING)
+
+    @property
+    def percent(self) -> int:
+        """0..100; 100 only once done (the exchange may have fewer candles than the window)."""
+        if self.status == self.Status.DONE:
+            return 100
+        if not self.expected:
+            return 0
+        return min(99, self.stored * 100 // self.expected)
+
+    def progress(self) -> str:
+        """In words: ``12,000 of 43,200 candles (27 %)``."""
+        return f"{self.stored:,} of {self.expected:,} candles ({self.percent} %)"
+
+    def in_words(self) -> str:
+        """What a page says beside the pair."""
+        days = max(1, round((self.until - self.since).total_seconds() / 86400))
+        if self.status == self.Status.QUEUED:
+            return f"{self.symbol} history: waiting to import the last {days} days."
+        if self.status == self.Status.RUNNING:
+            return f"{self.symbol} history: importing the last {days} days, {self.progress()}."
+        if self.status == self.Status.DONE:
+            return (
+                f"{self.symbol} history: {self.stored:,} candles imported, "
+                f"{self.since:%Y-%m-%d %H:%M} to {self.until:%Y-%m-%d %H:%M} UTC."
+            )
+        return (
+            f"{self.symbol} history import failed: {self.error} So far {self.progress()}; "
+            "choose the pair again to resume."
+        )
