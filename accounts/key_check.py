@@ -29,6 +29,12 @@ def client_for(credential: Any) -> Any:
     return exchange.signed_client(credential.exchange, api_key, secret)
 
 
+def stream_client_for(credential: Any) -> Any:
+    """A ccxt.pro client signed with these keys, for the account's user data stream."""
+    api_key, secret = credential.keys()
+    return exchange.stream_client(credential.exchange, api_key, secret)
+
+
 @sensitive_variables()
 def verify_keys(cred: ExchangeCredential) -> str | None:
     """Ask the exchange for the balance with these keys; on success set ``verified_at`` (not

@@ -360,10 +360,19 @@ GRID_MAX_LEVELS = env_int("GRID_MAX_LEVELS", 50)
 DEFAULT_FEE_RATE = Decimal(env_str("DEFAULT_FEE_RATE", "0.001"))
 # Paper accounts start with this much quote currency.
 PAPER_STARTING_BALANCE = Decimal(env_str("PAPER_STARTING_BALANCE", "10000"))
-# The market feed: "replay" (stored candles) or "live" (ccxt.pro), and the replay speed.
-MARKET_FEED = env_str("MARKET_FEED", "replay")
+# The market feed: "auto" (the exchange's public websocket streams when it answers at start,
+# else the replay of stored candles), "live" (the streams, never the replay) or "replay"; the
+# exchange, and the replay speed.
+MARKET_FEED = env_str("MARKET_FEED", "auto")
+if MARKET_FEED not in ("auto", "live", "replay"):
+    raise ImproperlyConfigured(f"MARKET_FEED must be auto, live or replay, not {MARKET_FEED!r}")
 MARKET_FEED_EXCHANGE = env_str("MARKET_FEED_EXCHANGE", "binance")
 REPLAY_CANDLES_PER_SECOND = Decimal(env_str("REPLAY_CANDLES_PER_SECOND", "1"))
+# A streamed price stays in the cache this long (seconds); a pair whose stream has said nothing
+# for STREAM_STALE_SECONDS is polled over REST every MARKET_FEED_POLL_SECONDS until it speaks.
+PRICE_CACHE_SECONDS = env_int("PRICE_CACHE_SECONDS", 1)
+STREAM_STALE_SECONDS = env_int("STREAM_STALE_SECONDS", 30)
+MARKET_FEED_POLL_SECONDS = env_int("MARKET_FEED_POLL_SECONDS", 10)
 # The exchange's list of spot pairs (market.pairs) is kept this long before it is asked again
 # (loading it spends request weight); a new pair's history is imported this many days back.
 PAIRS_REFRESH_SECONDS = env_int("PAIRS_REFRESH_SECONDS", 3600)
@@ -372,6 +381,12 @@ BOT_CYCLE_SECONDS = env_int("BOT_CYCLE_SECONDS", 5)
 # A worker's hold on a bot (bots.locks) lasts this long past its last renewal: a worker killed
 # mid-cycle frees its bots after at most this many seconds.
 BOT_LEASE_SECONDS = env_int("BOT_LEASE_SECONDS", 30)
+# Live bots: while their account's user data stream is up, fills come from it and a full REST
+# reconciliation (the account's trades and open orders) runs this often, as the safety net.
+LIVE_RECONCILE_SECONDS = env_int("LIVE_RECONCILE_SECONDS", 300)
+# The user data stream says it is alive this often; silent for three beats, it counts as down
+# and live bots reconcile over REST every cycle until it is back.
+USER_STREAM_BEAT_SECONDS = env_int("USER_STREAM_BEAT_SECONDS", 5)
 # The share of each exchange limit (request weight per IP, new orders per account) kept
 # spare: at this much below the limit nothing more is sent until the window turns (percent).
 EXCHANGE_BUDGET_HEADROOM = env_int("EXCHANGE_BUDGET_HEADROOM_PERCENT", 20) / 100

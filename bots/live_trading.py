@@ -38,13 +38,21 @@ from django.utils import timezone
 
 from accounts.crypto import UndecryptableSecret
 from bots import config as schema
-from bots import gateways, ledger, risk
+from bots import gateways, ledger, risk, user_streams
 from bots.errors import LiveError
 from bots.gateways.base import ExchangeFill, OpenOrder, OrderRequest
 from bots.grid import order_ids
 from bots.grid.engine import DesiredOrder, Fill, FillMismatch, GridEngine, MarketTrade, Side
 from bots.grid.params import STOP_LOSS, TAKE_PROFIT
-from bots.models import Bot, BotEvent, EquitySnapshot, ExchangeFillRecord, Order, Trade
+from bots.models import (
+    Bot,
+    BotEvent,
+    EquitySnapshot,
+    ExchangeFillRecord,
+    Order,
+    StreamedFill,
+    Trade,
+)
 from market.exchange import (
     NOT_VISIBLE_FOR,
     ExchangeError,
@@ -160,6 +168,8 @@ def run_cycle(bot_id: int) -> LiveCycle | None:
     if bot is None or not bot.is_running:
         return None
     cycle = LiveCycle()
+    began = timezone.now()
+    rest = user_streams.rest_due(bot, began)  # else the user data stream has told of all
     price = risk.fresh_price(bot)  # the feed's, read once: the stop check and the marks use it
     # A stop under way, or one the price calls for, takes risk off: it may spend the request
     # budget's spare share, so a busy minute never holds back a stop-loss.
@@ -167,7 +177,7 @@ def run_cycle(bot_id: int) -> LiveCycle | None:
     with spending_reserve(bool(bot.stopping_reason) or stop_due):
         try:
             gw = gateway(bot)
-            sync_fills(bot, gw, cycle)
+            sync_fills(bot, gw, cycle, rest=rest)
             bot.refresh_from_db()
             if not bot.is_running:
                 return cycle
@@ -194,7 +204,9 @@ def run_cycle(bot_id: int) -> LiveCycle | None:
             if reason:
                 halt(bot, gw, reason=reason, sell=risk.sells_out(reason))
                 return cycle
-            cycle.placed = reconcile(bot, gw, buys=fresh)
+            cycle.placed = reconcile(bot, gw, buys=fresh, rest=rest)
+            if rest:  # fills and the book, all asked for since ``began``: the stream takes over
+                Bot.objects.filter(pk=bot.pk).update(rest_synced_at=began)
         except TemporaryExchangeError as e:
             logger.warning("bot %s: %s; retrying next cycle", bot_id, e)
             _note_trouble(bot, str(e))
@@ -220,25 +232,52 @@ def _note_once(bot: Bot, text: str) -> None:
         BotEvent.objects.create(bot=bot, kind=BotEvent.Kind.SKIPPED, message=text)
 
 
-def sync_fills(bot: Bot, gw: Any, cycle: LiveCycle) -> None:
-    """Fetch the account's fills since the cursor and apply the new ones, once each."""
-    asked_at = int(timezone.now().timestamp() * 1000)
-    fetched = gw.fetch_fills(bot.fill_cursor_ms, from_id=bot.fill_cursor_trade)
-    if not fetched:
-        # Nothing new: the next fetch starts a little before now, not at the last fill, so
-        # it stays one request however long the grid has been quiet.
-        cursor = asked_at - CURSOR_MARGIN_MS
-        if bot.fill_cursor_ms is None or cursor > bot.fill_cursor_ms:
-            Bot.objects.filter(pk=bot.pk).update(fill_cursor_ms=cursor)
+def sync_fills(bot: Bot, gw: Any, cycle: LiveCycle, *, rest: bool = True) -> None:
+    """Apply the bot's new fills, once each: those the user data stream told of and, with
+    ``rest``, the account's trades since the cursor, fetched."""
+    streamed = list(StreamedFill.objects.filter(bot=bot))
+    fetched: list[ExchangeFill] = []
+    if rest:
+        asked_at = int(timezone.now().timestamp() * 1000)
+        fetched = gw.fetch_fills(bot.fill_cursor_ms, from_id=bot.fill_cursor_trade)
+        if not fetched:
+            # Nothing new: the next fetch starts a little before now, not at the last fill, so
+            # it stays one request however long the grid has been quiet.
+            cursor = asked_at - CURSOR_MARGIN_MS
+            if bot.fill_cursor_ms is None or cursor > bot.fill_cursor_ms:
+                Bot.objects.filter(pk=bot.pk).update(fill_cursor_ms=cursor)
+    if not fetched and not streamed:
         return
+    by_trade = {f.trade_id: f for f in user_streams.streamed_fills(streamed)}
+    by_trade.update((f.trade_id, f) for f in fetched)
+    fills = sorted(by_trade.values(), key=lambda f: (f.at_ms, _trade_order(f.trade_id)))
+    _apply_fills(bot, gw, cycle, fills, fetched=fetched, streamed=[r.pk for r in streamed])
+
+
+def _trade_order(trade_id: str) -> tuple[int, str]:
+    return (int(trade_id), "") if trade_id.isdigit() else (0, trade_id)
+
+
+def _apply_fills(
+    bot: Bot,
+    gw: Any,
+    cycle: LiveCycle,
+    fills: list[ExchangeFill],
+    *,
+    fetched: list[ExchangeFill],
+    streamed: list[int],
+) -> None:
+    """Book fills in one transaction; the stream's rows are deleted in it, and the REST cursor
+    moves past what was ``fetched`` (never past what only the stream told of: a trade the
+    stream missed is still fetched next time)."""
     values = FeeValues(bot, gw)
-    for f in fetched:
+    for f in fills:
         values(f)  # a BNB fee's price is asked for now, not inside the transaction
     with transaction.atomic():
         bot = Bot.objects.select_for_update().get(pk=bot.pk)
         if bot.engine_state is None:
             return
-        ids = [f.trade_id for f in fetched]
+        ids = [f.trade_id for f in fills]
         seen = set(
             ExchangeFillRecord.objects.filter(bot=bot, trade_id__in=ids).values_list(
                 "trade_id", flat=True
@@ -246,16 +285,14 @@ def sync_fills(bot: Bot, gw: Any, cycle: LiveCycle) -> None:
         )
         book = {
             o.client_order_id: o
-            for o in Order.objects.filter(
-                bot=bot, client_order_id__in={f.client_id for f in fetched}
-            )
+            for o in Order.objects.filter(bot=bot, client_order_id__in={f.client_id for f in fills})
         }
         engine = bot.engine()
         records: list[ExchangeFillRecord] = []
         trades: list[Trade] = []
         events: list[BotEvent] = []
         touched: dict[int, Order] = {}
-        for f in fetched:
+        for f in fills:
             order = book.get(f.client_id)
             if order is None and f.trade_id not in seen:
                 order = _adopt_filled(bot, engine, f.client_id)
@@ -329,8 +366,10 @@ def sync_fills(bot: Bot, gw: Any, cycle: LiveCycle) -> None:
         )
         Trade.objects.bulk_create(trades)
         BotEvent.objects.bulk_create(events)
-        bot.fill_cursor_ms = max(f.at_ms for f in fetched)
-        bot.fill_cursor_trade = next_trade_id(fetched, bot.fill_cursor_trade)
+        StreamedFill.objects.filter(pk__in=streamed).delete()
+        if fetched:
+            bot.fill_cursor_ms = max(f.at_ms for f in fetched)
+            bot.fill_cursor_trade = next_trade_id(fetched, bot.fill_cursor_trade)
         bot.keep_engine(engine)
         fields = ["engine_state", "next_buy_price", "next_sell_price", "fill_cursor_ms",
                   "fill_cursor_trade", "last_equity", "updated_at"]  # fmt: skip
@@ -404,17 +443,22 @@ def mark_to_market(bot: Bot, price: Decimal | None = None) -> bool:
     return True
 
 
-def reconcile(bot: Bot, gw: Any, *, buys: bool = True) -> int:
+def reconcile(bot: Bot, gw: Any, *, buys: bool = True, rest: bool = True) -> int:
     """Make the exchange's book the engine's: take in or cancel what rests there unbooked,
     cancel what is no longer wanted, look up what vanished, write what is missing as pending,
     then send every pending order. Returns how many were sent. Without ``buys`` (no fresh
-    market price) no new buy is written or sent; sells still are."""
+    market price) no new buy is written or sent; sells still are. Without ``rest`` the
+    exchange's book is not asked for: the user data stream, up since the last time it was,
+    has told of every fill, and of every order that ended otherwise (which asks for REST)."""
     engine = bot.engine()
-    exchange_book = gw.open_orders()
-    on_exchange = {o.client_id for o in exchange_book}
     book = list(Order.objects.resting().filter(bot=bot, kind=Order.Kind.LIMIT))
-    if _take_in_strays(bot, gw, engine, exchange_book, {o.client_order_id for o in book}):
-        book = list(Order.objects.resting().filter(bot=bot, kind=Order.Kind.LIMIT))
+    if rest:
+        exchange_book = gw.open_orders()
+        on_exchange = {o.client_id for o in exchange_book}
+        if _take_in_strays(bot, gw, engine, exchange_book, {o.client_order_id for o in book}):
+            book = list(Order.objects.resting().filter(bot=bot, kind=Order.Kind.LIMIT))
+    else:
+        on_exchange = {o.client_order_id for o in book if o.status == Order.Status.OPEN}
     desired = {d.client_id: d for d in engine.desired_orders(bot.key)}
     rules = schema.rules_for(bot.exchange, bot.symbol)
     for order in book:
@@ -464,7 +508,8 @@ def reconcile(bot: Bot, gw: Any, *, buys: bool = True) -> int:
         request = OrderRequest(order.client_order_id, order.side, order.price, order.amount)
         try:
             placed = send_once(
-                request.client_id, lambda before, r=request: gw.place(r, sent_before=before)
+                request.client_id,
+                lambda before, r=request: gw.place(r, sent_before=before, new=before is None),
             )
         except OrderNotVisibleYet as e:  # sent before, not visible yet: this one waits
             _note_once(bot, f"Waiting for {bot.exchange} to show the {order.side} at "

@@ -7,6 +7,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from accounts.models import ExchangeCredential
 from bots.grid import order_ids
@@ -98,6 +99,13 @@ class Bot(models.Model):
     # Live bots: once a trade was seen, the next trade id to fetch (Binance ``fromId``): each
     # trade is fetched once, in one request however long the grid has been quiet.
     fill_cursor_trade = models.BigIntegerField(null=True, blank=True)
+    # Live bots: when the last full REST reconciliation (fills and the open book) began. While
+    # the account's user data stream has been up since before then, cycles take fills from the
+    # stream and ask the exchange nothing. ``rest_due_at``: when the stream told of something
+    # only REST sorts out (an order of ours cancelled or expired on the exchange's side); a
+    # reconciliation that began after it answers it.
+    rest_synced_at = models.DateTimeField(null=True, blank=True)
+    rest_due_at = models.DateTimeField(null=True, blank=True)
     # The Huey chain that owns this bot's cycles; a stale chain sees another token and ends.
     chain_token = models.CharField(max_length=32, blank=True)
 
@@ -253,7 +261,11 @@ class Order(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["bot", "status"])]
+        indexes = [
+            models.Index(fields=["bot", "status"]),
+            # A trade names its order by the exchange's id: whose it is, asked of our books.
+            models.Index(fields=["exchange_order_id"], name="order_exchange_id"),
+        ]
         constraints = [
             models.CheckConstraint(condition=Q(side__in=["buy", "sell"]), name="order_side_valid"),
             models.CheckConstraint(
@@ -297,6 +309,34 @@ class ExchangeFillRecord(models.Model):
         ordering = ["at", "id"]
         constraints = [
             models.UniqueConstraint(fields=["bot", "trade_id"], name="one_record_per_exchange_fill")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.trade_id}: {canonical(self.amount)} @ {canonical(self.price)}"
+
+
+class StreamedFill(models.Model):
+    """A fill the account's user data stream told of, waiting for its bot's next cycle (which
+    books it like a fetched one, deduplicated by trade id, and deletes it in the same
+    transaction). Written by the stream, so a fill heard of is kept if the cycle dies."""
+
+    bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="streamed_fills")
+    trade_id = models.CharField(max_length=64)
+    client_order_id = models.CharField(max_length=64)
+    exchange_order_id = models.CharField(max_length=64, blank=True)
+    side = models.CharField(max_length=4)
+    price = MoneyField(**MONEY)
+    amount = MoneyField(**MONEY)
+    fee = MoneyField(**MONEY, default=Decimal("0"))
+    fee_asset = models.CharField(max_length=16, blank=True)
+    at_ms = models.BigIntegerField()
+    # When the stream heard of it (local clock): how long a fill waits for its counter-order.
+    heard_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["at_ms", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["bot", "trade_id"], name="one_streamed_fill_per_trade")
         ]
 
     def __str__(self) -> str:

@@ -86,12 +86,16 @@ class Balance:
 class Gateway(Protocol):
     """One symbol on one account. Every method may raise ``market.exchange.ExchangeError``."""
 
-    def place(self, order: OrderRequest, *, sent_before: datetime | None = None) -> OpenOrder:
+    def place(
+        self, order: OrderRequest, *, sent_before: datetime | None = None, new: bool = False
+    ) -> OpenOrder:
         """Put a limit order on the book, idempotently by ``order.client_id``.
 
         If an order with this client id already exists (in any state), it is returned instead
         of placing a second one. ``sent_before``: when this id first went out, if it did; then
-        it is not sent again until the exchange proves the first never arrived.
+        it is not sent again until the exchange proves the first never arrived. ``new``: the
+        caller's own write-down proves the id never went out, so nothing can exist under it
+        and it is sent without a look first (a request less when a fill wants its counter).
         """
         ...
 

@@ -14,6 +14,7 @@ is turned into ``Decimal`` through ``str()``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import datetime
 from decimal import Decimal
@@ -54,10 +55,18 @@ def _decimal(value: Any) -> Decimal:
 class CcxtGateway:
     """The ``Gateway`` protocol on a ccxt exchange client, for one unified symbol (``BTC/USDT``)."""
 
-    def __init__(self, client: ccxt.Exchange, symbol: str) -> None:
+    def __init__(
+        self,
+        client: ccxt.Exchange,
+        symbol: str,
+        *,
+        known_client_id: Callable[[str], str | None] | None = None,
+    ) -> None:
         self.client = client
         self.symbol = symbol
         self._client_ids: dict[str, str] = {}  # exchange order id -> client order id
+        # Where the caller keeps the client ids of orders it sent (asked before the exchange).
+        self._known_client_id = known_client_id or (lambda _order_id: None)
 
     def __repr__(self) -> str:
         # Never the client's repr: whatever it holds (keys, secrets) stays out of logs.
@@ -65,11 +74,14 @@ class CcxtGateway:
 
     # ------------------------------------------------------------------ protocol
 
-    def place(self, order: OrderRequest, *, sent_before: datetime | None = None) -> OpenOrder:
+    def place(
+        self, order: OrderRequest, *, sent_before: datetime | None = None, new: bool = False
+    ) -> OpenOrder:
         # Binance only refuses a client id that an *open* order carries; one that already
         # filled, or was cancelled, would be accepted again and double the position. So look
-        # first, and give back whatever the exchange has under this id, in any state.
-        existing = self._find(order.client_id)
+        # first (unless the caller proves the id never went out), and give back whatever the
+        # exchange has under this id, in any state.
+        existing = None if new and sent_before is None else self._find(order.client_id)
         if existing is None and sent_before is not None:
             existing = self._after_the_window(order.client_id, f"{order.side}", sent_before)
         if existing is not None:
@@ -366,6 +378,8 @@ class CcxtGateway:
         """Trades name their order by exchange id only; ask the exchange once per order. A
         fresh order may not be found by id yet: then the order history since the trade tells,
         and if it does not either, the fill waits for the next cycle (never an error)."""
+        if order_id not in self._client_ids and (known := self._known_client_id(order_id)):
+            self._client_ids[order_id] = known
         if order_id not in self._client_ids:
             try:
                 raw: dict[str, Any] | None = self.client.fetch_order(order_id, self.symbol)

@@ -1,0 +1,258 @@
+"""Fills over the user data stream: the real ccxt.pro client against the fake Binance's
+websocket API, the real ccxt client for REST, real bots.
+
+A fill heard on the stream wakes its bot at once (no Huey, no REST) and its counter-order goes
+out; while the stream is up, the bots' cycles ask the exchange nothing; a gap in the stream
+sends every bot of the account back to REST, which finds every fill made meanwhile.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from bots import tasks, user_streams
+from bots.models import Bot, ExchangeFillRecord, Order, StreamedFill
+from market import exchange
+from market.models import LatestPrice
+from tests.bots.test_live_trading import (
+    API_KEY,
+    CONFIG,
+    P0,
+    SECRET,
+    db_resting,
+    resting,
+    set_price,
+)
+from tests.fakes.fake_binance import FakeBinance
+from tests.fakes.fake_binance_ws import FakeBinanceStreams
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+REST_READS = ("/api/v3/myTrades", "/api/v3/openOrders", "/api/v3/order", "/api/v3/allOrders")
+
+
+@pytest.fixture
+def fake(fake_binance: Callable[..., FakeBinance]) -> FakeBinance:
+    return fake_binance(
+        api_key=API_KEY, secret=SECRET, balances={"USDT": "5000"}, prices={"BTCUSDT": P0},
+        as_exchange=True, timeout_ms=2000,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def streams(fake: FakeBinance, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeBinanceStreams]:
+    """The fake's websocket streams, and the app's ccxt.pro clients pointed at them."""
+    with FakeBinanceStreams(fake) as running:
+        monkeypatch.setattr(
+            exchange, "PRO_CLIENT_FACTORY", lambda name, k, s: running.pro_client(timeout_ms=2000)
+        )
+        yield running
+
+
+@pytest.fixture
+def stream_settings(settings: Any) -> None:
+    settings.MARKET_FEED = "live"
+    settings.USER_STREAM_BEAT_SECONDS = 1
+    settings.LIVE_RECONCILE_SECONDS = 300
+
+
+@pytest.fixture
+def live_bot(stream_settings: None, make_bot: Callable[..., Bot], keys: Any, fake: FakeBinance,
+             start_live: Callable[[Bot], None]) -> Bot:  # fmt: skip
+    from tests.bots.conftest import add_candles, make_rules
+
+    make_rules()
+    add_candles([(0, P0, P0, P0, P0)])
+    LatestPrice.objects.create(exchange="binance", symbol="BTC/USDT", price=Decimal(P0),
+                               at=timezone.now())  # fmt: skip
+    bot = make_bot(CONFIG, mode=Bot.Mode.LIVE, credential=keys)
+    start_live(bot)
+    bot.refresh_from_db()
+    assert bot.is_running and len(resting(fake)) == 9
+    return bot
+
+
+@pytest.fixture
+def keys(user: Any) -> Any:
+    from accounts.models import ExchangeCredential
+
+    cred = ExchangeCredential(owner=user, label="main")
+    cred.set_keys(API_KEY, SECRET)
+    cred.save()
+    return cred
+
+
+@pytest.fixture
+def start_live(django_capture_on_commit_callbacks: Any) -> Any:
+    from bots import services
+
+    def go(bot: Bot) -> None:
+        with django_capture_on_commit_callbacks(execute=True):
+            services.start_bot(bot)
+
+    return go
+
+
+class Running:
+    """The user streams in a thread, as the feed process runs them; cycles it wakes are
+    counted."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.woken: list[int] = []
+
+        def run(bot_id: int) -> Any:
+            self.woken.append(bot_id)
+            return tasks.cycle_once(bot_id)
+
+        self.waker = user_streams.Waker(run, workers=2)
+        self.streams = user_streams.UserStreams(waker=self.waker, rescan_seconds=0.2)
+        self.thread = threading.Thread(target=self.streams.run, args=(self.stop,), daemon=True)
+
+    def __enter__(self) -> Running:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=10)
+        self.waker.shutdown()
+
+
+def until(predicate: Callable[[], Any], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting")
+        time.sleep(0.02)
+
+
+def settled(running: Running, bot: Bot) -> Callable[[], bool]:
+    return lambda: running.waker.idle() and not StreamedFill.objects.filter(bot=bot).exists()
+
+
+def reads(fake: FakeBinance) -> int:
+    return sum(fake.calls("GET", path) for path in REST_READS)
+
+
+def stream_up(bot: Bot) -> Callable[[], bool]:
+    return lambda: user_streams.up_since(bot.credential_id) is not None
+
+
+def test_a_fill_on_the_stream_sends_its_counter_order_without_asking_rest(
+    live_bot: Bot, fake: FakeBinance, streams: FakeBinanceStreams
+) -> None:
+    bot = live_bot
+    with Running() as running:
+        until(stream_up(bot))
+        # Coming up, the stream sends each bot of the account to REST once (a gap is REST's).
+        until(lambda: Bot.objects.get(pk=bot.pk).rest_synced_at is not None)
+        until(settled(running, bot))
+        before = reads(fake)
+        top_buy = max(o.price for o in bot.orders.filter(side="buy", status="open"))
+        fake.set_price("BTCUSDT", str(top_buy - 1))  # the market dips through the top buy
+        # No chain cycle runs here: the stream alone wakes the bot, and the sell goes out.
+        until(lambda: bot.orders.filter(side="sell", price__gt=top_buy, status="open").count()
+              > 4)  # fmt: skip
+        until(settled(running, bot))
+    bought = bot.orders.get(side="buy", price=top_buy)
+    assert bought.status == Order.Status.FILLED
+    assert ExchangeFillRecord.objects.filter(order=bought).count() == 1
+    assert resting(fake) == db_resting(bot)
+    assert reads(fake) == before, [(r.method, r.path, r.params) for r in fake.requests[-3:]]
+    assert bot.pk in running.woken
+
+
+def test_idle_cycles_with_the_stream_up_ask_the_exchange_nothing(
+    live_bot: Bot, fake: FakeBinance, streams: FakeBinanceStreams
+) -> None:
+    bot = live_bot
+    with Running() as running:
+        until(stream_up(bot))
+        until(lambda: Bot.objects.get(pk=bot.pk).rest_synced_at is not None)
+        until(settled(running, bot))
+        before = len(fake.requests)
+        for _ in range(5):
+            tasks.cycle_once(bot.pk)  # the chain's cycles, as Huey runs them
+        assert len(fake.requests) == before
+        # The safety net: once LIVE_RECONCILE_SECONDS have gone by, one cycle asks REST.
+        Bot.objects.filter(pk=bot.pk).update(
+            rest_synced_at=timezone.now() - timezone.timedelta(seconds=301)
+        )
+        tasks.cycle_once(bot.pk)
+        assert fake.calls("GET", "/api/v3/openOrders") >= 1
+        assert len(fake.requests) > before
+
+
+def test_an_order_cancelled_on_the_exchange_sends_the_bot_to_rest(
+    live_bot: Bot, fake: FakeBinance, streams: FakeBinanceStreams
+) -> None:
+    bot = live_bot
+    with Running() as running:
+        until(stream_up(bot))
+        until(lambda: Bot.objects.get(pk=bot.pk).rest_synced_at is not None)
+        until(settled(running, bot))
+        victim = bot.orders.filter(side="buy", status="open").order_by("price").first()
+        fake.user_cancel(victim.client_order_id)
+        # The stream's CANCELED report wakes the bot, which looks the order up over REST and
+        # sends its line again under a new id.
+        until(lambda: bot.orders.filter(slot=victim.slot, status="open").exclude(
+            pk=victim.pk).exists())  # fmt: skip
+        until(settled(running, bot))
+    assert resting(fake) == db_resting(bot)
+    assert len(resting(fake)) == 9
+
+
+def test_a_stream_gap_loses_no_fill(
+    live_bot: Bot, fake: FakeBinance, streams: FakeBinanceStreams
+) -> None:
+    """The user stream is down for 30 s of the exchange's time while the market runs through
+    the grid: nothing is missed, each fill is booked once, and the grid is whole again."""
+    bot = live_bot
+    clock = {"ms": fake.now_ms()}
+    fake.clock = lambda: clock["ms"]
+    with Running() as running:
+        until(stream_up(bot))
+        until(lambda: Bot.objects.get(pk=bot.pk).rest_synced_at is not None)
+        until(settled(running, bot))
+        streams.pause(3600)  # the server answers nothing: the reconnect hangs
+        streams.drop()
+        until(lambda: user_streams.up_since(bot.credential_id) is None)
+        lines = sorted(o.price for o in bot.orders.filter(status="open"))
+        already = len(fake.trades)
+        start_fills = set(
+            ExchangeFillRecord.objects.filter(bot=bot).values_list("trade_id", flat=True)
+        )
+        for step in range(30):  # 30 s of the exchange's time, the price swinging
+            clock["ms"] += 1000
+            price = lines[0] - 1 if step % 2 == 0 else lines[-1] + 1
+            set_price(fake, str(price))
+        grid = {o.order_id for o in fake.orders("BTCUSDT") if o.type != "MARKET"}
+        ours = [t for t in fake.trades[already:] if t.order_id in grid]
+        assert len(ours) >= 9, "the market crossed the whole grid while the stream was down"
+        assert ExchangeFillRecord.objects.filter(bot=bot).count() == len(start_fills)
+        streams.resume()
+        until(stream_up(bot), timeout=20)
+        until(lambda: ExchangeFillRecord.objects.filter(bot=bot).exclude(
+            trade_id__in=start_fills).count() >= len(ours), 20)  # fmt: skip
+        until(settled(running, bot))
+    booked = list(
+        ExchangeFillRecord.objects.filter(bot=bot)
+        .exclude(trade_id__in=start_fills)
+        .values_list("trade_id", flat=True)
+    )
+    assert sorted(booked) == sorted(str(t.trade_id) for t in ours)
+    assert len(booked) == len(set(booked))
+    # The grid is whole again: what rests on the exchange is what the books say is open (the
+    # lines the price has passed wait as pending, post-only orders that would cross).
+    assert resting(fake) == {
+        (o.client_order_id, o.side, o.price) for o in bot.orders.filter(status="open")
+    }
+    assert resting(fake)
