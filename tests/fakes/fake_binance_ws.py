@@ -48,7 +48,9 @@ fetch what it missed, also while the streams are paused or dropped. Gaps of the 
 with empty candles (at most ``MAX_HISTORY_GAP`` of them; the rest are skipped).
 
 Test hooks: ``drop()`` aborts every connection (no close frame, like a lost network) so the
-client must reconnect; ``pause(seconds)`` stalls the server: no events are pushed and incoming
+client must reconnect; ``offline()`` drops them and refuses new ones (each is aborted on
+arrival, as when the network is down) until ``online()``, while the REST fake and the market
+go on; ``pause(seconds)`` stalls the server: no events are pushed and incoming
 requests are left unanswered until it resumes (``resume()`` ends it early); what happened in the
 meantime is pushed afterwards.
 """
@@ -177,6 +179,7 @@ class FakeBinanceStreams:
         self._ticks: deque[tuple[str, Decimal, int]] = deque()
         self._paused_until = 0.0
         self._resumed: asyncio.Event | None = None
+        self._offline = False
         # What the poller has seen of the REST fake.
         self._seen_trades = 0
         self._prices: dict[str, Decimal] = {}
@@ -294,6 +297,15 @@ class FakeBinanceStreams:
         """Abort every open connection, with no close frame, like a lost network."""
         self._call(self._drop)
 
+    def offline(self) -> None:
+        """Drop every connection and refuse new ones until ``online()`` (the network is down;
+        the REST fake, the market and the clock go on)."""
+        self._call(self._go_offline, True)
+
+    def online(self) -> None:
+        """Accept connections again after ``offline()``."""
+        self._call(self._go_offline, False)
+
     def pause(self, seconds: float) -> None:
         """Stall the server for ``seconds``: push nothing, answer nothing. Returns at once."""
         self._call(self._pause, seconds)
@@ -365,6 +377,11 @@ class FakeBinanceStreams:
                 transport.abort()
         self._conns.clear()
 
+    def _go_offline(self, offline: bool) -> None:
+        self._offline = offline
+        if offline:
+            self._drop()
+
     def _pause(self, seconds: float) -> None:
         assert self._resumed is not None
         if seconds <= 0:
@@ -383,6 +400,10 @@ class FakeBinanceStreams:
             self._resumed.set()
 
     async def _serve(self, ws: ServerConnection) -> None:
+        if self._offline:
+            if ws.transport is not None:
+                ws.transport.abort()
+            return
         path = ws.request.path if ws.request is not None else "/"
         conn = _Conn(ws, api=path.startswith("/ws-api"))
         self.connections_total += 1

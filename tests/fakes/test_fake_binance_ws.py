@@ -277,3 +277,24 @@ async def test_rest_klines_list_the_streamed_candles_also_while_the_streams_are_
     finally:
         streams.resume()
         await client.close()
+
+
+async def test_offline_refuses_connections_until_online(
+    fake: FakeBinance, streams: FakeBinanceStreams
+) -> None:
+    client = streams.pro_client()
+    try:
+        await within(client.watch_ticker("BTC/USDT"))
+        streams.offline()
+        with pytest.raises(ccxt.NetworkError):
+            await within(client.watch_ticker("BTC/USDT"))  # the connection is gone
+        # A new one is cut at once (the handshake passes, the first send finds it closing).
+        with pytest.raises((ccxt.NetworkError, ConnectionError)):
+            await within(client.watch_ticker("BTC/USDT"))
+        assert streams.connections() == 0
+        fake.set_price("BTCUSDT", "100200")
+        streams.online()
+        await within(client.watch_ticker("BTC/USDT"))  # dials again
+        await until(lambda: client.tickers["BTC/USDT"]["last"] == 100200)
+    finally:
+        await client.close()
