@@ -2,9 +2,17 @@
 
 A feed yields closed 1-minute candles. The run_market_feed command stores each one, records
 the latest price, publishes it on the channel layer and wakes the bots whose next resting order
-the candle crossed. Replay continues a symbol's stored history with the bundled real candles
-that follow it, then, when the file runs out, plays it again from the start — shifted in time
-and scaled so the price path stays continuous — so the embedded default trades forever offline.
+the candle crossed. Three feeds:
+
+- ``StreamFeed`` (``market/streams.py``): the exchange's websocket streams through ccxt.pro,
+  with the price between candles, REST filling gaps and standing in while a stream is down;
+- ``LiveFeed``: REST polling only (an exchange ccxt.pro has no websocket client for);
+- ``ReplayFeed``: continues a symbol's stored history with the bundled real candles that follow
+  it, then, when the file runs out, plays it again from the start — shifted in time and scaled
+  so the price path stays continuous — so the embedded default trades forever offline.
+
+``MARKET_FEED=auto`` (the default) streams when the exchange answers at start and replays when
+it does not (no network); the choice holds for the process's run.
 """
 
 from __future__ import annotations
@@ -16,11 +24,15 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from django.conf import settings
+from django.utils import timezone
 
 from market.precision import round_price
+
+if TYPE_CHECKING:
+    from market.services import FeedStatus
 
 logger = logging.getLogger(__name__)
 
@@ -41,10 +53,17 @@ class ClosedCandle:
 
 class Feed(Protocol):
     replayed: bool
+    # The feed records the price between candles itself (its ticks are newer than a closed
+    # candle's close): the recorder stores its candles without taking their price.
+    ticks: bool
 
     def describe(self) -> str: ...
 
     def next_batch(self, timeout: float) -> list[ClosedCandle]: ...
+
+    def status(self) -> FeedStatus: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass
@@ -114,6 +133,7 @@ class ReplayFeed:
     """Plays recorded candles at `candles_per_second`, one candle per symbol per step."""
 
     replayed = True
+    ticks = False
 
     def __init__(
         self,
@@ -139,6 +159,17 @@ class ReplayFeed:
                 return []
         self._next_at = max(self._next_at + self.interval, time.monotonic() - self.interval)
         return [track.next_candle() for track in self.tracks]
+
+    def status(self) -> FeedStatus:
+        from market.services import FeedStatus
+
+        exchange = self.tracks[0].exchange if self.tracks else settings.MARKET_FEED_EXCHANGE
+        first = self.tracks[0].rows[0][0] if self.tracks and self.tracks[0].rows else None
+        period = datetime.fromtimestamp(first / 1000, UTC).strftime("%B %Y") if first else ""
+        return FeedStatus("replay", exchange, replay_of=period)
+
+    def close(self) -> None:
+        pass
 
 
 def replay_tracks(symbols: Iterable[tuple[str, str]]) -> list[ReplayTrack]:
@@ -180,27 +211,103 @@ companions: list[Callable[[threading.Event], None]] = []
 
 
 def wanted_symbols() -> list[tuple[str, str]]:
-    return sorted({pair for provider in symbol_providers for pair in provider()})
+    """The markets someone needs prices for: the providers' (running bots) and the pages'."""
+    from market.services import watched_markets
+
+    wanted = {pair for provider in symbol_providers for pair in provider()}
+    return sorted(wanted | set(watched_markets()))
 
 
 def feed_from_settings(extra_symbols: Iterable[str] = ()) -> Feed:
-    """The feed the settings ask for: replay of recorded candles (default) or live via ccxt."""
+    """The feed the settings ask for: ``auto`` streams the exchange when it answers now and
+    replays the recorded candles when it does not; ``live`` always streams; ``replay`` replays."""
     from market.services import SAMPLES
 
     exchange = settings.MARKET_FEED_EXCHANGE
     symbols = [(exchange, s) for s in extra_symbols]
     symbols += [pair for pair in wanted_symbols() if pair not in symbols]
     symbols += [(e, s) for e, s, _ in SAMPLES if (e, s) not in symbols]
-    if settings.MARKET_FEED == "live":
-        return LiveFeed(exchange, [s for _, s in symbols])
+    mode = settings.MARKET_FEED
+    if mode == "auto":
+        problem = unreachable(exchange)
+        if problem:
+            logger.warning("market feed: %s does not answer (%s): replaying", exchange, problem)
+        mode = "replay" if problem else "live"
+    if mode == "live":
+        return live_feed(exchange, [s for e, s in symbols if e == exchange])
     return ReplayFeed(replay_tracks(symbols), settings.REPLAY_CANDLES_PER_SECOND)
 
 
+def unreachable(exchange: str, *, timeout_ms: int = 5000) -> str:
+    """Why the exchange's public API does not answer now, in words; '' when it does (its
+    clock is asked: one request of the lightest weight)."""
+    from market import exchange as api
+
+    try:
+        client = api.public_client(exchange)
+        client.timeout = timeout_ms
+        with api.translated("the exchange's time", exchange_id=exchange):
+            client.fetch_time()
+    except Exception as e:  # noqa: BLE001 - whatever the reason, the replay it is
+        return str(e) or type(e).__name__
+    return ""
+
+
+def live_feed(exchange: str, symbols: list[str]) -> Feed:
+    """The exchange's websocket streams (ccxt.pro), or REST polling where it has none."""
+    import ccxt.pro
+
+    if exchange in ccxt.pro.exchanges:
+        from market.streams import StreamFeed
+
+        return StreamFeed(exchange, symbols)
+    return LiveFeed(exchange, symbols, poll_seconds=settings.MARKET_FEED_POLL_SECONDS)
+
+
+def fetch_candles(
+    client: Any,
+    exchange: str,
+    symbol: str,
+    since_ms: int | None,
+    *,
+    until_ms: int | None = None,
+    limit: int = 1000,
+) -> tuple[list[ClosedCandle], ClosedCandle | None]:
+    """One page of 1-minute candles over REST (ccxt ``fetch_ohlcv``, which spends the request
+    budget) from ``since_ms`` (the newest page without it): (the closed ones, the one still
+    open). The exchange lists the open candle last, so the newest row of a page that is not
+    full is open, unless ``until_ms`` (a candle known to be later) says every row before it is
+    closed. Raises the exchange errors of ``market.exchange``."""
+    from market.exchange import translated
+
+    with translated(f"candles of {symbol}", exchange_id=exchange):
+        rows = client.fetch_ohlcv(symbol, "1m", since=since_ms, limit=limit)
+    candles = [
+        ClosedCandle(
+            exchange, symbol, datetime.fromtimestamp(ts / 1000, UTC),
+            *(Decimal(str(x)) for x in (o, h, low, c, v)),
+        )
+        for ts, o, h, low, c, v in rows
+        if since_ms is None or ts >= since_ms
+    ]  # fmt: skip
+    if until_ms is not None:
+        return [c for c in candles if candle_ms(c) < until_ms], None
+    if candles and len(rows) < limit:
+        return candles[:-1], candles[-1]
+    return candles, None
+
+
+def candle_ms(candle: ClosedCandle) -> int:
+    """A candle's open time in epoch milliseconds."""
+    return int(candle.open_time.timestamp() * 1000)
+
+
 class LiveFeed:
-    """Closed candles from the exchange: ccxt.pro `watch_ohlcv` would stream them; this polls
-    ccxt REST `fetch_ohlcv` once per `poll_seconds`, which works everywhere ccxt does."""
+    """Closed candles from the exchange over REST: ``fetch_ohlcv`` once per ``poll_seconds``.
+    For an exchange ccxt.pro has no websocket client for (``StreamFeed`` streams the others)."""
 
     replayed = False
+    ticks = False
 
     def __init__(
         self, exchange: str, symbols: list[str], *, client: Any = None, poll_seconds: float = 10
@@ -213,40 +320,51 @@ class LiveFeed:
         self.poll_seconds = poll_seconds
         self._last: dict[str, int] = {}
         self._next_at = 0.0
+        self._started = timezone.now()
 
     def describe(self) -> str:
-        return f"live from {self.exchange} ({', '.join(self.symbols)})"
+        return f"polling {self.exchange} over REST ({', '.join(self.symbols)})"
 
     def next_batch(self, timeout: float) -> list[ClosedCandle]:
-        from market.exchange import translated
-
         wait = self._next_at - time.monotonic()
         if wait > 0:
             time.sleep(min(wait, timeout))
             return []
         self._next_at = time.monotonic() + self.poll_seconds
         out: list[ClosedCandle] = []
-        now_ms = int(time.time() * 1000)
         for symbol in self.symbols:
-            since = self._last.get(symbol, now_ms - 5 * MINUTE_MS) + MINUTE_MS
-            with translated(f"candles of {symbol}", exchange_id=self.exchange):
-                rows = self.client.fetch_ohlcv(symbol, "1m", since=since, limit=500)
-            for ts, o, h, low, c, v in rows:
-                if ts + MINUTE_MS > now_ms:
-                    continue  # still open
-                out.append(ClosedCandle(
-                    self.exchange, symbol, datetime.fromtimestamp(ts / 1000, UTC),
-                    *(Decimal(str(x)) for x in (o, h, low, c, v)),
-                ))  # fmt: skip
-                self._last[symbol] = ts
+            last = self._last.get(symbol)
+            since = last + MINUTE_MS if last is not None else None
+            closed, _ = fetch_candles(self.client, self.exchange, symbol, since, limit=500)
+            if last is None:
+                closed = closed[-5:]  # a start: the last few minutes
+            if closed:
+                out += closed
+                self._last[symbol] = candle_ms(closed[-1])
         return out
+
+    def status(self) -> FeedStatus:
+        from market.services import FeedStatus
+
+        return FeedStatus(
+            "rest", self.exchange, since=self._started, symbols=tuple(self.symbols),
+            reason=f"ccxt.pro has no websocket client for {self.exchange}",
+            poll_seconds=self.poll_seconds,
+        )  # fmt: skip
+
+    def close(self) -> None:
+        pass
 
 
 # --- recording -----------------------------------------------------------------------------------
 
 
-def record_candles(candles: list[ClosedCandle], *, replayed: bool = False) -> None:
-    """Store closed candles, record each symbol's latest price, publish it, wake crossed bots."""
+def record_candles(
+    candles: list[ClosedCandle], *, replayed: bool = False, prices: bool = True
+) -> None:
+    """Store closed candles, record each symbol's latest price and publish it (unless
+    ``prices`` is off: a feed with ticks between candles records newer ones itself), and wake
+    the bots whose next order the candles crossed."""
     from market import push
     from market.models import Candle
     from market.services import record_price
@@ -265,8 +383,9 @@ def record_candles(candles: list[ClosedCandle], *, replayed: bool = False) -> No
         by_symbol.setdefault((c.exchange, c.symbol), []).append(c)
     for (exchange, symbol), group in by_symbol.items():
         last = group[-1]
-        record_price(exchange, symbol, last.close, last.open_time, replayed=replayed)
-        push.publish_price(exchange, symbol, last.close, last.open_time, candle=_as_dict(last))
+        if prices:
+            record_price(exchange, symbol, last.close, last.open_time, replayed=replayed)
+            push.publish_price(exchange, symbol, last.close, last.open_time, candle=_as_dict(last))
         candles_closed.send(
             sender=ClosedCandle,
             exchange=exchange,

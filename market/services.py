@@ -1,7 +1,9 @@
-"""Market data: market rules, candle imports, the latest price.
+"""Market data: market rules, candle imports, the latest price and the feed's state.
 
-About 400 lines because the candle import keeps its two write paths (PostgreSQL COPY and
-batched inserts) and its gap and idempotency rules together; the feed and push live apart.
+About 600 lines because the candle import keeps its two write paths (PostgreSQL COPY and
+batched inserts) and its gap and idempotency rules together, and the latest price is read and
+written in one place (cache and row) with the feed's state beside it; the feed and push live
+apart.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import gzip
 import io
 import json
 import logging
+import re
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -18,6 +22,8 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import IO, Any
 
+from django.conf import settings
+from django.core.cache import cache
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
@@ -398,22 +404,195 @@ def load_bundled_sample() -> list[str]:
     return done
 
 
-def record_price(
+# --- the latest price and the feed's state ------------------------------------------------------
+#
+# The feed keeps each market's latest price in the cache for PRICE_CACHE_SECONDS (Redis when
+# REDIS_URL is set, so every process reads the same; in memory in the embedded default's one
+# process) and writes the LatestPrice row at most about once a second per market, so a cold
+# cache still has a price. Pages and risk rules read ``price_now``; the feed's state (streaming,
+# on its REST fallback, replaying) is ``feed_status``.
+
+
+@dataclass(frozen=True)
+class PriceNow:
+    """A market's latest price, the market's time of it, and whether it is a replay's."""
+
+    price: Decimal
+    at: datetime
+    replayed: bool = False
+
+    def age(self) -> timedelta:
+        return timezone.now() - self.at
+
+
+def _price_key(exchange: str, symbol: str) -> str:
+    return f"market:price:{exchange}:{symbol}"
+
+
+def cache_price(
     exchange: str, symbol: str, price: Decimal, at: datetime, *, replayed: bool = False
 ) -> None:
-    LatestPrice.objects.update_or_create(
-        exchange=exchange, symbol=symbol, defaults={"price": price, "at": at, "replayed": replayed}
+    """The feed's hot price: in the cache for PRICE_CACHE_SECONDS (read by ``price_now``)."""
+    cache.set(
+        _price_key(exchange, symbol),
+        (str(price), int(at.timestamp() * 1000), replayed),
+        timeout=max(1, settings.PRICE_CACHE_SECONDS),
     )
 
 
+def record_price(
+    exchange: str, symbol: str, price: Decimal, at: datetime, *, replayed: bool = False
+) -> None:
+    """Save a market's latest price (the LatestPrice row). A price older than the saved one of
+    the same kind does not replace it (a closed candle's close arrives after the ticks of the
+    next candle); a replayed price replaces a live one and the other way round."""
+    saved = (
+        LatestPrice.objects.filter(exchange=exchange, symbol=symbol)
+        .exclude(replayed=replayed, at__gt=at)
+        .update(price=price, at=at, replayed=replayed)
+    )
+    if not saved:
+        LatestPrice.objects.get_or_create(
+            exchange=exchange,
+            symbol=symbol,
+            defaults={"price": price, "at": at, "replayed": replayed},
+        )
+
+
+def price_now(exchange: str, symbol: str) -> PriceNow | None:
+    """A market's latest price: the feed's hot price from the cache, else the saved row."""
+    cached = cache.get(_price_key(exchange, symbol))
+    if cached is not None:
+        price, at_ms, replayed = cached
+        return PriceNow(Decimal(price), _time(at_ms), replayed)
+    row = (
+        LatestPrice.objects.filter(exchange=exchange, symbol=symbol)
+        .only("price", "at", "replayed")
+        .first()
+    )
+    return PriceNow(row.price, row.at, row.replayed) if row else None
+
+
 def latest_price_row(exchange: str, symbol: str) -> LatestPrice | None:
-    """The feed's latest price of a market, with its time."""
+    """The feed's last saved price of a market, with its time (``price_now`` is fresher)."""
     return LatestPrice.objects.filter(exchange=exchange, symbol=symbol).first()
 
 
 def latest_price(exchange: str, symbol: str) -> Decimal | None:
-    row = LatestPrice.objects.filter(exchange=exchange, symbol=symbol).only("price").first()
-    return row.price if row else None
+    now = price_now(exchange, symbol)
+    return now.price if now else None
+
+
+FEED_STATUS_KEY = "market:feed:status"
+# The running feed writes its state every few seconds; gone this long, the feed is not running.
+FEED_STATUS_SECONDS = 30
+# A live price older than this says the feed is not running (when no state is in the cache).
+FEED_QUIET = timedelta(minutes=3)
+_SAMPLE_MONTH = re.compile(r"_(\d{4})-(\d{2})-\d{2}_")
+
+
+@dataclass(frozen=True)
+class FeedStatus:
+    """Where prices come from now, for the pages and the live-start check.
+
+    ``mode``: ``stream`` (the exchange's websocket streams), ``rest`` (some pairs polled over
+    REST because their stream is down, ``since`` when, ``reason`` why), ``replay`` (recorded
+    candles), ``live`` (live prices, way unknown: seen from the database only) or ``off`` (no
+    feed has run)."""
+
+    mode: str
+    exchange: str = ""
+    since: datetime | None = None
+    reason: str = ""
+    symbols: tuple[str, ...] = ()  # rest: the pairs polled over REST
+    poll_seconds: float = 10
+    replay_of: str = ""  # replay: what is replayed, e.g. "June 2025"
+
+    @property
+    def replayed(self) -> bool:
+        return self.mode == "replay"
+
+    @property
+    def live(self) -> bool:
+        """Prices are the exchange's now (streamed or polled), not a replay."""
+        return self.mode in ("stream", "rest", "live")
+
+    def words(self) -> str:
+        """The status in a short sentence, for every page."""
+        name = self.exchange.capitalize() or "the exchange"
+        if self.mode == "stream":
+            return f"Live prices from {name} (websocket)"
+        if self.mode == "rest":
+            since = f" since {self.since:%H:%M} UTC" if self.since else ""
+            pairs = f" for {', '.join(self.symbols)}" if self.symbols else ""
+            return (
+                f"Prices from {name}'s REST API every {self.poll_seconds:g} s{pairs}: "
+                f"the websocket stream is down{since}"
+            )
+        if self.mode == "replay":
+            of = f"recorded {self.replay_of} candles" if self.replay_of else "recorded candles"
+            return f"Replay of {of}: not the live market"
+        if self.mode == "live":
+            return f"Live prices from {name}"
+        return "No market feed is running: prices are not updated"
+
+
+def record_feed_status(status: FeedStatus) -> None:
+    """The running feed says where its prices come from (refreshed every few seconds)."""
+    cache.set(FEED_STATUS_KEY, status, timeout=FEED_STATUS_SECONDS)
+
+
+def replay_period() -> str:
+    """What the bundled replay plays, in words ("June 2025"), from its files' names."""
+    found = _SAMPLE_MONTH.search(SAMPLES[0][2].name) if SAMPLES else None
+    if not found:
+        return ""
+    return datetime(int(found.group(1)), int(found.group(2)), 1).strftime("%B %Y")
+
+
+def feed_status() -> FeedStatus:
+    """Where prices come from now: the running feed's own word (in the cache); without it the
+    setting when it is explicit, else what the saved prices say (a replay's, or live ones
+    recent enough); else no feed is running."""
+    status = cache.get(FEED_STATUS_KEY)
+    if isinstance(status, FeedStatus):
+        return status
+    exchange = settings.MARKET_FEED_EXCHANGE
+    if settings.MARKET_FEED == "replay":
+        return FeedStatus("replay", exchange, replay_of=replay_period())
+    if settings.MARKET_FEED == "live":
+        return FeedStatus("live", exchange)
+    rows = list(LatestPrice.objects.values_list("replayed", "at"))
+    if any(not replayed and timezone.now() - at < FEED_QUIET for replayed, at in rows):
+        return FeedStatus("live", exchange)
+    if any(replayed for replayed, _ in rows):
+        return FeedStatus("replay", exchange, replay_of=replay_period())
+    return FeedStatus("off", exchange)
+
+
+# --- the markets open pages show -----------------------------------------------------------------
+
+WATCHED_KEY = "market:watched"
+WATCH_SECONDS = 600
+
+
+def watch_market(exchange: str, symbol: str) -> None:
+    """A page shows this market: the feed streams it too (for WATCH_SECONDS after the last
+    look; a stream once opened stays until the feed restarts)."""
+    now = time.time()
+    watched: dict[tuple[str, str], float] = cache.get(WATCHED_KEY) or {}
+    if watched.get((exchange, symbol), 0) - now > WATCH_SECONDS / 2:
+        return  # noted a moment ago: spare the write
+    watched = {pair: until for pair, until in watched.items() if until > now}
+    watched[(exchange, symbol)] = now + WATCH_SECONDS
+    cache.set(WATCHED_KEY, watched, timeout=WATCH_SECONDS)
+
+
+def watched_markets() -> list[tuple[str, str]]:
+    """The markets pages have shown in the last WATCH_SECONDS."""
+    now = time.time()
+    watched: dict[tuple[str, str], float] = cache.get(WATCHED_KEY) or {}
+    return sorted(pair for pair, until in watched.items() if until > now)
 
 
 def last_candle(exchange: str, symbol: str) -> tuple[datetime, Decimal] | None:

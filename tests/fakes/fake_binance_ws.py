@@ -175,8 +175,8 @@ class FakeBinanceStreams:
         self._server: Server | None = None
         self._port = 0
         self._conns: set[_Conn] = set()
-        # (symbol, price, len(fake.trades) after it) from the wrapped set_price
-        self._ticks: deque[tuple[str, Decimal, int]] = deque()
+        # (symbol, price, len(fake.trades) after it, the fake's time) from the wrapped set_price
+        self._ticks: deque[tuple[str, Decimal, int, int]] = deque()
         self._paused_until = 0.0
         self._resumed: asyncio.Event | None = None
         self._offline = False
@@ -558,7 +558,7 @@ class FakeBinanceStreams:
             with fake.lock:
                 trades = original(fake, symbol, price)
                 # the fills happen on the way to the new price: they come first
-                self._ticks.append((symbol, Decimal(price), len(fake.trades)))
+                self._ticks.append((symbol, Decimal(price), len(fake.trades), fake.now_ms()))
                 self._sync_history(fake.now_ms(), tick=(symbol, Decimal(price)))
                 return trades
 
@@ -680,16 +680,17 @@ class FakeBinanceStreams:
         for symbol, price in prices.items():
             last = next((t[1] for t in reversed(ticks) if t[0] == symbol), self._prices.get(symbol))
             if last != price:
-                ticks.append((symbol, price, first + len(new_trades)))
-        # In the order they happened: each set_price's fills, then its price.
+                ticks.append((symbol, price, first + len(new_trades), now))
+        # In the order they happened, each at its own time (the candle it belongs to): each
+        # set_price's fills, then its price.
         done = first
-        for symbol, price, trades_end in ticks:
+        for symbol, price, trades_end, at in ticks:
             for trade in new_trades[done - first : max(done, trades_end) - first]:
-                await self._on_trade(trade, now)
+                await self._on_trade(trade, min(now, trade.time))
             done = max(done, trades_end)
-            await self._on_tick(symbol, price, now)
+            await self._on_tick(symbol, price, at)
         for trade in new_trades[done - first :]:
-            await self._on_trade(trade, now)
+            await self._on_trade(trade, min(now, trade.time))
         await self._roll_klines(now)
         await self._user_events(order_copies, new_trades, balances, now)
 
@@ -769,7 +770,7 @@ class FakeBinanceStreams:
         for (sym, _), kline in list(self._klines.items()):
             if sym != symbol:
                 continue
-            await self._roll(kline, max(now, trade.time))
+            await self._roll(kline, now)
             kline.tick(trade.price)
             kline.volume += trade.qty
             kline.quote += trade.qty * trade.price
