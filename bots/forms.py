@@ -13,27 +13,46 @@ from typing import Any
 
 from django import forms
 from django.conf import settings
+from django.urls import reverse
+from django.utils.html import escape
 
 from accounts.models import ExchangeCredential
 from bots import config as schema
 from bots.errors import ConfigError
 from bots.grid.params import GridConfig
 from bots.models import Bot
+from market import pairs
+from market.models import HistoryImport, MarketRules
 from market.precision import plain
 
 LIVE_DISABLED_REASON = "add your exchange keys first"
 
 
-def symbol_choices(exchange: str = "binance") -> list[tuple[str, str]]:
-    """The pairs the exchange's market rules are known for (BTC/USDT and ETH/USDT bundled)."""
-    from market.models import MarketRules
+DEFAULT_PAIR = "BTC/USDT"
 
-    symbols = (
-        MarketRules.objects.filter(exchange=exchange)
-        .order_by("symbol")
-        .values_list("symbol", flat=True)
-    )
-    return [(s, s) for s in symbols]
+
+def pair_input_attrs() -> dict[str, str]:
+    """The pair's text input searches the exchange's pairs as it is typed (``bots:pairs``
+    fills the ``pair-options`` datalist)."""
+    return {
+        "list": "pair-options",
+        "autocomplete": "off",
+        "spellcheck": "false",
+        "autocapitalize": "characters",
+        "hx-get": reverse("bots:pairs"),
+        "hx-trigger": "focus once, input changed delay:250ms",
+        "hx-target": "#pair-options",
+        "hx-swap": "outerHTML",
+        "hx-sync": "this:replace",
+    }
+
+
+def _pairs_note(exchange: str) -> str:
+    """The pair's help text (``_field.html`` shows help text as HTML: escaped here)."""
+    listed = pairs.exchange_pairs(exchange)
+    if listed.listed:
+        return f"Type to search {exchange.capitalize()}'s {len(listed.symbols):,} spot pairs."
+    return escape(listed.describe())
 
 
 class ModeSelect(forms.Select):
@@ -55,7 +74,7 @@ class GridConfigForm(forms.Form):
     min_levels = 2
     max_levels = 500
 
-    symbol = forms.ChoiceField(label="Pair")
+    symbol = forms.CharField(label="Pair", max_length=30, initial=DEFAULT_PAIR)
     capital = forms.DecimalField(
         label="Capital", min_value=Decimal("0"), help_text="Quote currency the bot may use."
     )
@@ -88,7 +107,10 @@ class GridConfigForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.exchange = exchange
         self.grid: GridConfig | None = None
-        self.fields["symbol"].choices = symbol_choices(exchange)
+        self.rules: MarketRules | None = None
+        symbol = self.fields["symbol"]
+        symbol.widget.attrs.update(pair_input_attrs())
+        symbol.help_text = _pairs_note(exchange)
         levels = self.fields["grid_levels"]
         levels.min_value, levels.max_value = self.min_levels, self.max_levels
         levels.widget.attrs.update(min=self.min_levels, max=self.max_levels)
@@ -96,6 +118,15 @@ class GridConfigForm(forms.Form):
         for name in ("capital", "lower_bound", "upper_bound", "stop_loss_pct", "take_profit"):
             if name in self.fields:
                 self.fields[name].widget.attrs.update(inputmode="decimal", step="any")
+
+    def clean_symbol(self) -> str:
+        """The pair, as the exchange writes it; its rules fetched from the exchange when they
+        are not stored yet."""
+        try:
+            self.rules = pairs.choose_pair(self.exchange, self.cleaned_data["symbol"])
+        except pairs.PairError as e:
+            raise forms.ValidationError(str(e)) from None
+        return self.rules.symbol
 
     def clean_grid_levels(self) -> int:
         levels = self.cleaned_data["grid_levels"]
@@ -126,10 +157,10 @@ class GridConfigForm(forms.Form):
         needed = [n for n in schema.KEYS if n in self.fields and n != "take_profit"]
         if self.errors or any(data.get(n) is None for n in needed):
             return data  # the fields' own errors first
+        if self.rules is None:
+            return data
         try:
-            self.grid = schema.grid_config_for(
-                self.config(), exchange=self.exchange, symbol=data["symbol"]
-            )
+            self.grid = schema.grid_config(self.config(), symbol=data["symbol"], filters=self.rules)
         except ConfigError as e:
             field = e.field if e.field in self.fields else None
             self.add_error(field, str(e) if field == "symbol" else e.sentence())
@@ -259,6 +290,29 @@ class BacktestForm(GridConfigForm):
         if start and end and end < start:
             self.add_error("end", "The end date must be on or after the start date.")
         return data
+
+    def imported(self, job: HistoryImport | None) -> bool:
+        """Whether the days asked for are not waiting on the pair's history import; if they
+        are, the form says so on the dates, naming how far the import got."""
+        if job is None or job.status == HistoryImport.Status.DONE:
+            return True
+        start, end = self.time_range()
+        if end <= job.cursor or start >= job.until:
+            return True  # imported already, or days the import is not about
+        upto = f"stored up to {job.cursor:%Y-%m-%d %H:%M} UTC"
+        if job.status == HistoryImport.Status.FAILED:
+            words = (
+                f"The {job.symbol} history import failed ({job.error.rstrip('.')}); candles are "
+                f"{upto}. Choose earlier days, or try again in a minute: the import then goes "
+                "on where it stopped."
+            )
+        else:
+            words = (
+                f"{job.symbol} history is still being imported: {job.progress()}, {upto}. "
+                "Choose earlier days, or wait until it is done."
+            )
+        self.add_error("end", words)
+        return False
 
     def time_range(self) -> tuple[dt.datetime, dt.datetime]:
         """[start 00:00, the day after end 00:00) in UTC."""

@@ -22,7 +22,11 @@ from bots.errors import BotError, Throttled
 from bots.forms import BacktestForm, BotForm
 from bots.grid.preview import grid_preview
 from bots.models import BacktestRun, Bot
+from market import history, pairs
 from market import services as market_services
+from market import tasks as market_tasks
+
+EXCHANGE = "binance"  # the exchange bots are made for (the forms' default)
 
 
 def _own_bot(request: AuthedRequest, pk: int) -> Bot:
@@ -149,6 +153,7 @@ def bot_new(request: AuthedRequest) -> HttpResponse:
         except BotError as e:
             form.add_error(None, str(e))
         else:
+            market_tasks.start_history(bot.exchange, bot.symbol)  # a new pair's history
             messages.success(request, f"{bot} created. Start it when you are ready.")
             return redirect("bots:detail", pk=bot.pk)
     return render(request, "bots/bot_form.html", _form_context(form, None))
@@ -179,7 +184,11 @@ def bot_edit(request: AuthedRequest, pk: int) -> HttpResponse:
 
 
 def _form_context(form: BotForm, bot: Bot | None) -> dict[str, Any]:
-    return {"form": form, "bot": bot, "preview": None}
+    job = history.import_for(bot.exchange, bot.symbol) if bot else None
+    return {
+        "form": form, "bot": bot, "preview": None, "history": job,
+        "pair_options": () if bot else pairs.stored_pairs(form.exchange),
+    }  # fmt: skip
 
 
 @login_required
@@ -191,6 +200,9 @@ def bot_preview(request: AuthedRequest) -> HttpResponse:
     form.is_valid()
     preview = None
     price = None
+    job = None
+    if form.rules is not None:  # a pair the exchange lists: its history, imported if new
+        job = market_tasks.start_history(form.exchange, form.rules.symbol)
     if form.grid is not None:
         price = market_services.latest_price(form.exchange, form.cleaned_data["symbol"])
         preview = grid_preview(form.grid, price)
@@ -202,8 +214,43 @@ def bot_preview(request: AuthedRequest) -> HttpResponse:
     return render(
         request,
         "bots/bot_form.html#grid-preview",
-        {"form": form, "preview": preview, "field_errors": errors, "oob_errors": True},
-    )
+        {"form": form, "preview": preview, "field_errors": errors, "oob_errors": True,
+         "history": job},
+    )  # fmt: skip
+
+
+# --- pairs: the exchange's list, and a pair's history import -----------------------------------
+
+
+@login_required
+@require_GET
+@per_client("pairs", limit_setting="PREVIEWS_PER_CLIENT_PER_MINUTE", window=60)
+def pair_search(request: AuthedRequest) -> HttpResponse:
+    """The pair input's suggestions: the exchange's pairs matching what is typed so far."""
+    query = request.GET.get("symbol", request.GET.get("q", ""))[:30]
+    options = pairs.search(EXCHANGE, query)
+    return render(request, "market/_pair_options.html", {"options": options})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+@per_client("pairs", limit_setting="PREVIEWS_PER_CLIENT_PER_MINUTE", window=60)
+def pair_history(request: AuthedRequest) -> HttpResponse:
+    """A pair's history import, beside the pair: GET shows it (polled while it runs); POST
+    (a pair just chosen) fetches the pair's rules if new and starts its import if needed."""
+    exchange = EXCHANGE
+    text = (request.POST if request.method == "POST" else request.GET).get("symbol", "")[:30]
+    job, problem = None, ""
+    if request.method == "POST":
+        try:
+            rules = pairs.choose_pair(exchange, text)
+        except pairs.PairError as e:
+            problem = str(e)
+        else:
+            job = market_tasks.start_history(exchange, rules.symbol)
+    else:
+        job = history.import_for(exchange, pairs.normalise(text))
+    return render(request, "market/_pair_history.html", {"history": job, "pair_problem": problem})
 
 
 # --- the bot page --------------------------------------------------------------------------------
@@ -245,7 +292,12 @@ def backtest_new(request: AuthedRequest) -> HttpResponse:
         initial |= {"symbol": source.symbol, **source.config}
     form = BacktestForm(request.POST or None, initial=initial)
     retry_after = None
+    job = history.import_for(form.exchange, source.symbol) if source else None
+    ready = False
     if request.method == "POST" and form.is_valid():
+        job = market_tasks.start_history(form.exchange, form.cleaned_data["symbol"])
+        ready = form.imported(job)  # not while the days asked for are still being imported
+    if ready:
         start, end = form.time_range()
         try:
             run = backtest_runs.create_run(
@@ -263,7 +315,10 @@ def backtest_new(request: AuthedRequest) -> HttpResponse:
             retry_after = e.retry_after
         else:
             return redirect("bots:backtest", pk=run.pk)
-    context = {"form": form, "source": source}
+    context = {
+        "form": form, "source": source, "history": job,
+        "pair_options": pairs.stored_pairs(form.exchange),
+    }  # fmt: skip
     if retry_after is None:
         return render(request, "bots/backtest_form.html", context)
     response = render(request, "bots/backtest_form.html", context, status=429)

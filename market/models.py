@@ -183,10 +183,11 @@ class HistoryImport(models.Model):
     def in_words(self) -> str:
         """What a page says beside the pair."""
         days = max(1, round((self.until - self.since).total_seconds() / 86400))
+        span = "the last day" if days == 1 else f"the last {days} days"
         if self.status == self.Status.QUEUED:
-            return f"{self.symbol} history: waiting to import the last {days} days."
+            return f"{self.symbol} history: waiting to import {span}."
         if self.status == self.Status.RUNNING:
-            return f"{self.symbol} history: importing the last {days} days, {self.progress()}."
+            return f"{self.symbol} history: importing {span}, {self.progress()}."
         if self.status == self.Status.DONE:
             return (
                 f"{self.symbol} history: {self.stored:,} candles imported, "

@@ -31,7 +31,8 @@ def test_a_valid_form_gives_the_config_as_strings(rules):
         ({"lower_bound": "69999.99", "upper_bound": "70000"}, "grid_levels", "collide"),
         ({"capital": "0"}, "capital", "capital must be above 0"),
         ({"mode": "live"}, "mode", "add your exchange keys first"),
-        ({"symbol": "DOGE/USDT"}, "symbol", "Select a valid choice"),
+        ({"symbol": "DOGE/USDT"}, "symbol", "only the pairs stored here can be chosen now"),
+        ({"symbol": "BTC"}, "symbol", "Write the pair as BASE/QUOTE"),
     ],
 )
 def test_invalid_input_is_an_error_on_its_field_in_words(rules, changes, field, words):
