@@ -53,6 +53,7 @@ from bots.models import (
     StreamedFill,
     Trade,
 )
+from market import status as exchange_status
 from market.exchange import (
     NOT_VISIBLE_FOR,
     ExchangeError,
@@ -168,12 +169,21 @@ def run_cycle(bot_id: int) -> LiveCycle | None:
     if bot is None or not bot.is_running:
         return None
     cycle = LiveCycle()
+    paused = exchange_status.maintenance(bot.exchange)
+    if paused:  # nothing can be sent or trusted now: the bot waits, and says so once
+        _note_once(bot, paused)
+        return cycle
     began = timezone.now()
     rest = user_streams.rest_due(bot, began)  # else the user data stream has told of all
     price = risk.fresh_price(bot)  # the feed's, read once: the stop check and the marks use it
     # A stop under way, or one the price calls for, takes risk off: it may spend the request
     # budget's spare share, so a busy minute never holds back a stop-loss.
     stop_due = price is not None and bool(risk.price_reason(bot, price))
+    if not (rest or stop_due or bot.stopping_reason) and price is not None and _quiet(bot):
+        # The stream told of no fill and nothing waits to go out: the book is as it was, so
+        # the cycle only marks the bot at the price (its risk rules have just looked).
+        mark_to_market(bot, price)
+        return cycle
     with spending_reserve(bool(bot.stopping_reason) or stop_due):
         try:
             gw = gateway(bot)
@@ -217,6 +227,15 @@ def run_cycle(bot_id: int) -> LiveCycle | None:
             logger.exception("bot %s: live cycle failed", bot_id)
             _error(bot, without_queries(f"{type(e).__name__}: {e}"))
     return cycle
+
+
+def _quiet(bot: Bot) -> bool:
+    """No fill heard of and no order waiting to be sent (a refused one, one the price passed,
+    a stop's sale)."""
+    return not (
+        StreamedFill.objects.filter(bot=bot).exists()
+        or Order.objects.filter(bot=bot, status=Order.Status.PENDING).exists()
+    )
 
 
 def _note_trouble(bot: Bot, message: str) -> None:

@@ -180,8 +180,8 @@ class Waker:
         run: Callable[[int], Any] | None = None,
         *,
         workers: int = 4,
-        busy_retry_seconds: float = 0.02,
-        busy_tries: int = 250,
+        busy_retry_seconds: float = 0.005,
+        busy_tries: int = 1000,
     ) -> None:
         if run is None:
             from bots.tasks import cycle_once as run
@@ -209,7 +209,7 @@ class Waker:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
     def _cycles(self, bot_id: int) -> None:
-        try:
+        try:  # the pool's threads keep their database connections: a wake-up is not a request
             while True:
                 for _ in range(self.busy_tries):
                     try:
@@ -217,6 +217,7 @@ class Waker:
                             break
                     except Exception:
                         logger.exception("bot %s: the cycle a fill woke failed", bot_id)
+                        close_old_connections()  # a broken connection is not kept
                         break
                     time.sleep(self.busy_retry_seconds)
                 with self._lock:
@@ -225,7 +226,6 @@ class Waker:
                         return
                     self._again.discard(bot_id)
         finally:
-            close_old_connections()
             with self._lock:
                 self._running.discard(bot_id)
 

@@ -256,3 +256,25 @@ def test_a_stream_gap_loses_no_fill(
         (o.client_order_id, o.side, o.price) for o in bot.orders.filter(status="open")
     }
     assert resting(fake)
+
+
+def test_exchange_maintenance_pauses_live_bots_and_they_carry_on_after(
+    live_bot: Bot, fake: FakeBinance
+) -> None:
+    from market import status
+
+    bot = live_bot
+    tasks.cycle_once(bot.pk)
+    fake.maintenance = True
+    assert status.check("binance", client=fake.ccxt_client()) == "maintenance"
+    before = len(fake.requests)
+    top_buy = max(o.price for o in bot.orders.filter(side="buy", status="open"))
+    set_price(fake, str(top_buy - 1))  # a fill during maintenance waits for it to end
+    tasks.cycle_once(bot.pk)
+    assert len(fake.requests) == before, "nothing is asked or sent during maintenance"
+    assert "system maintenance" in bot.events.order_by("-id").first().message
+    fake.maintenance = False
+    assert status.check("binance", client=fake.ccxt_client()) == "ok"
+    tasks.cycle_once(bot.pk)
+    assert bot.orders.get(side="buy", price=top_buy).status == Order.Status.FILLED
+    assert resting(fake) == db_resting(bot)
