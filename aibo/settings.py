@@ -194,6 +194,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "market.context_processors.feed",
             ],
             # {% request_id %} for the error pages (Django renders 500.html without a context).
             "libraries": {"request_id": "aibo.logging"},

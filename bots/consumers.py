@@ -22,6 +22,7 @@ from channels.db import database_sync_to_async
 from aibo.ws import UserSocket
 from bots import pages, push
 from bots.models import Bot
+from market import services as market_services
 from market.push import market_group
 
 logger = logging.getLogger(__name__)
@@ -82,12 +83,17 @@ def _union(a: set[str], b: set[str]) -> set[str]:
 
 @database_sync_to_async
 def _owned_bots(user_id: int | None, bot_id: int | None = None) -> list[tuple[int, str]]:
+    """(pk, symbol) of the user's bots (or of that one); their markets are noted as shown on
+    an open page, so the market feed streams them too."""
     if user_id is None:
         return []
     qs = Bot.objects.filter(owner_id=user_id)
     if bot_id is not None:
         qs = qs.filter(pk=bot_id)
-    return list(qs.values_list("pk", "symbol"))
+    rows = list(qs.values_list("pk", "symbol", "exchange"))
+    for pair in {(exchange, symbol) for _, symbol, exchange in rows}:
+        market_services.watch_market(*pair)
+    return [(pk, symbol) for pk, symbol, _ in rows]
 
 
 class _LiveConsumer(UserSocket):

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from django.conf import settings
 from django.core.paginator import Page, Paginator
 from django.db.models import Count, F, Q, Window
 from django.db.models.functions import RowNumber
@@ -96,7 +95,9 @@ def sparkline(values: Sequence[Decimal | float], width: int = 120, height: int =
 
 
 def replayed() -> bool:
-    return settings.MARKET_FEED == "replay"
+    """The market feed replays recorded candles (the feed's own word, else the setting; no
+    query: pages read ``feed_status`` through the context processor)."""
+    return market_services.feed_status(look_in_db=False).replayed
 
 
 # --- statistics ---------------------------------------------------------------------------------

@@ -10,8 +10,6 @@ from __future__ import annotations
 from datetime import date, timedelta
 from decimal import Decimal
 
-from django.utils import timezone
-
 from bots.grid.backtest import mark_drawdown
 from bots.grid.engine import GridEngine
 from bots.grid.params import STOP_LOSS, TAKE_PROFIT
@@ -24,11 +22,12 @@ FRESH_PRICE = timedelta(minutes=3)
 
 
 def fresh_price(bot: Bot) -> Decimal | None:
-    """The price to mark a live bot at: the feed's latest price if it is fresh, else None."""
-    row = market_services.latest_price_row(bot.exchange, bot.symbol)
-    if row is None or timezone.now() - row.at > FRESH_PRICE:
+    """The price to mark a live bot at: the feed's latest price (the streamed one in the cache,
+    else the saved one) if it is fresh and the market's, not a replay's; else None."""
+    now = market_services.price_now(bot.exchange, bot.symbol)
+    if now is None or now.replayed or now.age() > FRESH_PRICE:
         return None
-    return canonical(row.price)
+    return canonical(now.price)
 
 
 def roll_day(bot: Bot, day: date, open_equity: Decimal | None) -> None:

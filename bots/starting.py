@@ -15,7 +15,6 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -43,7 +42,7 @@ def start(bot: Bot) -> str:
     sent by its first cycle."""
     if bot.mode != Bot.Mode.LIVE:
         return _start(bot)
-    if settings.MARKET_FEED != "live":
+    if not market_services.feed_status().live:
         raise BotError(
             "Live bots trade on live prices: set MARKET_FEED=live (the market feed is "
             "replaying recorded candles now)."

@@ -29,26 +29,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 from django.conf import settings
 from django.utils import timezone
 
+from market.candles import MINUTE_MS, ClosedCandle, candle_ms, fetch_candles
 from market.precision import round_price
 
 if TYPE_CHECKING:
     from market.services import FeedStatus
 
 logger = logging.getLogger(__name__)
-
-MINUTE_MS = 60_000
-
-
-@dataclass(frozen=True)
-class ClosedCandle:
-    exchange: str
-    symbol: str
-    open_time: datetime
-    open: Decimal
-    high: Decimal
-    low: Decimal
-    close: Decimal
-    volume: Decimal
 
 
 class Feed(Protocol):
@@ -260,46 +247,8 @@ def live_feed(exchange: str, symbols: list[str]) -> Feed:
     if exchange in ccxt.pro.exchanges:
         from market.streams import StreamFeed
 
-        return StreamFeed(exchange, symbols)
+        return StreamFeed(exchange, symbols, wanted=wanted_symbols)
     return LiveFeed(exchange, symbols, poll_seconds=settings.MARKET_FEED_POLL_SECONDS)
-
-
-def fetch_candles(
-    client: Any,
-    exchange: str,
-    symbol: str,
-    since_ms: int | None,
-    *,
-    until_ms: int | None = None,
-    limit: int = 1000,
-) -> tuple[list[ClosedCandle], ClosedCandle | None]:
-    """One page of 1-minute candles over REST (ccxt ``fetch_ohlcv``, which spends the request
-    budget) from ``since_ms`` (the newest page without it): (the closed ones, the one still
-    open). The exchange lists the open candle last, so the newest row of a page that is not
-    full is open, unless ``until_ms`` (a candle known to be later) says every row before it is
-    closed. Raises the exchange errors of ``market.exchange``."""
-    from market.exchange import translated
-
-    with translated(f"candles of {symbol}", exchange_id=exchange):
-        rows = client.fetch_ohlcv(symbol, "1m", since=since_ms, limit=limit)
-    candles = [
-        ClosedCandle(
-            exchange, symbol, datetime.fromtimestamp(ts / 1000, UTC),
-            *(Decimal(str(x)) for x in (o, h, low, c, v)),
-        )
-        for ts, o, h, low, c, v in rows
-        if since_ms is None or ts >= since_ms
-    ]  # fmt: skip
-    if until_ms is not None:
-        return [c for c in candles if candle_ms(c) < until_ms], None
-    if candles and len(rows) < limit:
-        return candles[:-1], candles[-1]
-    return candles, None
-
-
-def candle_ms(candle: ClosedCandle) -> int:
-    """A candle's open time in epoch milliseconds."""
-    return int(candle.open_time.timestamp() * 1000)
 
 
 class LiveFeed:

@@ -24,7 +24,7 @@ from typing import IO, Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
 
 from market.exchange import ExchangeError
@@ -550,10 +550,10 @@ def replay_period() -> str:
     return datetime(int(found.group(1)), int(found.group(2)), 1).strftime("%B %Y")
 
 
-def feed_status() -> FeedStatus:
+def feed_status(*, look_in_db: bool = True) -> FeedStatus:
     """Where prices come from now: the running feed's own word (in the cache); without it the
-    setting when it is explicit, else what the saved prices say (a replay's, or live ones
-    recent enough); else no feed is running."""
+    setting when it is explicit, else (``MARKET_FEED=auto``, one query unless ``look_in_db`` is
+    off) what the saved prices say: a replay's, or live ones recent enough; else no feed runs."""
     status = cache.get(FEED_STATUS_KEY)
     if isinstance(status, FeedStatus):
         return status
@@ -562,7 +562,12 @@ def feed_status() -> FeedStatus:
         return FeedStatus("replay", exchange, replay_of=replay_period())
     if settings.MARKET_FEED == "live":
         return FeedStatus("live", exchange)
-    rows = list(LatestPrice.objects.values_list("replayed", "at"))
+    if not look_in_db:
+        return FeedStatus("off", exchange)
+    try:
+        rows = list(LatestPrice.objects.values_list("replayed", "at"))
+    except DatabaseError:  # not migrated yet: a page still renders
+        return FeedStatus("off", exchange)
     if any(not replayed and timezone.now() - at < FEED_QUIET for replayed, at in rows):
         return FeedStatus("live", exchange)
     if any(replayed for replayed, _ in rows):

@@ -31,6 +31,7 @@ import queue
 import random
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -39,8 +40,8 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
+from market.candles import MINUTE_MS, ClosedCandle, candle_ms, fetch_candles
 from market.exchange import ExchangeError, exchange_says
-from market.feed import MINUTE_MS, ClosedCandle, candle_ms, fetch_candles, wanted_symbols
 from market.services import FeedStatus
 
 logger = logging.getLogger(__name__)
@@ -107,8 +108,10 @@ class StreamFeed:
         backoff: tuple[float, float] = BACKOFF,
         max_fill_minutes: int = MAX_FILL_MINUTES,
         push_seconds: float = PUSH_SECONDS,
+        wanted: Callable[[], Iterable[tuple[str, str]]] = list,
     ) -> None:
         self.exchange = exchange
+        self.wanted = wanted  # the markets someone needs now (market.feed.wanted_symbols)
         stale = settings.STREAM_STALE_SECONDS if stale_seconds is None else stale_seconds
         poll = settings.MARKET_FEED_POLL_SECONDS if poll_seconds is None else poll_seconds
         self.stale_seconds = float(stale)
@@ -162,7 +165,7 @@ class StreamFeed:
         now = time.monotonic()
         if now >= self._next_recheck:
             self._next_recheck = now + self.recheck_seconds
-            self._add([s for e, s in wanted_symbols() if e == self.exchange])
+            self._add([s for e, s in self.wanted() if e == self.exchange])
         self._watchdog()
         wait = timeout
         for due in (self._saves.next_at(), self._pushes.next_at(), self._next_poll_at()):

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from market import exchange
-from market.feed import ReplayFeed, feed_from_settings
+from market.feed import ReplayFeed, feed_from_settings, wanted_symbols
 from market.management.commands.run_market_feed import Command
 from market.models import Candle, LatestPrice
 from market.services import feed_status, price_now, watch_market
@@ -181,7 +181,7 @@ def test_a_silent_stream_goes_over_to_rest_and_comes_back(
 def test_pairs_of_pages_and_bots_opened_later_are_streamed_too(
     fake: FakeBinance, streams: FakeBinanceStreams
 ) -> None:
-    with stream_feed(recheck_seconds=0.05) as feed:
+    with stream_feed(recheck_seconds=0.05, wanted=wanted_symbols) as feed:
         pump_until(feed, price_is("100000"))
         watch_market("binance", "ETH/USDT")  # a page shows it
         pump_until(feed, lambda: "ethusdt@kline_1m" in streams.subscriptions())
