@@ -1,15 +1,25 @@
 """Price-to-browser latency with many websocket clients on one server process, over Redis.
 
-    python bench/bench_ws.py [--clients 1000] [--prices 40] [--rate 4] [--procs 4] [--sqlite]
+    python bench/bench_ws.py [--clients 1000] [--prices 40] [--rate 1] [--procs 4] [--sqlite]
+                             [--direct]
 
 Starts a throwaway redis-server and PostgreSQL (tests/servers.py; ``--sqlite`` for a SQLite
 file instead), migrates, signs a user in, and runs the real ASGI app in one uvicorn process
 with ``REDIS_URL`` set (channels-redis's RedisPubSubChannelLayer). ``--clients`` websockets,
 spread over ``--procs`` client processes, connect to ``/ws/market/BTCUSDT/`` with the session
-cookie. The bench then publishes ``--prices`` prices through ``market.live.publish_price``'s
-async twin at ``--rate`` per second; every client notes when each arrives. Latency is
-arrival minus publish (wall clock, one machine), over every (client, price) pair. Goal: p99
-under 100 ms with 1,000 clients. Everything listens on loopback; every wait has a deadline.
+cookie. Every client notes when each price arrives.
+
+By default the prices come the way they come in production, from the exchange's websocket:
+the fake Binance (tests/fakes/) moves its price ``--prices`` times at ``--rate`` per second,
+its streams push the ticker, and the market feed (``market.streams.StreamFeed``, pumped by the
+``run_market_feed`` command's own loop in a thread of this process, as the ``feed`` service
+runs) hears it through the real ccxt.pro client, records it and publishes it (at most one
+price a second per pair, so the rate stays at 1). Latency is arrival minus the moment the fake's
+price moved: the fake's own push (it polls its state every 5 ms here), ccxt.pro, the feed,
+Redis, the server and the socket. ``--direct`` publishes through ``market.push``'s async
+``apublish_price`` instead (the path from the feed on), at ``--rate`` (4 is the old default).
+Wall clock, one machine, over every (client, price) pair. Goal: p99 under 100 ms with 1,000
+clients, every price delivered. Everything listens on loopback; every wait has a deadline.
 
 Measured on the 2-core dev machine (1,000 clients in 4 processes on the same 2 cores, 40 prices
 at 4/s, PostgreSQL): with Python's default GC thresholds p50 55 ms, p99 230 ms (full
@@ -18,7 +28,8 @@ applies p50 52-59 ms, p99 68-94 ms (the range is other work on the machine). On 
 (2026-11-30, the backtest bench 1.6-2.5x slower than before) p99 was 105 ms with
 permessage-deflate and 91 ms without; aibo serves without it (``--deflate`` measures it on).
 Before ``market.consumers.PriceHub`` (one Channels consumer queue per
-socket, with Channels' per-message database hop) p50 was 800 ms.
+socket, with Channels' per-message database hop) p50 was 800 ms. bench/README.md has the
+figures with prices from the websocket feed.
 """
 
 from __future__ import annotations
@@ -36,6 +47,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -117,7 +129,10 @@ async def _clients(
                 text = await asyncio.wait_for(ws.recv(), timeout=30)
                 now = time.time()
                 msg = json.loads(text)
-                received.append((int(Decimal(msg["price"])) - BASE_PRICE, now))
+                seq = int(Decimal(msg["price"])) - BASE_PRICE
+                if seq < 0:
+                    continue  # the price before the run (the feed's first)
+                received.append((seq, now))
                 got += 1
         except (TimeoutError, Exception):
             return
@@ -135,7 +150,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=1000)
     parser.add_argument("--prices", type=int, default=40)
-    parser.add_argument("--rate", type=float, default=4.0, help="prices per second")
+    parser.add_argument("--rate", type=float, default=None, help="prices per second (1; 4 direct)")
+    parser.add_argument(
+        "--direct",
+        action="store_true",
+        help="publish into the channel layer directly instead of through the websocket feed",
+    )
     parser.add_argument("--procs", type=int, default=4, help="client processes")
     parser.add_argument("--sqlite", action="store_true", help="SQLite instead of PostgreSQL")
     parser.add_argument(
@@ -146,6 +166,8 @@ def main() -> None:
     parser.add_argument("--verbose", action="store_true", help="latency of each price")
     parser.add_argument("--profile", help="write a cProfile of the server to this file")
     args = parser.parse_args()
+    if args.rate is None:
+        args.rate = 4.0 if args.direct else 1.0
     limit = raise_fd_limit()
     if limit < args.clients * 2 + 100:
         raise SystemExit(f"open-file limit {limit} is too low for {args.clients} clients")
@@ -208,6 +230,8 @@ def main() -> None:
     server = subprocess.Popen([sys.executable, *launch], cwd=ROOT, env=env)
     ctx = mp.get_context("spawn")
     procs: list = []
+    feed_stop = threading.Event()
+    fake = None if args.direct else start_stream_feed(feed_stop)
     try:
         wait_for_port(port, time.monotonic() + 30)
         ready, out = ctx.Queue(), ctx.Queue()
@@ -226,11 +250,15 @@ def main() -> None:
         print(f"{connected} of {args.clients} clients connected in {connect_s:.1f} s "
               f"(one uvicorn process, {database}, RedisPubSubChannelLayer)")  # fmt: skip
         time.sleep(1.0)  # let the last group_add subscriptions settle
-        sent = asyncio.run(publish(args.prices, args.rate))
+        if fake is None:
+            sent = asyncio.run(publish(args.prices, args.rate))
+        else:
+            sent = move_the_market(fake, args.prices, args.rate)
         results: list[tuple[int, float]] = []
         for _ in procs:
             results += out.get(timeout=args.prices / args.rate + 90)
     finally:
+        feed_stop.set()
         for p in procs:
             p.join(timeout=10)
             if p.is_alive():
@@ -269,14 +297,69 @@ def main() -> None:
             )
     print("server: the app as deployed (aibo.asgi tunes its GC), "
           f"permessage-deflate {'on' if args.deflate else 'off'}")  # fmt: skip
+    source = (
+        f"published directly at {args.rate:g}/s"
+        if args.direct
+        else f"from the fake exchange's websocket through the market feed at {args.rate:g}/s"
+    )
+    print(f"prices: {source}")
     print(f"load average during the run: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     verdict = "meets" if q(0.99) < 100 and len(latencies) == expected else "MISSES"
     print(f"{verdict} the goal (p99 < 100 ms, every price delivered)")
 
 
+def start_stream_feed(stop: threading.Event):
+    """The fake Binance (REST and streams) and the market feed streaming BTC/USDT from it,
+    pumped in a thread as ``run_market_feed`` pumps it; returns the fake once prices flow."""
+    from market import exchange
+    from market.management.commands.run_market_feed import Command
+    from market.services import price_now
+    from market.streams import StreamFeed
+    from tests.fakes.fake_binance import FakeBinance
+    from tests.fakes.fake_binance_ws import FakeBinanceStreams
+
+    fake = FakeBinance(prices={"BTCUSDT": str(BASE_PRICE - 1)}).start()
+    streams = FakeBinanceStreams(fake, poll_seconds=0.005).start()
+    exchange.CLIENT_FACTORY = lambda name, k, s: fake.ccxt_client(k, s)
+    exchange.PRO_CLIENT_FACTORY = lambda name, k, s: streams.pro_client()
+    feed = StreamFeed("binance", ["BTC/USDT"])
+    command = Command()
+    command.stop_event = stop
+
+    def pump() -> None:
+        try:
+            while not stop.is_set():
+                command.pump(feed)
+        finally:
+            feed.close()
+            streams.stop()
+            fake.stop()
+
+    threading.Thread(target=pump, name="market-feed", daemon=True).start()
+    deadline = time.monotonic() + 30
+    while price_now("binance", "BTC/USDT") is None:
+        if time.monotonic() > deadline:
+            raise SystemExit("the market feed did not start streaming")
+        time.sleep(0.05)
+    return fake
+
+
+def move_the_market(fake, n: int, rate: float) -> dict[int, float]:
+    """Move the fake exchange's price to BASE_PRICE + i, n times; return when each moved."""
+    sent: dict[int, float] = {}
+    interval = 1 / rate
+    for i in range(n):
+        t = time.time()
+        sent[i] = t
+        fake.set_price("BTCUSDT", str(BASE_PRICE + i))
+        time.sleep(max(0.0, interval - (time.time() - t)))
+    time.sleep(1.0)  # the last one's push
+    return sent
+
+
 async def publish(n: int, rate: float) -> dict[int, float]:
     """Publish n prices BASE_PRICE + i through the channel layer; return their send times."""
-    from market.live import apublish_price
+    from market.push import apublish_price
 
     sent: dict[int, float] = {}
     interval = 1 / rate

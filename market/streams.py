@@ -382,10 +382,11 @@ class StreamFeed:
         from market.services import record_price
 
         now = time.monotonic()
-        for symbol, (price, at) in self._saves.due(now):
-            record_price(self.exchange, symbol, price, at)
+        # Browsers first: the row is for a cold cache and can wait a few milliseconds.
         for symbol, (price, at) in self._pushes.due(now):
             publish_price(self.exchange, symbol, price, at, candle=self._forming(symbol, price, at))
+        for symbol, (price, at) in self._saves.due(now):
+            record_price(self.exchange, symbol, price, at)
 
     def _forming(self, symbol: str, price: Decimal, at: datetime) -> dict[str, Any] | None:
         """The candle still open, with this price in it, for the chart (None when the stream's
