@@ -90,12 +90,17 @@ def ensure_history(
         job.expected = _expected(since, until, job.timeframe)
         job.stored = _stored(job)
         job.status, job.error, job.finished_at = HistoryImport.Status.QUEUED, "", None
+        job.beat_at = now  # queued at
         job.save()
-    elif (job.status == HistoryImport.Status.FAILED and _failed_a_while_ago(job, now)) or (
-        job.status == HistoryImport.Status.RUNNING and _stale(job, now)
+    elif (
+        (job.status == HistoryImport.Status.FAILED and _failed_a_while_ago(job, now))
+        or (job.status == HistoryImport.Status.RUNNING and _stale(job, now))
+        # Queued long ago and never taken: its task was lost (a queue flushed, a process
+        # killed before it ran). A second task for it is harmless: one takes it.
+        or (job.status == HistoryImport.Status.QUEUED and _stale(job, now))
     ):
-        job.status, job.finished_at = HistoryImport.Status.QUEUED, None
-        job.save(update_fields=["status", "finished_at"])
+        job.status, job.finished_at, job.beat_at = HistoryImport.Status.QUEUED, None, now
+        job.save(update_fields=["status", "finished_at", "beat_at"])
     else:
         return job
     job_id = job.pk
@@ -110,7 +115,9 @@ def resume(job: HistoryImport, *, enqueue: Callable[[int], Any]) -> bool:
         job.status == HistoryImport.Status.RUNNING and not _stale(job, timezone.now())
     ):
         return False
-    HistoryImport.objects.filter(pk=job.pk).update(status=HistoryImport.Status.QUEUED)
+    HistoryImport.objects.filter(pk=job.pk).update(
+        status=HistoryImport.Status.QUEUED, beat_at=timezone.now()
+    )
     job_id = job.pk
     transaction.on_commit(lambda: enqueue(job_id))
     return True
@@ -121,7 +128,8 @@ def _failed_a_while_ago(job: HistoryImport, now: datetime) -> bool:
 
 
 def _stale(job: HistoryImport, now: datetime) -> bool:
-    return job.beat_at is None or job.beat_at < now - STALE_AFTER
+    """No beat (a page stored, or being queued) for ``STALE_AFTER``."""
+    return (job.beat_at or job.created_at) < now - STALE_AFTER
 
 
 def _take(import_id: int) -> str | None:

@@ -144,8 +144,8 @@ class HistoryImport(models.Model):
     stored = models.PositiveIntegerField(default=0, help_text="Candles of the window stored.")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     error = models.CharField(max_length=500, blank=True)
-    # The worker importing it (a token) and when it last stored a page: a worker that died
-    # stops beating, and another may take the import over.
+    # The worker importing it (a token), and when it last stored a page (or was queued): a
+    # worker that died stops beating, and another may take the import over.
     worker = models.CharField(max_length=32, blank=True)
     beat_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

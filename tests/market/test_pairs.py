@@ -282,6 +282,23 @@ def test_a_running_import_is_left_to_its_worker_unless_that_worker_died(fake, cl
     assert (job.status, job.stored) == ("done", 1440)
 
 
+def test_an_import_whose_task_was_lost_is_queued_again_when_chosen(
+    fake, clock, one_day, django_capture_on_commit_callbacks
+):
+    fake.set_candles("SOLUSDT", minutes(1440))
+    with django_capture_on_commit_callbacks(execute=False):  # the task never runs
+        tasks.start_history("binance", "SOL/USDT")
+    with django_capture_on_commit_callbacks(execute=True) as queued:
+        job = tasks.start_history("binance", "SOL/USDT")  # still waiting its turn: left
+    assert queued == [] and job.status == "queued"
+
+    clock[0] += history.STALE_AFTER + timedelta(seconds=1)
+    with django_capture_on_commit_callbacks(execute=True) as queued:
+        tasks.start_history("binance", "SOL/USDT")
+    job.refresh_from_db()
+    assert len(queued) == 1 and (job.status, job.stored) == ("done", 1440)
+
+
 def test_a_finished_import_is_brought_up_to_date_later(
     fake, clock, one_day, django_capture_on_commit_callbacks
 ):
