@@ -126,6 +126,7 @@ class StreamFeed:
         self._last: dict[str, int] = {}  # per pair, the newest closed candle handed over (ms)
         self._pending: dict[str, dict[int, ClosedCandle]] = {}
         self._retry_at: dict[str, float] = {}  # a failed fill is tried again then (monotonic)
+        self._tick_ms: dict[str, int] = {}  # per pair, the time of its latest price (ms)
         self._saves = Throttle(SAVE_SECONDS)
         self._pushes = Throttle(push_seconds)
         self._rest: Any = None
@@ -357,7 +358,9 @@ class StreamFeed:
                     forming.close,
                     forming.volume,
                 ]
-                self._tick(symbol, forming.close, t)
+                # The exchange does not say when the open candle last traded: no earlier than
+                # it opened, nor than the price before (a saved price never goes back in time).
+                self._tick(symbol, forming.close, max(t, self._tick_ms.get(symbol, t)))
         return out
 
     def _client(self) -> Any:
@@ -372,6 +375,7 @@ class StreamFeed:
     def _tick(self, symbol: str, price: Decimal, at_ms: int) -> None:
         from market.services import cache_price
 
+        self._tick_ms[symbol] = at_ms
         at = datetime.fromtimestamp(at_ms / 1000, UTC)
         cache_price(self.exchange, symbol, price, at)
         self._saves.offer(symbol, (price, at))
