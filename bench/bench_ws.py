@@ -13,13 +13,14 @@ By default the prices come the way they come in production, from the exchange's 
 the fake Binance (tests/fakes/) moves its price ``--prices`` times at ``--rate`` per second,
 its streams push the ticker, and the market feed (``market.streams.StreamFeed``, pumped by the
 ``run_market_feed`` command's own loop in a thread of this process, as the ``feed`` service
-runs) hears it through the real ccxt.pro client, records it and publishes it (at most one
-price a second per pair, so the rate stays at 1). Latency is arrival minus the moment the fake's
-price moved: the fake's own push (it polls its state every 5 ms here), ccxt.pro, the feed,
-Redis, the server and the socket. ``--direct`` publishes through ``market.push``'s async
-``apublish_price`` instead (the path from the feed on), at ``--rate`` (4 is the old default).
-Wall clock, one machine, over every (client, price) pair. Goal: p99 under 100 ms with 1,000
-clients, every price delivered. Everything listens on loopback; every wait has a deadline.
+runs) hears it through the real ccxt.pro client, records it and publishes it (at most two
+prices a second per pair; Binance's ticker speaks about once a second, so the rate is 1).
+Latency is arrival minus the moment the fake's price moved: the fake's own push (it polls its
+state every 5 ms here), ccxt.pro, the feed, Redis, the server and the socket. ``--direct``
+publishes through ``market.push``'s async ``apublish_price`` instead (the path from the feed
+on), at ``--rate`` (4 is the old default). Wall clock, one machine, over every (client, price)
+pair. Goal: p99 under 100 ms with 1,000 clients, every price delivered. Everything listens on
+loopback; every wait has a deadline.
 
 Measured on the 2-core dev machine (1,000 clients in 4 processes on the same 2 cores, 40 prices
 at 4/s, PostgreSQL): with Python's default GC thresholds p50 55 ms, p99 230 ms (full
