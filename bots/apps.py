@@ -16,7 +16,7 @@ class BotsConfig(AppConfig):
         candles_closed.connect(wake_crossed_bots, dispatch_uid="bots.wake_crossed_bots")
         if running_bot_markets not in feed.symbol_providers:
             feed.symbol_providers.append(running_bot_markets)
-        from bots.user_streams import run_user_streams
+        from bots.tasks import run_user_streams
 
         if run_user_streams not in feed.companions:
             feed.companions.append(run_user_streams)

@@ -7,6 +7,7 @@ and task names stay as they are: queued tasks name them.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 
@@ -17,7 +18,7 @@ from huey import crontab
 from huey.contrib.djhuey import db_periodic_task, db_task
 
 from aibo.tasks import CYCLE_PRIORITY, JOB_PRIORITY, WATCHDOG_PRIORITY, job_slot
-from bots import backtest_runs, cycle, push, starting
+from bots import backtest_runs, cycle, push, starting, user_streams
 from bots.locks import Busy, cycle_lock, heartbeat_key
 from bots.models import Bot
 
@@ -60,6 +61,16 @@ def bot_cycle_task(bot_id: int, token: str | None = None) -> None:
         cache.set(heartbeat_key(bot_id), timezone.now().timestamp(), timeout=None)
     delay = 0 if result is not None and result.behind else settings.BOT_CYCLE_SECONDS
     bot_cycle_task.schedule((bot_id, token), delay=delay)
+
+
+def run_user_streams(stop: threading.Event) -> None:
+    """The market feed's companion: every live account's user data stream; a fill heard there
+    runs its bot's cycle there and then (``cycle_once``, under the bot's lease)."""
+    streams = user_streams.UserStreams(waker=user_streams.Waker(cycle_once))
+    try:
+        streams.run(stop)
+    finally:
+        streams.waker.shutdown()
 
 
 @db_task(priority=JOB_PRIORITY)

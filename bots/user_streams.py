@@ -177,14 +177,12 @@ class Waker:
 
     def __init__(
         self,
-        run: Callable[[int], Any] | None = None,
+        run: Callable[[int], Any],
         *,
         workers: int = 4,
         busy_retry_seconds: float = 0.005,
         busy_tries: int = 1000,
     ) -> None:
-        if run is None:
-            from bots.tasks import cycle_once as run
         self.run = run
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="fill-wake")
         self.busy_retry_seconds = busy_retry_seconds
@@ -256,14 +254,14 @@ class UserStreams:
     def __init__(
         self,
         *,
-        waker: Waker | None = None,
+        waker: Waker,
         rescan_seconds: float = 5.0,
         beat_seconds: float | None = None,
         client_for: Callable[[Any], Any] | None = None,
     ) -> None:
         from accounts.key_check import stream_client_for
 
-        self.waker = waker or Waker()
+        self.waker = waker
         self.rescan_seconds = rescan_seconds
         self.beat_seconds = beat_seconds or settings.USER_STREAM_BEAT_SECONDS
         self.client_for = client_for or stream_client_for
@@ -374,12 +372,3 @@ class UserStreams:
             if any(r.get("X") in ENDED for r in reports):
                 for bot_id in await asyncio.to_thread(take_in_order_ends, credential.pk, reports):
                     self.waker.wake(bot_id)
-
-
-def run_user_streams(stop: threading.Event) -> None:
-    """The market feed's companion: every live account's user data stream."""
-    streams = UserStreams()
-    try:
-        streams.run(stop)
-    finally:
-        streams.waker.shutdown()
