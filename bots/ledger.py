@@ -126,10 +126,15 @@ def forget_attempt(client_id: str) -> None:
 def send_attempt(client_id: str) -> datetime | None:
     """Write down that an order goes out under ``client_id`` (committed before it is sent);
     when it went out before, the first time it did."""
-    attempt, created = SendAttempt.objects.get_or_create(
-        client_order_id=client_id, defaults={"first_sent_at": timezone.now()}
+    first = sent_before(client_id)
+    if first is not None:
+        return first
+    # The bot's lease keeps anyone else from sending under its ids: no race to lose here.
+    SendAttempt.objects.bulk_create(
+        [SendAttempt(client_order_id=client_id, first_sent_at=timezone.now())],
+        ignore_conflicts=True,
     )
-    return None if created else attempt.first_sent_at
+    return None
 
 
 def note_stopping(bot: Bot, *, reason: str, sells: bool) -> None:

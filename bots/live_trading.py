@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -159,6 +159,8 @@ class LiveCycle:
     fills: int = 0
     round_trips: int = 0
     placed: int = 0
+    turned: set[int] = field(default_factory=set)  # slots whose order filled completely
+    snapshot: dict[str, Any] | None = None  # the equity chart's point for this cycle's fills
 
 
 def run_cycle(bot_id: int) -> LiveCycle | None:
@@ -184,26 +186,44 @@ def run_cycle(bot_id: int) -> LiveCycle | None:
         # the cycle only marks the bot at the price (its risk rules have just looked).
         mark_to_market(bot, price)
         return cycle
+    try:
+        _run_cycle(bot, cycle, price=price, rest=rest, stop_due=stop_due, began=began)
+    finally:
+        if cycle.snapshot is not None:
+            EquitySnapshot.objects.update_or_create(**cycle.snapshot)
+    return cycle
+
+
+def _run_cycle(
+    bot: Bot, cycle: LiveCycle, *, price: Decimal | None, rest: bool, stop_due: bool,
+    began: datetime,
+) -> None:  # fmt: skip
+    """The cycle's exchange work: fills, a stop under way, the risk rules, the book."""
+    bot_id = bot.pk
     with spending_reserve(bool(bot.stopping_reason) or stop_due):
         try:
             gw = gateway(bot)
             sync_fills(bot, gw, cycle, rest=rest)
             bot.refresh_from_db()
+            calm = not (rest or stop_due or bot.stopping_reason) and price is not None
+            if cycle.turned and calm and bot.is_running and pending_stop_sale(bot) is None:
+                # A streamed fill: its counter-order goes out before anything else is looked at.
+                cycle.placed += send_counters(bot, gw, cycle.turned, price)
             if not bot.is_running:
-                return cycle
+                return
             if bot.stopping_reason:  # a stop written down but not finished: finish it, only that
                 why = bot.stopping_reason
                 status = Bot.Status.ERROR if why.startswith(ERROR_STOP) else Bot.Status.STOPPED
                 halt(bot, gw, reason=why.removeprefix(ERROR_STOP), sell=bot.stopping_sells,
                      status=status)  # fmt: skip
-                return cycle
+                return
             stop_sale = pending_stop_sale(bot)
             if stop_sale is not None:  # a stop whose sale did not finish: finish it first
                 halt(bot, gw, reason=stop_sale.reason, sell=True)
-                return cycle
+                return
             if bot.engine().is_stopped:  # stopped and sold, but not yet recorded as stopped
                 halt(bot, gw, reason=bot.status_reason or "stopped")
-                return cycle
+                return
             fresh = mark_to_market(bot, price)
             if not fresh:  # the risk rules never go silent: they ask the exchange itself
                 mark_to_market(bot, gw.last_trade_price())
@@ -213,8 +233,8 @@ def run_cycle(bot_id: int) -> LiveCycle | None:
             reason = risk.price_reason(bot)
             if reason:
                 halt(bot, gw, reason=reason, sell=risk.sells_out(reason))
-                return cycle
-            cycle.placed = reconcile(bot, gw, buys=fresh, rest=rest)
+                return
+            cycle.placed += reconcile(bot, gw, buys=fresh, rest=rest)
             if rest:  # fills and the book, all asked for since ``began``: the stream takes over
                 Bot.objects.filter(pk=bot.pk).update(rest_synced_at=began)
         except TemporaryExchangeError as e:
@@ -226,7 +246,6 @@ def run_cycle(bot_id: int) -> LiveCycle | None:
             # exchange lets us.
             logger.exception("bot %s: live cycle failed", bot_id)
             _error(bot, without_queries(f"{type(e).__name__}: {e}"))
-    return cycle
 
 
 def _quiet(bot: Bot) -> bool:
@@ -358,6 +377,7 @@ def _apply_fills(
             order.status, order.filled_at = Order.Status.FILLED, record.at
             trip = engine.complete(order.slot)
             cycle.fills += 1
+            cycle.turned.add(order.slot)
             mine = [r for r in records if r.order is order] + list(order.exchange_fills.all())
             cost = sum((r.price * r.amount for r in mine), ZERO)
             gained = (cost - order.price * order.amount) * (1 if side == Side.SELL else -1)
@@ -396,11 +416,12 @@ def _apply_fills(
             mark = bot.last_price or engine.start_price
             risk.mark(bot, engine.equity(mark))
             fields += ["peak_equity", "max_drawdown"]
-            EquitySnapshot.objects.update_or_create(
-                bot=bot, at=timezone.now().replace(second=0, microsecond=0),
-                defaults={"price": mark, "quote": engine.quote, "base": engine.base + engine.dust,
-                          "equity": bot.last_equity},
-            )  # fmt: skip
+            # A chart point, written when the cycle ends (after the counter-orders went out).
+            cycle.snapshot = {
+                "bot": bot, "at": timezone.now().replace(second=0, microsecond=0),
+                "defaults": {"price": mark, "quote": engine.quote,
+                             "base": engine.base + engine.dust, "equity": bot.last_equity},
+            }  # fmt: skip
         bot.save(update_fields=fields)
 
 
@@ -489,6 +510,34 @@ def reconcile(bot: Bot, gw: Any, *, buys: bool = True, rest: bool = True) -> int
         elif order.status == Order.Status.OPEN and cid not in on_exchange:
             engine = _vanished(bot, gw, order, engine, rules) or engine
     desired = {d.client_id: d for d in engine.desired_orders(bot.key)}
+    return _place(bot, gw, engine, desired, rules, buys=buys, last=bot.last_price)
+
+
+def send_counters(bot: Bot, gw: Any, slots: set[int], price: Decimal) -> int:
+    """The orders that the slots a fill just turned want (their counter-orders), written down
+    and sent first, before the rest of the cycle (whose reconciliation then finds them)."""
+    engine = bot.engine()
+    if engine.is_stopped:
+        return 0
+    wanted = {d.client_id: d for d in engine.desired_orders(bot.key) if d.slot in slots}
+    rules = schema.rules_for(bot.exchange, bot.symbol)
+    return _place(bot, gw, engine, wanted, rules, buys=True, last=price, only=set(wanted))
+
+
+def _place(
+    bot: Bot,
+    gw: Any,
+    engine: GridEngine,
+    desired: dict[str, DesiredOrder],
+    rules: Any,
+    *,
+    buys: bool,
+    last: Decimal | None,
+    only: set[str] | None = None,
+) -> int:
+    """Write the ``desired`` orders that have no row as pending, then send the pending ones
+    (``only`` these ids, when given); returns how many were sent. ``last``: the price, which
+    a post-only order must not have passed."""
     # Any row already under a wanted id counts (a rejected one too: ids are unique, and an
     # order the exchange refused is not sent again blindly).
     have = set(
@@ -517,7 +566,8 @@ def reconcile(bot: Bot, gw: Any, *, buys: bool = True, rest: bool = True) -> int
     pending = Order.objects.filter(bot=bot, status=Order.Status.PENDING, kind=Order.Kind.LIMIT)
     if not buys:
         pending = pending.exclude(side=Order.Side.BUY)
-    last = bot.last_price
+    if only is not None:
+        pending = pending.filter(client_order_id__in=only)
     for order in pending.order_by("slot"):
         if last is not None and (
             order.price >= last if order.side == Order.Side.BUY else order.price <= last

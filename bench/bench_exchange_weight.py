@@ -1,0 +1,391 @@
+"""What live bots cost the exchange account: REST weight with the user data stream and without
+it, and how fast a fill's counter-order goes out (issue 12).
+
+    .venv/bin/python bench/bench_exchange_weight.py [--bots 20] [--minutes 60] [--rest-minutes 10]
+
+Twenty live bots (the real ones: ``bots.tasks.cycle_once``, the real ccxt and ccxt.pro clients)
+on one fake Binance account, BTC/USDT, the market walking through their grids, in simulated
+time: each step moves the exchange's clock and Django's by ``BOT_CYCLE_SECONDS`` and runs
+every bot's chain cycle, as Huey would.
+
+- stream: the user data stream runs as in the feed process (``bots.user_streams``): fills
+  arrive over the fake's websocket API and wake their bot at once; the chain's cycles ask REST
+  only for the safety net (``LIVE_RECONCILE_SECONDS``) and after a gap. Weight is everything
+  the account spent in the run, the bots' starts included, per bot and simulated hour.
+- rest-only: no stream; every cycle reconciles over REST, as before this issue. It runs
+  ``--rest-minutes`` of simulated time; the weight of its cycles after the starts is scaled to
+  the hour (its cost per cycle is flat: the trade-id cursor keeps each fetch one request).
+- 429s: answers 429 or 418 the fake gave in either run.
+- fill-to-order: from the moment the stream hands a fill to aibo (ccxt.pro returns it) to the
+  moment the fake receives the bot's next order, local time, for every fill after which its
+  bot placed an order within a second.
+
+Prints one line:
+``exchange-weight: stream <S> per bot-hour, rest-only <R> per bot-hour, 429s <N>,
+fill-to-order p50 <a> ms p99 <b> ms`` (on one line). Goal: S <= 600, N = 0, p99 <= 50 ms.
+It runs on PostgreSQL and Redis, as live money should (README): without DATABASE_URL / REDIS_URL
+it starts throwaway servers from the installed binaries. (On SQLite the wake-ups queue for its
+one writer: ``--sqlite`` shows it.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.live_chaos import Clock  # noqa: E402
+
+P0 = Decimal("100000")
+# The standard deviation of a 5-second move: 0.06 %, about three times BTC/USDT's on an ordinary day
+# (2-3 % a day is 0.015-0.02 % per 5 s), so the grids fill often.
+VOLATILITY = 0.0006
+API_KEY, SECRET = "weight-key-0123456789abcdef", "weight-secret-0123456789abcdef"
+
+
+class Latency:
+    """Fill heard (ccxt.pro handed it over) → the bot's next order on the wire."""
+
+    def __init__(self) -> None:
+        # (time.monotonic(), a client id): the system-wide clock, the same in both processes
+        self.heard: list[tuple[float, str]] = []  # the filled order's
+        self.sent: list[tuple[float, str]] = []  # a new order's, as the exchange received it
+        self.lock = threading.Lock()
+
+    def millis(self) -> list[float]:
+        from bots.grid import order_ids
+
+        def bot_of(client_id: str) -> int | None:
+            key = order_ids.key_of(client_id)
+            return key[1] if key else None
+
+        with self.lock:
+            sent = sorted((t, bot_of(c)) for t, c in self.sent)
+            heard = sorted((t, bot_of(c)) for t, c in self.heard)
+        out = []
+        for at, bot in heard:
+            nxt = next((t for t, b in sent if b == bot and t >= at), None)
+            if nxt is not None and nxt - at <= 1.0:
+                out.append((nxt - at) * 1000)
+        return out
+
+
+@contextmanager
+def patched(obj: Any, name: str, value: Any) -> Iterator[None]:
+    saved = getattr(obj, name)
+    setattr(obj, name, value)
+    try:
+        yield
+    finally:
+        setattr(obj, name, saved)
+
+
+class RemoteFake:
+    """The fake Binance (REST and websocket streams) in a process of its own, as the real one
+    is: its work does not share aibo's interpreter and skew the timings. Clients are pointed
+    at its ports with the fakes' own code; commands go over a pipe."""
+
+    def __init__(self, **options: Any) -> None:
+        self.options = options
+        self.api_key, self.secret = options["api_key"], options["secret"]
+
+    def __enter__(self) -> RemoteFake:
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.process = ctx.Process(target=serve_fake, args=(child, self.options), daemon=True)
+        self.process.start()
+        self.port, ws_port = self.conn.recv()
+        self.base_url = f"http://127.0.0.1:{self.port}/api/v3"
+        self.url = f"ws://127.0.0.1:{ws_port}/stream/ws"
+        self.api_url = f"ws://127.0.0.1:{ws_port}/ws-api/v3"
+        self.fake = self  # what FakeBinanceStreams' pointing code reads
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.call("stop")
+        self.process.join(timeout=10)
+
+    def call(self, command: str, *args: Any) -> Any:
+        self.conn.send((command, args))
+        return self.conn.recv()
+
+    def stats(self) -> tuple[int, int, list[tuple[float, str]]]:
+        return self.call("stats")
+
+    def ccxt_client(self, api_key: str, secret: str) -> Any:
+        from tests.fakes.fake_binance import FakeBinance
+
+        return FakeBinance.ccxt_client(self, api_key, secret)  # type: ignore[arg-type]
+
+    def pro_client(self) -> Any:
+        from tests.fakes.fake_binance_ws import FakeBinanceStreams
+
+        self.point = lambda client: FakeBinanceStreams.point(self, client)  # type: ignore
+        return FakeBinanceStreams.pro_client(self)  # type: ignore[arg-type]
+
+
+def serve_fake(conn: Any, options: dict[str, Any]) -> None:
+    """The fake exchange's process: serve until told to stop; a new order's arrival time is
+    noted (time.monotonic()) with its client id."""
+    from urllib.parse import parse_qsl
+
+    from tests.fakes.fake_binance import FakeBinance
+    from tests.fakes.fake_binance_ws import FakeBinanceStreams
+
+    now = {"ms": options.pop("start_ms")}
+    fake = FakeBinance(clock=lambda: now["ms"], **options)
+    sent: list[tuple[float, str]] = []
+    handle = fake.handle
+
+    def noted(method: str, raw_path: str, body: str, headers: dict[str, str]) -> Any:
+        if method == "POST" and raw_path.split("?")[0].endswith("/order"):
+            at = time.monotonic()
+            params = dict(parse_qsl(raw_path.partition("?")[2])) | dict(parse_qsl(body))
+            if params.get("newClientOrderId"):
+                sent.append((at, params["newClientOrderId"]))
+        return handle(method, raw_path, body, headers)
+
+    fake.handle = noted  # type: ignore[method-assign]
+    with fake, FakeBinanceStreams(fake) as streams:
+        conn.send((fake.port, streams.port))
+        while True:
+            command, args = conn.recv()
+            if command == "stop":
+                conn.send(None)
+                return
+            if command == "clock":
+                now["ms"] = args[0]
+                conn.send(None)
+            elif command == "set_price":
+                fake.set_price(args[0], args[1])
+                conn.send(None)
+            elif command == "stats":
+                refused = sum(1 for r in fake.requests if r.status in (418, 429))
+                conn.send((fake.weight_total, refused, list(sent)))
+
+
+class Run:
+    def __init__(self, *, bots: int, seed: int, stream: bool) -> None:
+        self.n_bots, self.stream = bots, stream
+        self.rng = random.Random(seed)
+        self.clock = Clock()
+        self.price = P0
+        self.latency = Latency()
+
+    def go(self, minutes: float) -> tuple[float, int]:
+        """(weight per bot-hour, 429s) of ``minutes`` of simulated time."""
+        from django.conf import settings
+        from django.utils import timezone
+
+        from bots import user_streams
+        from market import exchange
+
+        fake = RemoteFake(
+            api_key=API_KEY, secret=SECRET, start_ms=self.clock.ms(),
+            balances={"USDT": str(30_000 * self.n_bots)}, prices={"BTCUSDT": str(P0)},
+        )  # fmt: skip
+        self.fake = fake
+        with fake, \
+                patched(exchange, "CLIENT_FACTORY", lambda n, k, s: fake.ccxt_client(k, s)), \
+                patched(exchange, "PRO_CLIENT_FACTORY", lambda n, k, s: fake.pro_client()), \
+                patched(timezone, "now", self.clock.now), \
+                patched(user_streams, "fill_of", self._heard(user_streams.fill_of)):  # fmt: skip
+            self.setup()
+            bots = []
+            for i in range(self.n_bots):  # a trader starting them one after another
+                bots.append(self.make_bot(i))
+                self.clock.advance(3)
+                fake.call("clock", self.clock.ms())
+            started_weight = fake.stats()[0]
+            running = self.start_streams() if self.stream else None
+            try:
+                steps = int((minutes * 60 - 3 * self.n_bots) / settings.BOT_CYCLE_SECONDS)
+                for _ in range(steps):
+                    self.step(bots, settings.BOT_CYCLE_SECONDS)
+            finally:
+                if running is not None:
+                    running[0].set()
+                    running[1].join(timeout=10)
+            weight, refused, sent = fake.stats()
+            self.latency.sent = sent
+            if not self.stream:  # the steady state only, scaled to the hour
+                hours = steps * settings.BOT_CYCLE_SECONDS / 3600
+                return (weight - started_weight) / self.n_bots / hours, refused
+            return weight / self.n_bots * 60 / minutes, refused
+
+    def _heard(self, fill_of: Any) -> Any:
+        def heard(report: dict[str, Any]) -> Any:
+            fill = fill_of(report)
+            if fill is not None:
+                with self.latency.lock:
+                    self.latency.heard.append((time.monotonic(), fill.client_id))
+            return fill
+
+        return heard
+
+    def setup(self) -> None:
+        from django.contrib.auth import get_user_model
+
+        from accounts.models import ExchangeCredential
+        from market import services as market_services
+
+        user = get_user_model().objects.create_user(
+            email=f"weight-{self.stream}@example.com", password="x"
+        )
+        self.user = user
+        self.credential = ExchangeCredential(owner=user, label="weight")
+        self.credential.set_keys(API_KEY, SECRET)
+        self.credential.save()
+        market_services.load_market_rules("binance", "BTC/USDT")
+        self.feed()
+
+    def start_streams(self) -> tuple[threading.Event, threading.Thread]:
+        from bots import user_streams
+        from bots.tasks import cycle_once
+
+        stop = threading.Event()
+        # Beats as often as the loop can, so simulated time (which runs faster than the
+        # wall clock here) never finds the stream silent.
+        waker = user_streams.Waker(cycle_once)
+        streams = user_streams.UserStreams(waker=waker, rescan_seconds=0.05, beat_seconds=0.01)
+        thread = threading.Thread(target=streams.run, args=(stop,), daemon=True)
+        thread.start()
+        return stop, thread
+
+    def make_bot(self, i: int) -> Any:
+        from django.db import transaction
+
+        from bots import services
+        from bots.models import Bot
+
+        # Each bot its own range, so their lines (and fills) fall apart, as twenty traders' do.
+        low = P0 * (1 - Decimal(self.rng.uniform(0.02, 0.04)))
+        high = P0 * (1 + Decimal(self.rng.uniform(0.02, 0.04)))
+        config = {
+            "capital": "1000",
+            "lower_bound": str(low.quantize(Decimal("0.01"))),
+            "upper_bound": str(high.quantize(Decimal("0.01"))),
+            "grid_levels": "10",
+            "spacing": "arithmetic",
+            "stop_loss_pct": "0",
+            "max_daily_loss": "0",
+            "take_profit": "",
+        }
+        bot = Bot.objects.create(
+            owner=self.user, name=f"weight {i}", symbol="BTC/USDT", config=config,
+            mode=Bot.Mode.LIVE, credential=self.credential,
+        )  # fmt: skip
+        with transaction.atomic():
+            services.start_bot(bot)
+        return bot
+
+    def feed(self) -> None:
+        """The market feed's candle and price, as the feed process writes them."""
+        from market.models import Candle, LatestPrice
+
+        minute = self.clock.now().replace(second=0, microsecond=0)
+        Candle.objects.update_or_create(
+            exchange="binance", symbol="BTC/USDT", timeframe="1m", open_time=minute,
+            defaults={"open": self.price, "high": self.price, "low": self.price,
+                      "close": self.price, "volume": Decimal(1)},
+        )  # fmt: skip
+        LatestPrice.objects.update_or_create(
+            exchange="binance", symbol="BTC/USDT",
+            defaults={"price": self.price, "at": self.clock.now()},
+        )  # fmt: skip
+
+    def step(self, bots: list[Any], seconds: int) -> None:
+        """BOT_CYCLE_SECONDS of simulated time: every bot's chain cycle, then the market moves
+        (the exchange fills what it crosses, and the stream wakes those bots)."""
+        from bots.tasks import cycle_once
+
+        self.clock.advance(seconds)
+        self.fake.call("clock", self.clock.ms())
+        for bot in bots:
+            began = time.perf_counter()
+            cycle_once(bot.pk)  # the chain's cycle, as Huey runs it every BOT_CYCLE_SECONDS
+            if self.stream:
+                # Simulated time runs faster than the wall clock here; in real time these
+                # cycles are spread over BOT_CYCLE_SECONDS. Each is followed by as long again
+                # idle, so wake-ups share the machine as they would with a busy worker.
+                time.sleep(time.perf_counter() - began)
+        drift = (P0 - self.price) / P0 / 200  # a gentle pull back into the grids
+        change = Decimal(str(round(self.rng.gauss(0, VOLATILITY), 6))) + drift
+        self.price = (self.price * (1 + change)).quantize(Decimal("0.01"))
+        self.fake.call("set_price", "BTCUSDT", str(self.price))
+        self.feed()
+        if self.stream:
+            time.sleep(0.1)  # the fills' wake-ups run on the wall clock
+
+
+@contextmanager
+def django_on_real_servers(*, sqlite: bool = False) -> Iterator[None]:
+    import os
+    import tempfile
+
+    os.environ.setdefault("AIBO_DATA_DIR", tempfile.mkdtemp(prefix="aibo-weight-"))
+    os.environ.setdefault("SECRET_KEY", "weight-" + "x" * 60)
+    os.environ.setdefault("LOG_LEVEL", "CRITICAL")
+    if not sqlite:
+        from tests.servers import start_postgres, start_redis
+
+        if not os.environ.get("DATABASE_URL"):
+            url = start_postgres() or sys.exit("PostgreSQL is not installed (or use --sqlite)")
+            os.environ["DATABASE_URL"] = url.rsplit("/", 1)[0] + "/postgres"
+        if not os.environ.get("REDIS_URL"):
+            os.environ["REDIS_URL"] = start_redis() or sys.exit("Redis is not installed")
+    os.environ["DJANGO_SETTINGS_MODULE"] = "aibo.settings"
+    import django
+    from django.conf import settings
+    from django.core.management import call_command
+
+    django.setup()
+    settings.MARKET_FEED = "live"  # live bots trade on live prices only
+    call_command("migrate", verbosity=0)
+    yield
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--bots", type=int, default=20)
+    parser.add_argument("--minutes", type=float, default=60)
+    parser.add_argument("--rest-minutes", type=float, default=10)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--sqlite", action="store_true", help="a throwaway SQLite instead")
+    args = parser.parse_args(argv)
+    with django_on_real_servers(sqlite=args.sqlite):
+        from django.conf import settings
+
+        settings.USER_STREAM_BEAT_SECONDS = 5
+        stream_run = Run(bots=args.bots, seed=args.seed, stream=True)
+        stream, refused = stream_run.go(args.minutes)
+        rest_only, refused_rest = Run(bots=args.bots, seed=args.seed, stream=False).go(
+            args.rest_minutes
+        )
+    millis = sorted(stream_run.latency.millis())
+    p50 = statistics.median(millis) if millis else float("nan")
+    p99 = millis[min(len(millis) - 1, int(len(millis) * 0.99))] if millis else float("nan")
+    print(
+        f"exchange-weight: stream {stream:.0f} per bot-hour, rest-only {rest_only:.0f} per "
+        f"bot-hour, 429s {refused + refused_rest}, fill-to-order p50 {p50:.1f} ms "
+        f"p99 {p99:.1f} ms"
+    )
+    print(f"  ({len(millis)} fills timed)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
