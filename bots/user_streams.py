@@ -30,7 +30,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 from django.utils import timezone
 
 from bots.gateways.base import ExchangeFill
@@ -204,7 +204,18 @@ class Waker:
             return not self._running
 
     def shutdown(self) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)
+        """Stop, and close each worker thread's database connection (kept between wake-ups)."""
+        workers = self.pool._max_workers
+        barrier = threading.Barrier(workers, timeout=2)
+
+        def close() -> None:
+            with contextlib.suppress(threading.BrokenBarrierError):
+                barrier.wait()  # one on each thread: none is idle until all have come
+            connections.close_all()
+
+        for _ in range(workers):
+            self.pool.submit(close)
+        self.pool.shutdown(wait=True)
 
     def _cycles(self, bot_id: int) -> None:
         try:  # the pool's threads keep their database connections: a wake-up is not a request
@@ -266,18 +277,24 @@ class UserStreams:
         self.beat_seconds = beat_seconds or settings.USER_STREAM_BEAT_SECONDS
         self.client_for = client_for or stream_client_for
         self._markets: dict[str, Any] = {}  # per exchange: loaded once, not per reconnect
+        self._db = ThreadPoolExecutor(1, thread_name_prefix="user-streams-db")
 
     def run(self, stop: threading.Event) -> None:
         try:
             asyncio.run(self._main(stop))
         finally:
-            close_old_connections()
+            self._db.submit(connections.close_all).result()
+            self._db.shutdown()
+
+    async def _in_db(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Database work off the loop, on the streams' own thread (one connection)."""
+        return await asyncio.get_running_loop().run_in_executor(self._db, fn, *args)
 
     async def _main(self, stop: threading.Event) -> None:
         tasks: dict[int, asyncio.Task[None]] = {}
         try:
             while not stop.is_set():
-                wanted = await asyncio.to_thread(_accounts)
+                wanted = await self._in_db(_accounts)
                 for cid, credential in wanted.items():
                     if cid not in tasks or tasks[cid].done():
                         tasks[cid] = asyncio.create_task(self._account(credential))
@@ -330,7 +347,7 @@ class UserStreams:
         await client.authenticate({"type": "spot"})  # subscribed when it returns
         mark_up(credential.pk, since=_now())
         # Everything before now is REST's to find: each bot of the account reconciles now.
-        for bot_id in await asyncio.to_thread(_account_bots, credential.pk):
+        for bot_id in await self._in_db(_account_bots, credential.pk):
             self.waker.wake(bot_id)
         watchers = {
             asyncio.create_task(self._fills(credential, client)),
@@ -362,7 +379,7 @@ class UserStreams:
             trades = await client.watch_my_trades()
             fills = [f for t in trades if (f := fill_of(t.get("info") or {})) is not None]
             if fills:
-                for bot_id in await asyncio.to_thread(take_in_fills, credential.pk, fills):
+                for bot_id in await self._in_db(take_in_fills, credential.pk, fills):
                     self.waker.wake(bot_id)
 
     async def _order_ends(self, credential: Any, client: Any) -> None:
@@ -370,5 +387,5 @@ class UserStreams:
             orders = await client.watch_orders()
             reports = [o.get("info") or {} for o in orders]
             if any(r.get("X") in ENDED for r in reports):
-                for bot_id in await asyncio.to_thread(take_in_order_ends, credential.pk, reports):
+                for bot_id in await self._in_db(take_in_order_ends, credential.pk, reports):
                     self.waker.wake(bot_id)
