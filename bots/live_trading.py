@@ -3,14 +3,18 @@
 A paper bot's fills come from the engine's own matching over candles; a live bot's come from
 the exchange. Its cycle (``run_cycle``):
 
-1. fetches the account's new trades for the pair, by trade id (outside any transaction);
+1. takes the fills the account's user data stream wrote down (``bots.user_streams``), and,
+   when a REST reconciliation is due (no stream, a gap in it, or ``LIVE_RECONCILE_SECONDS``),
+   fetches the account's new trades for the pair by trade id (outside any transaction);
 2. books each new trade once, in one transaction: every exchange trade is stored by its trade
    id, so one fetched again after a crash is recognised and never applied twice; each part of
-   an order is booked as it comes, and its slot turns when the order is done;
+   an order is booked as it comes, and its slot turns when the order is done; a turned slot's
+   counter-order is then written down and sent first (``send_counters``);
 3. checks the risk rules against the latest price (stop-loss and take-profit cancel the grid
    and sell the bot's coins at market; the daily loss limit cancels the grid);
 4. reconciles the book: open orders with the bot's prefix that it does not know are adopted or
-   cancelled, vanished ones are looked up (never assumed), and an order the engine wants is
+   cancelled, vanished ones are looked up (never assumed; the exchange's book is asked for
+   only with REST, the stream tells of the rest), and an order the engine wants is
    written as ``pending`` and committed *before* it is sent (``send_once``), then sent with
    its deterministic client order id and marked ``open``. A crash between the two leaves a
    pending row, and the next cycle finds the order by its client id instead of placing a
