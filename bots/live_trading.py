@@ -185,7 +185,7 @@ def run_cycle(bot_id: int) -> LiveCycle | None:
     # A stop under way, or one the price calls for, takes risk off: it may spend the request
     # budget's spare share, so a busy minute never holds back a stop-loss.
     stop_due = price is not None and bool(risk.price_reason(bot, price))
-    if not (rest or stop_due or bot.stopping_reason) and price is not None and _quiet(bot):
+    if not (rest or stop_due or bot.stopping_reason) and price is not None and _quiet(bot, price):
         # The stream told of no fill and nothing waits to go out: the book is as it was, so
         # the cycle only marks the bot at the price (its risk rules have just looked).
         mark_to_market(bot, price)
@@ -211,8 +211,12 @@ def _run_cycle(
             bot.refresh_from_db()
             calm = not (rest or stop_due or bot.stopping_reason) and price is not None
             if cycle.turned and calm and bot.is_running and pending_stop_sale(bot) is None:
-                # A streamed fill: its counter-order goes out before anything else is looked at.
+                # A streamed fill: its counter-order goes out before anything else is looked at,
+                # and the cycle ends there, so the next bot a burst of fills woke gets its turn
+                # (the risk rules looked at the price above; the chain's next cycle, within
+                # BOT_CYCLE_SECONDS, marks the bot and sends anything else that waits).
                 cycle.placed += send_counters(bot, gw, cycle.turned, price)
+                return
             if not bot.is_running:
                 return
             if bot.stopping_reason:  # a stop written down but not finished: finish it, only that
@@ -252,12 +256,20 @@ def _run_cycle(
             _error(bot, without_queries(f"{type(e).__name__}: {e}"))
 
 
-def _quiet(bot: Bot) -> bool:
-    """No fill heard of and no order waiting to be sent (a refused one, one the price passed,
-    a stop's sale)."""
-    return not (
-        StreamedFill.objects.filter(bot=bot).exists()
-        or Order.objects.filter(bot=bot, status=Order.Status.PENDING).exists()
+def _quiet(bot: Bot, price: Decimal) -> bool:
+    """No fill heard of, and no order waiting that could go out now: none but post-only grid
+    orders whose line the price has passed (a refused one, a stop's sale, one the price came
+    back to: not quiet)."""
+    if StreamedFill.objects.filter(bot=bot).exists():
+        return False
+    waiting = Order.objects.filter(bot=bot, status=Order.Status.PENDING).values_list(
+        "kind", "side", "price", "refusals"
+    )
+    return all(
+        kind == Order.Kind.LIMIT
+        and not refusals
+        and (at >= price if side == Order.Side.BUY else at <= price)
+        for kind, side, at, refusals in waiting
     )
 
 
