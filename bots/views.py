@@ -203,6 +203,8 @@ def bot_preview(request: AuthedRequest) -> HttpResponse:
     job = None
     if form.rules is not None:  # a pair the exchange lists: its history, imported if new
         job = market_tasks.start_history(form.exchange, form.rules.symbol)
+        # and its live price, streamed by the feed while the trader looks at it
+        market_services.watch_market(form.exchange, form.rules.symbol)
     if form.grid is not None:
         price = market_services.latest_price(form.exchange, form.cleaned_data["symbol"])
         preview = grid_preview(form.grid, price)

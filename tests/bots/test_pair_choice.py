@@ -220,3 +220,12 @@ def test_pair_pages_need_a_sign_in(client):
         client.post("/pairs/history/", {"symbol": "SOL/USDT"}),
     ):
         assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+
+
+def test_the_previewed_pair_is_streamed_by_the_feed(signed_in, fake):
+    """A pair the trader looks at in the form is one the market feed streams (its live price
+    beside the form), as the bot page's pair is."""
+    from market.services import watched_markets
+
+    signed_in.post("/bots/preview/", SOL, headers=HX)
+    assert ("binance", "SOL/USDT") in watched_markets()
