@@ -212,7 +212,7 @@ class Run:
             started_weight = fake.stats()[0]
             running = self.start_streams() if self.stream else None
             try:
-                steps = int((minutes * 60 - 3 * self.n_bots) / settings.BOT_CYCLE_SECONDS)
+                steps = max(1, int((minutes * 60 - 3 * self.n_bots) / settings.BOT_CYCLE_SECONDS))
                 for _ in range(steps):
                     self.step(bots, settings.BOT_CYCLE_SECONDS)
             finally:

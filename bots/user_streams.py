@@ -204,7 +204,7 @@ class Waker:
                 self._again.add(bot_id)
                 return
             self._running.add(bot_id)
-        self.pool.submit(self._cycles, bot_id)
+        self._submit(bot_id, 0)
 
     def idle(self) -> bool:
         with self._lock:
@@ -224,24 +224,32 @@ class Waker:
             self.pool.submit(close)
         self.pool.shutdown(wait=True)
 
-    def _cycles(self, bot_id: int) -> None:
-        try:  # the pool's threads keep their database connections: a wake-up is not a request
-            while True:
-                for _ in range(self.busy_tries):
-                    try:
-                        if self.run(bot_id) is not None:
-                            break
-                    except Exception:
-                        logger.exception("bot %s: the cycle a fill woke failed", bot_id)
-                        close_old_connections()  # a broken connection is not kept
-                        break
-                    time.sleep(self.busy_retry_seconds)
-                with self._lock:
-                    if bot_id not in self._again:
-                        self._running.discard(bot_id)
-                        return
-                    self._again.discard(bot_id)
-        finally:
+    def _cycles(self, bot_id: int, tries: int = 0) -> None:
+        # The pool's threads keep their database connections: a wake-up is not a request.
+        try:
+            ran = self.run(bot_id) is not None
+        except Exception:
+            logger.exception("bot %s: the cycle a fill woke failed", bot_id)
+            close_old_connections()  # a broken connection is not kept
+            ran = True
+        if not ran and tries < self.busy_tries:
+            # Another worker holds the bot: try again shortly, without holding this thread
+            # (the next bot of a burst should not wait behind a busy one).
+            retry = threading.Timer(self.busy_retry_seconds, self._submit, (bot_id, tries + 1))
+            retry.daemon = True
+            retry.start()
+            return
+        with self._lock:
+            if bot_id not in self._again:
+                self._running.discard(bot_id)
+                return
+            self._again.discard(bot_id)
+        self._submit(bot_id, 0)
+
+    def _submit(self, bot_id: int, tries: int) -> None:
+        try:
+            self.pool.submit(self._cycles, bot_id, tries)
+        except RuntimeError:  # shut down meanwhile
             with self._lock:
                 self._running.discard(bot_id)
 
