@@ -44,7 +44,7 @@ from accounts.crypto import UndecryptableSecret
 from bots import config as schema
 from bots import gateways, ledger, risk, user_streams
 from bots.errors import LiveError
-from bots.gateways.base import ExchangeFill, OpenOrder, OrderRequest
+from bots.gateways.base import ExchangeFill, OpenOrder, OrderRequest, in_order
 from bots.grid import order_ids
 from bots.grid.engine import DesiredOrder, Fill, FillMismatch, GridEngine, MarketTrade, Side
 from bots.grid.params import STOP_LOSS, TAKE_PROFIT
@@ -304,12 +304,8 @@ def sync_fills(bot: Bot, gw: Any, cycle: LiveCycle, *, rest: bool = True) -> Non
         return
     by_trade = {f.trade_id: f for f in user_streams.streamed_fills(streamed)}
     by_trade.update((f.trade_id, f) for f in fetched)
-    fills = sorted(by_trade.values(), key=lambda f: (f.at_ms, _trade_order(f.trade_id)))
+    fills = in_order(by_trade.values())
     _apply_fills(bot, gw, cycle, fills, fetched=fetched, streamed=[r.pk for r in streamed])
-
-
-def _trade_order(trade_id: str) -> tuple[int, str]:
-    return (int(trade_id), "") if trade_id.isdigit() else (0, trade_id)
 
 
 def _apply_fills(

@@ -12,6 +12,7 @@ person may need to look).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -69,6 +70,16 @@ class ExchangeFill:
     fee: Decimal
     fee_asset: str
     at_ms: int
+
+
+def in_order(fills: Iterable[ExchangeFill]) -> list[ExchangeFill]:
+    """Fills by time, then by trade id (as a number: Binance's ids count up)."""
+
+    def key(f: ExchangeFill) -> tuple[int, int, str]:
+        numeric = f.trade_id.isdigit()
+        return f.at_ms, int(f.trade_id) if numeric else 0, "" if numeric else f.trade_id
+
+    return sorted(fills, key=key)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,15 @@ from typing import Any
 import ccxt
 from django.utils import timezone
 
-from bots.gateways.base import Balance, ExchangeFill, OpenOrder, OrderRequest, OrderStatus, Side
+from bots.gateways.base import (
+    Balance,
+    ExchangeFill,
+    OpenOrder,
+    OrderRequest,
+    OrderStatus,
+    Side,
+    in_order,
+)
 from market.exchange import (
     NOT_VISIBLE_FOR,
     NotSent,
@@ -129,7 +137,7 @@ class CcxtGateway:
                 trades = self._trades_since(since_ms)
             fills = [self._fill(t, None) for t in trades]
         unique = {f.trade_id: f for f in fills}
-        return sorted(unique.values(), key=lambda f: (f.at_ms, _sort_key(f.trade_id)))
+        return in_order(unique.values())
 
     def market_buy(
         self, client_id: str, amount: Decimal, *, sent_before: datetime | None = None
@@ -426,7 +434,3 @@ def _open_order(raw: dict[str, Any]) -> OpenOrder:
         filled=_decimal(raw.get("filled")),
         status=STATUSES.get(str(raw.get("status")), "open"),
     )
-
-
-def _sort_key(trade_id: str) -> tuple[int, str]:
-    return (int(trade_id), "") if trade_id.isdigit() else (0, trade_id)
