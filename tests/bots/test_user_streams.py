@@ -11,7 +11,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -20,7 +19,7 @@ from django.utils import timezone
 from bots import tasks, user_streams
 from bots.models import Bot, ExchangeFillRecord, Order, StreamedFill
 from market import exchange
-from market.models import LatestPrice
+from tests.bots import test_live_trading
 from tests.bots.test_live_trading import (
     API_KEY,
     CONFIG,
@@ -56,48 +55,28 @@ def streams(fake: FakeBinance, monkeypatch: pytest.MonkeyPatch) -> Iterator[Fake
         yield running
 
 
+# The live-trading tests' market (rules, a candle, a fresh price), keys and committed start.
+market = test_live_trading.market
+keys = test_live_trading.keys
+start_live = test_live_trading.start_live
+
+
 @pytest.fixture
 def stream_settings(settings: Any) -> None:
-    settings.MARKET_FEED = "live"
     settings.USER_STREAM_BEAT_SECONDS = 2
     settings.LIVE_RECONCILE_SECONDS = 300
 
 
 @pytest.fixture
-def live_bot(stream_settings: None, make_bot: Callable[..., Bot], keys: Any, fake: FakeBinance,
-             start_live: Callable[[Bot], None]) -> Bot:  # fmt: skip
-    from tests.bots.conftest import add_candles, make_rules
-
-    make_rules()
-    add_candles([(0, P0, P0, P0, P0)])
-    LatestPrice.objects.create(exchange="binance", symbol="BTC/USDT", price=Decimal(P0),
-                               at=timezone.now())  # fmt: skip
+def live_bot(stream_settings: None, market: None, make_bot: Callable[..., Bot], keys: Any,
+             fake: FakeBinance, start_live: Callable[[Bot], None]) -> Bot:  # fmt: skip
+    """A live bot started on the fake (``market``, ``keys`` and ``start_live`` are
+    test_live_trading's), its grid resting there."""
     bot = make_bot(CONFIG, mode=Bot.Mode.LIVE, credential=keys)
     start_live(bot)
     bot.refresh_from_db()
     assert bot.is_running and len(resting(fake)) == 9
     return bot
-
-
-@pytest.fixture
-def keys(user: Any) -> Any:
-    from accounts.models import ExchangeCredential
-
-    cred = ExchangeCredential(owner=user, label="main")
-    cred.set_keys(API_KEY, SECRET)
-    cred.save()
-    return cred
-
-
-@pytest.fixture
-def start_live(django_capture_on_commit_callbacks: Any) -> Any:
-    from bots import services
-
-    def go(bot: Bot) -> None:
-        with django_capture_on_commit_callbacks(execute=True):
-            services.start_bot(bot)
-
-    return go
 
 
 class Running:
