@@ -45,7 +45,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.live_chaos import Clock  # noqa: E402
+from bench.live_chaos import Clock, feed  # noqa: E402
 
 P0 = Decimal("100000")
 # The standard deviation of a 5-second move: 0.06 %, about three times BTC/USDT's on an ordinary day
@@ -293,19 +293,7 @@ class Run:
         return bot
 
     def feed(self) -> None:
-        """The market feed's candle and price, as the feed process writes them."""
-        from market.models import Candle, LatestPrice
-
-        minute = self.clock.now().replace(second=0, microsecond=0)
-        Candle.objects.update_or_create(
-            exchange="binance", symbol="BTC/USDT", timeframe="1m", open_time=minute,
-            defaults={"open": self.price, "high": self.price, "low": self.price,
-                      "close": self.price, "volume": Decimal(1)},
-        )  # fmt: skip
-        LatestPrice.objects.update_or_create(
-            exchange="binance", symbol="BTC/USDT",
-            defaults={"price": self.price, "at": self.clock.now()},
-        )  # fmt: skip
+        feed(self.price, self.clock.now())
 
     def step(self, bots: list[Any], seconds: int) -> None:
         """BOT_CYCLE_SECONDS of simulated time: every bot's chain cycle, then the market moves

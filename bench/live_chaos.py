@@ -89,6 +89,22 @@ class Clock:
         self.at += timedelta(seconds=seconds)
 
 
+def feed(price: Decimal, now: datetime) -> None:
+    """The market feed for BTC/USDT: the minute's candle and the latest price, as the feed
+    process writes them."""
+    from market.models import Candle, LatestPrice
+
+    minute = now.replace(second=0, microsecond=0)
+    Candle.objects.update_or_create(
+        exchange="binance", symbol="BTC/USDT", timeframe="1m", open_time=minute,
+        defaults={"open": price, "high": price, "low": price, "close": price,
+                  "volume": Decimal(1)},
+    )  # fmt: skip
+    LatestPrice.objects.update_or_create(
+        exchange="binance", symbol="BTC/USDT", defaults={"price": price, "at": now}
+    )
+
+
 class Trouble:
     """Faults that act inside one exchange call: every ccxt client the app builds goes
     through ``fetch`` here. ``kill_at``: the worker dies before (or, ``kill_after``, right
@@ -275,21 +291,8 @@ class Run:
         )  # fmt: skip
 
     def feed(self, *, stale: bool = False) -> None:
-        """The market feed: a candle and the latest price, as the feed process writes them."""
-        from market.models import Candle, LatestPrice
-
-        if stale:
-            return
-        minute = self.clock.now().replace(second=0, microsecond=0)
-        Candle.objects.update_or_create(
-            exchange="binance", symbol="BTC/USDT", timeframe="1m", open_time=minute,
-            defaults={"open": self.price, "high": self.price, "low": self.price,
-                      "close": self.price, "volume": Decimal(1)},
-        )  # fmt: skip
-        LatestPrice.objects.update_or_create(
-            exchange="binance", symbol="BTC/USDT",
-            defaults={"price": self.price, "at": self.clock.now()},
-        )  # fmt: skip
+        if not stale:
+            feed(self.price, self.clock.now())
 
     def move_market(self) -> None:
         """A random walk that stays around P0, with now and then a fall through the stops."""
