@@ -117,6 +117,14 @@ def settled(running: Running, bot: Bot) -> Callable[[], bool]:
     return lambda: running.waker.idle() and not StreamedFill.objects.filter(bot=bot).exists()
 
 
+def came_up(running: Running, bot: Bot) -> None:
+    """The stream is up, and the REST reconciliation its coming up asks for (a gap is REST's)
+    is done."""
+    until(stream_up(bot))
+    until(lambda: Bot.objects.get(pk=bot.pk).rest_synced_at is not None)
+    until(settled(running, bot))
+
+
 def reads(fake: FakeBinance) -> int:
     return sum(fake.calls("GET", path) for path in REST_READS)
 
@@ -130,10 +138,7 @@ def test_a_fill_on_the_stream_sends_its_counter_order_without_asking_rest(
 ) -> None:
     bot = live_bot
     with Running() as running:
-        until(stream_up(bot))
-        # Coming up, the stream sends each bot of the account to REST once (a gap is REST's).
-        until(lambda: Bot.objects.get(pk=bot.pk).rest_synced_at is not None)
-        until(settled(running, bot))
+        came_up(running, bot)
         before = reads(fake)
         since = user_streams.up_since(bot.credential_id)
         top_buy = max(o.price for o in bot.orders.filter(side="buy", status="open"))
@@ -158,9 +163,7 @@ def test_idle_cycles_with_the_stream_up_ask_the_exchange_nothing(
 ) -> None:
     bot = live_bot
     with Running() as running:
-        until(stream_up(bot))
-        until(lambda: Bot.objects.get(pk=bot.pk).rest_synced_at is not None)
-        until(settled(running, bot))
+        came_up(running, bot)
         running.waker.run = lambda bot_id: running.woken.append(bot_id) or True  # chain only
         before = reads(fake)
         since = user_streams.up_since(bot.credential_id)
@@ -184,9 +187,7 @@ def test_an_order_cancelled_on_the_exchange_sends_the_bot_to_rest(
 ) -> None:
     bot = live_bot
     with Running() as running:
-        until(stream_up(bot))
-        until(lambda: Bot.objects.get(pk=bot.pk).rest_synced_at is not None)
-        until(settled(running, bot))
+        came_up(running, bot)
         victim = bot.orders.filter(side="buy", status="open").order_by("price").first()
         fake.user_cancel(victim.client_order_id)
         # The stream's CANCELED report wakes the bot, which looks the order up over REST and
@@ -207,9 +208,7 @@ def test_a_stream_gap_loses_no_fill(
     clock = {"ms": fake.now_ms()}
     fake.clock = lambda: clock["ms"]
     with Running() as running:
-        until(stream_up(bot))
-        until(lambda: Bot.objects.get(pk=bot.pk).rest_synced_at is not None)
-        until(settled(running, bot))
+        came_up(running, bot)
         streams.offline()  # the network is down: connections dropped, new ones refused
         until(lambda: user_streams.up_since(bot.credential_id) is None)
         lines = sorted(o.price for o in bot.orders.filter(status="open"))
