@@ -135,6 +135,8 @@ def test_a_dropped_stream_reconnects_and_rest_fills_the_candles_it_missed(
         fake.set_price("BTCUSDT", "99500")  # minute 3, still away
         streams.online()
         pump_until(feed, price_is("99500"))  # streaming again
+        # The candle watch dials on its own back-off: both streams are back before minute 4.
+        pump_until(feed, lambda: "btcusdt@kline_1m" in streams.subscriptions())
         assert streams.connections_total >= 2
         clock.ms = START + 4 * MINUTE + 1
         fake.set_price("BTCUSDT", "99600")
