@@ -63,6 +63,10 @@ class ExchangeCredential(models.Model):
     owner = models.ForeignKey(User, on_delete=models.CASCADE, related_name="credentials")
     exchange = models.CharField(max_length=30, default="binance")
     label = models.CharField(max_length=60)
+    # A Binance spot testnet key (testnet.binance.vision): play money, so no paper-first gate.
+    testnet = models.BooleanField(
+        default=False, help_text="A spot testnet key: its bots trade play money, never real funds."
+    )
     key_hint = models.CharField(max_length=8, editable=False)
     api_key_encrypted = models.TextField(editable=False)
     secret_encrypted = models.TextField(editable=False)
@@ -78,10 +82,15 @@ class ExchangeCredential(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.label} ({self.exchange} {self.key_hint})"
+        return f"{self.label_with_mode} ({self.exchange} {self.key_hint})"
 
     def __repr__(self) -> str:  # never the encrypted fields, even in tracebacks
         return f"<ExchangeCredential {self.pk} {self}>"
+
+    @property
+    def label_with_mode(self) -> str:
+        """The label, with "(testnet)" after it for a testnet key: wherever a key is named."""
+        return f"{self.label} (testnet)" if self.testnet else self.label
 
     def set_keys(self, api_key: str, secret: str) -> None:
         from accounts import crypto
