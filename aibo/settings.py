@@ -391,7 +391,12 @@ USER_STREAM_BEAT_SECONDS = env_int("USER_STREAM_BEAT_SECONDS", 5)
 # The share of each exchange limit (request weight per IP, new orders per account) kept
 # spare: at this much below the limit nothing more is sent until the window turns (percent).
 EXCHANGE_BUDGET_HEADROOM = env_int("EXCHANGE_BUDGET_HEADROOM_PERCENT", 20) / 100
-# Exchange credentials are encrypted with this key (Fernet); derived from SECRET_KEY if unset.
+# Exchange credentials are encrypted at rest with AES-256-GCM (accounts/crypto.py) under a
+# keyring: "<id>:<32 bytes, base64>,<id>:<...>". The first key encrypts, every one decrypts;
+# rotate by putting a new key first and running `manage.py rotate_encryption_key`.
+CREDENTIALS_KEYS = env_str("CREDENTIALS_KEYS")
+# The former single key (Fernet): what it encrypted is still read. With CREDENTIALS_KEYS empty,
+# the encrypting key is derived from it, or from SECRET_KEY when it is empty too.
 CREDENTIALS_KEY = env_str("CREDENTIALS_KEY")
 # The AI advisor.
 ANTHROPIC_API_KEY = env_str("ANTHROPIC_API_KEY")
