@@ -361,6 +361,7 @@ GRID_MAX_LEVELS = env_int("GRID_MAX_LEVELS", 50)
 DEFAULT_FEE_RATE = Decimal(env_str("DEFAULT_FEE_RATE", "0.001"))
 # Paper accounts start with this much quote currency.
 PAPER_STARTING_BALANCE = Decimal(env_str("PAPER_STARTING_BALANCE", "10000"))
+LIVE_GATE_HOURS = env_int("LIVE_GATE_HOURS", 24)  # paper first: a paper bot runs this long
 # The market feed: "auto" (the exchange's public websocket streams when it answers at start,
 # else the replay of stored candles), "live" (the streams, never the replay) or "replay"; the
 # exchange, and the replay speed.
