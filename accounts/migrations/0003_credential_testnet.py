@@ -2,6 +2,8 @@
 
 from django.db import migrations, models
 
+from accounts.migrations._bot_triggers import create_on_sqlite, drop_on_sqlite
+
 
 class Migration(migrations.Migration):
 
@@ -10,9 +12,12 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        # SQLite rebuilds the table to add the column: the bots' triggers go and come back.
+        migrations.RunPython(drop_on_sqlite, create_on_sqlite),
         migrations.AddField(
             model_name='exchangecredential',
             name='testnet',
             field=models.BooleanField(default=False, help_text='A spot testnet key: its bots trade play money, never real funds.'),
         ),
+        migrations.RunPython(create_on_sqlite, drop_on_sqlite),
     ]
