@@ -9,7 +9,7 @@ the exchange. Its cycle (``run_cycle``):
 2. books each new trade once, in one transaction: every exchange trade is stored by its trade
    id, so one fetched again after a crash is recognised and never applied twice; each part of
    an order is booked as it comes, and its slot turns when the order is done; a turned slot's
-   counter-order is then written down and sent first (``send_counters``);
+   counter-order is written down in that transaction and sent first (``cycle.counters``);
 3. checks the risk rules against the latest price (stop-loss and take-profit cancel the grid
    and sell the bot's coins at market; the daily loss limit cancels the grid);
 4. reconciles the book: open orders with the bot's prefix that it does not know are adopted or
@@ -164,7 +164,9 @@ class LiveCycle:
     round_trips: int = 0
     placed: int = 0
     turned: set[int] = field(default_factory=set)  # slots whose order filled completely
-    snapshot: dict[str, Any] | None = None  # the equity chart's point for this cycle's fills
+    # The counter-orders of a streamed fill, written down with its booking, to send at once.
+    counters: list[Order] | None = None
+    snapshot: EquitySnapshot | None = None  # the equity chart's point for this cycle's fills
 
 
 def run_cycle(bot_id: int) -> LiveCycle | None:
@@ -185,37 +187,44 @@ def run_cycle(bot_id: int) -> LiveCycle | None:
     # A stop under way, or one the price calls for, takes risk off: it may spend the request
     # budget's spare share, so a busy minute never holds back a stop-loss.
     stop_due = price is not None and bool(risk.price_reason(bot, price))
-    if not (rest or stop_due or bot.stopping_reason) and price is not None and _quiet(bot, price):
+    streamed = list(StreamedFill.objects.filter(bot=bot))
+    calm = not (rest or stop_due or bot.stopping_reason) and price is not None
+    if calm and not streamed and _quiet(bot, price):
         # The stream told of no fill and nothing waits to go out: the book is as it was, so
         # the cycle only marks the bot at the price (its risk rules have just looked).
         mark_to_market(bot, price)
         return cycle
     try:
-        _run_cycle(bot, cycle, price=price, rest=rest, stop_due=stop_due, began=began)
+        _run_cycle(bot, cycle, streamed, price=price, rest=rest, stop_due=stop_due, began=began)
     finally:
         if cycle.snapshot is not None:
-            EquitySnapshot.objects.update_or_create(**cycle.snapshot)
+            EquitySnapshot.objects.bulk_create(
+                [cycle.snapshot], update_conflicts=True,
+                unique_fields=["bot", "at"], update_fields=["price", "quote", "base", "equity"],
+            )  # fmt: skip
     return cycle
 
 
 def _run_cycle(
-    bot: Bot, cycle: LiveCycle, *, price: Decimal | None, rest: bool, stop_due: bool,
-    began: datetime,
+    bot: Bot, cycle: LiveCycle, streamed: list[StreamedFill], *, price: Decimal | None,
+    rest: bool, stop_due: bool, began: datetime,
 ) -> None:  # fmt: skip
     """The cycle's exchange work: fills, a stop under way, the risk rules, the book."""
     bot_id = bot.pk
+    calm = not (rest or stop_due or bot.stopping_reason) and price is not None
     with spending_reserve(bool(bot.stopping_reason) or stop_due):
         try:
             gw = gateway(bot)
-            sync_fills(bot, gw, cycle, rest=rest)
-            bot.refresh_from_db()
-            calm = not (rest or stop_due or bot.stopping_reason) and price is not None
-            if cycle.turned and calm and bot.is_running and pending_stop_sale(bot) is None:
-                # A streamed fill: its counter-order goes out before anything else is looked at,
-                # and the cycle ends there, so the next bot a burst of fills woke gets its turn
-                # (the risk rules looked at the price above; the chain's next cycle, within
-                # BOT_CYCLE_SECONDS, marks the bot and sends anything else that waits).
-                cycle.placed += send_counters(bot, gw, cycle.turned, price)
+            counters_at = price if calm else None
+            if not sync_fills(bot, gw, cycle, streamed, rest=rest, counters_at=counters_at):
+                bot.refresh_from_db()
+            if cycle.counters is not None:
+                # A streamed fill: its counter-order, written down with it, goes out before
+                # anything else is looked at, and the cycle ends there, so the next bot a burst
+                # of fills woke gets its turn (the risk rules looked at the price above; the
+                # chain's next cycle, within BOT_CYCLE_SECONDS, marks the bot and sends anything
+                # else that waits).
+                cycle.placed += _send(bot, gw, cycle.counters, last=price)
                 return
             if not bot.is_running:
                 return
@@ -257,11 +266,8 @@ def _run_cycle(
 
 
 def _quiet(bot: Bot, price: Decimal) -> bool:
-    """No fill heard of, and no order waiting that could go out now: none but post-only grid
-    orders whose line the price has passed (a refused one, a stop's sale, one the price came
-    back to: not quiet)."""
-    if StreamedFill.objects.filter(bot=bot).exists():
-        return False
+    """No order waiting that could go out now: none but post-only grid orders whose line the
+    price has passed (a refused one, a stop's sale, one the price came back to: not quiet)."""
     waiting = Order.objects.filter(bot=bot, status=Order.Status.PENDING).values_list(
         "kind", "side", "price", "refusals"
     )
@@ -286,10 +292,16 @@ def _note_once(bot: Bot, text: str) -> None:
         BotEvent.objects.create(bot=bot, kind=BotEvent.Kind.SKIPPED, message=text)
 
 
-def sync_fills(bot: Bot, gw: Any, cycle: LiveCycle, *, rest: bool = True) -> None:
-    """Apply the bot's new fills, once each: those the user data stream told of and, with
-    ``rest``, the account's trades since the cursor, fetched."""
-    streamed = list(StreamedFill.objects.filter(bot=bot))
+def sync_fills(
+    bot: Bot, gw: Any, cycle: LiveCycle, streamed: list[StreamedFill] | None = None, *,
+    rest: bool = True, counters_at: Decimal | None = None,
+) -> bool:  # fmt: skip
+    """Apply the bot's new fills, once each: those the user data stream told of (``streamed``,
+    read here when not given) and, with ``rest``, the account's trades since the cursor,
+    fetched. True when there were any (``bot`` is then as their booking left it);
+    ``counters_at``: see ``_apply_fills``."""
+    if streamed is None:
+        streamed = list(StreamedFill.objects.filter(bot=bot))
     fetched: list[ExchangeFill] = []
     if rest:
         asked_at = int(timezone.now().timestamp() * 1000)
@@ -301,11 +313,14 @@ def sync_fills(bot: Bot, gw: Any, cycle: LiveCycle, *, rest: bool = True) -> Non
             if bot.fill_cursor_ms is None or cursor > bot.fill_cursor_ms:
                 Bot.objects.filter(pk=bot.pk).update(fill_cursor_ms=cursor)
     if not fetched and not streamed:
-        return
+        return False
     by_trade = {f.trade_id: f for f in user_streams.streamed_fills(streamed)}
     by_trade.update((f.trade_id, f) for f in fetched)
     fills = in_order(by_trade.values())
-    _apply_fills(bot, gw, cycle, fills, fetched=fetched, streamed=[r.pk for r in streamed])
+    return _apply_fills(
+        bot, gw, cycle, fills, fetched=fetched, streamed=[r.pk for r in streamed],
+        counters_at=counters_at,
+    )  # fmt: skip
 
 
 def _apply_fills(
@@ -316,26 +331,34 @@ def _apply_fills(
     *,
     fetched: list[ExchangeFill],
     streamed: list[int],
-) -> None:
+    counters_at: Decimal | None = None,
+) -> bool:
     """Book fills in one transaction; the stream's rows are deleted in it, and the REST cursor
     moves past what was ``fetched`` (never past what only the stream told of: a trade the
-    stream missed is still fetched next time)."""
+    stream missed is still fetched next time). ``bot`` is reloaded under its row lock first
+    (returns True).
+
+    ``counters_at`` (the price, when the cycle may send at once): the counter-orders of the
+    slots the fills turned are written down as pending in the same transaction and left in
+    ``cycle.counters`` for the caller to send, unless the bot is stopping or stopped."""
     values = FeeValues(bot, gw)
     for f in fills:
         values(f)  # a BNB fee's price is asked for now, not inside the transaction
     with transaction.atomic():
-        bot = Bot.objects.select_for_update().get(pk=bot.pk)
+        bot.refresh_from_db(from_queryset=Bot.objects.select_for_update())
         if bot.engine_state is None:
-            return
+            return True
         ids = [f.trade_id for f in fills]
         seen = set(
             ExchangeFillRecord.objects.filter(bot=bot, trade_id__in=ids).values_list(
                 "trade_id", flat=True
             )
         )
+        # The stop's sale too: one waiting to go out holds back any counter-order.
+        wanted_ids = {f.client_id for f in fills} | {stop_sale_id(bot)}
         book = {
             o.client_order_id: o
-            for o in Order.objects.filter(bot=bot, client_order_id__in={f.client_id for f in fills})
+            for o in Order.objects.filter(bot=bot, client_order_id__in=wanted_ids)
         }
         engine = bot.engine()
         records: list[ExchangeFillRecord] = []
@@ -390,7 +413,9 @@ def _apply_fills(
             trip = engine.complete(order.slot)
             cycle.fills += 1
             cycle.turned.add(order.slot)
-            mine = [r for r in records if r.order is order] + list(order.exchange_fills.all())
+            mine = [r for r in records if r.order is order]
+            if order.filled > sum((r.amount for r in mine), ZERO):  # parts of earlier cycles
+                mine += list(order.exchange_fills.all())
             cost = sum((r.price * r.amount for r in mine), ZERO)
             gained = (cost - order.price * order.amount) * (1 if side == Side.SELL else -1)
             better = f" (filled at {cost / order.amount}, {gained:+.8f} {bot.quote_asset})"
@@ -429,12 +454,22 @@ def _apply_fills(
             risk.mark(bot, engine.equity(mark))
             fields += ["peak_equity", "max_drawdown"]
             # A chart point, written when the cycle ends (after the counter-orders went out).
-            cycle.snapshot = {
-                "bot": bot, "at": timezone.now().replace(second=0, microsecond=0),
-                "defaults": {"price": mark, "quote": engine.quote,
-                             "base": engine.base + engine.dust, "equity": bot.last_equity},
-            }  # fmt: skip
+            cycle.snapshot = EquitySnapshot(
+                bot=bot, at=timezone.now().replace(second=0, microsecond=0), price=mark,
+                quote=engine.quote, base=engine.base + engine.dust, equity=bot.last_equity,
+            )  # fmt: skip
         bot.save(update_fields=fields)
+        sale = book.get(stop_sale_id(bot))
+        if (
+            counters_at is not None and cycle.turned and bot.is_running
+            and not bot.stopping_reason and not engine.is_stopped
+            and (sale is None or sale.status != Order.Status.PENDING)
+        ):  # fmt: skip
+            wanted = {d.client_id: d for d in engine.desired_orders(bot.key)
+                      if d.slot in cycle.turned}  # fmt: skip
+            rules = schema.rules_for(bot.exchange, bot.symbol)
+            cycle.counters = _write_missing(bot, engine, wanted, rules, buys=True)
+    return True
 
 
 def _adopt_filled(bot: Bot, engine: GridEngine, client_id: str) -> Order | None:
@@ -525,17 +560,6 @@ def reconcile(bot: Bot, gw: Any, *, buys: bool = True, rest: bool = True) -> int
     return _place(bot, gw, engine, desired, rules, buys=buys, last=bot.last_price)
 
 
-def send_counters(bot: Bot, gw: Any, slots: set[int], price: Decimal) -> int:
-    """The orders that the slots a fill just turned want (their counter-orders), written down
-    and sent first, before the rest of the cycle (whose reconciliation then finds them)."""
-    engine = bot.engine()
-    if engine.is_stopped:
-        return 0
-    wanted = {d.client_id: d for d in engine.desired_orders(bot.key) if d.slot in slots}
-    rules = schema.rules_for(bot.exchange, bot.symbol)
-    return _place(bot, gw, engine, wanted, rules, buys=True, last=price, only=set(wanted))
-
-
 def _place(
     bot: Bot,
     gw: Any,
@@ -545,18 +569,26 @@ def _place(
     *,
     buys: bool,
     last: Decimal | None,
-    only: set[str] | None = None,
 ) -> int:
-    """Write the ``desired`` orders that have no row as pending, then send the pending ones
-    (``only`` these ids, when given); returns how many were sent. ``last``: the price, which
-    a post-only order must not have passed."""
+    """Write the ``desired`` orders that have no row as pending, then send every pending one;
+    returns how many were sent. ``last``: the price, which a post-only order must not have
+    passed."""
+    _write_missing(bot, engine, desired, rules, buys=buys)
+    pending = Order.objects.filter(bot=bot, status=Order.Status.PENDING, kind=Order.Kind.LIMIT)
+    if not buys:
+        pending = pending.exclude(side=Order.Side.BUY)
+    return _send(bot, gw, list(pending.order_by("slot")), last=last)
+
+
+def _write_missing(
+    bot: Bot, engine: GridEngine, desired: dict[str, DesiredOrder], rules: Any, *, buys: bool
+) -> list[Order]:
+    """Write the ``desired`` orders that have no row as pending (no buy without ``buys``);
+    returns the pending ones among them, by slot."""
     # Any row already under a wanted id counts (a rejected one too: ids are unique, and an
     # order the exchange refused is not sent again blindly).
-    have = set(
-        Order.objects.filter(bot=bot, client_order_id__in=list(desired)).values_list(
-            "client_order_id", flat=True
-        )
-    )
+    rows = Order.objects.filter(bot=bot, client_order_id__in=list(desired))
+    have = {o.client_order_id: o for o in rows}
     missing = [d for cid, d in desired.items() if cid not in have and (buys or d.side != Side.BUY)]
     amounts = sell_amounts(bot, engine, [d for d in missing if d.side == Side.SELL], rules.step)
     for slot, amount in amounts.items():
@@ -566,7 +598,7 @@ def _place(
             missing = [d for d in missing if d.slot != slot]
             _note_once(bot, f"The sell of slot {slot} waits: the grid holds {amount} "
                             f"{bot.base_asset} for it, below the exchange's minimum.")  # fmt: skip
-    Order.objects.bulk_create(
+    created = Order.objects.bulk_create(
         [
             Order(bot=bot, slot=d.slot, side=d.side, price=d.price,
                   amount=amounts.get(d.slot, d.amount), status=Order.Status.PENDING,
@@ -574,13 +606,20 @@ def _place(
             for d in missing
         ]
     )  # fmt: skip
+    pending = [
+        o for o in [*have.values(), *created]
+        if o.status == Order.Status.PENDING and o.kind == Order.Kind.LIMIT
+        and (buys or o.side != Order.Side.BUY)
+    ]  # fmt: skip
+    return sorted(pending, key=lambda o: o.slot)
+
+
+def _send(bot: Bot, gw: Any, orders: list[Order], *, last: Decimal | None) -> int:
+    """Send these pending orders, each written down first (``send_once``), and mark each
+    placed one open; returns how many were sent. ``last``: the price, which a post-only order
+    must not have passed."""
     sent = 0
-    pending = Order.objects.filter(bot=bot, status=Order.Status.PENDING, kind=Order.Kind.LIMIT)
-    if not buys:
-        pending = pending.exclude(side=Order.Side.BUY)
-    if only is not None:
-        pending = pending.filter(client_order_id__in=only)
-    for order in pending.order_by("slot"):
+    for order in orders:
         if last is not None and (
             order.price >= last if order.side == Order.Side.BUY else order.price <= last
         ):  # a post-only order the market has passed would be refused: not sent, it waits
@@ -748,6 +787,8 @@ def sell_amounts(
     holds for the grid. The dust (base fees taken, less what earlier cuts left over) is paid
     by the first cuts; so a fee shortens the sells by itself over time, not by a step each.
     ``ending``: a resting sell that is on its way out (its rest is one of ``sells``)."""
+    if not sells:
+        return {}
     pool = engine.dust
     resting = Order.objects.resting().filter(bot=bot, kind=Order.Kind.LIMIT, side="sell")
     for order in resting.exclude(pk=ending.pk if ending else None):
