@@ -3,15 +3,15 @@ promise that a key or secret never shows up again: not in pages, the admin, logs
 
 from __future__ import annotations
 
+import base64
 import logging
-from collections.abc import Callable, Iterator
+import os
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from cryptography.fernet import Fernet
 from django.urls import reverse
 
-from accounts import crypto
 from accounts.crypto import UndecryptableSecret
 from accounts.models import ExchangeCredential
 from bots.models import Bot
@@ -369,21 +369,23 @@ def test_operators_cannot_add_or_edit_keys_but_can_delete_them(client, user, ope
 
 
 @pytest.fixture
-def new_credentials_key(settings: Any) -> Iterator[Callable[[], None]]:
-    """Call it to switch CREDENTIALS_KEY, as an operator who lost the old one would."""
+def new_credentials_key(settings: Any) -> Callable[[], None]:
+    """Call it to replace the keys, as an operator who lost the old ones would (the keys were
+    stored under the one derived from SECRET_KEY: no keyring in the tests' settings)."""
 
     def switch() -> None:
-        settings.CREDENTIALS_KEY = Fernet.generate_key().decode()
-        crypto._fernet.cache_clear()
+        settings.CREDENTIALS_KEYS = f"new:{base64.urlsafe_b64encode(os.urandom(32)).decode()}"
+        settings.SECRET_KEY = base64.urlsafe_b64encode(os.urandom(48)).decode()
 
-    yield switch
-    crypto._fernet.cache_clear()
+    return switch
 
 
-def test_keys_stored_under_another_credentials_key_cannot_be_read(user, new_credentials_key):
+def test_keys_stored_under_a_key_no_longer_in_the_keyring_cannot_be_read(user, new_credentials_key):
     cred = credential(user)
     new_credentials_key()
-    with pytest.raises(UndecryptableSecret, match="another CREDENTIALS_KEY.*enter it again"):
+    with pytest.raises(
+        UndecryptableSecret, match="which this server does not have.*enter it again"
+    ):
         ExchangeCredential.objects.get(pk=cred.pk).keys()
 
 
@@ -394,7 +396,9 @@ def test_verify_again_explains_keys_that_cannot_be_decrypted(
     new_credentials_key()
     client.force_login(user)
     response = client.post(reverse("accounts:credential_verify", args=[cred.pk]), follow=True)
-    assert "Keys “Main account”: This exchange key was stored under another" in response.text
+    assert "Keys “Main account”: This exchange key was stored under the encryption key" in (
+        response.text
+    )
     assert fake.calls("GET", "/account") == 0
 
 
