@@ -1,8 +1,10 @@
-"""Deploy checks (`manage.py check --deploy`): the secrets a deployment must not ship with.
+"""System checks for the secrets: the keyring's format (always), and at `manage.py check
+--deploy` the secrets a deployment must not ship with.
 
-Exchange keys are encrypted with CREDENTIALS_KEY (accounts/crypto.py), or with a key derived from
-SECRET_KEY when it is empty, which the embedded default does. A placeholder from `.env.example`
-is public, so a deployment using one has no secret at all.
+Exchange keys are encrypted under the keyring CREDENTIALS_KEYS (accounts/crypto.py), or a key
+derived from the former CREDENTIALS_KEY, or from SECRET_KEY when both are empty, which the
+embedded default does. A placeholder from `.env.example` is public, so a deployment using one
+has no secret at all.
 """
 
 from __future__ import annotations
@@ -15,12 +17,20 @@ from cryptography.fernet import Fernet
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
+from accounts.crypto import KEY_HINT, parse_keyring
+
 # The placeholder SECRET_KEY .env.example shipped before it said how to make a key: .env files
 # copied from it are still about.
 OLD_PLACEHOLDERS = frozenset(
     {"change-me-to-a-long-random-string-of-at-least-fifty-characters-please"}
 )
-SECRET_NAMES = ("SECRET_KEY", "CREDENTIALS_KEY", "REDIS_PASSWORD", "POSTGRES_PASSWORD")
+SECRET_NAMES = (
+    "SECRET_KEY",
+    "CREDENTIALS_KEYS",
+    "CREDENTIALS_KEY",
+    "REDIS_PASSWORD",
+    "POSTGRES_PASSWORD",
+)
 FERNET_HINT = (
     "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
 )
@@ -38,6 +48,22 @@ def placeholders(example: Path | None = None) -> frozenset[str]:
     return frozenset(values)
 
 
+@register(Tags.security)
+def check_keyring(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """A malformed CREDENTIALS_KEYS stops every page that touches exchange keys: say so at start."""
+    try:
+        parse_keyring(settings.CREDENTIALS_KEYS or "")
+    except ValueError as e:
+        return [
+            Error(
+                f"CREDENTIALS_KEYS: {e} (the format: <id>:<32 bytes in base64>[,<id>:<key>]).",
+                hint=KEY_HINT,
+                id="aibo.E007",
+            )
+        ]
+    return []
+
+
 @register(Tags.security, deploy=True)
 def check_secrets(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     public = placeholders()
@@ -52,9 +78,14 @@ def check_secrets(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
             )
         )
     credentials_key = settings.CREDENTIALS_KEY
+    keyring = settings.CREDENTIALS_KEYS
     if credentials_key and credentials_key in public:
         errors.append(
             Error("CREDENTIALS_KEY is the placeholder from .env.example.", id="aibo.E002")
+        )
+    if keyring and keyring in public:
+        errors.append(
+            Error("CREDENTIALS_KEYS is the placeholder from .env.example.", id="aibo.E008")
         )
     if credentials_key:
         try:
@@ -62,7 +93,8 @@ def check_secrets(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
         except ValueError:
             errors.append(
                 Error(
-                    "CREDENTIALS_KEY is not a Fernet key (32 url-safe base64-encoded bytes).",
+                    "CREDENTIALS_KEY (the former key) is not a Fernet key (32 url-safe "
+                    "base64-encoded bytes); put new keys in CREDENTIALS_KEYS.",
                     hint=FERNET_HINT,
                     id="aibo.E003",
                 )
@@ -70,12 +102,12 @@ def check_secrets(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     # The scaled deployment keeps the two apart: a leaked SECRET_KEY (in a web server's memory,
     # a log, a backup of .env) must not decrypt every user's exchange keys too.
     if not settings.DEBUG and not settings.EMBEDDED:
-        if not credentials_key:
+        if not (keyring or credentials_key):
             errors.append(
                 Error(
-                    "CREDENTIALS_KEY must be set in the scaled deployment (it encrypts the "
+                    "CREDENTIALS_KEYS must be set in the scaled deployment (it encrypts the "
                     "exchange keys; without it they are encrypted under SECRET_KEY).",
-                    hint=FERNET_HINT,
+                    hint=KEY_HINT,
                     id="aibo.E004",
                 )
             )

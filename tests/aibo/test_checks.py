@@ -1,9 +1,12 @@
-"""`manage.py check --deploy` refuses public secrets and, in the scaled deployment, a missing
-or shared CREDENTIALS_KEY (issue 10, finding 9)."""
+"""`manage.py check --deploy` refuses public secrets and, in the scaled deployment, missing
+credentials keys or a CREDENTIALS_KEY shared with SECRET_KEY (issue 10, finding 9); every
+`manage.py check` refuses a malformed keyring (issue 13)."""
 
 from __future__ import annotations
 
+import base64
 import re
+import secrets
 from pathlib import Path
 
 from cryptography.fernet import Fernet
@@ -13,8 +16,13 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = (ROOT / ".env.example").read_text()
 
 
-def aibo_issues() -> set[str]:
-    return {m.id for m in run_checks(include_deployment_checks=True) if m.id.startswith("aibo.")}
+def aibo_issues(deploy: bool = True) -> set[str]:
+    found = run_checks(include_deployment_checks=deploy)
+    return {m.id for m in found if m.id.startswith("aibo.")}
+
+
+def new_key() -> str:
+    return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
 
 
 def example(name: str) -> str:
@@ -56,3 +64,36 @@ def test_deploy_check_requires_a_separate_credentials_key(settings):
     # The embedded default derives it from SECRET_KEY (keys stored so far stay readable).
     settings.EMBEDDED, settings.CREDENTIALS_KEY = True, ""
     assert "aibo.E004" not in aibo_issues()
+
+
+def test_a_keyring_stands_in_for_the_former_credentials_key(settings):
+    settings.DEBUG, settings.EMBEDDED = False, False
+    settings.SECRET_KEY = "a-real-one-" + "Q7x" * 20
+    settings.CREDENTIALS_KEY = ""
+    settings.CREDENTIALS_KEYS = f"k2:{new_key()},k1:{new_key()}"
+    assert not aibo_issues() & {"aibo.E003", "aibo.E004", "aibo.E005", "aibo.E007"}
+
+
+def test_every_check_refuses_a_malformed_keyring_and_says_why(settings):
+    settings.CREDENTIALS_KEYS = "k1:too-short"
+    messages = [m for m in run_checks(include_deployment_checks=False) if m.id == "aibo.E007"]
+    assert len(messages) == 1
+    assert "the key must be 32 bytes in base64" in messages[0].msg
+    assert "too-short" not in messages[0].msg  # a key is never quoted
+    assert "base64.urlsafe_b64encode(secrets.token_bytes(32))" in (messages[0].hint or "")
+    settings.CREDENTIALS_KEYS = f"k1:{new_key()}"
+    assert "aibo.E007" not in aibo_issues(deploy=False)
+
+
+def test_deploy_check_refuses_a_keyring_copied_from_the_example(settings, tmp_path, monkeypatch):
+    from aibo import checks
+
+    ring = f"k1:{new_key()}"
+    example_file = tmp_path / ".env.example"
+    example_file.write_text(f"# CREDENTIALS_KEYS={ring}\n")
+    original = checks.placeholders
+    monkeypatch.setattr(checks, "placeholders", lambda: original(example_file))
+    settings.CREDENTIALS_KEYS = ring
+    assert "aibo.E008" in aibo_issues()
+    settings.CREDENTIALS_KEYS = f"k1:{new_key()}"
+    assert "aibo.E008" not in aibo_issues()
