@@ -195,6 +195,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "market.context_processors.feed",
+                "accounts.context_processors.unreadable_credentials",
             ],
             # {% request_id %} for the error pages (Django renders 500.html without a context).
             "libraries": {"request_id": "aibo.logging"},
