@@ -19,7 +19,8 @@ def healthz(request: HttpRequest) -> JsonResponse:
 @never_cache
 @require_GET
 def readyz(request: HttpRequest) -> JsonResponse:
-    """The process can do its work: the database and, when configured, Redis answer."""
+    """The process can do its work: the database and, when configured, Redis answer, and no
+    running live bot has lost its keys. Exchange keys that cannot be decrypted are named."""
     checks: dict[str, str] = {}
     try:
         with connection.cursor() as cursor:
@@ -37,7 +38,10 @@ def readyz(request: HttpRequest) -> JsonResponse:
             checks["redis"] = f"error: {e.__class__.__name__}"
     if checks["database"] == "ok":
         checks["exchange_keys"] = _exchange_keys()
-    ready = all(value == "ok" for value in checks.values())
+        checks["credentials"] = _credentials()
+    # An unreadable credential is named ("warning") but does not take the server out of
+    # rotation: its owner needs the pages to enter the keys again.
+    ready = all(not value.startswith("error") for value in checks.values())
     return JsonResponse(
         {"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503
     )
@@ -54,3 +58,21 @@ def _exchange_keys() -> str:
         return "ok"
     ids = ", ".join(str(b.pk) for b in blind)
     return f"error: {len(blind)} running live bot(s) cannot read their exchange keys (bots {ids})"
+
+
+def _credentials() -> str:
+    """Stored exchange keys this server cannot decrypt (a key left CREDENTIALS_KEYS, or
+    CREDENTIALS_KEY or SECRET_KEY changed): counts and ids, never whose or what."""
+    from accounts.models import ExchangeCredential
+    from accounts.services import unreadable_credentials
+
+    unreadable = unreadable_credentials()
+    if not unreadable:
+        return "ok"
+    ids = ", ".join(str(c.pk) for c in unreadable)
+    total = ExchangeCredential.objects.count()
+    return (
+        f"warning: {len(unreadable)} of {total} exchange credential(s) cannot be decrypted "
+        f"with this keyring (credentials {ids}); put their key back in CREDENTIALS_KEYS or "
+        "have their owners enter them again"
+    )
