@@ -38,9 +38,8 @@ def readyz(request: HttpRequest) -> JsonResponse:
             checks["redis"] = f"error: {e.__class__.__name__}"
     if checks["database"] == "ok":
         checks["exchange_keys"] = _exchange_keys()
-        checks["credentials"] = _credentials()
-    # An unreadable credential is named ("warning") but does not take the server out of
-    # rotation: its owner needs the pages to enter the keys again.
+    # Unreadable keys no running bot uses are named ("warning") but keep the server in
+    # rotation: their owners need the pages to enter them again.
     ready = all(not value.startswith("error") for value in checks.values())
     return JsonResponse(
         {"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503
@@ -48,31 +47,36 @@ def readyz(request: HttpRequest) -> JsonResponse:
 
 
 def _exchange_keys() -> str:
-    """Running live bots whose keys cannot be decrypted (a changed CREDENTIALS_KEY or
-    SECRET_KEY): their grids rest on the exchange with no one watching them."""
+    """Running live bots whose keys cannot be decrypted (a key left CREDENTIALS_KEYS, or
+    CREDENTIALS_KEY or SECRET_KEY changed): their grids rest on the exchange with no one
+    watching them (an error). Otherwise, stored keys that cannot be decrypted (a warning)."""
     from bots.models import Bot
     from bots.pages import live_bots_without_keys
 
+    unreadable = _unreadable_credentials()
     blind = [b for b in live_bots_without_keys() if b.status == Bot.Status.RUNNING]
-    if not blind:
-        return "ok"
-    ids = ", ".join(str(b.pk) for b in blind)
-    return f"error: {len(blind)} running live bot(s) cannot read their exchange keys (bots {ids})"
+    if blind:
+        ids = ", ".join(str(b.pk) for b in blind)
+        return (
+            f"error: {len(blind)} running live bot(s) cannot read their exchange keys "
+            f"(bots {ids}); {unreadable}"
+        )
+    return f"warning: {unreadable}" if unreadable else "ok"
 
 
-def _credentials() -> str:
-    """Stored exchange keys this server cannot decrypt (a key left CREDENTIALS_KEYS, or
-    CREDENTIALS_KEY or SECRET_KEY changed): counts and ids, never whose or what."""
+def _unreadable_credentials() -> str:
+    """In words, the stored exchange keys this server cannot decrypt: counts and ids, never
+    whose or what; empty when every one reads."""
     from accounts.models import ExchangeCredential
     from accounts.services import unreadable_credentials
 
     unreadable = unreadable_credentials()
     if not unreadable:
-        return "ok"
+        return ""
     ids = ", ".join(str(c.pk) for c in unreadable)
     total = ExchangeCredential.objects.count()
     return (
-        f"warning: {len(unreadable)} of {total} exchange credential(s) cannot be decrypted "
-        f"with this keyring (credentials {ids}); put their key back in CREDENTIALS_KEYS or "
-        "have their owners enter them again"
+        f"{len(unreadable)} of {total} exchange credential(s) cannot be decrypted with this "
+        f"keyring (credentials {ids}): put their key back in CREDENTIALS_KEYS or have their "
+        "owners enter them again"
     )

@@ -30,7 +30,7 @@ def test_readyz_says_ok_when_every_credential_reads(client, user, settings):
     credential(user, "Main")
     ready = client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json()["checks"]["credentials"] == "ok"
+    assert ready.json()["checks"]["exchange_keys"] == "ok"
 
 
 def test_readyz_counts_and_names_unreadable_credentials(client, user, other_user, settings):
@@ -42,7 +42,7 @@ def test_readyz_counts_and_names_unreadable_credentials(client, user, other_user
 
     ready = client.get("/readyz")
 
-    words = ready.json()["checks"]["credentials"]
+    words = ready.json()["checks"]["exchange_keys"]
     assert words.startswith("warning: 2 of 3 exchange credential(s) cannot be decrypted")
     assert f"credentials {mine.pk}, {theirs.pk}" in words
     for private in ("Main", "Savings", user.email, other_user.email, "wxyz"):
