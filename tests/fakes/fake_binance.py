@@ -37,6 +37,13 @@ request over it is banned: 418 to every request for ``ban_seconds``. Over an ord
 ``PERCENT_PRICE_BY_SIDE`` against the last price (no average over ``avgPriceMins``),
 ``halt``/``resume`` of a symbol and the ``maintenance`` flag of ``GET /sapi/v1/system/status``
 act as on Binance.
+
+The key's permissions are ``GET /sapi/v1/account/apiRestrictions`` (signed, IP weight 1 on the
+/sapi counter), its fields as Binance's "Get API Key Permission" answers them, from
+``api_restrictions`` (by default: reading and spot trading on, withdrawals off, IP whitelist
+on). ``testnet=True`` plays the spot testnet (testnet.binance.vision), which has no /sapi;
+``ccxt_client(testnet=other)`` points the client's sandbox URLs at another fake, so a test can
+prove a testnet key never reaches the live one.
 """
 
 from __future__ import annotations
@@ -86,8 +93,35 @@ INTERVAL_MS = {
     "3d": 259_200_000,
     "1w": 604_800_000,
 }
-SIGNED = {"/order", "/openOrders", "/allOrders", "/myTrades", "/account", "/account/commission"}
-SYSTEM_STATUS = "/sapi/v1/system/status"  # the one /sapi endpoint: unsigned, its own IP weight
+SYSTEM_STATUS = "/sapi/v1/system/status"  # unsigned; /sapi counts its own IP weight
+API_RESTRICTIONS = "/sapi/v1/account/apiRestrictions"  # signed (USER_DATA)
+SAPI = frozenset({SYSTEM_STATUS, API_RESTRICTIONS})
+SIGNED = {
+    "/order",
+    "/openOrders",
+    "/allOrders",
+    "/myTrades",
+    "/account",
+    "/account/commission",
+    API_RESTRICTIONS,
+}
+# What "Get API Key Permission" answers for a key made the way aibo asks (developers.binance.com
+# /docs/wallet/account/api-key-permission): read and trade spot, no withdrawals, whitelisted IPs.
+DEFAULT_API_RESTRICTIONS: dict[str, Any] = {
+    "ipRestrict": True,
+    "createTime": 1_700_000_000_000,
+    "enableReading": True,
+    "enableWithdrawals": False,
+    "enableInternalTransfer": False,
+    "enableMargin": False,
+    "enableFutures": False,
+    "permitsUniversalTransfer": False,
+    "enableVanillaOptions": False,
+    "enableFixApiTrade": False,
+    "enableFixReadOnly": False,
+    "enableSpotAndMarginTrading": True,
+    "enablePortfolioMarginTrading": False,
+}
 
 
 def _depth_weight(p: dict[str, str]) -> int:
@@ -131,6 +165,7 @@ WEIGHTS: dict[tuple[str, str], int | Callable[[dict[str, str]], int]] = {
     ("GET", "/account"): 20,
     ("GET", "/account/commission"): 20,
     ("GET", SYSTEM_STATUS): 1,  # SAPI IP weight: counted apart, X-SAPI-USED-IP-WEIGHT-1M
+    ("GET", API_RESTRICTIONS): 1,  # SAPI IP weight too
 }
 # What api.binance.com's exchangeInfo says (the shipped snapshot has an empty list).
 DEFAULT_RATE_LIMITS: list[dict[str, Any]] = [
@@ -346,6 +381,8 @@ class FakeBinance:
         ban_seconds: int = 120,
         ban_after: int = 2,
         clock_skew_ms: int = 0,
+        api_restrictions: dict[str, Any] | None = None,
+        testnet: bool = False,
     ) -> None:
         # Epoch milliseconds of every time the fake makes; pass a clock to run it in simulated
         # time (advance a minute without sleeping).
@@ -412,6 +449,10 @@ class FakeBinance:
         self._order_headers_at_placement: dict[str, str] | None = None
         # GET /sapi/v1/system/status says "system_maintenance" while this is on.
         self.maintenance = False
+        # The key's permissions (GET /sapi/v1/account/apiRestrictions); change them any time.
+        self.api_restrictions = {**DEFAULT_API_RESTRICTIONS, **(api_restrictions or {})}
+        # The spot testnet: the same REST API under /api/v3, and no /sapi at all.
+        self.testnet = testnet
         self.symbols: dict[str, _Symbol] = {}
         for info in self.exchange_info["symbols"]:
             filters = {f["filterType"]: f for f in info["filters"]}
@@ -478,9 +519,16 @@ class FakeBinance:
         return f"http://127.0.0.1:{self.port}{API_PREFIX}"
 
     def ccxt_client(
-        self, api_key: str | None = None, secret: str | None = None, *, timeout_ms: int = 3000
+        self,
+        api_key: str | None = None,
+        secret: str | None = None,
+        *,
+        timeout_ms: int = 3000,
+        testnet: FakeBinance | None = None,
     ) -> ccxt.binance:
-        """A real ``ccxt.binance`` pointed at this fake, with spot-only options."""
+        """A real ``ccxt.binance`` pointed at this fake, with spot-only options. Its sandbox
+        URLs (``set_sandbox_mode(True)``, the spot testnet) point at ``testnet``, else here too:
+        never at the real testnet."""
         client = ccxt.binance(
             {
                 "apiKey": self.api_key if api_key is None else api_key,
@@ -501,6 +549,10 @@ class FakeBinance:
         client.urls["api"]["public"] = self.base_url
         client.urls["api"]["private"] = self.base_url
         client.urls["api"]["sapi"] = f"http://127.0.0.1:{self.port}/sapi/v1"  # fetch_status
+        sandbox = testnet or self
+        # Every one of ccxt's test URLs (the futures ones too): nothing reaches the real testnet.
+        client.urls["test"] = dict.fromkeys(client.urls["test"], sandbox.base_url)
+        client.urls["test"]["v1"] = f"http://127.0.0.1:{sandbox.port}/api/v1"
         return client
 
     # ------------------------------------------------------------------ test controls
@@ -733,7 +785,7 @@ class FakeBinance:
         try:
             with self.lock:
                 self._admit(method, short, params)
-            if not path.startswith(API_PREFIX + "/") and path != SYSTEM_STATUS:
+            if not path.startswith(API_PREFIX + "/") and (path not in SAPI or self.testnet):
                 raise BinanceError(-1000, "Unknown path.", status=404)
             if short in SIGNED:
                 self._authenticate(query, body, params, headers)
@@ -771,7 +823,7 @@ class FakeBinance:
         weight = rule if isinstance(rule, int) else rule(p)
         self.weight_total += weight
         self.weight_by_endpoint[f"{method} {_full(path)}"] += weight
-        if path == SYSTEM_STATUS:
+        if path in SAPI:
             self._sapi_weight.add(now, weight)
             return
         over = []
@@ -839,7 +891,7 @@ class FakeBinance:
     def _usage(self, path: str) -> dict[str, str]:
         with self.lock:
             now = self.now_ms()
-            if path == SYSTEM_STATUS:
+            if path in SAPI:
                 return {"X-SAPI-USED-IP-WEIGHT-1M": str(self._sapi_weight.used(now))}
             return {
                 x.header: str(x.used(now)) for x in self._limiters if x.kind == "REQUEST_WEIGHT"
@@ -906,6 +958,7 @@ class FakeBinance:
                 if self.maintenance
                 else {"status": 0, "msg": "normal"}
             ),
+            ("GET", API_RESTRICTIONS): lambda p: dict(self.api_restrictions),
         }
         route = routes.get((method, path))
         if route is None:
@@ -1487,8 +1540,8 @@ def _norm(path: str) -> str:
 
 
 def _full(short: str) -> str:
-    """``/order`` -> ``/api/v3/order``; the /sapi path stays as it is."""
-    return short if short == SYSTEM_STATUS else API_PREFIX + short
+    """``/order`` -> ``/api/v3/order``; the /sapi paths stay as they are."""
+    return short if short in SAPI else API_PREFIX + short
 
 
 def _seconds(ms: int) -> int:
