@@ -122,16 +122,31 @@ CLIENT_FACTORY: Callable[[str, str, str], Any] = _ccxt_client
 PRO_CLIENT_FACTORY: Callable[[str, str, str], Any] = _ccxt_pro_client
 
 
-def stream_client(exchange: str, api_key: str = "", secret: str = "") -> Any:
+def _sandboxed(client: Any, exchange: str, sandbox: bool) -> tuple[Any, str]:
+    """The client in the exchange's sandbox (ccxt's sandbox mode: Binance's spot testnet,
+    testnet.binance.vision) when asked, and the name its request budget goes by: the testnet
+    is another server with its own limits, so it never spends (or pauses) the real one's."""
+    if not sandbox:
+        return client, exchange
+    client.set_sandbox_mode(True)
+    return client, f"{exchange}-testnet"
+
+
+def stream_client(
+    exchange: str, api_key: str = "", secret: str = "", *, sandbox: bool = False
+) -> Any:
     """A ccxt.pro client (websocket streams; its REST calls spend the request budget too:
-    ``Budget.watch`` wraps async ``fetch`` the same way)."""
-    return Budget(exchange, api_key).watch(PRO_CLIENT_FACTORY(exchange, api_key, secret))
+    ``Budget.watch`` wraps async ``fetch`` the same way); in the sandbox with ``sandbox``."""
+    client, budget = _sandboxed(PRO_CLIENT_FACTORY(exchange, api_key, secret), exchange, sandbox)
+    return Budget(budget, api_key).watch(client)
 
 
-def signed_client(exchange: str, api_key: str, secret: str) -> Any:
+def signed_client(exchange: str, api_key: str, secret: str, *, sandbox: bool = False) -> Any:
     """A ccxt client signed with these keys (callers decrypt them just before), spending its
-    exchange's and its account's request budget."""
-    return Budget(exchange, api_key).watch(CLIENT_FACTORY(exchange, api_key, secret))
+    exchange's and its account's request budget; in the sandbox (a testnet key) with
+    ``sandbox``."""
+    client, budget = _sandboxed(CLIENT_FACTORY(exchange, api_key, secret), exchange, sandbox)
+    return Budget(budget, api_key).watch(client)
 
 
 def public_client(exchange: str) -> Any:
