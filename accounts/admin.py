@@ -34,11 +34,28 @@ class ExchangeCredentialAdmin(admin.ModelAdmin):
     encrypted columns are not in any form, nothing is editable, and nobody can type in a
     user's keys here. Deleting is allowed (revoking keys a user reports as leaked)."""
 
-    list_display = ("owner", "label", "exchange", "key_hint", "created_at", "verified_at")
-    list_filter = ("exchange",)
+    list_display = (
+        "owner",
+        "label",
+        "exchange",
+        "testnet",
+        "key_hint",
+        "created_at",
+        "verified_at",
+    )
+    list_filter = ("exchange", "testnet")
     list_select_related = ("owner",)
     search_fields = ("owner__email", "label")
-    fields = ("owner", "label", "exchange", "key_hint", "created_at", "verified_at")
+    fields = (
+        "owner",
+        "label",
+        "exchange",
+        "testnet",
+        "key_hint",
+        "created_at",
+        "verified_at",
+        "check_warning",
+    )
     readonly_fields = fields
     exclude = ("api_key_encrypted", "secret_encrypted")
 

@@ -109,6 +109,12 @@ class CredentialForm(forms.Form):
         error_messages={"required": "Give these keys a label, e.g. “Main account”."},
     )
     exchange = forms.ChoiceField(choices=EXCHANGES, initial="binance")
+    testnet = forms.BooleanField(
+        required=False,
+        label="Spot testnet key",
+        help_text="A key made on testnet.binance.vision: its bots trade the testnet's play money, "
+        "never real funds.",
+    )
     api_key = _key_field("API key", "From the API management page of your exchange account.")
     secret = _key_field(
         "Secret key",

@@ -6,8 +6,10 @@ two-factor sign-in (accounts.two_factor) the password is the first step of two, 
 deleting exchange keys needs a session signed in with a code.
 
 Keys are owner-scoped (another user's are a 404), stored encrypted (accounts.crypto) and shown
-only as their mask. They are checked with the exchange before being saved: keys the exchange
-refuses are never stored.
+only as their mask. They are checked with the exchange before being saved
+(accounts.key_check): keys the exchange refuses, and keys that can withdraw or cannot trade,
+are never stored; keys that cannot be checked now are stored unverified, and no live bot
+starts with them.
 
 Over 400 lines because sign-up, sign-in, the admin's sign-in and the resets share one flow of
 throttles and device cookies that reads best in one place; the two-factor pages live apart
@@ -384,10 +386,15 @@ def _too_many_checks(refusal: throttle.Refusal) -> str:
 def _add_credential(request: AuthedRequest, form: CredentialForm) -> bool:
     """Encrypt, verify and save the keys; False (with the reason on the form) if not saved."""
     data = form.cleaned_data  # holds the plain keys: never log it
-    cred = ExchangeCredential(owner=request.user, exchange=data["exchange"], label=data["label"])
+    cred = ExchangeCredential(
+        owner=request.user, exchange=data["exchange"], label=data["label"], testnet=data["testnet"]
+    )
     cred.set_keys(data["api_key"], data["secret"])
     try:
         problem = key_check.verify_keys(cred)
+    except key_check.KeysNotAllowed as e:  # they work, but can withdraw or cannot trade
+        form.add_error(None, f"aibo does not accept these keys: {e}")
+        return False
     except key_check.KeysRefused as e:
         form.add_error(None, f"The exchange refused these keys: {e}")
         return False
@@ -402,10 +409,12 @@ def _add_credential(request: AuthedRequest, form: CredentialForm) -> bool:
         messages.warning(
             request,
             f"Keys “{cred.label}” saved, but they could not be verified now: {problem}. "
-            "Use “Verify again” in a while.",
+            "Until they are, no live bot starts with them; use “Verify again” in a while.",
         )
     else:
         messages.success(request, f"Keys “{cred.label}” added: the exchange accepted them.")
+        if cred.check_warning:
+            messages.warning(request, f"Keys “{cred.label}”: {cred.check_warning}")
     return True
 
 
@@ -421,18 +430,25 @@ def credential_verify(request: AuthedRequest, pk: int) -> HttpResponse:
     try:
         problem = key_check.verify_keys(cred)
     except key_check.KeysRefused as e:
-        # No longer known to work: the page should not keep calling them verified.
+        # No longer known to work (or safe): the page should not keep calling them verified.
         cred.verified_at = None
         cred.save(update_fields=["verified_at"])
-        messages.error(request, f"The exchange refused the keys “{cred.label}”: {e}")
+        refused = (
+            "aibo does not accept"
+            if isinstance(e, key_check.KeysNotAllowed)
+            else ("The exchange refused")
+        )
+        messages.error(request, f"{refused} the keys “{cred.label}”: {e}")
     except UndecryptableSecret as e:
         messages.error(request, f"Keys “{cred.label}”: {e}")
     else:
         if problem:
             messages.warning(request, f"Keys “{cred.label}” could not be verified now: {problem}.")
         else:
-            cred.save(update_fields=["verified_at"])
+            cred.save(update_fields=["verified_at", "check_warning"])
             messages.success(request, f"Keys “{cred.label}” verified: the exchange accepted them.")
+            if cred.check_warning:
+                messages.warning(request, f"Keys “{cred.label}”: {cred.check_warning}")
     return _after_credential_action(request)
 
 
