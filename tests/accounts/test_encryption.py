@@ -232,6 +232,14 @@ def test_fernet_rows_are_reencrypted_on_first_read(user, settings, keyring, form
     assert ExchangeCredential.objects.get().keys() == (API_KEY, SECRET)
 
 
+def test_a_row_under_an_older_key_of_the_keyring_moves_to_the_first_on_read(user, keyring):
+    keyring("k1")
+    credential(user)
+    keyring("k2", "k1")
+    assert ExchangeCredential.objects.get().keys() == (API_KEY, SECRET)
+    assert_nothing_readable_at_rest(under="k2")
+
+
 def test_readable_only_looks_and_writes_nothing(user, settings, keyring):
     keyring("k1")
     cred = credential(user)
