@@ -37,7 +37,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -107,12 +107,22 @@ class RemoteFake:
         self.conn, child = ctx.Pipe()
         self.process = ctx.Process(target=serve_fake, args=(child, self.options), daemon=True)
         self.process.start()
-        self.port, ws_port = self.conn.recv()
-        self.base_url = f"http://127.0.0.1:{self.port}/api/v3"
+        self.ports = self.conn.recv()
+        self.attach(*self.ports)
+        return self
+
+    def attach(self, port: int, ws_port: int) -> RemoteFake:
+        """Point at the fake's ports (from another process too: ``attached``)."""
+        self.port = port
+        self.base_url = f"http://127.0.0.1:{port}/api/v3"
         self.url = f"ws://127.0.0.1:{ws_port}/stream/ws"
         self.api_url = f"ws://127.0.0.1:{ws_port}/ws-api/v3"
         self.fake = self  # what FakeBinanceStreams' pointing code reads
         return self
+
+    @classmethod
+    def attached(cls, ports: tuple[int, int]) -> RemoteFake:
+        return cls(api_key=API_KEY, secret=SECRET).attach(*ports)
 
     def __exit__(self, *exc: object) -> None:
         self.call("stop")
@@ -177,13 +187,73 @@ def serve_fake(conn: Any, options: dict[str, Any]) -> None:
                 conn.send((fake.weight_total, refused, list(sent)))
 
 
+class ChainWorker:
+    """The Huey worker's part in a process of its own, as in the deployment on PostgreSQL and
+    Redis (``run_huey`` beside ``run_market_feed``, whose user data stream wakes bots): every
+    bot's chain cycle, each step. Each cycle is followed by as long again idle: in real time
+    the cycles of a step are spread over BOT_CYCLE_SECONDS, not run back to back."""
+
+    def __init__(self, ports: tuple[int, int]) -> None:
+        self.ports = ports
+
+    def __enter__(self) -> ChainWorker:
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.process = ctx.Process(target=serve_chains, args=(child, self.ports), daemon=True)
+        self.process.start()
+        self.conn.recv()  # ready
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.conn.send(None)
+        self.process.join(timeout=10)
+
+    def step(self, ms: int, bot_ids: list[int]) -> None:
+        self.conn.send((ms, bot_ids))
+        self.conn.recv()
+
+
+def serve_chains(conn: Any, ports: tuple[int, int]) -> None:
+    """The worker process: Django on the same servers (the environment is inherited), the
+    exchange client pointed at the fake, the simulated clock set by each step."""
+    from datetime import UTC, datetime
+
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.utils import timezone
+
+    from bots.tasks import cycle_once
+    from market import exchange
+
+    settings.MARKET_FEED = "live"
+    settings.USER_STREAM_BEAT_SECONDS = 5
+    fake = RemoteFake.attached(ports)
+    exchange.CLIENT_FACTORY = lambda n, k, s: fake.ccxt_client(k, s)
+    clock = Clock()
+    timezone.now = clock.now
+    conn.send(None)
+    while (command := conn.recv()) is not None:
+        ms, bot_ids = command
+        clock.at = datetime.fromtimestamp(ms / 1000, UTC)
+        for bot_id in bot_ids:
+            began = time.perf_counter()
+            cycle_once(bot_id)
+            time.sleep(time.perf_counter() - began)
+        conn.send(None)
+
+
 class Run:
-    def __init__(self, *, bots: int, seed: int, stream: bool) -> None:
-        self.n_bots, self.stream = bots, stream
+    def __init__(self, *, bots: int, seed: int, stream: bool, worker: bool) -> None:
+        self.n_bots, self.stream, self.worker = bots, stream, worker
         self.rng = random.Random(seed)
         self.clock = Clock()
         self.price = P0
         self.latency = Latency()
+        self.chains: ChainWorker | None = None
 
     def go(self, minutes: float) -> tuple[float, int]:
         """(weight per bot-hour, 429s) of ``minutes`` of simulated time."""
@@ -212,9 +282,13 @@ class Run:
             started_weight = fake.stats()[0]
             running = self.start_streams() if self.stream else None
             try:
-                steps = max(1, int((minutes * 60 - 3 * self.n_bots) / settings.BOT_CYCLE_SECONDS))
-                for _ in range(steps):
-                    self.step(bots, settings.BOT_CYCLE_SECONDS)
+                with ChainWorker(fake.ports) if self.worker else nullcontext() as worker:
+                    self.chains = worker
+                    steps = max(
+                        1, int((minutes * 60 - 3 * self.n_bots) / settings.BOT_CYCLE_SECONDS)
+                    )
+                    for _ in range(steps):
+                        self.step(bots, settings.BOT_CYCLE_SECONDS)
             finally:
                 if running is not None:
                     running[0].set()
@@ -302,14 +376,14 @@ class Run:
 
         self.clock.advance(seconds)
         self.fake.call("clock", self.clock.ms())
-        for bot in bots:
-            began = time.perf_counter()
-            cycle_once(bot.pk)  # the chain's cycle, as Huey runs it every BOT_CYCLE_SECONDS
-            if self.stream:
-                # Simulated time runs faster than the wall clock here; in real time these
-                # cycles are spread over BOT_CYCLE_SECONDS. Each is followed by as long again
-                # idle, so wake-ups share the machine as they would with a busy worker.
-                time.sleep(time.perf_counter() - began)
+        if self.chains is not None:  # the chain's cycles, as Huey runs them
+            self.chains.step(self.clock.ms(), [bot.pk for bot in bots])
+        else:  # the embedded default (``serve``): the chains in the feed's own process
+            for bot in bots:
+                began = time.perf_counter()
+                cycle_once(bot.pk)
+                if self.stream:  # spread over the step, as ChainWorker's are
+                    time.sleep(time.perf_counter() - began)
         drift = (P0 - self.price) / P0 / 200  # a gentle pull back into the grids
         change = Decimal(str(round(self.rng.gauss(0, VOLATILITY), 6))) + drift
         self.price = (self.price * (1 + change)).quantize(Decimal("0.01"))
@@ -358,11 +432,14 @@ def main(argv: list[str] | None = None) -> int:
         from django.conf import settings
 
         settings.USER_STREAM_BEAT_SECONDS = 5
-        stream_run = Run(bots=args.bots, seed=args.seed, stream=True)
+        # On PostgreSQL and Redis the chains run in a worker process, as deployed; on SQLite
+        # in the feed's process, as ``serve`` runs them (its cache is the process's own).
+        worker = not args.sqlite
+        stream_run = Run(bots=args.bots, seed=args.seed, stream=True, worker=worker)
         stream, refused = stream_run.go(args.minutes)
-        rest_only, refused_rest = Run(bots=args.bots, seed=args.seed, stream=False).go(
-            args.rest_minutes
-        )
+        rest_only, refused_rest = Run(
+            bots=args.bots, seed=args.seed, stream=False, worker=worker
+        ).go(args.rest_minutes)
     millis = sorted(stream_run.latency.millis())
     p50 = statistics.median(millis) if millis else float("nan")
     p99 = millis[min(len(millis) - 1, int(len(millis) * 0.99))] if millis else float("nan")

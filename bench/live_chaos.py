@@ -93,6 +93,7 @@ def feed(price: Decimal, now: datetime) -> None:
     """The market feed for BTC/USDT: the minute's candle and the latest price, as the feed
     process writes them."""
     from market.models import Candle, LatestPrice
+    from market.services import cache_price
 
     minute = now.replace(second=0, microsecond=0)
     Candle.objects.update_or_create(
@@ -100,6 +101,7 @@ def feed(price: Decimal, now: datetime) -> None:
         defaults={"open": price, "high": price, "low": price, "close": price,
                   "volume": Decimal(1)},
     )  # fmt: skip
+    cache_price("binance", "BTC/USDT", price, now)
     LatestPrice.objects.update_or_create(
         exchange="binance", symbol="BTC/USDT", defaults={"price": price, "at": now}
     )
