@@ -15,11 +15,20 @@ from django.contrib.auth import get_user_model
 from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils import timezone
 
 from bots import config as schema
 from bots import services
 from bots.errors import BotError, ConfigError
-from bots.models import Bot, BotEvent, EquitySnapshot, Order, PaperBalance, Trade
+from bots.models import (
+    Bot,
+    BotEvent,
+    EquitySnapshot,
+    LiveGateWaiver,
+    Order,
+    PaperBalance,
+    Trade,
+)
 
 # A bot's figures and engine state: what a list or a link to a bot never needs, and what an
 # odd row holds oddities in (a grid state is also large). Lists do not load them.
@@ -215,3 +224,24 @@ class PaperBalanceAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # made on first use (bots.ledger.paper_balance)
+
+
+@admin.register(LiveGateWaiver)
+class LiveGateWaiverAdmin(admin.ModelAdmin):
+    """Lift the paper-first gate for one trader: the operator gives the reason; who lifted it
+    and when are recorded, never typed. A waiver is a record: delete it to close the gate."""
+
+    list_display = ("user", "reason", "granted_by", "granted_at")
+    list_select_related = ("user", "granted_by")
+    search_fields = ("user__email", "reason")
+    raw_id_fields = ("user",)
+    fields = ("user", "reason", "granted_by", "granted_at")
+    readonly_fields = ("granted_by", "granted_at")
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return obj is None and super().has_change_permission(request, obj)
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        obj.granted_by = request.user  # type: ignore[assignment]
+        obj.granted_at = timezone.now()
+        super().save_model(request, obj, form, change)

@@ -515,3 +515,24 @@ class Installation(models.Model):
 
     def __str__(self) -> str:
         return f"installation {self.order_prefix}"
+
+
+class LiveGateWaiver(models.Model):
+    """An operator lifted the paper-first gate for one user (``starting.live_gate``): who did,
+    when and why. Made in the admin; deleting it closes the gate again."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="live_gate_waiver"
+    )
+    reason = models.CharField(max_length=300, help_text="Why this trader may skip paper first.")
+    granted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+        related_name="+",
+    )  # fmt: skip
+    granted_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-granted_at"]
+
+    def __str__(self) -> str:
+        return f"paper-first gate lifted for {self.user} by {self.granted_by or '?'}"
