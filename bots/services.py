@@ -66,9 +66,22 @@ def update_bot_config(bot: Bot, config: dict[str, Any]) -> None:
 
 def start_bot(bot: Bot) -> None:
     """Validate against the market and the paper balance, buy the start, rest the grid
-    (``bots.starting``); the bot's chain of cycles begins once the start is committed."""
+    (``bots.starting``); the bot's chain of cycles begins once the start is committed. A live
+    start checks paper first, the keys and the account's funds (not the typed pair: a person's
+    start goes through ``start_asked``)."""
     token = starting.start(bot)
     transaction.on_commit(lambda: _after_start(bot.pk, token))
+
+
+def start_asked(bot: Bot, *, typed_pair: str | None) -> None:
+    """Start the bot as a person asks (the page, the dashboard, the command): a live bot only
+    past paper first with verified keys, and with its pair typed: else ``ConfirmationNeeded``
+    with what the start would do (``typed_pair`` None: nothing typed yet). Paper bots start
+    at once."""
+    if bot.mode == Bot.Mode.LIVE:
+        starting.check_going_live(bot)
+        starting.check_confirmation(bot, typed_pair)
+    start_bot(bot)
 
 
 def _after_start(bot_id: int, token: str) -> None:

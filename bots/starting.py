@@ -5,19 +5,37 @@ A live start sends its buy before it writes anything else, so the buy is written
 (``ledger.send_attempt``): a start whose buy went out but that did not finish (the exchange did
 not confirm it in time, or the worker died) is finished by ``finish_unfinished``, run by a
 periodic task, and never buys twice.
+
+Going live (issue 13): a live start needs its owner past the paper-first gate (``live_gate``:
+a paper or testnet bot of theirs ran ``LIVE_GATE_HOURS`` and completed a round trip, or an
+operator's ``LiveGateWaiver``; testnet keys need none), keys verified once and checked again
+now (``check_keys``), the pair typed by the person who asked (``check_confirmation``, called by
+the views and the command) and capital the account really has beside its other live bots
+(``check_funds``, under ``account_lock`` so two starts on one account never both pass).
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import re
+import threading
+import time
 import uuid
-from dataclasses import replace
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db import transaction
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Count, Q
 from django.utils import timezone
 
+from accounts import crypto, key_check
 from bots import config as schema
 from bots import ledger, live_trading
 from bots.errors import BotError, LiveError
@@ -26,10 +44,18 @@ from bots.grid import order_ids
 from bots.grid.engine import GridEngine, MarketTrade, Side
 from bots.grid.params import GridConfig, InvalidGrid
 from bots.locks import bot_lock
-from bots.models import Bot, BotEvent, EquitySnapshot, ExchangeFillRecord, Order
+from bots.models import (
+    Bot,
+    BotEvent,
+    EquitySnapshot,
+    ExchangeFillRecord,
+    LiveGateWaiver,
+    Order,
+    Trade,
+)
 from market import services as market_services
 from market.exchange import ExchangeError, OrderRejected
-from market.precision import canonical
+from market.precision import canonical, floor_amount, round_price
 
 ZERO = Decimal(0)
 
@@ -47,7 +73,8 @@ def start(bot: Bot) -> str:
             "Live bots trade on live prices: set MARKET_FEED=live (the market feed is "
             "replaying recorded candles now)."
         )
-    with bot_lock(bot.pk):
+    # The account first, then the bot: a cycle or a stop takes only the bot's lease.
+    with account_lock(bot.credential_id), bot_lock(bot.pk):
         return _start(Bot.objects.select_related("credential").get(pk=bot.pk))
 
 
@@ -79,6 +106,11 @@ def _start(bot: Bot) -> str:
         )
     at, p0 = candle[0], canonical(candle[1])  # the column pads to 12 places
     live_mode = bot.mode == Bot.Mode.LIVE
+    # A start whose buy went out passed the checks when it sent it; the buy spent the funds.
+    first_try = live_mode and not start_pending(bot)
+    if first_try:
+        check_going_live(bot)
+        check_keys(bot)
     if live_mode:  # the exchange's rules of the moment, not only the stored ones
         gw = live_trading.gateway(bot)
         rules = refresh_rules(bot, gw)
@@ -91,7 +123,7 @@ def _start(bot: Bot) -> str:
         raise schema.config_error(e) from None
     if live_mode:  # every order within the exchange's rules, then funds, then the start buy
         check_exchange_rules(bot, engine, rules, p0)
-        if not start_pending(bot):  # after a first try, the buy spent them
+        if first_try:
             check_funds(bot, gw)
         start_fills = start_buy(bot, gw, engine)
 
@@ -180,17 +212,70 @@ def start_pending(bot: Bot) -> bool:
 
 
 def check_funds(bot: Bot, gw: Any) -> None:
+    """Refuse a start the account cannot pay for beside its other live bots on these keys (the
+    same quote asset): the quote the exchange shows free, less what those bots have not put in
+    orders yet (it shows as free too), must cover this bot's capital; and their capital and
+    this bot's together must not exceed that free quote plus what they hold (their quote in
+    orders, their coins at the price now). A bot whose start buy went out but did not finish
+    counts with its capital, nothing held. Exact figures; the caller holds ``account_lock``."""
     try:
         balances = gw.balances()
     except ExchangeError as e:
         raise LiveError(f"{bot.exchange} did not answer: {e}") from None
-    free = balances.get(bot.quote_asset)
-    have = free.free if free else ZERO
-    if have < bot.capital:
-        raise LiveError(
-            f"Your {bot.exchange} account has {have:,.2f} {bot.quote_asset} free; this grid "
-            f"needs {bot.capital:,.2f} {bot.quote_asset}."
+    quote = bot.quote_asset
+    free = balances[quote].free if quote in balances else ZERO
+    beside = Bot.objects.filter(
+        credential_id=bot.credential_id, mode=Bot.Mode.LIVE, symbol__endswith=f"/{quote}"
+    ).exclude(pk=bot.pk)
+    running = list(beside.running())
+    starting = [b for b in beside.exclude(status=Bot.Status.RUNNING) if start_pending(b)]
+    if not running and not starting:
+        if free < bot.capital:
+            raise LiveError(
+                f"Your {bot.exchange} account has {free:,.2f} {quote} free; this grid needs "
+                f"{bot.capital:,.2f} {quote}."
+            )
+        return
+    on_book: dict[int, Decimal] = defaultdict(Decimal)
+    for bot_id, price, amount, filled in Order.objects.filter(
+        bot__in=running, status=Order.Status.OPEN, side=Order.Side.BUY
+    ).values_list("bot_id", "price", "amount", "filled"):
+        on_book[bot_id] += price * (amount - filled)
+    held = unplaced = ZERO
+    for other in running:
+        engine = other.engine()
+        price = (
+            market_services.latest_price(other.exchange, other.symbol)
+            or other.last_price
+            or engine.start_price
         )
+        held += engine.quote + (engine.base + engine.dust) * price
+        unplaced += max(engine.quote - on_book[other.pk], ZERO)
+    committed = sum((b.capital for b in running + starting), ZERO)
+    spare = free - unplaced
+    bots = f"your {len(running) + len(starting)} other live bot(s) on these keys"
+    if bot.capital > spare:
+        raise LiveError(
+            f"Your {bot.exchange} account has {figure(free)} {quote} free, and "
+            f"{figure(unplaced)} {quote} of it is kept for the orders of {bots}: "
+            f"{figure(spare)} {quote} is left, and this grid needs {figure(bot.capital)} "
+            f"{quote}. Lower the capital or stop another bot."
+        )
+    pool, need = spare + held, committed + bot.capital
+    if need > pool:
+        raise LiveError(
+            f"{bots[0].upper()}{bots[1:]} have {figure(committed)} {quote} of capital and hold "
+            f"{figure(held)} {quote} now ({quote} and coins at the price now); with "
+            f"{figure(spare)} {quote} free beside them the account has {figure(pool)} {quote}, "
+            f"and this grid's {figure(bot.capital)} {quote} would commit {figure(need)} "
+            f"{quote}: {figure(need - pool)} {quote} too much. Lower the capital or stop "
+            "another bot."
+        )
+
+
+def figure(value: Decimal) -> str:
+    """An exact amount for a person: thousands separated, no padding, never exponent form."""
+    return f"{canonical(value):,f}"
 
 
 def refresh_rules(bot: Bot, gw: Any) -> Any:
@@ -312,3 +397,304 @@ def record_start(bot: Bot, order: Order, fills: list[tuple[ExchangeFill, Decimal
             [f for f, _fee in fills], bot.fill_cursor_trade
         )
         bot.save(update_fields=["fill_cursor_ms", "fill_cursor_trade"])
+
+
+# --- going live: paper first, keys checked, the pair typed, one start per account at a time ---
+
+
+@dataclass(frozen=True)
+class LiveGate:
+    """How far a user is from the paper-first gate: the practice bot (paper, or on testnet
+    keys) closest to opening it, how long it has run and its round trips."""
+
+    hours: int
+    waived: bool = False
+    bot: str = ""
+    ran: timedelta = timedelta(0)
+    round_trips: int = 0
+
+    @property
+    def open(self) -> bool:
+        return self.waived or (self.ran >= timedelta(hours=self.hours) and self.round_trips > 0)
+
+    @property
+    def hours_left(self) -> int:
+        left = timedelta(hours=self.hours) - self.ran
+        return max(math.ceil(left.total_seconds() / 3600), 0)
+
+    @property
+    def missing(self) -> str:
+        """What is still missing, in words ("" when open)."""
+        if self.open:
+            return ""
+        left, trip = self.hours_left, "complete one round trip"
+        if not self.bot:
+            run = f"run a paper bot for {_hours(self.hours)} and " if self.hours else ""
+            return f"{run}{trip}" if run else f"run a paper bot and {trip}"
+        if left and not self.round_trips:
+            return f"run a paper bot {left} more {'hour' if left == 1 else 'hours'} and {trip}"
+        if left:
+            return f"keep {self.bot} running {left} more {'hour' if left == 1 else 'hours'}"
+        return f"{trip} with {self.bot} (it has run the {_hours(self.hours)})"
+
+
+def _hours(n: int) -> str:
+    return f"{n} hour" if n == 1 else f"{n} hours"
+
+
+def live_gate(owner_id: int, *, now: datetime | None = None) -> LiveGate:
+    """The paper-first gate of a user (``LIVE_GATE_HOURS``): open once one of their paper bots
+    (or live bots on testnet keys) has run that long, in wall-clock time summed over its runs
+    (from each start to the stop after it, the run going on up to now), and completed a round
+    trip; or when an operator lifted it (``LiveGateWaiver``)."""
+    hours = settings.LIVE_GATE_HOURS
+    if LiveGateWaiver.objects.filter(user_id=owner_id).exists():
+        return LiveGate(hours, waived=True)
+    practice = list(
+        Bot.objects.filter(owner_id=owner_id)
+        .filter(Q(mode=Bot.Mode.PAPER) | Q(credential__testnet=True))
+        .only("pk", "name", "symbol", "status")
+    )
+    if not practice:
+        return LiveGate(hours)
+    ran = time_running(practice, now=now or timezone.now())
+    trips = dict(
+        Trade.objects.filter(bot__in=practice)
+        .values("bot_id")
+        .annotate(n=Count("id"))
+        .values_list("bot_id", "n")
+    )
+    full = timedelta(hours=hours)
+    # Closest first: the fewest hours left, then a round trip done, then the longest run.
+    best = min(
+        practice,
+        key=lambda b: (max(full - ran[b.pk], timedelta(0)), not trips.get(b.pk), -ran[b.pk]),
+    )
+    return LiveGate(hours, bot=str(best), ran=ran[best.pk], round_trips=trips.get(best.pk, 0))
+
+
+def time_running(bots: list[Bot], *, now: datetime) -> dict[int, timedelta]:
+    """Wall-clock time each bot has run, from its events: every start to the stop (or error
+    stop) after it, and a run going on up to ``now``. A start with no stop written after it
+    before the next start counts nothing (it cannot be told how long it ran)."""
+    ran: dict[int, timedelta] = defaultdict(timedelta)
+    since: dict[int, datetime] = {}
+    ends = (BotEvent.Kind.STOPPED, BotEvent.Kind.ERROR)
+    rows = (
+        BotEvent.objects.filter(bot__in=bots, kind__in=(BotEvent.Kind.STARTED, *ends))
+        .order_by("bot_id", "id")
+        .values_list("bot_id", "kind", "at")
+    )
+    for bot_id, kind, at in rows:
+        if kind == BotEvent.Kind.STARTED:
+            since[bot_id] = at
+        elif bot_id in since:
+            ran[bot_id] += at - since.pop(bot_id)
+    for bot in bots:
+        if bot.pk in since and bot.is_running:
+            ran[bot.pk] += max(now - since[bot.pk], timedelta(0))
+    return ran
+
+
+def going_live_problem(bot: Bot) -> str:
+    """Why this live bot cannot start now, before asking the exchange ("" when it may try):
+    its owner is not past paper first (testnet keys need not be), or its keys were never
+    verified. A sentence for its owner."""
+    if bot.mode != Bot.Mode.LIVE or bot.credential is None:
+        return ""
+    credential = bot.credential
+    if not getattr(credential, "testnet", False):
+        gate = live_gate(bot.owner_id)
+        if not gate.open:
+            return (
+                f"Paper first: {gate.missing} before you start a live bot with real money "
+                "(a bot on testnet keys needs no wait)."
+            )
+    if credential.verified_at is None:
+        return (
+            f"The exchange keys “{credential.label}” were never verified, so no live bot "
+            "starts with them: check them again under Exchange keys."
+        )
+    return ""
+
+
+def check_going_live(bot: Bot) -> None:
+    if problem := going_live_problem(bot):
+        raise LiveError(problem)
+
+
+def check_keys(bot: Bot) -> None:
+    """Check the bot's keys with the exchange now (``accounts.key_check``: they work, and can
+    trade but not withdraw); a pass is saved as their ``verified_at``."""
+    credential = bot.credential
+    assert credential is not None  # a live bot has keys (a database constraint)
+    label = credential.label
+    try:
+        reason = key_check.verify_keys(credential)
+    except key_check.KeysRefused as e:
+        # A key found able to withdraw (KeysNotAllowed) is unverified from now on.
+        credential.save(update_fields=["verified_at"])
+        raise LiveError(
+            f"The exchange keys “{label}” were refused: {e} Nothing was started."
+            if str(e).endswith(".")
+            else f"The exchange keys “{label}” were refused: {e}. Nothing was started."
+        ) from None
+    except crypto.UndecryptableSecret:
+        raise LiveError(
+            f"This server can no longer read the exchange keys “{label}”: enter them again "
+            "under Exchange keys. Nothing was started."
+        ) from None
+    if reason:
+        raise LiveError(
+            f"The exchange keys “{label}” could not be checked now ({reason}); nothing was "
+            "started. Try again in a minute."
+        )
+    # What the check writes on the row (the time it passed; what it advises, if it says).
+    fields = {f.name for f in credential._meta.concrete_fields} & {"verified_at", "check_warning"}
+    credential.save(update_fields=sorted(fields))
+
+
+@dataclass(frozen=True)
+class StartSummary:
+    """What starting a live bot will do, at the price now and with the market's stored rules,
+    for its owner to confirm (the start itself asks the exchange for the rules again)."""
+
+    exchange: str
+    testnet: bool
+    account: str
+    symbol: str
+    base_asset: str
+    quote_asset: str
+    capital: Decimal
+    price: Decimal
+    buy_amount: Decimal  # to the market's step
+    buy_quote: Decimal  # to its tick
+    orders: int
+    lines: int
+
+    @property
+    def where(self) -> str:
+        money = "testnet, play money" if self.testnet else "real money"
+        return f"{self.exchange.capitalize()} ({money})"
+
+    def text(self) -> list[str]:
+        """The summary as lines of text (the command prints them)."""
+        q, b = self.quote_asset, self.base_asset
+        buy = (
+            f"buys {figure(self.buy_amount)} {b} at market for about {figure(self.buy_quote)} {q}"
+            if self.buy_amount
+            else "buys nothing at market (the price is below the grid's sells)"
+        )
+        return [
+            f"Exchange: {self.where}, keys “{self.account}”",
+            f"Pair: {self.symbol} at {figure(self.price)} {q} now",
+            f"Capital: {figure(self.capital)} {q}",
+            f"Start: {buy}",
+            f"Grid: {self.orders} limit orders on {self.lines} price lines",
+        ]
+
+
+def start_summary(bot: Bot) -> StartSummary:
+    """What a start of this bot would do now (no exchange is asked)."""
+    price = market_services.latest_price(bot.exchange, bot.symbol)
+    if price is None:
+        candle = market_services.last_candle(bot.exchange, bot.symbol)
+        if candle is None:
+            raise BotError(f"There is no price for {bot.symbol} yet: the market feed has none.")
+        price = candle[1]
+    price = canonical(price)
+    grid = schema.grid_config_for(bot.config, exchange=bot.exchange, symbol=bot.symbol)
+    try:
+        engine = GridEngine.start(grid, price)
+    except InvalidGrid as e:
+        raise schema.config_error(e) from None
+    amount = floor_amount(engine.start_buy.amount, grid.step) if engine.start_buy else ZERO
+    credential = bot.credential
+    return StartSummary(
+        exchange=bot.exchange,
+        testnet=bool(getattr(credential, "testnet", False)),
+        account=credential.label if credential else "",
+        symbol=bot.symbol,
+        base_asset=bot.base_asset,
+        quote_asset=bot.quote_asset,
+        capital=bot.capital,
+        price=price,
+        buy_amount=canonical(amount),
+        buy_quote=canonical(round_price(amount * price, grid.tick)),
+        orders=len(engine.desired_orders()),
+        lines=len(engine.lines),
+    )
+
+
+class ConfirmationNeeded(BotError):
+    """A live start asked for without the pair typed (or typed wrong): ``summary`` says what
+    the start would do, ``problem`` what was wrong with what was typed ("" when nothing was)."""
+
+    def __init__(self, summary: StartSummary, problem: str = "") -> None:
+        super().__init__(problem or f"Type {summary.symbol} to confirm the live start.")
+        self.summary = summary
+        self.problem = problem
+
+
+def same_pair(typed: str, symbol: str) -> bool:
+    """Whether ``typed`` names ``symbol`` (any case; with or without the slash)."""
+    return re.sub(r"[\s/_-]", "", typed).upper() == symbol.replace("/", "").upper()
+
+
+def check_confirmation(bot: Bot, typed: str | None) -> None:
+    """A live start a person asks for needs the pair typed: ``ConfirmationNeeded`` with the
+    summary when nothing (None) or something else was typed. Paper bots need none."""
+    if bot.mode != Bot.Mode.LIVE or (typed is not None and same_pair(typed, bot.symbol)):
+        return
+    problem = ""
+    if typed is not None:
+        shown = typed.strip()[:30]
+        problem = (
+            f"You typed “{shown}”, not {bot.symbol}: nothing was started."
+            if shown
+            else f"Type {bot.symbol} to start it: nothing was started."
+        )
+    raise ConfirmationNeeded(start_summary(bot), problem)
+
+
+# PostgreSQL advisory locks are keyed by two numbers: this one says "an exchange account".
+ACCOUNT_LOCKS = 0x61696201
+_account_locks: dict[int, threading.Lock] = {}
+_account_locks_guard = threading.Lock()
+BUSY_ACCOUNT = "Another start on these exchange keys is in progress; try again in a moment."
+
+
+@contextmanager
+def account_lock(credential_id: int | None, *, wait: float = 30.0) -> Iterator[None]:
+    """One live start at a time on an exchange account (its keys), so the funds check and the
+    start it allows are never split by another start. PostgreSQL: a session advisory lock,
+    let go by the database if the process dies; SQLite (one process by design): a lock in
+    this process. ``BotError`` after ``wait`` seconds."""
+    if credential_id is None:
+        yield
+        return
+    if connection.vendor != "postgresql":
+        with _account_locks_guard:
+            lock = _account_locks.setdefault(credential_id, threading.Lock())
+        if not lock.acquire(timeout=wait):
+            raise BotError(BUSY_ACCOUNT)
+        try:
+            yield
+        finally:
+            lock.release()
+        return
+    key = (ACCOUNT_LOCKS, credential_id % 2**31)
+    deadline = time.monotonic() + wait
+    with connection.cursor() as cursor:
+        while True:
+            cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", key)
+            if cursor.fetchone()[0]:
+                break
+            if time.monotonic() > deadline:
+                raise BotError(BUSY_ACCOUNT)
+            time.sleep(0.05)
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", key)

@@ -163,3 +163,20 @@ def price(rules: None) -> Decimal:
 @pytest.fixture
 def bot(make_bot: Callable[..., Bot], rules: None, price: Decimal) -> Bot:
     return make_bot(dict(CONFIG), name="Test grid")
+
+
+# --- going live (issue 13) --------------------------------------------------------------------
+
+
+def open_live_gate(user: Any, reason: str = "tests about live trading, not about the gate") -> Any:
+    """An operator's waiver of the paper-first gate for ``user`` (``bots.starting.live_gate``)."""
+    from bots.models import LiveGateWaiver
+
+    waiver, _ = LiveGateWaiver.objects.get_or_create(user=user, defaults={"reason": reason})
+    return waiver
+
+
+@pytest.fixture
+def live_gate_open(user: Any) -> Any:
+    """The ``user`` past paper first, for tests of live bots that are not about the gate."""
+    return open_live_gate(user)

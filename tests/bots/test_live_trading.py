@@ -55,8 +55,9 @@ def market(db: None, settings: Any) -> None:
 
 
 @pytest.fixture
-def keys(user: Any) -> ExchangeCredential:
-    cred = ExchangeCredential(owner=user, label="main")
+def keys(user: Any, live_gate_open: Any) -> ExchangeCredential:
+    """The user's verified keys, the user past paper first (tests/bots/conftest.py)."""
+    cred = ExchangeCredential(owner=user, label="main", verified_at=timezone.now())
     cred.set_keys(API_KEY, SECRET)
     cred.save()
     return cred
