@@ -14,10 +14,12 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.urls import reverse
+from django.utils.functional import cached_property
 from django.utils.html import escape
 
 from accounts.models import ExchangeCredential
 from bots import config as schema
+from bots import starting
 from bots.errors import ConfigError
 from bots.grid.params import GridConfig
 from bots.models import Bot
@@ -221,6 +223,7 @@ class BotForm(GridConfigForm):
         if owner is not None:
             keys = ExchangeCredential.objects.owned_by(owner)
         self.fields["credential"].queryset = keys
+        self.owner = owner
         self.has_keys = owner is not None and keys.exists()
         self.fields["mode"].widget.live_enabled = self.has_keys
         if self.has_keys:
@@ -229,6 +232,12 @@ class BotForm(GridConfigForm):
                 paper, (Bot.Mode.LIVE, "Live (real orders with your exchange keys)")
             ]  # fmt: skip
             self.fields["mode"].help_text = "Live bots place real orders on your account."
+
+    @cached_property
+    def live_gate(self) -> starting.LiveGate | None:
+        """The owner's paper-first gate, for the form to say what is missing (read only when
+        shown: the preview builds this form on every keystroke)."""
+        return starting.live_gate(self.owner.pk) if self.has_keys else None
 
     def clean_mode(self) -> str:
         mode = self.cleaned_data["mode"]

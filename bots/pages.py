@@ -26,6 +26,7 @@ from django.shortcuts import get_object_or_404
 from django.template.loader import render_to_string
 
 from bots import config as schema
+from bots import starting
 from bots.errors import BotError
 from bots.grid.engine import GridEngine
 from bots.grid.params import SlotState
@@ -365,6 +366,8 @@ def bot_context(bot: Bot, *, trades: Any = 1, parts: Iterable[str] = CHANGES) ->
     ctx: dict[str, Any] = {"bot": bot, "price": price, "replayed": replayed()}
     if parts & {"status", "stats"}:
         ctx["stats"] = bot_statistics(bot)
+    if "status" in parts and bot.mode == Bot.Mode.LIVE and not bot.is_running:
+        ctx["going_live"] = starting.going_live_problem(bot)  # paper first, verified keys
     if "orders" in parts:
         engine, preview, problem = _engine_and_preview(bot, price)
         ctx.update(

@@ -17,7 +17,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from accounts.http import AuthedRequest
 from aibo.limits import per_client
-from bots import backtest_runs, pages, services, tasks
+from bots import backtest_runs, pages, services, starting, tasks
 from bots.errors import BotError, Throttled
 from bots.forms import BacktestForm, BotForm
 from bots.grid.preview import grid_preview
@@ -91,25 +91,37 @@ def _with_balance(request: AuthedRequest, response: HttpResponse) -> HttpRespons
 # --- start / stop --------------------------------------------------------------------------------
 
 
-def _after_start_stop(request: AuthedRequest, bot: Bot) -> HttpResponse:
-    """The card on the dashboard, the status card on the bot page, a redirect without htmx."""
+def _after_start_stop(
+    request: AuthedRequest, bot: Bot, confirm: starting.ConfirmationNeeded | None = None
+) -> HttpResponse:
+    """The card on the dashboard, the status card on the bot page, a redirect without htmx;
+    with ``confirm``, the one asked for holds the live start's confirmation dialog."""
+    asked = {"confirm": confirm}
     if not request.htmx:
-        return redirect("bots:detail", pk=bot.pk)
+        if confirm is None:
+            return redirect("bots:detail", pk=bot.pk)
+        ctx = pages.bot_context(bot) | asked
+        return render(request, "bots/bot_detail.html", ctx)
     if request.htmx.target == f"bot-{bot.pk}-card":
         (card,) = pages.dashboard_cards(request.user.pk, [bot.pk])
         return _with_balance(
-            request, render(request, "bots/dashboard.html#bot-card", {"card": card})
+            request, render(request, "bots/dashboard.html#bot-card", {"card": card} | asked)
         )
-    ctx = pages.bot_context(bot, parts=("status",))
+    ctx = pages.bot_context(bot, parts=("status",)) | asked
     return render(request, "bots/bot_detail.html#status-card", ctx)
 
 
 @login_required
 @require_POST
 def bot_start(request: AuthedRequest, pk: int) -> HttpResponse:
+    """Start a bot. A live one first answers with what the start will do and a dialog that
+    asks for its pair; the start happens when the pair typed comes back (checked here)."""
     bot = _own_bot(request, pk)
+    typed = request.POST.get("confirm_pair")  # None: Start was pressed, nothing typed yet
     try:
-        services.start_bot(bot)
+        services.start_asked(bot, typed_pair=typed)
+    except starting.ConfirmationNeeded as e:
+        return _after_start_stop(request, bot, confirm=e)
     except BotError as e:
         messages.error(request, f"{bot} did not start: {e}")
     else:
@@ -163,6 +175,11 @@ def bot_new(request: AuthedRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def bot_edit(request: AuthedRequest, pk: int) -> HttpResponse:
     bot = _own_bot(request, pk)
+    if bot.mode == Bot.Mode.LIVE and bot.is_running:
+        # 409: the grid rests on the exchange with real money; changing it means stopping it.
+        form = BotForm(initial=BotForm.initial_for(bot), owner=request.user)
+        ctx = _form_context(form, bot) | {"live_running": True}
+        return render(request, "bots/bot_form.html", ctx, status=409)
     data = request.POST.copy() if request.method == "POST" else None
     if data is not None:
         # A bot keeps its pair, mode and keys; only the grid and the name change.

@@ -38,3 +38,12 @@ document.addEventListener("click", function (e) {
   var dialog = opener && document.getElementById(opener.dataset.opens);
   if (dialog && dialog.showModal) dialog.showModal();
 });
+
+// A <dialog data-show-modal> the server sends (the live start's confirmation) opens as it
+// arrives; htmx runs this for the page's first content and for everything it swaps in.
+document.addEventListener("htmx:load", function (e) {
+  var root = e.target && e.target.querySelectorAll ? e.target : document;
+  root.querySelectorAll("dialog[data-show-modal]").forEach(function (dialog) {
+    if (!dialog.open && dialog.showModal) dialog.showModal();
+  });
+});

@@ -1,4 +1,5 @@
-"""List, start and stop bots from the command line (operators)."""
+"""List, start and stop bots from the command line (operators). A live bot starts only with
+``--confirm``: without it the command prints what the start would do and changes nothing."""
 
 from __future__ import annotations
 
@@ -6,13 +7,16 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from bots import pages, services
+from bots import pages, services, starting
 from bots.errors import BotError
 from bots.models import Bot
 
 
 class Command(BaseCommand):
-    help = "List, start or stop grid bots: `bots list [--user EMAIL]`, `bots start/stop ID`."
+    help = (
+        "List, start or stop grid bots: `bots list [--user EMAIL]`, `bots start ID [--confirm]`, "
+        "`bots stop ID`."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="action", required=True)
@@ -22,6 +26,12 @@ class Command(BaseCommand):
         for name in ("start", "stop"):
             action = sub.add_parser(name, help=f"{name} a bot")
             action.add_argument("bot_id", type=int)
+            if name == "start":
+                action.add_argument(
+                    "--confirm",
+                    action="store_true",
+                    help="start a live bot (without it: print what the start would do, no more)",
+                )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["action"] == "list":
@@ -32,9 +42,17 @@ class Command(BaseCommand):
             raise CommandError(f"There is no bot {options['bot_id']}.")
         try:
             if options["action"] == "start":
-                services.start_bot(bot)
+                typed = bot.symbol if options["confirm"] else None
+                services.start_asked(bot, typed_pair=typed)
             else:
                 services.stop_bot(bot, reason="stopped by an operator")
+        except starting.ConfirmationNeeded as e:
+            self.stdout.write(f"bot {bot.pk} ({bot}) is live: starting it")
+            for line in e.summary.text():
+                self.stdout.write(f"  {line}")
+            raise CommandError(
+                f"Nothing was started: run `bots start {bot.pk} --confirm` to start it."
+            ) from None
         except BotError as e:
             raise CommandError(str(e)) from None
         bot.refresh_from_db()
