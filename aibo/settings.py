@@ -390,6 +390,11 @@ LIVE_RECONCILE_SECONDS = env_int("LIVE_RECONCILE_SECONDS", 300)
 # The user data stream says it is alive this often; silent for three beats, it counts as down
 # and live bots reconcile over REST every cycle until it is back.
 USER_STREAM_BEAT_SECONDS = env_int("USER_STREAM_BEAT_SECONDS", 5)
+# Processes of the feed's that run the cycles fills wake (unset: 2 on PostgreSQL, 0 on SQLite,
+# where they run in the feed's own process).
+USER_STREAM_WAKE_PROCESSES: int | None = (
+    env_int("USER_STREAM_WAKE_PROCESSES", 0) if env_str("USER_STREAM_WAKE_PROCESSES") else None
+)
 # The share of each exchange limit (request weight per IP, new orders per account) kept
 # spare: at this much below the limit nothing more is sent until the window turns (percent).
 EXCHANGE_BUDGET_HEADROOM = env_int("EXCHANGE_BUDGET_HEADROOM_PERCENT", 20) / 100

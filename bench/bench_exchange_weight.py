@@ -193,15 +193,17 @@ class ChainWorker:
     bot's chain cycle, each step. Each cycle is followed by as long again idle: in real time
     the cycles of a step are spread over BOT_CYCLE_SECONDS, not run back to back."""
 
-    def __init__(self, ports: tuple[int, int]) -> None:
-        self.ports = ports
+    def __init__(self, ports: tuple[int, int], clock: Any) -> None:
+        self.ports, self.clock = ports, clock
 
     def __enter__(self) -> ChainWorker:
         import multiprocessing
 
         ctx = multiprocessing.get_context("spawn")
         self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=serve_chains, args=(child, self.ports), daemon=True)
+        self.process = ctx.Process(
+            target=serve_chains, args=(child, self.ports, self.clock), daemon=True
+        )
         self.process.start()
         self.conn.recv()  # ready
         return self
@@ -210,35 +212,21 @@ class ChainWorker:
         self.conn.send(None)
         self.process.join(timeout=10)
 
-    def step(self, ms: int, bot_ids: list[int]) -> None:
-        self.conn.send((ms, bot_ids))
+    def step(self, bot_ids: list[int]) -> None:
+        self.conn.send(bot_ids)
         self.conn.recv()
 
 
-def serve_chains(conn: Any, ports: tuple[int, int]) -> None:
-    """The worker process: Django on the same servers (the environment is inherited), the
-    exchange client pointed at the fake, the simulated clock set by each step."""
-    from datetime import UTC, datetime
-
+def serve_chains(conn: Any, ports: tuple[int, int], clock: Any) -> None:
+    """The worker process: Django on the same servers (the environment is inherited)."""
     import django
 
     django.setup()
-    from django.conf import settings
-    from django.utils import timezone
-
     from bots.tasks import cycle_once
-    from market import exchange
 
-    settings.MARKET_FEED = "live"
-    settings.USER_STREAM_BEAT_SECONDS = 5
-    fake = RemoteFake.attached(ports)
-    exchange.CLIENT_FACTORY = lambda n, k, s: fake.ccxt_client(k, s)
-    clock = Clock()
-    timezone.now = clock.now
+    in_the_bench(ports, clock)
     conn.send(None)
-    while (command := conn.recv()) is not None:
-        ms, bot_ids = command
-        clock.at = datetime.fromtimestamp(ms / 1000, UTC)
+    while (bot_ids := conn.recv()) is not None:
         for bot_id in bot_ids:
             began = time.perf_counter()
             cycle_once(bot_id)
@@ -246,11 +234,53 @@ def serve_chains(conn: Any, ports: tuple[int, int]) -> None:
         conn.send(None)
 
 
+def in_the_bench(ports: tuple[int, int], clock: Any) -> None:
+    """Another process of the bench's (the chains' worker, a wake-up process): the exchange
+    client pointed at the fake, Django's clock the run's simulated one (``clock``: shared ms)."""
+    from datetime import UTC, datetime
+
+    from django.conf import settings
+    from django.utils import timezone
+
+    from market import exchange
+
+    settings.MARKET_FEED = "live"
+    settings.USER_STREAM_BEAT_SECONDS = 5
+    fake = RemoteFake.attached(ports)
+    exchange.CLIENT_FACTORY = lambda n, k, s: fake.ccxt_client(k, s)
+    timezone.now = lambda: datetime.fromtimestamp(clock.value / 1000, UTC)
+
+
+class Streams:
+    """The user data streams in a thread, as in the feed process; ``waker`` runs the cycles."""
+
+    def __init__(self, waker: Any) -> None:
+        from bots import user_streams
+
+        self.waker = waker
+        self.halt = threading.Event()
+        # Beats as often as the loop can, so simulated time (which runs faster than the
+        # wall clock here) never finds the stream silent.
+        streams = user_streams.UserStreams(waker=waker, rescan_seconds=0.05, beat_seconds=0.01)
+        self.thread = threading.Thread(target=streams.run, args=(self.halt,), daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        from bots.processes import InProcesses
+
+        self.halt.set()
+        self.thread.join(timeout=10)
+        self.waker.shutdown()
+        if isinstance(self.waker.run, InProcesses):
+            self.waker.run.shutdown()
+
+
 class Run:
     def __init__(self, *, bots: int, seed: int, stream: bool, worker: bool) -> None:
         self.n_bots, self.stream, self.worker = bots, stream, worker
         self.rng = random.Random(seed)
         self.clock = Clock()
+        self.shared_clock: Any = None  # the clock's ms for the other processes
         self.price = P0
         self.latency = Latency()
         self.chains: ChainWorker | None = None
@@ -268,6 +298,10 @@ class Run:
             balances={"USDT": str(30_000 * self.n_bots)}, prices={"BTCUSDT": str(P0)},
         )  # fmt: skip
         self.fake = fake
+        if self.worker:
+            import multiprocessing
+
+            self.shared_clock = multiprocessing.get_context("spawn").Value("q", self.clock.ms())
         with fake, \
                 patched(exchange, "CLIENT_FACTORY", lambda n, k, s: fake.ccxt_client(k, s)), \
                 patched(exchange, "PRO_CLIENT_FACTORY", lambda n, k, s: fake.pro_client()), \
@@ -282,7 +316,8 @@ class Run:
             started_weight = fake.stats()[0]
             running = self.start_streams() if self.stream else None
             try:
-                with ChainWorker(fake.ports) if self.worker else nullcontext() as worker:
+                chains = ChainWorker(fake.ports, self.shared_clock) if self.worker else None
+                with chains or nullcontext() as worker:
                     self.chains = worker
                     steps = max(
                         1, int((minutes * 60 - 3 * self.n_bots) / settings.BOT_CYCLE_SECONDS)
@@ -291,8 +326,7 @@ class Run:
                         self.step(bots, settings.BOT_CYCLE_SECONDS)
             finally:
                 if running is not None:
-                    running[0].set()
-                    running[1].join(timeout=10)
+                    running.stop()
             weight, refused, sent = fake.stats()
             self.latency.sent = sent
             if not self.stream:  # the steady state only, scaled to the hour
@@ -326,18 +360,24 @@ class Run:
         market_services.load_market_rules("binance", "BTC/USDT")
         self.feed()
 
-    def start_streams(self) -> tuple[threading.Event, threading.Thread]:
+    def start_streams(self) -> Streams:
         from bots import user_streams
+        from bots.processes import InProcesses
         from bots.tasks import cycle_once
 
-        stop = threading.Event()
-        # Beats as often as the loop can, so simulated time (which runs faster than the
-        # wall clock here) never finds the stream silent.
-        waker = user_streams.Waker(cycle_once)
-        streams = user_streams.UserStreams(waker=waker, rescan_seconds=0.05, beat_seconds=0.01)
-        thread = threading.Thread(target=streams.run, args=(stop,), daemon=True)
-        thread.start()
-        return stop, thread
+        run: Any = cycle_once
+        processes = user_streams.wake_processes() if self.worker else 0
+        if processes:  # as run_user_streams does on PostgreSQL
+            here = (self.fake.ports, self.shared_clock)
+            run = InProcesses(
+                cycle_once,
+                processes,
+                setup="bench.bench_exchange_weight.in_the_bench",
+                setup_args=here,
+            )
+            for _ in range(processes):  # each process up before the first fill
+                run.pool.submit(time.sleep, 0.5)
+        return Streams(user_streams.Waker(run))
 
     def make_bot(self, i: int) -> Any:
         from django.db import transaction
@@ -376,8 +416,10 @@ class Run:
 
         self.clock.advance(seconds)
         self.fake.call("clock", self.clock.ms())
+        if self.shared_clock is not None:
+            self.shared_clock.value = self.clock.ms()
         if self.chains is not None:  # the chain's cycles, as Huey runs them
-            self.chains.step(self.clock.ms(), [bot.pk for bot in bots])
+            self.chains.step([bot.pk for bot in bots])
         else:  # the embedded default (``serve``): the chains in the feed's own process
             for bot in bots:
                 began = time.perf_counter()

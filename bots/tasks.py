@@ -21,6 +21,7 @@ from aibo.tasks import CYCLE_PRIORITY, JOB_PRIORITY, WATCHDOG_PRIORITY, job_slot
 from bots import backtest_runs, cycle, push, starting, user_streams
 from bots.locks import Busy, cycle_lock, heartbeat_key
 from bots.models import Bot
+from bots.processes import InProcesses
 
 logger = logging.getLogger(__name__)
 
@@ -66,11 +67,15 @@ def bot_cycle_task(bot_id: int, token: str | None = None) -> None:
 def run_user_streams(stop: threading.Event) -> None:
     """The market feed's companion: every live account's user data stream; a fill heard there
     runs its bot's cycle there and then (``cycle_once``, under the bot's lease)."""
-    streams = user_streams.UserStreams(waker=user_streams.Waker(cycle_once))
+    processes = user_streams.wake_processes()
+    run = InProcesses(cycle_once, processes) if processes else cycle_once
+    streams = user_streams.UserStreams(waker=user_streams.Waker(run))
     try:
         streams.run(stop)
     finally:
         streams.waker.shutdown()
+        if isinstance(run, InProcesses):
+            run.shutdown()
 
 
 @db_task(priority=JOB_PRIORITY)

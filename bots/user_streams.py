@@ -4,7 +4,9 @@ One asyncio loop (a thread of the market feed's process, ``market.feed.companion
 ccxt.pro user data stream open for every account with a running live bot: on Binance the
 websocket API's ``userDataStream.subscribe.signature`` (the listen-key stream is being
 retired). Each fill of an order of ours is written down (``StreamedFill``) and its bot's cycle
-runs at once in this process, so the counter-order goes out within milliseconds. An order of
+runs at once (``Waker``: in this process, or with ``USER_STREAM_WAKE_PROCESSES`` in as many
+processes of its own, so that the cycles of one price move's fills run side by side, not under
+one interpreter lock), so the counter-order goes out within milliseconds. An order of
 ours cancelled or expired on the exchange's side asks the bot for a REST reconciliation.
 
 The stream is trusted only while it is known to be up: its state (connected since, last beat)
@@ -252,6 +254,15 @@ class Waker:
         except RuntimeError:  # shut down meanwhile
             with self._lock:
                 self._running.discard(bot_id)
+
+
+def wake_processes() -> int:
+    """How many processes run the cycles fills wake (``USER_STREAM_WAKE_PROCESSES``; by default
+    2 on PostgreSQL, none on SQLite, whose one writer they would queue for)."""
+    configured = settings.USER_STREAM_WAKE_PROCESSES
+    if configured is not None:
+        return configured
+    return 0 if connections["default"].vendor == "sqlite" else 2
 
 
 # --- the streams -----------------------------------------------------------------------------

@@ -11,13 +11,16 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from bots import tasks, user_streams
 from bots.models import Bot, ExchangeFillRecord, Order, StreamedFill
+from bots.processes import InProcesses
 from market import exchange
 from tests.bots import test_live_trading
 from tests.bots.test_live_trading import (
@@ -81,15 +84,15 @@ def live_bot(stream_settings: None, market: None, make_bot: Callable[..., Bot], 
 
 class Running:
     """The user streams in a thread, as the feed process runs them; cycles it wakes are
-    counted."""
+    counted (and run by ``cycles``, when given)."""
 
-    def __init__(self) -> None:
+    def __init__(self, cycles: Callable[[int], Any] = tasks.cycle_once) -> None:
         self.stop = threading.Event()
         self.woken: list[int] = []
 
         def run(bot_id: int) -> Any:
             self.woken.append(bot_id)
-            return tasks.cycle_once(bot_id)
+            return cycles(bot_id)
 
         self.waker = user_streams.Waker(run, workers=2)
         self.streams = user_streams.UserStreams(waker=self.waker, rescan_seconds=0.2)
@@ -164,6 +167,41 @@ def test_a_fill_on_the_stream_sends_its_counter_order_without_asking_rest(
     assert ExchangeFillRecord.objects.filter(order=bought).count() == 1
     assert resting(fake) == db_resting(bot)
     assert bot.pk in running.woken
+
+
+def point_at(port: int) -> None:
+    """A wake-up process's setup: the app's ccxt clients built against the test's fake."""
+    fake = SimpleNamespace(
+        api_key=API_KEY, secret=SECRET, port=port, base_url=f"http://127.0.0.1:{port}/api/v3"
+    )
+    exchange.CLIENT_FACTORY = lambda name, k, s: FakeBinance.ccxt_client(fake, k, s)  # type: ignore
+
+
+@pytest.mark.skipif(
+    connection.vendor == "sqlite", reason="the test database is in this process's memory"
+)
+def test_cycles_woken_in_processes_of_their_own_send_the_counter_order(
+    live_bot: Bot, fake: FakeBinance, streams: FakeBinanceStreams
+) -> None:
+    """As run_user_streams runs them on PostgreSQL: the feed's process hears the fill, a
+    process of its own (Django set up on the same database) books it and sends the sell."""
+    bot = live_bot
+    cycles = InProcesses(tasks.cycle_once, 2, setup=f"{__name__}.point_at", setup_args=(fake.port,))
+    try:
+        with Running(cycles) as running:
+            came_up(running, bot)
+            top_buy = max(o.price for o in bot.orders.filter(side="buy", status="open"))
+            set_price(fake, str(top_buy - 1))
+            # No cycle runs in this process: the sell went out from a wake-up process.
+            until(lambda: bot.orders.filter(side="sell", price__gt=top_buy, status="open")
+                  .count() > 4, timeout=30)  # fmt: skip
+            until(settled(running, bot))
+    finally:
+        cycles.shutdown()
+    bought = bot.orders.get(side="buy", price=top_buy)
+    assert bought.status == Order.Status.FILLED
+    assert ExchangeFillRecord.objects.filter(order=bought).count() == 1
+    assert resting(fake) == db_resting(bot)
 
 
 def test_idle_cycles_with_the_stream_up_ask_the_exchange_nothing(
