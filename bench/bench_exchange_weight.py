@@ -45,7 +45,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.live_chaos import Clock, feed  # noqa: E402
+from bench.live_chaos import Clock, feed, past_paper_first  # noqa: E402
 
 P0 = Decimal("100000")
 # The standard deviation of a 5-second move: 0.06 %, about three times BTC/USDT's on an ordinary day
@@ -357,6 +357,7 @@ class Run:
         self.credential = ExchangeCredential(owner=user, label="weight")
         self.credential.set_keys(API_KEY, SECRET)
         self.credential.save()
+        past_paper_first(self.credential)
         market_services.load_market_rules("binance", "BTC/USDT")
         self.feed()
 
