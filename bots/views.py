@@ -13,6 +13,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.http import AuthedRequest
@@ -95,20 +96,25 @@ def _after_start_stop(
     request: AuthedRequest, bot: Bot, confirm: starting.ConfirmationNeeded | None = None
 ) -> HttpResponse:
     """The card on the dashboard, the status card on the bot page, a redirect without htmx;
-    with ``confirm``, the one asked for holds the live start's confirmation dialog."""
-    asked = {"confirm": confirm}
+    with htmx, the live start's confirmation slot too, out of band: holding the dialog when
+    ``confirm`` asks for the pair, emptied (the dialog gone) otherwise."""
     if not request.htmx:
         if confirm is None:
             return redirect("bots:detail", pk=bot.pk)
-        ctx = pages.bot_context(bot) | asked
+        ctx = pages.bot_context(bot) | {"confirm": confirm}
         return render(request, "bots/bot_detail.html", ctx)
-    if request.htmx.target == f"bot-{bot.pk}-card":
+    on_card = request.htmx.target == f"bot-{bot.pk}-card"
+    if on_card:
         (card,) = pages.dashboard_cards(request.user.pk, [bot.pk])
-        return _with_balance(
-            request, render(request, "bots/dashboard.html#bot-card", {"card": card} | asked)
+        response = _with_balance(
+            request, render(request, "bots/dashboard.html#bot-card", {"card": card})
         )
-    ctx = pages.bot_context(bot, parts=("status",)) | asked
-    return render(request, "bots/bot_detail.html#status-card", ctx)
+    else:
+        ctx = pages.bot_context(bot, parts=("status",))
+        response = render(request, "bots/bot_detail.html#status-card", ctx)
+    slot = {"bot": bot, "confirm": confirm, "target": "card" if on_card else "status"}
+    response.write(render_to_string("bots/_start_confirm.html", slot | {"oob": True}, request))
+    return response
 
 
 @login_required
