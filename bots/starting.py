@@ -9,9 +9,10 @@ periodic task, and never buys twice.
 Going live (issue 13): a live start needs its owner past the paper-first gate (``live_gate``:
 a paper or testnet bot of theirs ran ``LIVE_GATE_HOURS`` and completed a round trip, or an
 operator's ``LiveGateWaiver``; testnet keys need none), keys verified once and checked again
-now (``check_keys``), the pair typed by the person who asked (``check_confirmation``, called by
-the views and the command) and capital the account really has beside its other live bots
-(``check_funds``, under ``account_lock`` so two starts on one account never both pass).
+now (``check_keys``), the pair typed by the person who asked (``check_confirmation``, through
+``services.start_asked`` for the views and the command; not for ``finish_unfinished``) and
+capital the account really has beside its other live bots (``check_funds``, under
+``account_lock`` so two starts on one account never both pass).
 """
 
 from __future__ import annotations
