@@ -46,6 +46,8 @@ P0 = Decimal("100000")
 API_KEY, SECRET = "chaos-key-0123456789abcdef", "chaos-secret-0123456789abcdef"
 ACCOUNT_USDT = Decimal("100000")
 LOST = ("drop", 500, 502, 503)
+# Steps a run may take per fault or cycle it is to reach: beyond, it stalled (and says why).
+STEPS_PER_GOAL = 20
 
 
 class WorkerKilled(BaseException):
@@ -206,6 +208,7 @@ class Run:
         self.result = Result()
         self.price = P0
         self.installation = ""
+        self.last_refusal = ""
 
     # --- the run ------------------------------------------------------------------------------
 
@@ -216,8 +219,16 @@ class Run:
         bots = [self.make_bot(i) for i in range(n_bots)]
         for bot in bots:
             self.start(bot)
+        steps = 0
         while sum(self.result.faults.values()) < faults or self.result.cycles < cycles:
             self.step(bots)
+            steps += 1
+            if steps > STEPS_PER_GOAL * (faults + cycles):  # a run that cannot go on fails
+                self.result.mismatches.append(
+                    f"stalled: {self.result.cycles} cycles after {steps} steps (no bot could "
+                    f"run; the last refusal: {self.last_refusal or 'none'})"
+                )
+                break
         self.quiesce(bots)
         for bot in Bot.objects.filter(pk__in=[b.pk for b in bots]):
             self.stop(bot)
@@ -252,7 +263,8 @@ class Run:
         try:
             action()
         except BotError as e:
-            self.say(f"{what}: {e}")
+            self.last_refusal = f"{what}: {e}"
+            self.say(self.last_refusal)
         except WorkerKilled:
             gateways._local.__dict__.clear()
 

@@ -10,9 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.utils import timezone
-
-from tests.bots.conftest import open_live_gate
 
 pytestmark = pytest.mark.django_db
 
@@ -25,22 +22,7 @@ def live_chaos() -> Any:
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # its dataclasses look themselves up there
     spec.loader.exec_module(module)
-    past_paper_first(module)
     return module
-
-
-def past_paper_first(chaos: Any) -> None:
-    """The run is about faults, not about going live (issue 13): its trader is past the
-    paper-first gate and its keys were verified, as a trader's are before a live start."""
-    setup_market = chaos.Run.setup_market
-
-    def setup(run: Any) -> None:
-        setup_market(run)
-        open_live_gate(run.user, reason="the chaos run")
-        run.credential.verified_at = timezone.now()
-        run.credential.save(update_fields=["verified_at"])
-
-    chaos.Run.setup_market = setup
 
 
 @pytest.mark.parametrize("seed", [7, 12])
