@@ -195,7 +195,8 @@ def run_cycle(bot_id: int) -> LiveCycle | None:
         mark_to_market(bot, price)
         return cycle
     try:
-        _run_cycle(bot, cycle, streamed, price=price, rest=rest, stop_due=stop_due, began=began)
+        _run_cycle(bot, cycle, streamed, price=price, rest=rest, stop_due=stop_due, began=began,
+                   counters_at=price if calm else None)  # fmt: skip
     finally:
         if cycle.snapshot is not None:
             EquitySnapshot.objects.bulk_create(
@@ -207,15 +208,14 @@ def run_cycle(bot_id: int) -> LiveCycle | None:
 
 def _run_cycle(
     bot: Bot, cycle: LiveCycle, streamed: list[StreamedFill], *, price: Decimal | None,
-    rest: bool, stop_due: bool, began: datetime,
+    rest: bool, stop_due: bool, began: datetime, counters_at: Decimal | None,
 ) -> None:  # fmt: skip
-    """The cycle's exchange work: fills, a stop under way, the risk rules, the book."""
+    """The cycle's exchange work: fills, a stop under way, the risk rules, the book
+    (``counters_at``: the price, when a streamed fill's counter-orders may go out at once)."""
     bot_id = bot.pk
-    calm = not (rest or stop_due or bot.stopping_reason) and price is not None
     with spending_reserve(bool(bot.stopping_reason) or stop_due):
         try:
             gw = gateway(bot)
-            counters_at = price if calm else None
             if not sync_fills(bot, gw, cycle, streamed, rest=rest, counters_at=counters_at):
                 bot.refresh_from_db()
             if cycle.counters is not None:
