@@ -66,7 +66,8 @@ def bot_cycle_task(bot_id: int, token: str | None = None) -> None:
 
 def run_user_streams(stop: threading.Event) -> None:
     """The market feed's companion: every live account's user data stream; a fill heard there
-    runs its bot's cycle there and then (``cycle_once``, under the bot's lease)."""
+    runs its bot's cycle there and then (``cycle_once``, under the bot's lease), in
+    ``wake_processes()`` processes of the feed's own, or in its threads when that is 0."""
     processes = user_streams.wake_processes()
     run = InProcesses(cycle_once, processes) if processes else cycle_once
     streams = user_streams.UserStreams(waker=user_streams.Waker(run))
