@@ -125,6 +125,15 @@ def screenshot(page: Any, name: str) -> Path:
     return path
 
 
+def log_in(page: Any, live_url: str, email: str) -> None:
+    """Sign in through the page (the tests' password) and land on the dashboard."""
+    page.goto(f"{live_url}/accounts/login/")
+    page.get_by_label("Email address").fill(email)
+    page.get_by_label("Password").fill("a-Long-pw-123")
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(f"{live_url}/")
+
+
 def register(page: Any, live_url: str, email: str) -> None:
     """Sign up through the page, sign in (sign-up leads there, the address filled in) and land
     on the dashboard."""

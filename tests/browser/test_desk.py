@@ -19,7 +19,7 @@ from django.db import connection
 from bots import cycle, services
 from bots.models import BacktestRun, Bot, Order
 from market.push import publish_price
-from tests.browser.conftest import register, screenshot
+from tests.browser.conftest import log_in, register, screenshot
 
 pytestmark = pytest.mark.browser
 
@@ -206,11 +206,7 @@ def test_the_desk_fits_a_phone(page, live_url, django_user_model):
         },
     )
     page.set_viewport_size({"width": 390, "height": 844})
-    page.goto(f"{live_url}/accounts/login/")
-    page.get_by_label("Email address").fill(user.email)
-    page.get_by_label("Password").fill("a-Long-pw-123")
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url(f"{live_url}/")
+    log_in(page, live_url, user.email)
     page.goto(f"{live_url}/bots/{bot.pk}/")
     page.locator("#bot-chart canvas").first.wait_for()
     width = page.evaluate("document.documentElement.scrollWidth")
@@ -239,11 +235,7 @@ def test_a_backtest_from_the_bot_page_shows_its_result_and_chart(page, live_url,
             "take_profit": "",
         },
     )
-    page.goto(f"{live_url}/accounts/login/")
-    page.get_by_label("Email address").fill(user.email)
-    page.get_by_label("Password").fill("a-Long-pw-123")
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url(f"{live_url}/")
+    log_in(page, live_url, user.email)
     page.goto(f"{live_url}/bots/{bot.pk}/")
     page.get_by_role("link", name="Backtest this grid").click()
     assert page.get_by_label("Lower price", exact=True).input_value() == "64900"

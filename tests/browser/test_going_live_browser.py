@@ -14,7 +14,7 @@ from bots import services
 from bots.models import Bot
 from market.models import Candle, LatestPrice, MarketRules
 from tests.bots.conftest import open_live_gate
-from tests.browser.conftest import screenshot
+from tests.browser.conftest import log_in, screenshot
 
 pytestmark = pytest.mark.browser
 
@@ -47,28 +47,33 @@ def live_market(transactional_db: None, settings: Any) -> None:
     )
 
 
-def test_a_live_start_is_confirmed_in_a_dialog_by_typing_the_pair(
-    page, live_url, live_market, fake_binance, django_user_model
-):
+def signed_in_with_a_live_bot(
+    page: Any, live_url: str, fake_binance: Any, django_user_model: Any, email: str, name: str
+) -> tuple[Any, Bot]:
+    """The fake Binance, and a trader past paper first with verified keys and a stopped live
+    bot ``name`` on them, signed in on the dashboard."""
     fake = fake_binance(
         api_key=API_KEY, secret=SECRET, balances={"USDT": "5000"}, prices={"BTCUSDT": "100000"},
         as_exchange=True, timeout_ms=2000,
     )  # fmt: skip
-    user = django_user_model.objects.create_user(email="live@example.com", password="a-Long-pw-123")
+    user = django_user_model.objects.create_user(email=email, password="a-Long-pw-123")
     open_live_gate(user, reason="browser test of the confirmation")
     keys = ExchangeCredential(owner=user, label="main", verified_at=timezone.now())
     keys.set_keys(API_KEY, SECRET)
     keys.save()
     bot = services.create_bot(
-        user, symbol="BTC/USDT", name="Real grid", config=CONFIG, mode=Bot.Mode.LIVE,
-        credential=keys,
-    )  # fmt: skip
+        user, symbol="BTC/USDT", name=name, config=CONFIG, mode=Bot.Mode.LIVE, credential=keys
+    )
+    log_in(page, live_url, user.email)
+    return fake, bot
 
-    page.goto(f"{live_url}/accounts/login/")
-    page.get_by_label("Email address").fill(user.email)
-    page.get_by_label("Password").fill("a-Long-pw-123")
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url(f"{live_url}/")
+
+def test_a_live_start_is_confirmed_in_a_dialog_by_typing_the_pair(
+    page, live_url, live_market, fake_binance, django_user_model
+):
+    fake, bot = signed_in_with_a_live_bot(
+        page, live_url, fake_binance, django_user_model, "live@example.com", "Real grid"
+    )
     page.goto(f"{live_url}/bots/{bot.pk}/")
     # The page's socket sends a fresh status card as it connects: click after that.
     page.locator(".live-indicator[data-live-state='live']").wait_for()
@@ -113,24 +118,9 @@ def test_a_live_start_is_confirmed_in_a_dialog_by_typing_the_pair(
 def test_cancel_closes_the_dialog_and_starts_nothing(
     page, live_url, live_market, fake_binance, django_user_model
 ):
-    fake = fake_binance(
-        api_key=API_KEY, secret=SECRET, balances={"USDT": "5000"}, prices={"BTCUSDT": "100000"},
-        as_exchange=True, timeout_ms=2000,
-    )  # fmt: skip
-    user = django_user_model.objects.create_user(email="wary@example.com", password="a-Long-pw-123")
-    open_live_gate(user)
-    keys = ExchangeCredential(owner=user, label="main", verified_at=timezone.now())
-    keys.set_keys(API_KEY, SECRET)
-    keys.save()
-    bot = services.create_bot(
-        user, symbol="BTC/USDT", name="Wary grid", config=CONFIG, mode=Bot.Mode.LIVE,
-        credential=keys,
-    )  # fmt: skip
-    page.goto(f"{live_url}/accounts/login/")
-    page.get_by_label("Email address").fill(user.email)
-    page.get_by_label("Password").fill("a-Long-pw-123")
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url(f"{live_url}/")
+    fake, bot = signed_in_with_a_live_bot(
+        page, live_url, fake_binance, django_user_model, "wary@example.com", "Wary grid"
+    )
 
     # From the dashboard's card this time.
     page.locator(".live-indicator[data-live-state='live']").wait_for()
