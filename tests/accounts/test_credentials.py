@@ -45,8 +45,8 @@ def add(client: Any, **overrides: str) -> Any:
     return client.post(PAGE, {**data, **overrides})
 
 
-def credential(owner: Any, label: str = "Main account") -> ExchangeCredential:
-    cred = ExchangeCredential(owner=owner, label=label)
+def credential(owner: Any, label: str = "Main account", **fields: Any) -> ExchangeCredential:
+    cred = ExchangeCredential(owner=owner, label=label, **fields)
     cred.set_keys(API_KEY, SECRET)
     cred.save()
     return cred

@@ -13,38 +13,15 @@ from django.urls import reverse
 from accounts import key_check
 from accounts.models import ExchangeCredential
 from market import exchange
+from tests.accounts import test_credentials
+from tests.accounts.test_credentials import API_KEY, PAGE, SECRET, add, credential
 from tests.fakes.fake_binance import API_RESTRICTIONS, FakeBinance
 
 pytestmark = pytest.mark.django_db
 
-API_KEY = "aibo-test-key-AbCd1234wxyz"
-SECRET = "aibo-test-secret-QrSt5678uvZZ"
-PAGE = reverse("accounts:credentials")
-
-
-@pytest.fixture(autouse=True)
-def _no_real_exchange(monkeypatch: pytest.MonkeyPatch) -> None:
-    def refuse(exchange: str, api_key: str, secret: str) -> Any:
-        raise AssertionError("this test would have called the real exchange")
-
-    monkeypatch.setattr(exchange, "CLIENT_FACTORY", refuse)
-
-
-@pytest.fixture
-def fake(fake_binance: Callable[..., FakeBinance]) -> FakeBinance:
-    return fake_binance(api_key=API_KEY, secret=SECRET, balances={"USDT": "1000"}, as_exchange=True)
-
-
-def add(client: Any, **overrides: Any) -> Any:
-    data = {"label": "Main account", "exchange": "binance", "api_key": API_KEY, "secret": SECRET}
-    return client.post(PAGE, {**data, **overrides})
-
-
-def credential(owner: Any, **fields: Any) -> ExchangeCredential:
-    cred = ExchangeCredential(owner=owner, label="Main account", **fields)
-    cred.set_keys(API_KEY, SECRET)
-    cred.save()
-    return cred
+# The keys page's keys, fake exchange and helpers (no test reaches the real exchange).
+_no_real_exchange = test_credentials._no_real_exchange
+fake = test_credentials.fake
 
 
 # --- the fake speaks apiRestrictions ---------------------------------------------------------
