@@ -355,10 +355,12 @@ def _apply_fills(
             )
         )
         # The stop's sale too: one waiting to go out holds back any counter-order.
-        wanted_ids = {f.client_id for f in fills} | {stop_sale_id(bot)}
+        sale_id = stop_sale_id(bot)
         book = {
             o.client_order_id: o
-            for o in Order.objects.filter(bot=bot, client_order_id__in=wanted_ids)
+            for o in Order.objects.filter(
+                bot=bot, client_order_id__in={f.client_id for f in fills} | {sale_id}
+            )
         }
         engine = bot.engine()
         records: list[ExchangeFillRecord] = []
@@ -459,7 +461,7 @@ def _apply_fills(
                 quote=engine.quote, base=engine.base + engine.dust, equity=bot.last_equity,
             )  # fmt: skip
         bot.save(update_fields=fields)
-        sale = book.get(stop_sale_id(bot))
+        sale = book.get(sale_id)
         if (
             counters_at is not None and cycle.turned and bot.is_running
             and not bot.stopping_reason and not engine.is_stopped
