@@ -263,7 +263,8 @@ async def test_rest_klines_list_the_streamed_candles_also_while_the_streams_are_
         await within(client.watch_ohlcv("BTC/USDT", "1m"))
         clock.ms += 10_000
         fake.walk("BTCUSDT", ["100600", "99800"])  # the sell fills at 100500
-        await until(lambda: client.ohlcvs["BTC/USDT"]["1m"][-1][5] > 0)
+        # each price is its own kline event: wait for the last one, not just the fill's
+        await until(lambda: client.ohlcvs["BTC/USDT"]["1m"][-1][4] == 99800)
         streamed = list(client.ohlcvs["BTC/USDT"]["1m"][-1])
         streams.pause(5)  # REST still answers, as Binance's does when a stream stalls
         clock.ms = START + 3 * 60_000 + 5
