@@ -2,22 +2,22 @@ from __future__ import annotations
 
 from django.urls import path
 
-from bots import views
+from bots import form_views, views
 
 app_name = "bots"
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("bots/emergency-stop/", views.emergency_stop, name="emergency_stop"),
-    path("bots/new/", views.bot_new, name="new"),
-    path("bots/preview/", views.bot_preview, name="preview"),
-    path("pairs/", views.pair_search, name="pairs"),
-    path("pairs/history/", views.pair_history, name="pair_history"),
+    path("bots/new/", form_views.bot_new, name="new"),
+    path("bots/preview/", form_views.bot_preview, name="preview"),
+    path("pairs/", form_views.pair_search, name="pairs"),
+    path("pairs/history/", form_views.pair_history, name="pair_history"),
     path("bots/<int:pk>/", views.bot_detail, name="detail"),
-    path("bots/<int:pk>/edit/", views.bot_edit, name="edit"),
+    path("bots/<int:pk>/edit/", form_views.bot_edit, name="edit"),
     path("bots/<int:pk>/start/", views.bot_start, name="start"),
     path("bots/<int:pk>/stop/", views.bot_stop, name="stop"),
     path("bots/<int:pk>/candles.json", views.bot_candles, name="candles"),
-    path("backtests/new/", views.backtest_new, name="backtest_new"),
+    path("backtests/new/", form_views.backtest_new, name="backtest_new"),
     path("backtests/<int:pk>/", views.backtest_detail, name="backtest"),
     path("backtests/<int:pk>/data.json", views.backtest_data, name="backtest_data"),
 ]
