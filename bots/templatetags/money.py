@@ -1,7 +1,8 @@
 """Money, price and amount formatting for the bot pages: thousands separators and the unit.
 
 ``{{ stats.total_profit|money:bot.quote_asset }}`` → ``1,234.56 USDT``;
-``{{ value|money_signed:"USDT" }}`` → ``+1,234.56 USDT``; ``{{ line|price }}`` → ``67,012.5``
+``{{ value|money_signed:"USDT" }}`` → ``+1,234.56 USDT`` (a profit or a loss: its sign always
+true, ``-0.00032 USDT``, never ``+0.00``); ``{{ line|price }}`` → ``67,012.5``
 (at least two decimals, never fewer than the value has); ``{{ q|amount:"BTC" }}`` →
 ``0.00123 BTC``; ``{{ 0.1234|pct }}`` → ``12.34 %``. Empty values render as an em dash.
 """
@@ -42,17 +43,34 @@ def _absurd(d: Decimal, unit: str) -> str | None:
 
 
 def format_money(value: Any, unit: str = "", *, signed: bool = False) -> str:
-    """Two decimals, half-up, with thousands separators (quote currencies are cents-precise)."""
+    """Two decimals, half-up, with thousands separators (quote currencies are cents-precise).
+
+    ``signed``: a profit or a loss, shown with its sign, and with as many more decimals as it
+    takes to keep that sign true: a loss of 0.000319 is ``-0.00032``, never ``+0.00`` or
+    ``-0.00``; only an exact zero is ``0.00``, without a sign."""
     d = _decimal(value)
     if d is None:
         return DASH
     if (odd := _absurd(d, unit)) is not None:
         return odd
+    if signed:
+        return _with_unit(_signed(d), unit)
     d = d.quantize(_CENT, rounding=ROUND_HALF_UP)
     if d == 0:
         d = abs(d)  # no "-0.00"
-    text = f"{d:+,}" if signed else f"{d:,}"
-    return _with_unit(text, unit)
+    return _with_unit(f"{d:,}", unit)
+
+
+def _signed(d: Decimal) -> str:
+    if d == 0:
+        return "0.00"
+    cents = d.quantize(_CENT, rounding=ROUND_HALF_UP)
+    if cents != 0:
+        return f"{cents:+,}"
+    # Under a cent: two significant digits (half-up never rounds a non-zero value to zero).
+    places = -d.adjusted() + 1
+    small = d.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP).normalize()
+    return f"{small:+,f}"
 
 
 def format_price(value: Any, unit: str = "") -> str:
