@@ -234,6 +234,11 @@ class LoginAttempt:
         email = request.POST.get("username", "")
         return cls(_account(email), client_ip(request), known_device(request, email))
 
+    @classmethod
+    def by_token(cls, request: HttpRequest, email: str) -> LoginAttempt:
+        """An API sign-in: the same counters as the page's, with no device cookie."""
+        return cls(_account(email), client_ip(request), None)
+
     def _counters(self) -> list[tuple[str, str, int, str]]:
         """(scope, key, limit, reason) of the counters this attempt is judged by."""
         limit = settings.LOGIN_FAILURE_LIMIT

@@ -132,6 +132,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "template_partials",
     "huey.contrib.djhuey",
+    "ninja",  # the API's docs page and its Swagger UI, served from the package (no CDN)
     "aibo",
     "accounts",
     "market",
@@ -429,6 +430,13 @@ WS_MAX_CONNECTIONS_PER_USER = env_int("WS_MAX_CONNECTIONS_PER_USER", 20)
 # takes file uploads, so Django's own check uses the same number.
 MAX_REQUEST_BODY_BYTES = env_int("MAX_REQUEST_BODY_BYTES", 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
+
+# --- The JSON API (aibo.api) ---
+# Tokens from /api/auth/login are valid this long (a password change ends them sooner).
+API_TOKEN_HOURS = env_int("API_TOKEN_HOURS", 24)
+# Requests a minute to /api/ per signed-in user and per client address (429 with Retry-After).
+API_REQUESTS_PER_USER_PER_MINUTE = env_int("API_REQUESTS_PER_USER_PER_MINUTE", 120)
+API_REQUESTS_PER_CLIENT_PER_MINUTE = env_int("API_REQUESTS_PER_CLIENT_PER_MINUTE", 300)
 
 # --- Login, registration and per-client throttles (issue 10) ---
 # Proxies whose X-Forwarded-For is believed (comma-separated IPs/CIDRs); empty: none, the

@@ -5,6 +5,7 @@ from django.urls import include, path
 
 from accounts.views import admin_login
 from aibo import health
+from aibo.api import api
 
 admin.site.site_header = "aibo operations"
 admin.site.site_title = "aibo admin"
@@ -17,4 +18,5 @@ urlpatterns = [
     path("accounts/", include("accounts.urls")),
     path("", include("bots.urls")),
     path("", include("ai_advisor.urls")),
+    path("api/", api.urls),
 ]

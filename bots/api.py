@@ -1,0 +1,282 @@
+"""The JSON API's bots: ``/api/bots`` and everything under one bot.
+
+Every query goes through ``_own_bot`` / ``Bot.objects.owned_by``: another user's bot is a 404,
+never a 403 that would say it exists. The verbs are the services the pages use (create, update,
+start, stop, delete), so a refusal reads the same here and there; configs go through the one
+schema (``bots.config``), whose errors name the config key. Amounts are the quote currency's
+unless a field says otherwise.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from django.http import HttpRequest
+from django.shortcuts import get_object_or_404
+from ninja import Query, Router, Schema, Status
+from ninja.errors import HttpError
+from pydantic import Field
+
+from accounts.models import ExchangeCredential
+from bots import pages, services
+from bots.config import KEYS
+from bots.models import Bot, Order, Trade
+from market import pairs
+
+EXCHANGE = "binance"
+router = Router(tags=["bots"])
+
+
+# --- schemas ---------------------------------------------------------------------------------
+
+
+class ConfigIn(Schema):
+    """A grid's settings. Numbers may be JSON numbers or strings (both read exactly); the
+    bounds are the bot form's, checked by the same schema (``GRID_MIN_LEVELS``..
+    ``GRID_MAX_LEVELS`` lines, the market's tick, step and minimum order)."""
+
+    capital: Decimal = Field(description="in the quote currency: 0 < capital ≤ 1,000,000")
+    lower_bound: Decimal = Field(description="the lowest grid line, > 0")
+    upper_bound: Decimal = Field(description="the highest grid line, above lower_bound")
+    grid_levels: int = Field(description="how many price lines (10..50 by default)")
+    stop_loss_pct: Decimal = Field(
+        default=Decimal(0), description="percent below lower_bound to stop at, 0..10 (0: off)"
+    )
+    max_daily_loss: Decimal = Field(
+        default=Decimal(0), description="stop after losing this much in a UTC day (0: off)"
+    )
+    spacing: Literal["arithmetic", "geometric"] = "arithmetic"
+    take_profit: Decimal | None = Field(
+        default=None, description="a price: sell everything and stop when reached"
+    )
+
+    def stored(self) -> dict[str, Any]:
+        return {key: getattr(self, key) for key in KEYS}
+
+
+class BotIn(Schema):
+    strategy: Literal["grid"] = "grid"
+    pair: str = Field(max_length=30, examples=["BTC/USDT"])
+    config: ConfigIn
+    name: str = Field(default="", max_length=80)
+    mode: Literal["paper", "live"] = "paper"
+    credential_id: int | None = Field(
+        default=None, description="your exchange keys, for a live bot"
+    )
+
+
+class BotOut(Schema):
+    id: int
+    strategy: str
+    pair: str
+    status: str
+    config: dict[str, str]
+
+
+class BotListed(BotOut):
+    created_at: datetime
+
+
+class BotDetail(BotListed):
+    updated_at: datetime
+
+
+class ConfigUpdate(Schema):
+    config: ConfigIn
+
+
+class Updated(Schema):
+    id: int
+    updated_config: dict[str, str]
+
+
+class StartIn(Schema):
+    confirm: str = Field(
+        default="",
+        max_length=30,
+        description="a live bot starts only with its pair typed here, e.g. BTC/USDT",
+    )
+
+
+class StopIn(Schema):
+    sell: bool = Field(default=False, description="sell the bot's coins at market (else keep)")
+
+
+class StatusOut(Schema):
+    status: str
+
+
+class OrderOut(Schema):
+    id: int
+    side: str
+    price: Decimal
+    amount: Decimal
+    status: str
+    created_at: datetime
+
+
+class OrderFilter(Schema):
+    status: Literal["pending", "open", "filled", "cancelled", "rejected"] | None = None
+
+
+class TradeOut(Schema):
+    id: int
+    buy_price: Decimal
+    sell_price: Decimal
+    profit: Decimal = Field(description="after both orders' fees")
+    created_at: datetime = Field(description="when the round trip closed")
+
+
+class Page(Schema):
+    limit: int = Field(default=50, ge=1, le=500)
+    offset: int = Field(default=0, ge=0, le=10_000_000)
+
+
+class BalanceOut(Schema):
+    free: Decimal = Field(description="quote not committed to resting orders")
+    locked: Decimal = Field(description="in resting orders: buys' quote, sells' coins at price")
+    total: Decimal = Field(description="the bot's equity at the last price")
+
+
+class StatsOut(Schema):
+    total_trades: int
+    win_rate: Decimal = Field(description="a fraction, 0..1")
+    total_profit: Decimal
+    max_drawdown: Decimal = Field(description="a fraction of the peak equity, 0..1")
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _own_bot(request: HttpRequest, bot_id: int) -> Bot:
+    return get_object_or_404(
+        Bot.objects.select_related("credential"), pk=bot_id, owner=request.auth
+    )
+
+
+def _out(bot: Bot) -> dict[str, Any]:
+    return {
+        "id": bot.pk, "strategy": bot.strategy, "pair": bot.symbol, "status": bot.status,
+        "config": bot.config, "created_at": bot.created_at, "updated_at": bot.updated_at,
+    }  # fmt: skip
+
+
+# --- the bots --------------------------------------------------------------------------------
+
+
+@router.get("", response=list[BotListed], summary="Your bots")
+def list_bots(request: HttpRequest) -> list[dict[str, Any]]:
+    return [_out(b) for b in Bot.objects.owned_by(request.auth).order_by("pk")]
+
+
+@router.post("", response={201: BotOut}, summary="Create a bot (stopped)")
+def create_bot(request: HttpRequest, payload: BotIn) -> Status[dict[str, Any]]:
+    try:
+        rules = pairs.choose_pair(EXCHANGE, payload.pair)
+    except pairs.PairError as e:
+        raise HttpError(422, f"pair: {e}") from None
+    credential = None
+    if payload.mode == Bot.Mode.LIVE:
+        credential = ExchangeCredential.objects.filter(
+            pk=payload.credential_id or 0, owner=request.auth
+        ).first()
+        if credential is None:
+            raise HttpError(422, "credential_id: a live bot needs the id of your exchange keys.")
+    bot = services.create_bot(
+        request.auth,
+        symbol=rules.symbol,
+        config=payload.config.stored(),
+        name=payload.name.strip(),
+        mode=payload.mode,
+        exchange=EXCHANGE,
+        credential=credential,
+    )
+    return Status(201, _out(bot))
+
+
+@router.get("/{bot_id}", response=BotDetail, summary="One bot")
+def get_bot(request: HttpRequest, bot_id: int) -> dict[str, Any]:
+    return _out(_own_bot(request, bot_id))
+
+
+@router.put("/{bot_id}", response=Updated, summary="Change a stopped bot's grid")
+def update_bot(request: HttpRequest, bot_id: int, payload: ConfigUpdate) -> Updated:
+    bot = _own_bot(request, bot_id)
+    if bot.is_running:
+        raise HttpError(409, f"{bot} is running: stop it before changing its grid.")
+    services.update_bot_config(bot, payload.config.stored())
+    return Updated(id=bot.pk, updated_config=bot.config)
+
+
+@router.post("/{bot_id}/start", response=StatusOut, summary="Start a bot")
+def start_bot(request: HttpRequest, bot_id: int, payload: StartIn | None = None) -> StatusOut:
+    bot = _own_bot(request, bot_id)
+    if bot.is_running:
+        raise HttpError(409, f"{bot} is running already.")
+    services.start_asked(bot, typed_pair=(payload.confirm if payload else "") or None)
+    return StatusOut(status="started")
+
+
+@router.post("/{bot_id}/stop", response=StatusOut, summary="Stop a bot, cancelling its orders")
+def stop_bot(request: HttpRequest, bot_id: int, payload: StopIn | None = None) -> StatusOut:
+    bot = _own_bot(request, bot_id)
+    if not bot.is_running:
+        raise HttpError(409, f"{bot} is not running.")
+    services.stop_bot(bot, sell=bool(payload and payload.sell))
+    return StatusOut(status="stopped")
+
+
+@router.delete("/{bot_id}", response=StatusOut, summary="Delete a bot and its history")
+def delete_bot(request: HttpRequest, bot_id: int) -> StatusOut:
+    """A running bot is stopped first (a live one's orders cancelled on the exchange); then the
+    bot, its orders, round trips and events are removed. Export them first if you need them."""
+    services.delete_bot(_own_bot(request, bot_id))
+    return StatusOut(status="deleted")
+
+
+# --- what a bot holds and did ----------------------------------------------------------------
+
+
+@router.get("/{bot_id}/orders", response=list[OrderOut], summary="A bot's orders, newest first")
+def orders(request: HttpRequest, bot_id: int, query: Query[OrderFilter]) -> Any:
+    bot = _own_bot(request, bot_id)
+    rows = Order.objects.filter(bot=bot).order_by("-created_at", "-pk")
+    if query.status:
+        rows = rows.filter(status=query.status)
+    return rows[:1000]
+
+
+@router.get("/{bot_id}/trades", response=list[TradeOut], summary="A bot's round trips")
+def trades(request: HttpRequest, bot_id: int, page: Query[Page]) -> list[dict[str, Any]]:
+    bot = _own_bot(request, bot_id)
+    rows = Trade.objects.filter(bot=bot).order_by("-closed_at", "-pk")
+    return [
+        {"id": t.pk, "buy_price": t.buy_price, "sell_price": t.sell_price, "profit": t.profit,
+         "created_at": t.closed_at}
+        for t in rows[page.offset : page.offset + page.limit]
+    ]  # fmt: skip
+
+
+@router.get("/{bot_id}/balance", response=BalanceOut, summary="What the bot holds")
+def balance(request: HttpRequest, bot_id: int) -> BalanceOut:
+    bot = _own_bot(request, bot_id)
+    stats = pages.bot_statistics(bot)
+    locked = Decimal(0)
+    if bot.is_running and bot.engine_state:
+        mark = stats.price or Decimal(0)
+        for order in bot.engine().desired_orders():
+            locked += order.price * order.amount if order.side == "BUY" else order.amount * mark
+    return BalanceOut(free=stats.equity - locked, locked=locked, total=stats.equity)
+
+
+@router.get("/{bot_id}/stats", response=StatsOut, summary="A bot's statistics")
+def stats(request: HttpRequest, bot_id: int) -> StatsOut:
+    s = pages.bot_statistics(_own_bot(request, bot_id))
+    return StatsOut(
+        total_trades=s.total_trades,
+        win_rate=s.win_rate,
+        total_profit=s.total_profit,
+        max_drawdown=s.max_drawdown,
+    )
