@@ -4,17 +4,29 @@ closing the books when a bot stops. Paper and live bots write the same rows thro
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from bots import config as schema
 from bots import push
 from bots.grid import order_ids
-from bots.grid.engine import DesiredOrder, MarketTrade, RoundTrip
-from bots.models import Bot, BotEvent, Installation, Order, PaperBalance, SendAttempt, Trade
+from bots.grid.engine import DesiredOrder, MarketTrade, RoundTrip, Side
+from bots.grid.params import EXACT, SOLD
+from bots.models import (
+    Bot,
+    BotEvent,
+    EquitySnapshot,
+    Installation,
+    Order,
+    PaperBalance,
+    SendAttempt,
+    Trade,
+)
+from market.precision import canonical, floor_amount
 
 ZERO = Decimal(0)
 QUOTE_WALLETS = {"USDT", "USDC", "USD"}
@@ -76,9 +88,9 @@ def close_books(bot: Bot, *, reason: str, status: str, at: datetime | None) -> N
         quote_wallet.locked = max(quote_wallet.locked - bot.capital, ZERO)
         quote_wallet.free += engine.quote
         quote_wallet.save(update_fields=["free", "locked"])
-        if engine.base:
+        if engine.base + engine.dust:
             base_wallet = paper_balance(bot.owner, bot.base_asset, for_update=True)
-            base_wallet.free += engine.base
+            base_wallet.free += engine.base + engine.dust
             base_wallet.save(update_fields=["free"])
     bot.status, bot.status_reason = status, reason[:300]
     bot.stopping_reason, bot.stopping_sells = "", False
@@ -178,12 +190,78 @@ def force_halt(bot_id: int, *, reason: str) -> int:
     return stopped
 
 
-def halt(bot: Bot, *, reason: str, status: str = Bot.Status.STOPPED) -> None:
-    """Stop a running bot in the database (``close_books``, saved) and tell its watchers."""
+def halt(bot: Bot, *, reason: str, status: str = Bot.Status.STOPPED, sell: bool = False) -> None:
+    """Stop a running bot in the database (``close_books``, saved) and tell its watchers; with
+    ``sell`` a paper bot first sells its coins at market (``sell_paper_coins``)."""
     with transaction.atomic():
         bot = Bot.objects.select_for_update().get(pk=bot.pk)
         if not bot.is_running:
             return
+        if sell and bot.mode == Bot.Mode.PAPER and bot.engine_state:
+            sell_paper_coins(bot, reason=reason)
         close_books(bot, reason=reason, status=status, at=bot.cursor)
         bot.save()
     transaction.on_commit(lambda: push.publish_bot(bot.pk))
+
+
+def below_minimum(bot: Bot, amount: Decimal, price: Decimal) -> str:
+    """Why ``amount`` of the bot's coins cannot be sold at market at ``price`` (less than the
+    market's step, or worth less than its minimum order), in words; or '' when it can."""
+    rules = schema.rules_for(bot.exchange, bot.symbol)
+    step, least = canonical(rules.step), canonical(rules.min_notional)
+    base, quote = bot.base_asset, bot.quote_asset
+    if floor_amount(amount, step) <= 0:
+        return f"kept {canonical(amount)} {base}: less than the market's step of {step} {base}"
+    if amount * price < least:
+        return (
+            f"kept {canonical(amount)} {base} (worth {amount * price:,.2f} {quote}): below the "
+            f"market's minimum order of {least} {quote}, too little to sell"
+        )
+    return ""
+
+
+def sell_paper_coins(bot: Bot, *, reason: str) -> None:
+    """Inside a transaction holding a running paper bot: sell its coins at market at its last
+    price with the market's (taker) fee, as the exchange would fill it, booked as a market
+    order and an event; the engine is stopped with the sale (``SOLD``), like a stop-loss sale.
+    Coins worth less than the market's minimum order are kept, and the event says so."""
+    engine = bot.engine()
+    held = engine.base + engine.dust
+    if held <= 0:
+        return
+    price = bot.last_price or engine.start_price
+    at = bot.cursor
+    if kept := below_minimum(bot, held, price):
+        BotEvent.objects.create(
+            bot=bot, kind=BotEvent.Kind.SKIPPED, market_time=at,
+            message=f"Not sold at market: {kept}; they go back to your paper wallet."[:500],
+        )  # fmt: skip
+        return
+    amount = floor_amount(held, canonical(schema.rules_for(bot.exchange, bot.symbol).step))
+    with localcontext(EXACT):
+        fee = engine.config.fee * price * amount
+        engine.quote = engine.quote + price * amount - fee
+        engine.fees_paid += fee
+        # What the step left over stays with the bot as dust (it goes back to the wallet).
+        engine.dust = held - amount
+        engine.base = ZERO
+    engine.stop_sale = MarketTrade(Side.SELL, price, amount, fee)
+    engine.stopped, engine.stop_mark = SOLD, price
+    bot.keep_engine(engine)
+    bot.last_equity = engine.equity(price)
+    Order.objects.create(
+        bot=bot, slot=None, side=Order.Side.SELL, kind=Order.Kind.MARKET, price=price,
+        amount=amount, filled=amount, fee=fee, status=Order.Status.FILLED,
+        client_order_id=order_ids.market_order_id(bot.key, order_ids.STOP), filled_at=at,
+        reason=reason[:300],
+    )  # fmt: skip
+    BotEvent.objects.create(
+        bot=bot, kind=BotEvent.Kind.FILLED, market_time=at,
+        message=f"Sold {canonical(amount)} {bot.base_asset} at {canonical(price)} at market "
+        f"for {canonical(price * amount)} {bot.quote_asset}; fee {fee:.8f} {bot.quote_asset}.",
+    )  # fmt: skip
+    if at is not None:
+        EquitySnapshot.objects.update_or_create(
+            bot=bot, at=at, defaults={"price": price, "quote": engine.quote,
+                                      "base": engine.dust, "equity": bot.last_equity},
+        )  # fmt: skip

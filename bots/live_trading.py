@@ -47,7 +47,7 @@ from bots.errors import LiveError
 from bots.gateways.base import ExchangeFill, OpenOrder, OrderRequest, in_order
 from bots.grid import order_ids
 from bots.grid.engine import DesiredOrder, Fill, FillMismatch, GridEngine, MarketTrade, Side
-from bots.grid.params import STOP_LOSS, TAKE_PROFIT
+from bots.grid.params import SOLD, STOP_LOSS, TAKE_PROFIT
 from bots.models import (
     Bot,
     BotEvent,
@@ -69,7 +69,7 @@ from market.exchange import (
     spending_reserve,
     without_queries,
 )
-from market.precision import floor_amount
+from market.precision import canonical, floor_amount
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -898,8 +898,12 @@ def _halt(bot: Bot, gw: Any, *, reason: str, sell: bool, status: str) -> None:
         if sale is None:
             engine = bot.engine()
             amount = sellable(bot, gw, engine.base + engine.dust)
+            price = bot.last_price or engine.start_price
+            if amount > 0 and (kept := ledger.below_minimum(bot, amount, price)):
+                amount = ZERO  # the exchange would refuse it: the coins stay, and it is said
+                BotEvent.objects.create(bot=bot, kind=BotEvent.Kind.SKIPPED,
+                                        message=f"Not sold at market: {kept}."[:500])  # fmt: skip
             if amount > 0:
-                price = bot.last_price or engine.start_price
                 sale = Order.objects.create(
                     bot=bot, side=Order.Side.SELL, kind=Order.Kind.MARKET, price=price,
                     amount=amount, status=Order.Status.PENDING,
@@ -938,7 +942,11 @@ def record_stop_sale(bot: Bot, sale: Order, fills: list[ExchangeFill], values: F
             [fill_record(locked, sale, f, v) for f, v in zip(fills, fees, strict=True)],
             ignore_conflicts=True,
         )
-        engine.stopped = STOP_LOSS if sale.reason.startswith("stop-loss") else TAKE_PROFIT
+        engine.stopped = (
+            STOP_LOSS if sale.reason.startswith("stop-loss")
+            else TAKE_PROFIT if sale.reason.startswith("take-profit")
+            else SOLD  # its owner's choice on Stop
+        )  # fmt: skip
         engine.stop_sale = MarketTrade(Side.SELL, average, amount, fee)
         engine.quote += cost - fee
         engine.dust += engine.base - amount
@@ -946,6 +954,12 @@ def record_stop_sale(bot: Bot, sale: Order, fills: list[ExchangeFill], values: F
         engine.fees_paid += fee
         engine.stop_mark = average
         locked.keep_engine(engine)
+        BotEvent.objects.create(
+            bot=locked, kind=BotEvent.Kind.FILLED,
+            message=f"Sold {canonical(amount)} {locked.base_asset} at market at "
+            f"{canonical(average)} on average for {canonical(cost)} {locked.quote_asset}; fee "
+            f"{fee:.8f} {locked.quote_asset}.",
+        )  # fmt: skip
         locked.status_reason = sale.reason
         locked.save(update_fields=["engine_state", "next_buy_price", "next_sell_price",
                                    "status_reason", "updated_at"])  # fmt: skip

@@ -90,20 +90,38 @@ def _after_start(bot_id: int, token: str) -> None:
     begin_chain(bot_id, token)
 
 
-def stop_bot(bot: Bot, *, reason: str = "stopped by you", status: str = Bot.Status.STOPPED) -> None:
-    """Cancel every resting order; a paper bot's holdings go back to the paper wallet, a live
-    bot's stay in the exchange account."""
+def stop_bot(
+    bot: Bot,
+    *,
+    reason: str = "stopped by you",
+    status: str = Bot.Status.STOPPED,
+    sell: bool = False,
+) -> None:
+    """Cancel every resting order; then, Binance's choice: keep the coins (a paper bot's go
+    back to the paper wallet, a live bot's stay in the exchange account) or, with ``sell``,
+    sell them at market (paper: at the last price with the taker fee; live: a market sale
+    written down before it is sent, sent once under a fixed id, as a stop-loss sells). Either
+    way the sale is booked as a market order and an event, and in the bot's statistics; coins
+    worth less than the market's minimum order are kept, and the log says so."""
     if bot.mode == Bot.Mode.LIVE:
         # Written down first: whatever happens next, every later cycle finishes this stop.
         if bot.is_running:
-            ledger.note_stopping(bot, reason=reason, sells=False)
+            ledger.note_stopping(bot, reason=reason, sells=sell)
         try:
             with bot_lock(bot.pk):
                 bot = Bot.objects.select_related("credential").get(pk=bot.pk)
                 if not bot.is_running:
                     return
-                live_trading.halt(bot, live_trading.gateway(bot), reason=reason, status=status)
+                live_trading.halt(
+                    bot, live_trading.gateway(bot), reason=reason, status=status, sell=sell
+                )
         except (LiveError, ExchangeError) as e:
+            if sell:
+                raise BotError(
+                    f"{bot} is stopping: its orders could not be cancelled and its coins sold "
+                    f"on {bot.exchange} yet ({e}). Every cycle tries again until it is done, "
+                    "and never sells twice."
+                ) from None
             raise BotError(
                 f"{bot} is stopping: its orders could not be cancelled on {bot.exchange} yet "
                 f"({e}). Every cycle tries again until none is left; you can also cancel "

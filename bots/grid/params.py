@@ -28,10 +28,12 @@ from typing import Any, Literal
 from market.precision import round_price
 
 Spacing = Literal["arithmetic", "geometric"]
-StopReason = Literal["stop_loss", "take_profit"]
+StopReason = Literal["stop_loss", "take_profit", "sold"]
 
 STOP_LOSS: StopReason = "stop_loss"
 TAKE_PROFIT: StopReason = "take_profit"
+# Not the engine's own rule: its owner stopped the bot and chose to sell its coins at market.
+SOLD: StopReason = "sold"
 
 # Money arithmetic: wide enough for any realistic price * amount * fee, and loud if not.
 EXACT = Context(prec=60, traps=[Inexact, InvalidOperation, DivisionByZero, Overflow])

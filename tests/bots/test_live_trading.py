@@ -1244,3 +1244,46 @@ def test_a_stop_loss_acts_even_when_the_request_budget_is_near_its_limit(bot, fa
     bot.refresh_from_db()
     assert bot.status == "stopped" and "stop-loss" in bot.status_reason
     assert resting(fake) == set() and coins(fake) == 0
+
+
+# --- Stop: keep the coins or sell them (issue 14) ------------------------------------------------
+
+
+def test_stop_and_sell_cancels_the_grid_and_sells_the_coins_at_market_once(bot, fake, start_live):
+    start_live(bot)
+    bot.refresh_from_db()
+    held = bot.engine().base
+    fees_before = bot.engine().fees_paid
+
+    services.stop_bot(bot, sell=True)
+
+    bot.refresh_from_db()
+    assert bot.status == "stopped" and bot.status_reason == "stopped by you"
+    assert resting(fake) == set() == db_resting(bot)
+    assert fake.balance("BTC") == (Decimal(0), Decimal(0))  # every coin sold
+    [sold] = market_orders(fake, "SELL")
+    sale = bot.orders.get(kind="market", side="sell")
+    assert sale.client_order_id == sold.client_id and sale.client_order_id.endswith("-stop")
+    assert (sale.status, sale.amount, sale.filled) == ("filled", held, held)
+    engine = bot.engine()
+    assert engine.stopped == "sold" and engine.base == 0
+    assert engine.fees_paid == fees_before + sale.fee and sale.fee > 0  # in the statistics
+    assert bot.events.filter(kind="filled", message__startswith=f"Sold {held} BTC at market")
+
+
+def test_stop_and_sell_of_coins_below_the_market_minimum_keeps_them_and_says_so(
+    bot, fake, start_live
+):
+    start_live(bot)
+    held = fake.balance("BTC")
+    make_rules(min_notional="1000000")
+
+    services.stop_bot(bot, sell=True)
+
+    bot.refresh_from_db()
+    assert bot.status == "stopped"
+    assert market_orders(fake, "SELL") == []
+    assert fake.balance("BTC")[0] == held[0] + held[1]
+    assert "below the market's minimum order of 1000000 USDT" in (
+        bot.events.get(kind="skipped", message__startswith="Not sold").message
+    )

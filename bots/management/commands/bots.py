@@ -15,7 +15,7 @@ from bots.models import Bot
 class Command(BaseCommand):
     help = (
         "List, start or stop grid bots: `bots list [--user EMAIL]`, `bots start ID [--confirm]`, "
-        "`bots stop ID`."
+        "`bots stop ID [--sell]`."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -32,6 +32,12 @@ class Command(BaseCommand):
                     action="store_true",
                     help="start a live bot (without it: print what the start would do, no more)",
                 )
+            else:
+                action.add_argument(
+                    "--sell",
+                    action="store_true",
+                    help="sell the bot's coins at market (without it: keep them)",
+                )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["action"] == "list":
@@ -45,7 +51,7 @@ class Command(BaseCommand):
                 typed = bot.symbol if options["confirm"] else None
                 services.start_asked(bot, typed_pair=typed)
             else:
-                services.stop_bot(bot, reason="stopped by an operator")
+                services.stop_bot(bot, reason="stopped by an operator", sell=options["sell"])
         except starting.ConfirmationNeeded as e:
             self.stdout.write(f"bot {bot.pk} ({bot}) is live: starting it")
             for line in e.summary.text():
