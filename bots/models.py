@@ -27,6 +27,14 @@ class BotQuerySet(models.QuerySet["Bot"]):
     def owned_by(self, user: Any) -> BotQuerySet:
         return self.filter(owner=user)
 
+    def active(self) -> BotQuerySet:
+        """Bots not archived: the dashboard's main list."""
+        return self.filter(archived_at__isnull=True)
+
+    def archived(self) -> BotQuerySet:
+        """Bots put away by their owner (stopped; kept with their history)."""
+        return self.filter(archived_at__isnull=False)
+
     def crossed_by(self, symbol: str, low: Decimal, high: Decimal) -> BotQuerySet:
         """Running bots on `symbol` whose next resting order a move between low and high crosses."""
         return (
@@ -110,10 +118,16 @@ class Bot(models.Model):
     chain_token = models.CharField(max_length=32, blank=True)
 
     started_at = models.DateTimeField(null=True, blank=True)
-    # Market time of the start: statistics such as APR run on market time, so a replayed or
-    # backtested year counts as a year whatever the wall clock says.
+    # Market time of the first start: statistics such as APR run on market time, so a replayed
+    # or backtested year counts as a year whatever the wall clock says; a restart keeps it.
     market_started_at = models.DateTimeField(null=True, blank=True)
     stopped_at = models.DateTimeField(null=True, blank=True)
+    # What the bot's earlier runs made or lost (each run's equity at its stop less its
+    # capital, summed): its statistics go on across a stop and a start.
+    profit_before = MoneyField(**MONEY, default=Decimal("0"))
+    # Put away by its owner (only a stopped bot): listed apart, and not started until taken
+    # back out (``services.archive_bot``).
+    archived_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -182,6 +196,14 @@ class Bot(models.Model):
     @property
     def is_running(self) -> bool:
         return self.status == self.Status.RUNNING
+
+    @property
+    def is_archived(self) -> bool:
+        return self.archived_at is not None
+
+    def total_profit(self, equity: Decimal) -> Decimal:
+        """The bot's profit over all its runs with this run's equity at ``equity``."""
+        return equity - self.capital + self.profit_before
 
     @property
     def key(self) -> str:
@@ -398,6 +420,7 @@ class BotEvent(models.Model):
         SKIPPED = "skipped", "Skipped"
         STOPPED = "stopped", "Stopped"
         ERROR = "error", "Error"
+        REGRID = "regrid", "New grid"
 
     bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="events")
     at = models.DateTimeField(auto_now_add=True)

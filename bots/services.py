@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.db import transaction
+from django.utils import timezone
 
 from bots import config as schema
 from bots import ledger, live_trading, starting
@@ -133,7 +134,44 @@ def stop_bot(
                 "cycle finishes the stop."
             ) from None
         return
-    ledger.halt(bot, reason=reason, status=status)
+    ledger.halt(bot, reason=reason, status=status, sell=sell)
+
+
+def delete_bot(bot: Bot, *, sell: bool = False) -> None:
+    """Delete a bot of its owner's (fetched for them) with all its history: its orders,
+    round trips, events and equity marks are removed, not kept (the page offers its CSV export
+    first). A running bot is stopped first (``stop_bot``, keeping or with ``sell`` selling its
+    coins): a paper bot's holdings go back to the paper wallet, a live bot's orders are
+    cancelled on the exchange. A live bot whose stop is not finished (the exchange did not
+    answer, a stop sale under way) is not deleted: ``BotError`` says why, and the stop goes
+    on."""
+    bot = Bot.objects.select_related("credential").get(pk=bot.pk)  # as it is now
+    if bot.is_running or bot.stopping_reason:
+        try:
+            stop_bot(bot, reason="deleted by you", sell=sell)
+        except BotError as e:
+            raise BotError(f"{bot} was not deleted: {e}") from None
+    with transaction.atomic():
+        bot = Bot.objects.select_for_update().get(pk=bot.pk)
+        if bot.is_running or bot.stopping_reason or bot.orders.resting().exists():
+            raise BotError(
+                f"{bot} was not deleted: it is still stopping, and is deleted once its orders "
+                f"are cancelled on {bot.exchange}. Try again in a minute."
+            )
+        bot.delete()
+
+
+def archive_bot(bot: Bot, archived: bool = True) -> None:
+    """Put a stopped bot of its owner's away (listed apart, kept with its history, not started
+    until it is taken back out), or with ``archived=False`` take it back out."""
+    with transaction.atomic():
+        row = Bot.objects.select_for_update().get(pk=bot.pk)
+        if archived and (row.is_running or row.stopping_reason):
+            raise BotError(f"Stop {row} before archiving it.")
+        if archived != row.is_archived:
+            row.archived_at = timezone.now() if archived else None
+            row.save(update_fields=["archived_at", "updated_at"])
+    bot.archived_at = row.archived_at
 
 
 def emergency_stop(user: Any, *, reason: str = "emergency stop") -> int:

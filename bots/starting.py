@@ -100,6 +100,8 @@ def finish_unfinished() -> list[tuple[int, str]]:
 def _start(bot: Bot) -> str:
     if bot.is_running:
         raise BotError(f"{bot} is already running.")
+    if bot.is_archived:
+        raise BotError(f"{bot} is archived: take it out of the archive to start it.")
     candle = market_services.last_candle(bot.exchange, bot.symbol)
     if candle is None:
         raise BotError(
@@ -132,6 +134,8 @@ def _start(bot: Bot) -> str:
         bot = Bot.objects.select_for_update().get(pk=bot.pk)
         if bot.is_running:
             raise BotError(f"{bot} is already running.")
+        if bot.is_archived:  # archived while the start asked the exchange
+            raise BotError(f"{bot} is archived: take it out of the archive to start it.")
         capital = bot.capital
         if not live_mode:
             wallet = ledger.paper_balance(bot.owner, bot.quote_asset, for_update=True)

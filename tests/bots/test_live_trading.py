@@ -1287,3 +1287,35 @@ def test_stop_and_sell_of_coins_below_the_market_minimum_keeps_them_and_says_so(
     assert "below the market's minimum order of 1000000 USDT" in (
         bot.events.get(kind="skipped", message__startswith="Not sold").message
     )
+
+
+# --- Delete (issue 14) --------------------------------------------------------------------------
+
+
+def test_deleting_a_running_live_bot_cancels_its_orders_on_the_exchange_first(
+    bot, fake, start_live
+):
+    start_live(bot)
+    assert resting(fake)
+
+    services.delete_bot(bot)
+
+    assert resting(fake) == set()
+    assert not Bot.objects.filter(pk=bot.pk).exists()
+    assert not Order.objects.filter(bot_id=bot.pk).exists()
+
+
+def test_a_live_bot_whose_stop_is_unfinished_is_not_deleted(bot, fake, start_live):
+    start_live(bot)
+    fake.fail_next("/order", 503, method="DELETE")  # the exchange stumbles on a cancel
+
+    with pytest.raises(BotError, match="was not deleted: .* is stopping"):
+        services.delete_bot(bot)
+
+    bot.refresh_from_db()  # still there, its stop written down and finished by a cycle
+    assert bot.stopping_reason == "deleted by you"
+    cycle.run_cycle(bot.pk)
+    bot.refresh_from_db()
+    assert bot.status == "stopped" and resting(fake) == set()
+    services.delete_bot(bot)
+    assert not Bot.objects.filter(pk=bot.pk).exists()
