@@ -15,7 +15,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from aibo.body_limit import BodySizeLimit  # noqa: E402
 from aibo.routing import websocket_urlpatterns  # noqa: E402
-from aibo.ws import SameOriginValidator  # noqa: E402
+from aibo.ws import SameOriginValidator, TokenAuth  # noqa: E402
 
 # A web process holds long-lived objects (settings, URL resolvers, templates) and pushes a burst
 # of small messages to every socket on each price: left alone, the garbage collector's full
@@ -29,6 +29,8 @@ application = ProtocolTypeRouter(
     {
         # Django reads a whole body before any view can refuse it: the cap comes first.
         "http": BodySizeLimit(django_asgi_app),
-        "websocket": SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        "websocket": SameOriginValidator(
+            AuthMiddlewareStack(TokenAuth(URLRouter(websocket_urlpatterns)))
+        ),
     }
 )

@@ -8,6 +8,11 @@
   (logout, password change, expiry), and it is closed on any message from the client, since
   no consumer reads one (the server caps frames at ``MAX_FRAME_BYTES`` before that).
 
+A script signs its socket in with an API token instead (``accounts.tokens``: ``?token=`` or
+``Authorization: Bearer``; ``TokenAuth``). Such a handshake is judged by its token alone, the
+cookie ignored, so the Origin check does not apply to it; the socket is closed when the token
+stops signing in (expiry, password change).
+
 Slots are leases in the cache (Redis when ``REDIS_URL`` is set, so every process counts the
 same): ``ws-slot:<user>:<i>`` for i < the cap, taken with an atomic ``add`` and a
 ``SLOT_SECONDS`` expiry, renewed by their socket every ``RENEW_SECONDS``, deleted on
@@ -23,6 +28,7 @@ import random
 import uuid
 from importlib import import_module
 from typing import Any
+from urllib.parse import parse_qs
 
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
@@ -37,6 +43,7 @@ from django.db.models.signals import post_save, pre_save
 from django.http.request import is_same_domain, split_domain_port, validate_host
 from django.utils.crypto import constant_time_compare
 
+from accounts import tokens
 from aibo import push
 
 logger = logging.getLogger(__name__)
@@ -129,10 +136,45 @@ class SameOriginValidator:
         self.application = application
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "websocket" and not origin_allowed(scope):
+        if scope["type"] == "websocket" and not bearer_token(scope) and not origin_allowed(scope):
             await WebsocketDenier()(scope, receive, send)
             return
         await self.application(scope, receive, send)
+
+
+def bearer_token(scope: dict[str, Any]) -> str | None:
+    """The API token a handshake carries (``Authorization: Bearer`` or ``?token=``), if any."""
+    for name, value in scope.get("headers", []):
+        if name == b"authorization":
+            kind, _, token = value.decode("latin1").partition(" ")
+            if kind.lower() == "bearer" and token.strip():
+                return token.strip()
+    query = parse_qs(scope.get("query_string", b"").decode("latin1"))
+    token = (query.get("token") or [""])[0].strip()
+    return token or None
+
+
+class TokenAuth:
+    """Inside the session's auth: a handshake with a token is signed in by the token alone
+    (``scope["user"]`` its user, or anonymous when it does not sign in; the session unused)."""
+
+    def __init__(self, application: Any) -> None:
+        self.application = application
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        token = bearer_token(scope) if scope["type"] == "websocket" else None
+        if token is not None:
+            from django.contrib.auth.models import AnonymousUser
+
+            user = await database_sync_to_async(tokens.user_of)(token)
+            scope = dict(scope, user=user or AnonymousUser(), session=None, api_token=token)
+        await self.application(scope, receive, send)
+
+
+@database_sync_to_async
+def token_signs_in(token: str, user_pk: Any) -> bool:
+    user = tokens.user_of(token)
+    return user is not None and user.pk == user_pk
 
 
 # --- slots ---------------------------------------------------------------------------------------
@@ -191,6 +233,7 @@ class UserSocket(AsyncWebsocketConsumer):
 
     owner_pk: Any = None
     session_key: str | None = None
+    api_token: str | None = None
     auth_hash: str = ""
     slot: str | None = None
     accepted = False
@@ -200,12 +243,17 @@ class UserSocket(AsyncWebsocketConsumer):
     async def websocket_connect(self, message: dict[str, Any]) -> None:
         user = self.scope.get("user")
         session = self.scope.get("session")
-        if user is None or not user.is_authenticated or session is None or not session.session_key:
+        self.api_token = self.scope.get("api_token")
+        if user is None or not user.is_authenticated:
             await self.close()
             return
+        if self.api_token is None:
+            if session is None or not session.session_key:
+                await self.close()
+                return
+            self.session_key = session.session_key
+            self.auth_hash = await database_sync_to_async(session.get)(HASH_SESSION_KEY) or ""
         self.owner_pk = user.pk
-        self.session_key = session.session_key
-        self.auth_hash = await database_sync_to_async(session.get)(HASH_SESSION_KEY) or ""
         self.token = uuid.uuid4().hex
         cap = settings.WS_MAX_CONNECTIONS_PER_USER
         if cap > 0:
@@ -255,7 +303,12 @@ class UserSocket(AsyncWebsocketConsumer):
 
     async def user_password_changed(self, event: dict[str, Any]) -> None:
         # Sessions signed in before the change carry the old hash (the changing one included:
-        # its key is cycled); one signed in since carries the new hash and stays.
+        # its key is cycled); one signed in since carries the new hash and stays. A token
+        # issued before the change no longer signs in.
+        if self.api_token is not None:
+            if not await token_signs_in(self.api_token, self.owner_pk):
+                await self.close(CLOSE_SESSION_ENDED, "token ended")
+            return
         if not constant_time_compare(self.auth_hash, event["auth_hash"]):
             await self.close(CLOSE_SESSION_ENDED, "session ended")
 
@@ -265,7 +318,11 @@ class UserSocket(AsyncWebsocketConsumer):
         while not self.closed:
             await asyncio.sleep(RENEW_SECONDS * random.uniform(0.75, 1.0))  # spread the sockets
             try:
-                if not await session_signs_in(self.session_key or "", self.owner_pk):
+                if self.api_token is not None:
+                    signed_in = await token_signs_in(self.api_token, self.owner_pk)
+                else:
+                    signed_in = await session_signs_in(self.session_key or "", self.owner_pk)
+                if not signed_in:
                     await self.close(CLOSE_SESSION_ENDED, "session ended")
                     return
                 if self.slot is not None:

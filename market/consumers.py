@@ -15,14 +15,18 @@ import logging
 import re
 import weakref
 
+from channels.db import database_sync_to_async
 from channels.layers import BaseChannelLayer
 
 from aibo.ws import UserSocket
-from market.push import market_group
+from market import pairs, services
+from market.precision import plain
+from market.push import market_group, price_update_json
 
 logger = logging.getLogger(__name__)
 
 _SYMBOL = re.compile(r"^[A-Za-z0-9]{2,30}$")
+EXCHANGE = "binance"  # the exchange the API's pairs are of
 
 
 class PriceHub:
@@ -74,9 +78,8 @@ class PriceHub:
                 event = await layer.receive(channel)
                 if event.get("type") != "market.price":
                     continue
-                text = event["json"]
                 for socket in list(self.sockets.get(group, ())):
-                    socket.deliver(text)
+                    socket.deliver(event[socket.json_key])
         except asyncio.CancelledError:
             pass
         except Exception:
@@ -87,6 +90,8 @@ class PriceHub:
 
 class PriceConsumer(UserSocket):
     """Signed-in users only (``UserSocket`` refuses anonymous sockets before ``connect``)."""
+
+    json_key = "json"  # which of the event's serialised forms this socket sends
 
     async def connect(self) -> None:
         symbol = self.scope["url_route"]["kwargs"]["symbol"]
@@ -121,3 +126,32 @@ class PriceConsumer(UserSocket):
             pass
         finally:
             self.sending = None
+
+
+class PriceUpdateConsumer(PriceConsumer):
+    """``/ws/market/{symbol}`` of the published API: ``{type: "price_update", data: {symbol,
+    price, timestamp}}``, the pair's latest price at once on connect, then every tick. The
+    symbol is written ``BTCUSDT`` or ``BTC-USDT``; a pair the exchange does not list closes."""
+
+    json_key = "api_json"
+
+    async def connect(self) -> None:
+        symbol = await database_sync_to_async(_pair)(self.scope["url_route"]["kwargs"]["symbol"])
+        if symbol is None:
+            await self.close()
+            return
+        self.scope["url_route"]["kwargs"]["symbol"] = symbol.replace("/", "")
+        await super().connect()
+        if not self.accepted:
+            return
+        now = await database_sync_to_async(services.price_now)(EXCHANGE, symbol)
+        if now is not None:
+            at_ms = int(now.at.timestamp() * 1000)
+            self.deliver(price_update_json(symbol, plain(now.price), at_ms))
+
+
+def _pair(text: str) -> str | None:
+    """``BTCUSDT`` / ``BTC-USDT`` → ``BTC/USDT`` when the exchange lists it, else None."""
+    listed = pairs.exchange_pairs(EXCHANGE)
+    symbol = pairs.normalise(text[:30], listed)
+    return symbol if symbol in listed else None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -53,9 +53,18 @@ def price_event(
             "time_ms": _ms(candle.get("time_ms", candle.get("open_time", at))),
             **{k: str(candle[k]) for k in ("open", "high", "low", "close") if k in candle},
         }
-    # The JSON every price socket sends, serialised once here instead of once per socket.
+    # The JSON every price socket sends, serialised once here instead of once per socket: the
+    # pages' (``json``) and the published API's (``api_json``, ``/ws/market/{symbol}``).
     event["json"] = json.dumps({"type": "price", **{k: event[k] for k in PRICE_KEYS}})
+    event["api_json"] = price_update_json(symbol, event["price"], event["time_ms"])
     return event
+
+
+def price_update_json(symbol: str, price: str, time_ms: int) -> str:
+    """The API's ``price_update`` message: the price as an exact string, the time ISO 8601 UTC."""
+    at = datetime.fromtimestamp(time_ms / 1000, UTC).isoformat(timespec="milliseconds")
+    data = {"symbol": symbol, "price": price, "timestamp": at.replace("+00:00", "Z")}
+    return json.dumps({"type": "price_update", "data": data})
 
 
 def publish_price(
