@@ -168,6 +168,8 @@ def archive_bot(bot: Bot, archived: bool = True) -> None:
         row = Bot.objects.select_for_update().get(pk=bot.pk)
         if archived and (row.is_running or row.stopping_reason):
             raise BotError(f"Stop {row} before archiving it.")
+        if archived and row.mode == Bot.Mode.LIVE and starting.start_pending(row):
+            raise BotError(f"{row} is starting on {row.exchange}: stop it before archiving it.")
         if archived != row.is_archived:
             row.archived_at = timezone.now() if archived else None
             row.save(update_fields=["archived_at", "updated_at"])

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal, localcontext
 from typing import Any
 
 from django.conf import settings
@@ -43,7 +43,7 @@ from bots.errors import BotError, LiveError
 from bots.gateways.base import ExchangeFill
 from bots.grid import order_ids
 from bots.grid.engine import GridEngine, MarketTrade, Side
-from bots.grid.params import GridConfig, InvalidGrid
+from bots.grid.params import EXACT, GridConfig, InvalidGrid
 from bots.locks import bot_lock
 from bots.models import (
     Bot,
@@ -52,6 +52,7 @@ from bots.models import (
     ExchangeFillRecord,
     LiveGateWaiver,
     Order,
+    PaperBalance,
     Trade,
 )
 from market import services as market_services
@@ -100,7 +101,7 @@ def finish_unfinished() -> list[tuple[int, str]]:
 def _start(bot: Bot) -> str:
     if bot.is_running:
         raise BotError(f"{bot} is already running.")
-    if bot.is_archived:
+    if bot.is_archived and not (bot.mode == Bot.Mode.LIVE and start_pending(bot)):
         raise BotError(f"{bot} is archived: take it out of the archive to start it.")
     candle = market_services.last_candle(bot.exchange, bot.symbol)
     if candle is None:
@@ -134,28 +135,35 @@ def _start(bot: Bot) -> str:
         bot = Bot.objects.select_for_update().get(pk=bot.pk)
         if bot.is_running:
             raise BotError(f"{bot} is already running.")
-        if bot.is_archived:  # archived while the start asked the exchange
+        if bot.is_archived and not live_mode:  # a live start's buy went out: it finishes
             raise BotError(f"{bot} is archived: take it out of the archive to start it.")
         capital = bot.capital
+        used = ZERO
         if not live_mode:
+            used = use_wallet_coins(bot, engine, p0)
             wallet = ledger.paper_balance(bot.owner, bot.quote_asset, for_update=True)
-            if wallet.free < capital:
+            pay = capital - used * p0  # the coins used count at the price now
+            if wallet.free < pay:
                 raise BotError(
                     f"Your paper balance is {wallet.free:,.2f} {bot.quote_asset}; this grid "
-                    f"needs {capital:,.2f} {bot.quote_asset}. Lower the capital or stop "
-                    "another bot."
+                    f"needs {pay:,.2f} {bot.quote_asset}"
+                    + (f" beside the {used} {bot.base_asset} it uses" if used else "")
+                    + ". Lower the capital or stop another bot."
                 )
-            wallet.free -= capital
+            wallet.free -= pay
             wallet.locked += capital
             wallet.save(update_fields=["free", "locked"])
+        continue_statistics(bot, engine)
 
         bot.generation += 1
         bot.order_key = ledger.run_key(bot, bot.generation)
         bot.status, bot.status_reason = Bot.Status.RUNNING, ""
         bot.start_price, bot.cursor, bot.last_price = p0, at, p0
-        bot.peak_equity, bot.max_drawdown = capital, Decimal(0)
+        # The run's drawdown is marked from its capital; the worst of all runs is kept.
+        bot.peak_equity = capital
         bot.day, bot.day_open_equity = at.date(), capital
-        bot.started_at, bot.stopped_at, bot.market_started_at = timezone.now(), None, at
+        bot.started_at, bot.stopped_at = timezone.now(), None
+        bot.market_started_at = bot.market_started_at or at  # statistics run from the first
         bot.chain_token = uuid.uuid4().hex
         if live_mode:  # the account's earlier trades are not this grid's: start from now
             now_ms = int(timezone.now().timestamp() * 1000)
@@ -184,6 +192,12 @@ def _start(bot: Bot) -> str:
                 f"{cfg.upper}: {n_buys} buys below and {len(engine.slots) - n_buys} sells "
                 f"above, {engine.q} {bot.base_asset} each"
                 + (
+                    f"; used {used} {bot.base_asset} from your paper wallet (counted at {p0}, "
+                    "no fee)"
+                    if used
+                    else ""
+                )
+                + (
                     f"; bought {engine.start_buy.amount} {bot.base_asset} at {p0} for the sells"
                     if engine.start_buy
                     else ""
@@ -200,6 +214,59 @@ def _start(bot: Bot) -> str:
                                       "equity": bot.last_equity},
         )  # fmt: skip
     return bot.chain_token
+
+
+def use_wallet_coins(bot: Bot, engine: GridEngine, p0: Decimal) -> Decimal:
+    """A paper start uses the coins of its base already in the paper wallet (those an earlier
+    stop kept, say) before it buys: they move into the grid at the price now, with no fee, and
+    only the rest is bought at market (at least the market's minimum order, when a buy is left
+    at all). Changes the engine's start buy, quote and fees and the base wallet (in the start's
+    transaction); returns the coins used."""
+    buy = engine.start_buy
+    if buy is None:
+        return ZERO
+    wallet = (
+        PaperBalance.objects.select_for_update()
+        .filter(owner_id=bot.owner_id, asset=bot.base_asset, free__gt=0)
+        .first()
+    )
+    if wallet is None:
+        return ZERO
+    grid = engine.config
+    used = min(floor_amount(wallet.free, grid.step), buy.amount)
+    rest = buy.amount - used
+    if rest > ZERO and rest * p0 < grid.min_notional:  # the market would refuse so small a buy
+        least = (grid.min_notional / (p0 * grid.step)).to_integral_value(ROUND_CEILING)
+        rest = min(least * grid.step, buy.amount)
+        used = buy.amount - rest
+    if used <= 0:
+        return ZERO
+    with localcontext(EXACT):
+        fee = grid.fee * p0 * rest
+        engine.quote = grid.capital - p0 * buy.amount - fee
+    engine.fees_paid = fee
+    engine.start_buy = MarketTrade(Side.BUY, p0, rest, fee) if rest else None
+    wallet.free -= used
+    wallet.save(update_fields=["free"])
+    return used
+
+
+def continue_statistics(bot: Bot, engine: GridEngine) -> None:
+    """A new run (a restart, a new grid) goes on with the bot's statistics instead of starting
+    them again: the round trips, wins, grid profit, fills and fees of its earlier runs carry
+    into the new engine, and what the last run made or lost (its equity at its last mark less
+    its capital) is added to ``Bot.profit_before`` (not saved)."""
+    if not bot.engine_state:
+        return
+    old = bot.engine()
+    mark = old.stop_mark if old.is_stopped else (bot.last_price or old.start_price)
+    with localcontext(EXACT):
+        bot.profit_before += old.equity(canonical(mark)) - old.config.capital
+        engine.grid_profit += old.grid_profit
+        engine.fees_paid += old.fees_paid
+    engine.fills += old.fills
+    engine.total_trades += old.total_trades
+    engine.wins += old.wins
 
 
 # --- a live start on the exchange ---------------------------------------------------------------

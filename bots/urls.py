@@ -17,6 +17,13 @@ urlpatterns = [
     path("bots/<int:pk>/start/", views.bot_start, name="start"),
     path("bots/<int:pk>/stop/", views.bot_stop, name="stop"),
     path("bots/<int:pk>/candles.json", views.bot_candles, name="candles"),
+    path(
+        "bots/<int:pk>/round-trips.csv",
+        views.bot_export,
+        {"what": "round-trips"},
+        name="round_trips_csv",
+    ),
+    path("bots/<int:pk>/trades.csv", views.bot_export, {"what": "trades"}, name="fills_csv"),
     path("backtests/new/", form_views.backtest_new, name="backtest_new"),
     path("backtests/<int:pk>/", views.backtest_detail, name="backtest"),
     path("backtests/<int:pk>/data.json", views.backtest_data, name="backtest_data"),
