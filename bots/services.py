@@ -16,7 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from bots import config as schema
-from bots import ledger, live_trading, starting
+from bots import ledger, live_trading, regrid, starting
 from bots.errors import BotError, LiveError
 from bots.locks import bot_lock
 from bots.models import Bot
@@ -135,6 +135,16 @@ def stop_bot(
             ) from None
         return
     ledger.halt(bot, reason=reason, status=status, sell=sell)
+
+
+def regrid_bot(bot: Bot, config: dict[str, Any]) -> list[str]:
+    """Lay a new grid on a running paper bot without stopping it (``bots.regrid``): the old
+    grid's orders are cancelled, its history and statistics kept, the coins it holds carried
+    over (only the difference bought or sold at market, with fees, booked), and the new grid
+    placed, all in one transaction (a failure leaves the old grid running). Keys ``config``
+    does not set (absent, None or '') keep the old config's values. Returns what was kept or
+    changed, in words (also written as events). A live bot is refused: stop it first."""
+    return regrid.regrid(bot, config)
 
 
 def delete_bot(bot: Bot, *, sell: bool = False) -> None:
