@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.contrib.auth import forms as auth_forms
 from django.contrib.auth.forms import (
     AuthenticationForm,
     BaseUserCreationForm,
@@ -12,10 +13,25 @@ from django.contrib.auth.forms import (
 from accounts import throttle, two_factor
 from accounts.models import ExchangeCredential, User
 
+PASSWORD_MISMATCH = "The two passwords do not match: type the same password in both boxes."
 
-class RegistrationForm(BaseUserCreationForm):
+
+class NewPasswordErrorsUnderTheirBox:
+    """Each error under the box it is about. Django checks a new password as typed in the
+    confirmation box and shows what is wrong with it ("too short", "too common") there; here
+    the password box itself is checked, so the confirmation only ever says "do not match"."""
+
+    def validate_password_for_user(self, user: Any, password_field_name: str = "password2") -> None:
+        # password2 → password1, new_password2 → new_password1
+        password_box = password_field_name.removesuffix("2") + "1"
+        super().validate_password_for_user(user, password_box)  # type: ignore[misc]
+
+
+class RegistrationForm(NewPasswordErrorsUnderTheirBox, BaseUserCreationForm):
     """An email address and a password. Whether the address is taken is not a form error: the
     page must answer the same for a taken address and a new one (the view decides)."""
+
+    error_messages = {**BaseUserCreationForm.error_messages, "password_mismatch": PASSWORD_MISMATCH}
 
     class Meta:
         model = User
@@ -26,6 +42,22 @@ class RegistrationForm(BaseUserCreationForm):
 
     def validate_unique(self) -> None:
         pass
+
+
+class PasswordChangeForm(NewPasswordErrorsUnderTheirBox, auth_forms.PasswordChangeForm):
+    error_messages = {
+        **auth_forms.PasswordChangeForm.error_messages,
+        "password_mismatch": PASSWORD_MISMATCH,
+    }
+
+
+class SetPasswordForm(NewPasswordErrorsUnderTheirBox, auth_forms.SetPasswordForm):
+    """The new password chosen through a reset link."""
+
+    error_messages = {
+        **auth_forms.SetPasswordForm.error_messages,
+        "password_mismatch": PASSWORD_MISMATCH,
+    }
 
 
 class ThrottledPasswordResetForm(PasswordResetForm):

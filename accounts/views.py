@@ -48,7 +48,9 @@ from accounts.crypto import UndecryptableSecret
 from accounts.forms import (
     CredentialForm,
     EmailLoginForm,
+    PasswordChangeForm,
     RegistrationForm,
+    SetPasswordForm,
     ThrottledPasswordResetForm,
 )
 from accounts.http import AuthedRequest
@@ -259,6 +261,7 @@ class LogoutView(auth_views.LogoutView):
 
 class PasswordChangeView(auth_views.PasswordChangeView):
     template_name = "accounts/password_change.html"
+    form_class = PasswordChangeForm
     success_url = reverse_lazy("bots:dashboard")
 
     def form_valid(self, form: Any) -> HttpResponse:
@@ -299,6 +302,7 @@ class PasswordResetDoneView(auth_views.PasswordResetDoneView):
 
 class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
     template_name = "accounts/password_reset_confirm.html"
+    form_class = SetPasswordForm
     success_url = reverse_lazy("accounts:password_reset_complete")
 
     def form_valid(self, form: Any) -> HttpResponse:

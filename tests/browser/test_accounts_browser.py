@@ -75,3 +75,25 @@ def test_exchange_keys_are_checked_masked_and_offered_for_live_bots(
         form = page.locator("#bot-form")
         form.get_by_label("Mode").select_option("live")
         assert form.get_by_label("Exchange keys").locator("option", has_text="••••LmN4").count()
+
+
+def test_password_errors_appear_under_the_box_they_are_about(page, live_url):
+    page.goto(f"{live_url}/accounts/register/")
+    page.get_by_label("Email address").fill("boxes@example.com")
+    password = page.get_by_label("Password", exact=True)
+    confirmation = page.get_by_label("Password confirmation")
+    password.fill("Zq7!x")
+    confirmation.fill("Zq7!y")
+    page.get_by_role("button", name="Register").click()
+
+    too_short = page.get_by_text("This password is too short")
+    mismatch = page.get_by_text("The two passwords do not match")
+    too_short.wait_for()
+    # "Too short" between the password box and the confirmation's label; "do not match"
+    # below the confirmation box, and each said once.
+    assert too_short.count() == 1 and mismatch.count() == 1
+    below_password = password.bounding_box()
+    assert below_password["y"] < too_short.bounding_box()["y"]
+    assert too_short.bounding_box()["y"] < confirmation.bounding_box()["y"]
+    assert confirmation.bounding_box()["y"] < mismatch.bounding_box()["y"]
+    screenshot(page, "register-password-errors")
