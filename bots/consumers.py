@@ -224,7 +224,11 @@ class DashboardConsumer(_LiveConsumer):
 
 @database_sync_to_async
 def _render_cards(owner_id: int, bot_ids: list[int]) -> str:
-    return pages.render_cards(owner_id, bot_ids) + pages.render_paper_balance(owner_id)
+    return (
+        pages.render_cards(owner_id, bot_ids)
+        + pages.render_totals(owner_id)
+        + pages.render_paper_balance(owner_id)
+    )
 
 
 class BotApiConsumer(_LiveConsumer):

@@ -15,6 +15,7 @@ import dataclasses
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -101,7 +102,57 @@ def replayed() -> bool:
     return market_services.feed_status(look_in_db=False).replayed
 
 
+def clock(replay: bool) -> str:
+    """The one clock of the desk's times, in words: market time, which is the candles' time
+    when prices are replayed (round trips, fills and starts happen at the candle's time)."""
+    return "replay market time, UTC" if replay else "UTC"
+
+
 # --- statistics ---------------------------------------------------------------------------------
+
+
+# Below a day of running, an annual rate is a projection of noise (two hours at -0.04 % read as
+# -324 % a year): the return itself is shown instead.
+APR_FROM = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class Performance:
+    """A bot's return on its capital over its run (market time), and the APR from a day on."""
+
+    return_ratio: Decimal | None
+    apr: Decimal | None
+    running_for: timedelta | None
+
+    @property
+    def running_label(self) -> str:
+        """How long the figures cover, in words: ``3 h 20 min``, ``2 d 4 h``."""
+        if self.running_for is None:
+            return ""
+        minutes = int(self.running_for.total_seconds() // 60)
+        days, rest = divmod(minutes, 24 * 60)
+        hours, mins = divmod(rest, 60)
+        if days:
+            return f"{days} d {hours} h"
+        if hours:
+            return f"{hours} h {mins} min"
+        return f"{mins} min"
+
+
+def performance(bot: Bot, total_profit: Decimal | None) -> Performance:
+    """The return on capital; the APR only once the bot ran (in market time) a day or more."""
+    capital = bot.capital
+    ratio = total_profit / capital if total_profit is not None and capital else None
+    running_for = None
+    if bot.market_started_at and bot.cursor and bot.cursor >= bot.market_started_at:
+        running_for = bot.cursor - bot.market_started_at
+    apr = None
+    if ratio is not None and running_for is not None and running_for >= APR_FROM:
+        apr = ratio * Decimal(365 * 86400) / Decimal(running_for.total_seconds())
+    return Performance(ratio, apr, running_for)
+
+
+NO_PERFORMANCE = Performance(None, None, None)
 
 
 @dataclass(frozen=True)
@@ -120,19 +171,34 @@ class BotStatistics:
     apr: Decimal | None
     hodl_profit: Decimal | None
     profit_vs_hodl: Decimal | None
+    # The bot's orders resting now (written or on the book): a stopped bot's are none.
     open_orders: int
     # Base coins held beyond (or short of) the slots' own: fees taken in the coin, and sells
     # cut to the market's step (live bots only).
     dust: Decimal = ZERO
+    return_ratio: Decimal | None = None
+    running_for: timedelta | None = None
+
+    @property
+    def performance(self) -> Performance:
+        return Performance(self.return_ratio, self.apr, self.running_for)
+
+
+def resting_orders(bot: Bot) -> int:
+    """How many of the bot's orders rest now (one count query)."""
+    return bot.orders.filter(status__in=Order.RESTING).count()
 
 
 def bot_statistics(bot: Bot, *, open_orders: int | None = None) -> BotStatistics:
-    """The numbers a user sees for a bot, from its saved state (no extra query by default)."""
+    """The numbers a user sees for a bot, from its saved state (and a count of its resting
+    orders unless ``open_orders`` is given)."""
     capital = bot.capital
+    if open_orders is None:
+        open_orders = resting_orders(bot)
     if not bot.engine_state:
         return BotStatistics(
             None, capital, capital, ZERO, 0, ZERO, ZERO, ZERO, ZERO, ZERO, ZERO, None, None,
-            None, 0,
+            None, open_orders,
         )  # fmt: skip
     engine = bot.engine()
     price = bot.last_price or engine.start_price
@@ -140,12 +206,8 @@ def bot_statistics(bot: Bot, *, open_orders: int | None = None) -> BotStatistics
     equity = engine.equity(mark)
     cost_basis = sum((s.acquired * engine.q for s in engine.slots if s.acquired), ZERO)
     unrealized = engine.base * mark - cost_basis if engine.base else ZERO
-    total_profit = equity - capital
-    apr = None
-    if bot.market_started_at and bot.cursor:
-        elapsed = (bot.cursor - bot.market_started_at).total_seconds()
-        if elapsed >= 3600:
-            apr = total_profit / capital * Decimal(365 * 86400) / Decimal(elapsed)
+    total_profit = bot.total_profit(equity)  # earlier runs' profit included
+    perf = performance(bot, total_profit)
     hodl = capital / engine.start_price * price - capital if engine.start_price else None
     return BotStatistics(
         price=price,
@@ -159,12 +221,40 @@ def bot_statistics(bot: Bot, *, open_orders: int | None = None) -> BotStatistics
         unrealized_pnl=unrealized,
         fees_paid=engine.fees_paid,
         max_drawdown=bot.max_drawdown,
-        apr=apr,
+        apr=perf.apr,
         hodl_profit=hodl,
-        profit_vs_hodl=(total_profit - hodl) if hodl is not None else None,
-        open_orders=open_orders if open_orders is not None else len(engine.desired_orders()),
+        # Holding is compared with this run (from its start price), not with earlier runs.
+        profit_vs_hodl=(equity - capital - hodl) if hodl is not None else None,
+        open_orders=open_orders,
         dust=engine.dust,
+        return_ratio=perf.return_ratio,
+        running_for=perf.running_for,
     )
+
+
+@dataclass(frozen=True)
+class RiskSettings:
+    """The bot's protections as set: None where switched off."""
+
+    stop_loss_pct: Decimal | None
+    stop_loss_price: Decimal | None
+    take_profit: Decimal | None
+    max_daily_loss: Decimal | None
+
+
+def risk_settings(bot: Bot) -> RiskSettings:
+    config = bot.config
+
+    def number(key: str) -> Decimal | None:
+        try:
+            d = Decimal(str(config.get(key) or "0"))
+        except ArithmeticError:
+            return None
+        return d if d.is_finite() and d > 0 else None
+
+    pct, lower = number("stop_loss_pct"), number("lower_bound")
+    stop = lower * (1 - pct / 100) if pct is not None and lower is not None else None
+    return RiskSettings(pct, stop, number("take_profit"), number("max_daily_loss"))
 
 
 # --- dashboard cards -----------------------------------------------------------------------------
@@ -180,15 +270,26 @@ class Card:
     open_orders: int
     spark: str
     spark_up: bool
+    performance: Performance = dataclasses.field(
+        default_factory=lambda: Performance(None, None, None)
+    )
 
     @property
     def quote(self) -> str:
         return self.bot.quote_asset
 
+    @property
+    def lower(self) -> Any:
+        return self.bot.config.get("lower_bound")
+
+    @property
+    def upper(self) -> Any:
+        return self.bot.config.get("upper_bound")
+
 
 def _card_bots(owner_id: int, bot_ids: Iterable[int] | None = None) -> list[Bot]:
     qs = Bot.objects.filter(owner_id=owner_id).annotate(
-        open_orders=Count("orders", filter=Q(orders__status=Order.Status.OPEN))
+        open_orders=Count("orders", filter=Q(orders__status__in=Order.RESTING))
     )
     if bot_ids is not None:
         qs = qs.filter(pk__in=list(bot_ids))
@@ -231,7 +332,7 @@ def dashboard_cards(owner_id: int, bot_ids: Iterable[int] | None = None) -> list
         price = prices.get((bot.exchange, bot.symbol)) or bot.last_price
         total = None
         if bot.last_equity is not None:
-            total = bot.last_equity - bot.capital
+            total = bot.total_profit(bot.last_equity)
         cards.append(
             Card(
                 bot=bot,
@@ -242,13 +343,111 @@ def dashboard_cards(owner_id: int, bot_ids: Iterable[int] | None = None) -> list
                 open_orders=bot.open_orders,  # type: ignore[attr-defined]
                 spark=sparkline(equity),
                 spark_up=len(equity) < 2 or equity[-1] >= equity[0],
+                performance=performance(bot, total),
             )
         )
     return cards
 
 
+@dataclass(frozen=True)
+class Total:
+    """The bots of one quote currency added up: their capital, profit and return."""
+
+    quote: str
+    bots: int
+    capital: Decimal
+    profit: Decimal
+
+    @property
+    def return_ratio(self) -> Decimal | None:
+        return self.profit / self.capital if self.capital else None
+
+
+def totals(cards: Iterable[Card]) -> list[Total]:
+    """One total per quote currency (USDT and USDC are not added together)."""
+    by_quote: dict[str, list[Card]] = defaultdict(list)
+    for card in cards:
+        by_quote[card.quote].append(card)
+    return [
+        Total(
+            quote=quote,
+            bots=len(group),
+            capital=sum((c.bot.capital for c in group), ZERO),
+            profit=sum((c.total_profit or ZERO for c in group), ZERO),
+        )
+        for quote, group in sorted(by_quote.items())
+    ]
+
+
 def paper_balances(owner_id: int) -> list[PaperBalance]:
     return list(PaperBalance.objects.filter(owner_id=owner_id))
+
+
+@dataclass(frozen=True)
+class WalletValue:
+    """The paper wallet in one quote currency at the prices now: its free money, its coins
+    at their price, and what its running bots hold (their capital's value now, not as
+    started). ``unpriced``: coins with no price in that currency (not counted)."""
+
+    quote: str
+    free: Decimal
+    coins: Decimal
+    in_bots: Decimal
+    unpriced: list[str]
+
+    @property
+    def total(self) -> Decimal:
+        return self.free + self.coins + self.in_bots
+
+
+WALLET_QUOTE = "USDT"
+
+
+def wallet_value(
+    owner_id: int,
+    balances: list[PaperBalance],
+    *,
+    bots: list[Bot] | None = None,
+    known: dict[tuple[str, str], Decimal | None] | None = None,
+) -> WalletValue | None:
+    """The paper wallet's value in USDT. ``bots`` (the owner's, when the caller has them) and
+    ``known`` prices spare their look-ups: the dashboard reads neither twice."""
+    if not balances:
+        return None
+    if bots is None:
+        bots = list(
+            Bot.objects.filter(owner_id=owner_id, mode=Bot.Mode.PAPER, status=Bot.Status.RUNNING)
+            .exclude(engine_state__isnull=True)
+            .only("pk", "exchange", "symbol", "engine_state", "last_price", "config", "mode")
+        )
+    running = [
+        b for b in bots if b.mode == Bot.Mode.PAPER and b.is_running and b.engine_state
+    ]  # fmt: skip
+    exchange_of = {b.base_asset: b.exchange for b in running}
+    coins = [b for b in balances if b.asset != WALLET_QUOTE and (b.free or b.locked)]
+    pairs = [(exchange_of.get(b.asset, "binance"), f"{b.asset}/{WALLET_QUOTE}") for b in coins]
+    pairs += [(b.exchange, b.symbol) for b in running]
+    known = known or {}
+    prices = {pair: known[pair] for pair in pairs if pair in known}
+    prices |= prices_for(pair for pair in pairs if pair not in known)
+    free = sum((b.free for b in balances if b.asset == WALLET_QUOTE), ZERO)
+    coin_value, unpriced = ZERO, []
+    for b in coins:
+        p = prices.get((exchange_of.get(b.asset, "binance"), f"{b.asset}/{WALLET_QUOTE}"))
+        if p is None:
+            unpriced.append(b.asset)
+        else:
+            coin_value += (b.free + b.locked) * p
+    in_bots = ZERO
+    for bot in running:
+        if bot.quote_asset != WALLET_QUOTE:
+            unpriced.append(bot.symbol)
+            continue
+        state = bot.engine_state or {}
+        p = prices.get((bot.exchange, bot.symbol)) or bot.last_price or ZERO
+        base = Decimal(state.get("base", "0")) + Decimal(state.get("dust", "0"))
+        in_bots += Decimal(state.get("quote", "0")) + base * p
+    return WalletValue(WALLET_QUOTE, free, coin_value, in_bots, unpriced)
 
 
 def render_cards(owner_id: int, bot_ids: Iterable[int] | None = None) -> str:
@@ -259,9 +458,26 @@ def render_cards(owner_id: int, bot_ids: Iterable[int] | None = None) -> str:
     )
 
 
+def render_totals(owner_id: int) -> str:
+    """The all-bots totals as an out-of-band swap (a push of one card moves them too)."""
+    ctx = {"totals": totals(dashboard_cards(owner_id)), "oob": True}
+    return render_to_string("bots/dashboard.html#totals", ctx)
+
+
+def paper_wallet(owner_id: int, cards: list[Card] | None = None) -> dict[str, Any]:
+    """The paper wallet's balances and their value now (the dashboard's ``paper-balance``);
+    ``cards``: all the owner's, when the caller has them (their bots and prices are used)."""
+    balances = paper_balances(owner_id)
+    extra: dict[str, Any] = {}
+    if cards is not None:
+        extra["bots"] = [c.bot for c in cards]
+        extra["known"] = {(c.bot.exchange, c.bot.symbol): c.price for c in cards}
+    return {"balances": balances, "wallet_value": wallet_value(owner_id, balances, **extra)}
+
+
 def render_paper_balance(owner_id: int) -> str:
     """The paper wallet as an out-of-band swap: starts and stops move money in and out of it."""
-    ctx = {"balances": paper_balances(owner_id), "oob": True}
+    ctx = paper_wallet(owner_id) | {"oob": True}
     return render_to_string("bots/dashboard.html#paper-balance", ctx)
 
 
@@ -342,7 +558,9 @@ def ladder(
 def _engine_and_preview(
     bot: Bot, price: Decimal | None
 ) -> tuple[GridEngine | None, GridPreview | None, str]:
-    if bot.engine_state:
+    """The running grid (its slots and resting orders), or, for a bot not running, the grid a
+    start would place at ``price``: a stopped bot's old slots rest nothing on the book."""
+    if bot.engine_state and bot.is_running:
         return bot.engine(), None, ""
     try:
         grid = schema.grid_config_for(bot.config, exchange=bot.exchange, symbol=bot.symbol)
@@ -363,9 +581,12 @@ def bot_context(bot: Bot, *, trades: Any = 1, parts: Iterable[str] = CHANGES) ->
     """What the bot page's partials need; ``parts`` limits the work to what will be shown."""
     parts = set(parts)
     price = market_services.latest_price(bot.exchange, bot.symbol) or bot.last_price
-    ctx: dict[str, Any] = {"bot": bot, "price": price, "replayed": replayed()}
+    replay = replayed()
+    ctx: dict[str, Any] = {"bot": bot, "price": price, "replayed": replay, "clock": clock(replay)}
     if parts & {"status", "stats"}:
         ctx["stats"] = bot_statistics(bot)
+    if "status" in parts:
+        ctx["risk"] = risk_settings(bot)
     if "status" in parts and bot.mode == Bot.Mode.LIVE and not bot.is_running:
         ctx["going_live"] = starting.going_live_problem(bot)  # paper first, verified keys
     if "orders" in parts:
@@ -381,6 +602,30 @@ def bot_context(bot: Bot, *, trades: Any = 1, parts: Iterable[str] = CHANGES) ->
     if "events" in parts:
         ctx["events"] = events(bot)
     return ctx
+
+
+@dataclass(frozen=True)
+class StopSummary:
+    """What a stop does, for the confirmation that offers to keep the coins or sell them."""
+
+    open_orders: int
+    base: Decimal  # the bot's coins (dust included)
+    price: Decimal | None
+    live: bool
+
+    @property
+    def value(self) -> Decimal | None:
+        """The coins at the price now (a market sale gets about this, less its fee)."""
+        return self.base * self.price if self.price is not None else None
+
+
+def stop_summary(bot: Bot) -> StopSummary:
+    price = market_services.latest_price(bot.exchange, bot.symbol) or bot.last_price
+    base = ZERO
+    if bot.engine_state:
+        engine = bot.engine()
+        base = engine.base + engine.dust
+    return StopSummary(resting_orders(bot), base, price, bot.mode == Bot.Mode.LIVE)
 
 
 _PARTIALS = {
@@ -489,6 +734,8 @@ def api_state(bot: Bot) -> dict[str, Any]:
 def _jsonable(value: Any) -> Any:
     if isinstance(value, Decimal):
         return plain(value)
+    if isinstance(value, timedelta):
+        return int(value.total_seconds())
     if isinstance(value, list | tuple):
         return [_jsonable(v) for v in value]
     return value

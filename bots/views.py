@@ -15,11 +15,11 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.http import AuthedRequest
 from aibo.limits import per_client
-from bots import backtest_runs, pages, services, starting
+from bots import backtest_runs, exports, pages, services, starting
 from bots.errors import BotError
 from bots.models import BacktestRun, Bot
 
@@ -38,9 +38,10 @@ def dashboard(request: AuthedRequest) -> HttpResponse:
 
 
 def _dashboard_context(request: AuthedRequest) -> dict[str, Any]:
-    return {
-        "cards": pages.dashboard_cards(request.user.pk),
-        "balances": pages.paper_balances(request.user.pk),
+    cards = pages.dashboard_cards(request.user.pk)
+    return pages.paper_wallet(request.user.pk, cards) | {
+        "cards": cards,
+        "totals": pages.totals(cards),
         "replayed": pages.replayed(),
         "starting_balance": settings.PAPER_STARTING_BALANCE,
         "without_keys": pages.live_bots_without_keys(request.user.pk),
@@ -78,7 +79,9 @@ def _emergency_response(request: AuthedRequest) -> HttpResponse:
 
 
 def _with_balance(request: AuthedRequest, response: HttpResponse) -> HttpResponse:
-    """Add the paper wallet, out of band: starting and stopping bots moves money."""
+    """Add the paper wallet and the all-bots totals, out of band: starting and stopping bots
+    moves money."""
+    response.write(pages.render_totals(request.user.pk))
     response.write(pages.render_paper_balance(request.user.pk))
     return response
 
@@ -89,9 +92,10 @@ def _with_balance(request: AuthedRequest, response: HttpResponse) -> HttpRespons
 def _after_start_stop(
     request: AuthedRequest, bot: Bot, confirm: starting.ConfirmationNeeded | None = None
 ) -> HttpResponse:
-    """The card on the dashboard, the status card on the bot page, a redirect without htmx;
-    with htmx, the live start's confirmation slot too, out of band: holding the dialog when
-    ``confirm`` asks for the pair, emptied (the dialog gone) otherwise."""
+    """The card on the dashboard (with the paper wallet), every card of the bot page (status,
+    statistics, ladder, round trips, log: a start or a stop changes them all), a redirect
+    without htmx; with htmx, the desk's confirmation slot too, out of band: holding the live
+    start's dialog when ``confirm`` asks for the pair, emptied (a dialog gone) otherwise."""
     if not request.htmx:
         if confirm is None:
             return redirect("bots:detail", pk=bot.pk)
@@ -104,10 +108,18 @@ def _after_start_stop(
             request, render(request, "bots/dashboard.html#bot-card", {"card": card})
         )
     else:
-        ctx = pages.bot_context(bot, parts=("status",))
-        response = render(request, "bots/bot_detail.html#status-card", ctx)
+        response = render_whole_bot(request, bot)
     slot = {"bot": bot, "confirm": confirm, "target": "card" if on_card else "status"}
     response.write(render_to_string("bots/_start_confirm.html", slot | {"oob": True}, request))
+    return response
+
+
+def render_whole_bot(request: AuthedRequest, bot: Bot) -> HttpResponse:
+    """The bot page's status card, and its other cards out of band."""
+    ctx = pages.bot_context(bot)
+    response = render(request, "bots/bot_detail.html#status-card", ctx)
+    for part in ("stats", "ladder", "trades", "events"):
+        response.write(render_to_string(f"bots/bot_detail.html#{part}", ctx | {"oob": True}))
     return response
 
 
@@ -131,15 +143,25 @@ def bot_start(request: AuthedRequest, pk: int) -> HttpResponse:
 
 
 @login_required
-@require_POST
+@require_http_methods(["GET", "POST"])
 def bot_stop(request: AuthedRequest, pk: int) -> HttpResponse:
+    """GET: what stopping does, and Binance's choice: keep the bot's coins or sell them at
+    market (a dialog in the confirmation slot for htmx, a page otherwise). POST: stop it so."""
     bot = own_bot(request, pk)
+    if request.method == "GET":
+        ctx = {"bot": bot, "stopping": pages.stop_summary(bot)}
+        ctx["target"] = "card" if request.GET.get("on") == "card" else "status"
+        if request.htmx:
+            return render(request, "bots/_start_confirm.html", ctx)
+        return render(request, "bots/bot_stop.html", ctx)
+    sell = request.POST.get("sell") == "1"
     try:
-        services.stop_bot(bot, reason="stopped by you")
+        services.stop_bot(bot, reason="stopped by you", sell=sell)
     except BotError as e:
         messages.error(request, str(e))
     else:
-        messages.success(request, f"{bot} stopped.")
+        sold = f" Its {bot.base_asset} was sold at market." if sell else ""
+        messages.success(request, f"{bot} stopped.{sold}")
     bot.refresh_from_db()
     return _after_start_stop(request, bot)
 
@@ -168,6 +190,19 @@ def bot_candles(request: AuthedRequest, pk: int) -> JsonResponse:
     data["candles"] = pages.recent_candles(bot.exchange, bot.symbol)
     data["symbol"] = bot.symbol
     return JsonResponse(data)
+
+
+@login_required
+@require_GET
+def bot_export(request: AuthedRequest, pk: int, what: str) -> HttpResponse:
+    """The bot's trades or round trips as a CSV download (``bots.exports``)."""
+    bot = own_bot(request, pk)
+    header, rows = exports.EXPORTS[what]
+    response = HttpResponse(
+        "".join(exports.csv_lines(header, rows(bot))), content_type="text/csv; charset=utf-8"
+    )
+    response["Content-Disposition"] = f'attachment; filename="{exports.filename(bot, what)}"'
+    return response
 
 
 # --- backtests -----------------------------------------------------------------------------------

@@ -93,6 +93,9 @@ def backtest_run(user: Any) -> BacktestRun:
 
 BOT_URLS = [
     ("get", "bots:detail"),
+    ("get", "bots:stop"),
+    ("get", "bots:round_trips_csv"),
+    ("get", "bots:fills_csv"),
     ("get", "bots:edit"),
     ("post", "bots:edit"),
     ("post", "bots:start"),
@@ -199,7 +202,7 @@ def test_start_on_the_bot_page_returns_the_status_card(client, user, bot):
         reverse("bots:start", args=[bot.pk]), headers=HX | {"HX-Target": f"bot-{bot.pk}-status"}
     )
     assert f'id="bot-{bot.pk}-status"' in response.text
-    assert f'hx-post="/bots/{bot.pk}/stop/"' in response.text
+    assert f'hx-get="/bots/{bot.pk}/stop/?on=status"' in response.text  # Stop asks first
 
 
 def test_start_that_cannot_start_says_why_and_changes_nothing(client, user, bot, monkeypatch):
