@@ -118,7 +118,9 @@ class BotAdmin(admin.ModelAdmin):
     form = BotAdminForm
     list_display = ("__str__", "owner", "symbol", "mode", "status", "grid", "status_reason",
                     "started_at")  # fmt: skip
-    list_filter = ("status", "mode", "exchange", "symbol")
+    list_filter = (
+        "status", "mode", "exchange", "symbol", ("archived_at", admin.EmptyFieldListFilter),
+    )  # fmt: skip
     search_fields = ("name", "symbol", "owner__email")
     list_select_related = ("owner",)
     # Only the name and a stopped bot's config are an operator's to change: moving a bot to
@@ -128,7 +130,7 @@ class BotAdmin(admin.ModelAdmin):
         f.name for f in Bot._meta.concrete_fields if f.name not in {"id", "name", "config"}
     )
     inlines = [OrderInline, TradeInline]
-    actions = ["stop_bots", "emergency_stop_owners"]
+    actions = ["stop_bots", "stop_and_sell_bots", "emergency_stop_owners"]
 
     @admin.display(description="grid")
     def grid(self, bot: Bot) -> str:
@@ -150,15 +152,20 @@ class BotAdmin(admin.ModelAdmin):
         return not running and super().has_delete_permission(request, obj)
 
     @admin.action(description="Stop the selected bots (cancel their resting orders)")
-    def stop_bots(self, request: HttpRequest, queryset: QuerySet[Bot]) -> None:
+    def stop_bots(self, request: HttpRequest, queryset: QuerySet[Bot], sell: bool = False) -> None:
         stopped = 0
         for bot in Bot.objects.filter(pk__in=queryset.values("pk")).running():
             try:
-                services.stop_bot(bot, reason=f"stopped by operator {request.user}")
+                services.stop_bot(bot, reason=f"stopped by operator {request.user}", sell=sell)
                 stopped += 1
             except BotError as e:
                 self.message_user(request, str(e), messages.ERROR)
-        self.message_user(request, f"Stopped {stopped} bot(s).", messages.SUCCESS)
+        sold = " and sold their coins at market" if sell else ""
+        self.message_user(request, f"Stopped {stopped} bot(s){sold}.", messages.SUCCESS)
+
+    @admin.action(description="Stop the selected bots and sell their coins at market")
+    def stop_and_sell_bots(self, request: HttpRequest, queryset: QuerySet[Bot]) -> None:
+        self.stop_bots(request, queryset, sell=True)
 
     @admin.action(description="Emergency stop: every bot of the selected bots' owners")
     def emergency_stop_owners(self, request: HttpRequest, queryset: QuerySet[Bot]) -> None:

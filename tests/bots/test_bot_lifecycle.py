@@ -108,3 +108,18 @@ def test_archiving_twice_keeps_the_first_time(worked_bot):
     services.archive_bot(worked_bot)
 
     assert Bot.objects.get(pk=worked_bot.pk).archived_at == first
+
+
+def test_operators_can_stop_and_sell_and_list_archived_bots_in_the_admin(admin_client, worked_bot):
+    services.start_bot(worked_bot)
+    action = {"action": "stop_and_sell_bots", "_selected_action": [worked_bot.pk]}
+
+    assert admin_client.post("/admin/bots/bot/", action).status_code == 302
+
+    worked_bot.refresh_from_db()
+    assert worked_bot.status == Bot.Status.STOPPED
+    assert worked_bot.orders.filter(kind=Order.Kind.MARKET, side="sell").count() == 1
+    services.archive_bot(worked_bot)
+    archived = admin_client.get("/admin/bots/bot/?archived_at__isempty=0")
+    assert archived.status_code == 200 and str(worked_bot) in archived.text
+    assert str(worked_bot) not in admin_client.get("/admin/bots/bot/?archived_at__isempty=1").text
