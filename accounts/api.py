@@ -20,6 +20,7 @@ from pydantic import Field
 from accounts import throttle, tokens, two_factor
 from accounts.forms import RegistrationForm
 from accounts.models import User
+from aibo.schemas import errors
 
 router = Router(tags=["auth"])
 
@@ -48,7 +49,12 @@ class Refused(HttpError):
         self.retry_after = retry_after
 
 
-@router.post("/register", response={201: TokenOut}, auth=None, summary="Create an account")
+@router.post(
+    "/register",
+    response={201: TokenOut, **errors(400, 409, 422)},
+    auth=None,
+    summary="Create an account",
+)
 def register(request: HttpRequest, payload: Credentials) -> Status[TokenOut]:
     form = RegistrationForm(
         {"email": payload.email, "password1": payload.password, "password2": payload.password}
@@ -73,7 +79,9 @@ def register(request: HttpRequest, payload: Credentials) -> Status[TokenOut]:
     return Status(201, TokenOut(token=tokens.issue(user), user_id=user.pk))
 
 
-@router.post("/login", response=TokenOut, auth=None, summary="Sign in: a token")
+@router.post(
+    "/login", response={200: TokenOut, **errors(400, 422)}, auth=None, summary="Sign in: a token"
+)
 def login(request: HttpRequest, payload: SignIn) -> TokenOut:
     attempt = throttle.LoginAttempt.by_token(request, payload.email)
     if (refusal := attempt.refusal()) is not None:

@@ -20,6 +20,7 @@ from ninja.errors import HttpError
 from pydantic import Field
 
 from accounts.models import ExchangeCredential
+from aibo.schemas import errors
 from bots import pages, services
 from bots.config import KEYS
 from bots.models import Bot, Order, Trade
@@ -166,12 +167,12 @@ def _out(bot: Bot) -> dict[str, Any]:
 # --- the bots --------------------------------------------------------------------------------
 
 
-@router.get("", response=list[BotListed], summary="Your bots")
+@router.get("", response={200: list[BotListed], **errors()}, summary="Your bots")
 def list_bots(request: HttpRequest) -> list[dict[str, Any]]:
     return [_out(b) for b in Bot.objects.owned_by(request.auth).order_by("pk")]
 
 
-@router.post("", response={201: BotOut}, summary="Create a bot (stopped)")
+@router.post("", response={201: BotOut, **errors(400, 422)}, summary="Create a bot (stopped)")
 def create_bot(request: HttpRequest, payload: BotIn) -> Status[dict[str, Any]]:
     try:
         rules = pairs.choose_pair(EXCHANGE, payload.pair)
@@ -196,12 +197,16 @@ def create_bot(request: HttpRequest, payload: BotIn) -> Status[dict[str, Any]]:
     return Status(201, _out(bot))
 
 
-@router.get("/{bot_id}", response=BotDetail, summary="One bot")
+@router.get("/{bot_id}", response={200: BotDetail, **errors(404, 422)}, summary="One bot")
 def get_bot(request: HttpRequest, bot_id: int) -> dict[str, Any]:
     return _out(_own_bot(request, bot_id))
 
 
-@router.put("/{bot_id}", response=Updated, summary="Change a stopped bot's grid")
+@router.put(
+    "/{bot_id}",
+    response={200: Updated, **errors(400, 404, 409, 422)},
+    summary="Change a stopped bot's grid",
+)
 def update_bot(request: HttpRequest, bot_id: int, payload: ConfigUpdate) -> Updated:
     bot = _own_bot(request, bot_id)
     if bot.is_running:
@@ -210,7 +215,11 @@ def update_bot(request: HttpRequest, bot_id: int, payload: ConfigUpdate) -> Upda
     return Updated(id=bot.pk, updated_config=bot.config)
 
 
-@router.post("/{bot_id}/start", response=StatusOut, summary="Start a bot")
+@router.post(
+    "/{bot_id}/start",
+    response={200: StatusOut, **errors(400, 404, 409, 422)},
+    summary="Start a bot",
+)
 def start_bot(request: HttpRequest, bot_id: int, payload: StartIn | None = None) -> StatusOut:
     bot = _own_bot(request, bot_id)
     if bot.is_running:
@@ -219,7 +228,11 @@ def start_bot(request: HttpRequest, bot_id: int, payload: StartIn | None = None)
     return StatusOut(status="started")
 
 
-@router.post("/{bot_id}/stop", response=StatusOut, summary="Stop a bot, cancelling its orders")
+@router.post(
+    "/{bot_id}/stop",
+    response={200: StatusOut, **errors(400, 404, 409, 422)},
+    summary="Stop a bot, cancelling its orders",
+)
 def stop_bot(request: HttpRequest, bot_id: int, payload: StopIn | None = None) -> StatusOut:
     bot = _own_bot(request, bot_id)
     if not bot.is_running:
@@ -228,7 +241,11 @@ def stop_bot(request: HttpRequest, bot_id: int, payload: StopIn | None = None) -
     return StatusOut(status="stopped")
 
 
-@router.delete("/{bot_id}", response=StatusOut, summary="Delete a bot and its history")
+@router.delete(
+    "/{bot_id}",
+    response={200: StatusOut, **errors(404, 409, 422)},
+    summary="Delete a bot and its history",
+)
 def delete_bot(request: HttpRequest, bot_id: int) -> StatusOut:
     """A running bot is stopped first (a live one's orders cancelled on the exchange); then the
     bot, its orders, round trips and events are removed. Export them first if you need them."""
@@ -239,7 +256,11 @@ def delete_bot(request: HttpRequest, bot_id: int) -> StatusOut:
 # --- what a bot holds and did ----------------------------------------------------------------
 
 
-@router.get("/{bot_id}/orders", response=list[OrderOut], summary="A bot's orders, newest first")
+@router.get(
+    "/{bot_id}/orders",
+    response={200: list[OrderOut], **errors(404, 422)},
+    summary="A bot's orders, newest first",
+)
 def orders(request: HttpRequest, bot_id: int, query: Query[OrderFilter]) -> Any:
     bot = _own_bot(request, bot_id)
     rows = Order.objects.filter(bot=bot).order_by("-created_at", "-pk")
@@ -248,7 +269,11 @@ def orders(request: HttpRequest, bot_id: int, query: Query[OrderFilter]) -> Any:
     return rows[:1000]
 
 
-@router.get("/{bot_id}/trades", response=list[TradeOut], summary="A bot's round trips")
+@router.get(
+    "/{bot_id}/trades",
+    response={200: list[TradeOut], **errors(404, 422)},
+    summary="A bot's round trips",
+)
 def trades(request: HttpRequest, bot_id: int, page: Query[Page]) -> list[dict[str, Any]]:
     bot = _own_bot(request, bot_id)
     rows = Trade.objects.filter(bot=bot).order_by("-closed_at", "-pk")
@@ -259,7 +284,11 @@ def trades(request: HttpRequest, bot_id: int, page: Query[Page]) -> list[dict[st
     ]  # fmt: skip
 
 
-@router.get("/{bot_id}/balance", response=BalanceOut, summary="What the bot holds")
+@router.get(
+    "/{bot_id}/balance",
+    response={200: BalanceOut, **errors(404, 422)},
+    summary="What the bot holds",
+)
 def balance(request: HttpRequest, bot_id: int) -> BalanceOut:
     bot = _own_bot(request, bot_id)
     stats = pages.bot_statistics(bot)
@@ -271,7 +300,9 @@ def balance(request: HttpRequest, bot_id: int) -> BalanceOut:
     return BalanceOut(free=stats.equity - locked, locked=locked, total=stats.equity)
 
 
-@router.get("/{bot_id}/stats", response=StatsOut, summary="A bot's statistics")
+@router.get(
+    "/{bot_id}/stats", response={200: StatsOut, **errors(404, 422)}, summary="A bot's statistics"
+)
 def stats(request: HttpRequest, bot_id: int) -> StatsOut:
     s = pages.bot_statistics(_own_bot(request, bot_id))
     return StatsOut(

@@ -17,6 +17,7 @@ from ninja import Query, Router, Schema
 from ninja.errors import HttpError
 from pydantic import Field
 
+from aibo.schemas import errors
 from market import pairs, services
 from market.indicators import market_snapshot
 from market.models import Candle
@@ -69,7 +70,9 @@ def symbol_of(text: str) -> str:
     return symbol
 
 
-@router.get("/price/{symbol}", response=PriceOut, summary="A pair's latest price")
+@router.get(
+    "/price/{symbol}", response={200: PriceOut, **errors(404)}, summary="A pair's latest price"
+)
 def price(request: HttpRequest, symbol: str) -> PriceOut:
     pair = symbol_of(symbol)
     now = services.price_now(EXCHANGE, pair)
@@ -78,7 +81,11 @@ def price(request: HttpRequest, symbol: str) -> PriceOut:
     return PriceOut(symbol=pair, price=now.price, timestamp=now.at.astimezone(UTC))
 
 
-@router.get("/indicators/{symbol}", response=IndicatorsOut, summary="A pair's indicators")
+@router.get(
+    "/indicators/{symbol}",
+    response={200: IndicatorsOut, **errors(404)},
+    summary="A pair's indicators",
+)
 def indicators(request: HttpRequest, symbol: str) -> IndicatorsOut:
     pair = symbol_of(symbol)
     try:
@@ -94,7 +101,11 @@ def indicators(request: HttpRequest, symbol: str) -> IndicatorsOut:
     )
 
 
-@router.get("/history/{symbol}", response=list[CandleOut], summary="A pair's candles")
+@router.get(
+    "/history/{symbol}",
+    response={200: list[CandleOut], **errors(404, 422)},
+    summary="A pair's candles",
+)
 def history(request: HttpRequest, symbol: str, query: Query[HistoryQuery]) -> list[CandleOut]:
     """The last ``limit`` candles of ``interval``, oldest first, up to the last stored minute
     (the last one may still be forming)."""
