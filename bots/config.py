@@ -9,15 +9,17 @@ config key to change: the grid's own ``InvalidGrid`` is translated here, once, f
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any, Protocol
 
 from django.conf import settings
 
 from bots.errors import ConfigError
 from bots.grid.params import GridConfig, InvalidGrid
+from bots.grid.preview import min_capital
+from bots.templatetags.money import format_money, format_price
 from market import services as market_services
-from market.precision import canonical, plain
+from market.precision import canonical, plain, round_price
 
 # The keys of a stored config, in the order forms show them.
 KEYS = (
@@ -63,6 +65,31 @@ class MarketFilters(Protocol):
     fee: Decimal
     min_price: Decimal  # 0: the market states none (the tick is the floor then)
     max_price: Decimal  # 0: the market states none (MAX_PRICE is the ceiling then)
+
+
+def level_limits() -> tuple[int, int]:
+    """The fewest and most price lines a grid may have (settings ``GRID_MIN_LEVELS`` and
+    ``GRID_MAX_LEVELS``): every form says these and every check uses them."""
+    return settings.GRID_MIN_LEVELS, settings.GRID_MAX_LEVELS
+
+
+# --- numbers in messages: as the pages show them ---------------------------------------------
+
+
+def price_text(price: Decimal, tick: Decimal) -> str:
+    """A price to the market's tick, with separators: 108584.160000000000 → ``108,584.16``."""
+    return format_price(round_price(canonical(price), canonical(tick)))
+
+
+def money_text(value: Decimal, unit: str = "", *, at_least: bool = False) -> str:
+    """A quote amount in cents, or every digit it has when cents would change it;
+    ``at_least``: rounded up to the cent (a minimum shown must be enough)."""
+    value = canonical(value)
+    cents = value.quantize(Decimal("0.01"), rounding=ROUND_CEILING if at_least else ROUND_HALF_UP)
+    if at_least or cents == value:
+        return format_money(cents, unit)
+    text = f"{value:,f}"
+    return f"{text} {unit}" if unit else text
 
 
 def normalise(config: dict[str, Any]) -> dict[str, str]:
@@ -122,12 +149,12 @@ def _decimal(config: dict[str, Any], key: str, default: str | None = None) -> De
 
 
 def check_capital(capital: Decimal, quote: str = "") -> Decimal:
-    """The design's bound: above 0 and at most ``MAX_CAPITAL``."""
+    """The design's bound: above 0 and at most ``MAX_CAPITAL`` (one message for 0 and -50)."""
+    unit = f" {quote}" if quote else ""
     if capital <= 0:
-        raise ConfigError("the capital must be above 0", field="capital")
+        raise ConfigError(f"capital must be more than 0{unit}", field="capital")
     if capital > MAX_CAPITAL:
-        unit = f" {quote}" if quote else ""
-        raise ConfigError(f"the capital can be at most {MAX_CAPITAL:,}{unit}", field="capital")
+        raise ConfigError(f"capital can be at most {MAX_CAPITAL:,}{unit}", field="capital")
     return capital
 
 
@@ -137,15 +164,33 @@ def capital_floor(filters: MarketFilters, levels: int) -> Decimal:
     return canonical(filters.min_notional) * (levels - 1)
 
 
-def _check_price(price: Decimal, key: str, filters: MarketFilters) -> None:
+PRICE_WORDS = {
+    "lower_bound": "lower price",
+    "upper_bound": "upper price",
+    "take_profit": "take-profit",
+}
+
+
+def check_price(price: Decimal, key: str, filters: MarketFilters) -> Decimal:
+    """A price the market accepts: from its tick (or stated minimum) to its stated maximum.
+    The bounds are written as a person types them (to the tick, no separators)."""
     tick = canonical(filters.tick)
     low = max(canonical(filters.min_price or Decimal(0)), tick)
     high = canonical(filters.max_price or Decimal(0)) or MAX_PRICE
-    what = {"lower_bound": "lower price", "upper_bound": "upper price"}.get(key, "take-profit")
+    what = PRICE_WORDS.get(key, "price")
+    if price <= 0:
+        raise ConfigError(f"the {what} must be more than 0", field=key)
     if price < low:
-        raise ConfigError(f"the {what} must be at least {plain(low)} on this market", field=key)
+        raise ConfigError(f"the {what} must be at least {_typed(low, tick)}", field=key)
     if price > high:
-        raise ConfigError(f"the {what} can be at most {plain(high)} on this market", field=key)
+        raise ConfigError(
+            f"the {what} can be at most {_typed(high, tick)} on this market", field=key
+        )
+    return price
+
+
+def _typed(price: Decimal, tick: Decimal) -> str:
+    return plain(round_price(price, tick).quantize(tick))
 
 
 def grid_config(
@@ -158,7 +203,7 @@ def grid_config(
 ) -> GridConfig:
     """The engine's GridConfig for a config on a market with these filters.
 
-    Every number is bounded first (see ``MAX_CAPITAL`` and ``_check_price``), so a config that
+    Every number is bounded first (see ``MAX_CAPITAL`` and ``check_price``), so a config that
     passes here fits every column, template and computation it meets later."""
     base, quote = symbol.split("/")
     capital = check_capital(_decimal(config, "capital"), quote)
@@ -183,7 +228,7 @@ def grid_config(
     if take_profit not in (None, ""):
         prices["take_profit"] = _decimal(config, "take_profit")
     for key, price in prices.items():
-        _check_price(price, key, filters)
+        check_price(price, key, filters)
     try:
         return GridConfig(
             lower=prices["lower_bound"],
@@ -197,8 +242,8 @@ def grid_config(
             min_notional=canonical(filters.min_notional),
             stop_loss_pct=_decimal(config, "stop_loss_pct", "0"),
             take_profit=prices.get("take_profit"),
-            min_levels=settings.GRID_MIN_LEVELS if min_levels is None else min_levels,
-            max_levels=settings.GRID_MAX_LEVELS if max_levels is None else max_levels,
+            min_levels=level_limits()[0] if min_levels is None else min_levels,
+            max_levels=level_limits()[1] if max_levels is None else max_levels,
             base_asset=base,
             quote_asset=quote,
         )
@@ -211,13 +256,39 @@ def grid_config_for(config: dict[str, Any], *, exchange: str, symbol: str) -> Gr
     return grid_config(config, symbol=symbol, filters=rules_for(exchange, symbol))
 
 
-def validate(config: dict[str, Any], *, exchange: str, symbol: str) -> GridConfig:
-    """``grid_config_for``, plus the capital check at the current price when there is one."""
-    grid = grid_config_for(config, exchange=exchange, symbol=symbol)
-    candle = market_services.last_candle(exchange, symbol)
-    if candle is not None:
-        try:
-            grid.order_amount(candle[1])  # says how much capital it needs
-        except InvalidGrid as e:
+def reference_price(exchange: str, symbol: str) -> Decimal | None:
+    """The price a new grid is judged at (it starts there): the feed's latest, else the close
+    of the newest stored candle; None when the market has neither."""
+    price = market_services.latest_price(exchange, symbol)
+    if price is None:
+        candle = market_services.last_candle(exchange, symbol)
+        price = candle[1] if candle else None
+    return canonical(price) if price is not None else None
+
+
+def check_funding(grid: GridConfig, price: Decimal) -> None:
+    """Enough capital for every order of the grid, started at ``price``, to reach the market's
+    minimum order; the ConfigError on the capital names the least that is enough."""
+    try:
+        grid.order_amount(price)
+    except InvalidGrid as e:
+        if e.field != "capital":
             raise config_error(e) from None
+        quote = grid.quote_asset
+        need = money_text(min_capital(grid, price), quote, at_least=True)
+        minimum = money_text(grid.min_notional, quote)
+        raise ConfigError(
+            f"capital must be at least {need} for this grid: each of its {grid.levels - 1} "
+            f"orders must be worth the exchange's minimum of {minimum}; add capital or use "
+            "fewer price lines",
+            field="capital",
+        ) from None
+
+
+def validate(config: dict[str, Any], *, exchange: str, symbol: str) -> GridConfig:
+    """``grid_config_for``, plus the capital check at the price now when there is one."""
+    grid = grid_config_for(config, exchange=exchange, symbol=symbol)
+    price = reference_price(exchange, symbol)
+    if price is not None:
+        check_funding(grid, price)
     return grid

@@ -12,6 +12,7 @@ urlpatterns = [
     path("bots/preview/", form_views.bot_preview, name="preview"),
     path("pairs/", form_views.pair_search, name="pairs"),
     path("pairs/history/", form_views.pair_history, name="pair_history"),
+    path("pairs/candles.json", form_views.pair_candles, name="pair_candles"),
     path("bots/<int:pk>/", views.bot_detail, name="detail"),
     path("bots/<int:pk>/edit/", form_views.bot_edit, name="edit"),
     path("bots/<int:pk>/start/", views.bot_start, name="start"),

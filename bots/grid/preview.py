@@ -8,7 +8,7 @@ needs for the exchange's minimum order.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
 
 from bots.grid.params import GridConfig, InvalidGrid, SlotState
@@ -38,12 +38,24 @@ class GridPreview:
     capital_needed: Decimal | None = None
     buys: int = 0  # lines below the price that rest a buy
     sells: int = 0  # lines above the price that rest a sell
-    problems: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
+    # Grids whose round trip earns nothing after both fees (the narrowest first).
+    losing_grids: int = 0
+    # "below" or "above" when the price is outside the range; "" inside it or without a price.
+    outside: str = ""
+    # The page words these; numbers stay numbers here (formatted where they are shown).
+
+    @property
+    def grids(self) -> int:
+        return len(self.lines) - 1
+
+    @property
+    def short_of_capital(self) -> bool:
+        """The capital is below what the exchange's minimum order needs at this price."""
+        return self.capital_needed is not None and self.config.capital < self.capital_needed
 
     @property
     def ok(self) -> bool:
-        return not self.problems
+        return not self.short_of_capital
 
     def drawing(self, height: int = 160, pad: int = 6) -> dict[str, object]:
         """Y positions (SVG, top = upper price) of the lines and of the price, for a sketch."""
@@ -64,7 +76,11 @@ class GridPreview:
     @property
     def unprofitable(self) -> bool:
         """Some grid earns nothing after the round trip's fees."""
-        return self.min_profit_pct <= 0
+        return self.losing_grids > 0
+
+    @property
+    def all_losing(self) -> bool:
+        return self.losing_grids == self.grids
 
 
 def min_capital(config: GridConfig, price: Decimal) -> Decimal:
@@ -89,30 +105,28 @@ def min_capital(config: GridConfig, price: Decimal) -> Decimal:
     return (q * cost / config.tick).to_integral_value(ROUND_CEILING) * config.tick
 
 
+def round_trip_pcts(config: GridConfig) -> list[Decimal]:
+    """Each grid's round trip (buy at its lower line, sell at its upper) after both fees, as a
+    share of the buy: what it earns whatever the order amount."""
+    lines, fee = config.lines, config.fee
+    return [(hi - lo) / lo - fee * (hi + lo) / lo for lo, hi in zip(lines, lines[1:], strict=False)]
+
+
 def grid_preview(config: GridConfig, price: Decimal | None) -> GridPreview:
     """What this grid would do if it started at ``price`` (None: no price yet)."""
     lines = config.lines
     fee = config.fee
-    round_trip_fee = 2 * fee
-    pcts = [(hi - lo) / lo - fee * (hi + lo) / lo for lo, hi in zip(lines, lines[1:], strict=False)]
+    pcts = round_trip_pcts(config)
     preview = GridPreview(
         config=config,
         price=price,
         lines=[PreviewLine(i, p, "") for i, p in enumerate(lines)],
         min_profit_pct=min(pcts),
         max_profit_pct=max(pcts),
-        round_trip_fee_pct=round_trip_fee,
+        round_trip_fee_pct=2 * fee,
+        losing_grids=sum(1 for p in pcts if p <= 0),
     )
-    if preview.unprofitable:
-        preview.warnings.append(
-            f"the narrowest grid earns {(min(pcts) * 100):.3f} % per round trip: less than the "
-            f"{(round_trip_fee * 100):.2f} % the two fees cost. Use fewer levels or a wider range."
-        )
     if price is None:
-        preview.warnings.append(
-            f"no price for {config.base_asset}/{config.quote_asset} yet: the order amount and "
-            "the side of each line are known once the market feed has a price"
-        )
         return preview
 
     states = config.start_states(price)
@@ -127,15 +141,11 @@ def grid_preview(config: GridConfig, price: Decimal | None) -> GridPreview:
     preview.sells = sides.count("sell")
     preview.capital_needed = min_capital(config, price)
     if price < config.lower or price > config.upper:
-        where = "below" if price < config.lower else "above"
-        preview.warnings.append(
-            f"the price {price} is {where} the range: the grid starts with every order on one side"
-        )
+        preview.outside = "below" if price < config.lower else "above"
     try:
         q = config.order_amount(price)
-    except InvalidGrid as e:
-        preview.problems.append(str(e))
-        return preview
+    except InvalidGrid:
+        return preview  # short of capital: capital_needed says how much is enough
     preview.order_amount = q
     preview.start_buy_amount = states.count(SlotState.BASE) * q
     profits = [

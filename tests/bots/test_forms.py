@@ -8,7 +8,7 @@ from bots import config as schema
 from bots.errors import ConfigError
 from bots.forms import BacktestForm, BotForm
 from bots.grid.params import GridConfig, InvalidGrid
-from tests.bots.conftest import CONFIG, FORM
+from tests.bots.conftest import CONFIG, FORM, add_candles
 
 pytestmark = pytest.mark.django_db
 
@@ -25,11 +25,11 @@ def test_a_valid_form_gives_the_config_as_strings(rules):
     [
         ({"upper_bound": "59000"}, "upper_bound", "upper price must be above the lower price"),
         ({"take_profit": "65000"}, "take_profit", "take-profit must be above the upper price"),
-        ({"stop_loss_pct": "11"}, "stop_loss_pct", "less than or equal to 10"),
+        ({"stop_loss_pct": "11"}, "stop_loss_pct", "from 0 to 10 % (0 turns it off)"),
         ({"grid_levels": "51"}, "grid_levels", "between 10 and 50"),
         ({"grid_levels": "9"}, "grid_levels", "between 10 and 50"),
         ({"lower_bound": "69999.99", "upper_bound": "70000"}, "grid_levels", "collide"),
-        ({"capital": "0"}, "capital", "capital must be above 0"),
+        ({"capital": "0"}, "capital", "Capital must be more than 0 USDT."),
         ({"mode": "live"}, "mode", "add your exchange keys first"),
         ({"symbol": "DOGE/USDT"}, "symbol", "only the pairs stored here can be chosen now"),
         ({"symbol": "BTC"}, "symbol", "Write the pair as BASE/QUOTE"),
@@ -68,6 +68,9 @@ def test_live_option_is_shown_disabled_with_the_reason(rules):
 
 
 def test_backtest_range_is_whole_utc_days(rules):
+    add_candles(
+        [(1748822400000 + i * 86_400_000, "65000", "65000", "65000", "65000") for i in range(3)]
+    )
     data = {k: v for k, v in FORM.items() if k not in ("name", "mode", "max_daily_loss")}
     form = BacktestForm(data | {"start": "2025-06-02", "end": "2025-06-03"})
     assert form.is_valid(), form.errors

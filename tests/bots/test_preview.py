@@ -29,7 +29,7 @@ def test_preview_of_the_worked_example_marks_buys_below_and_sells_above_the_pric
     assert (p.buys, p.sells) == (1, 1)
     assert p.order_amount == D("4.897")  # GRID_SPEC.md's q
     assert p.start_buy_amount == D("4.897")
-    assert p.ok and not p.warnings
+    assert p.ok and not p.unprofitable and not p.outside
 
 
 def test_profit_per_grid_is_after_both_fees():
@@ -45,15 +45,26 @@ def test_a_grid_narrower_than_the_round_trip_fee_is_warned_about():
     p = grid_preview(
         example_config(lower=D(100), upper=D("100.9"), levels=10, tick=D("0.01")), D(100)
     )
-    assert p.unprofitable
-    assert any("less than the" in w and "fees cost" in w for w in p.warnings)
+    assert p.unprofitable and p.all_losing and p.losing_grids == p.grids == 9
+    assert p.min_profit is not None and p.min_profit < 0
+
+
+def test_only_the_grids_that_lose_after_fees_are_counted():
+    # A grid earns when step / (2 * lower + step) > fee: 0.25 / 200.25 beats 0.001 everywhere;
+    # with 0.2 steps, 0.2 / 200.2 = 0.000999 beats 0.000997 at the bottom, 0.2 / 201 not at the top.
+    p = grid_preview(example_config(lower=D(100), upper=D(101), levels=5, tick=D("0.01")), D(100))
+    assert p.losing_grids == 0 and not p.unprofitable
+    p = grid_preview(
+        example_config(lower=D(100), upper=D("100.6"), levels=4, tick=D("0.01"), fee=D("0.000997")),
+        D(100),
+    )
+    assert 0 < p.losing_grids < p.grids  # 0.2 % steps: the lower grids earn, the top one not
 
 
 def test_too_little_capital_is_a_problem_that_says_how_much_is_needed():
     c = GridConfig(lower=D(60000), upper=D(70000), levels=50, spacing="geometric", capital=D(100))
     p = grid_preview(c, D(65000))
-    assert not p.ok
-    assert "needs at least 280.92 USDT" in p.problems[0]
+    assert not p.ok and p.short_of_capital
     assert p.capital_needed == D("280.92")
     assert p.order_amount is None
 
@@ -70,14 +81,14 @@ def test_min_capital_is_exactly_what_the_engine_needs(price):
 def test_without_a_price_the_lines_show_and_the_preview_says_why_the_amount_is_missing():
     p = grid_preview(example_config(), None)
     assert [line.side for line in p.lines] == ["", "", ""]
-    assert p.order_amount is None
-    assert any("no price" in w for w in p.warnings)
+    assert p.order_amount is None and p.capital_needed is None and p.ok
 
 
 def test_a_price_outside_the_range_is_warned_about():
     p = grid_preview(example_config(), D(120))
     assert p.sells == 0 and p.buys == 2
-    assert any("above the range" in w for w in p.warnings)
+    assert p.outside == "above"
+    assert grid_preview(example_config(), D(90)).outside == "below"
 
 
 def test_drawing_puts_the_upper_line_on_top():
