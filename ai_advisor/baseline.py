@@ -1,7 +1,8 @@
 """The quantitative baseline: the grid a simple search would pick, to set beside Claude's.
 
-Range width × number of lines, fitted on the older part of the stored candles and scored on
-the newer part it never saw; it is also the whole answer when no Claude key is configured.
+Range width × number of lines, inside the trader's risk band (``profiles``), fitted on the
+older part of the stored candles and scored on the newer part it never saw; it is also the
+whole answer when no Claude key is configured.
 """
 
 from __future__ import annotations
@@ -10,22 +11,19 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
-import numpy as np
-
-from ai_advisor.comparison import DAY_MS, MINUTE_MS, backtest_stats, iso
+from ai_advisor.comparison import MINUTE_MS, backtest_stats, holdout_split, iso
 from ai_advisor.errors import AdviceError
+from ai_advisor.profiles import RiskProfile, profile_for, profile_problem
 from ai_advisor.prompt import AdvisorContext
 from ai_advisor.suggestions import check_config, grid_for, money, pct
+from ai_advisor.templatetags.advice import price_at_tick
 from bots import config as schema
 from bots.grid.backtest import Candles, run_backtest
+from bots.templatetags.money import format_money
 from market.precision import canonical, plain, round_price
 
-# The search: total range width around the price × number of lines.
-BASELINE_WIDTHS = (Decimal("0.02"), Decimal("0.03"), Decimal("0.05"), Decimal("0.075"),
-                   Decimal("0.10"), Decimal("0.15"), Decimal("0.20"))  # fmt: skip
+# The search: total range width around the price (the risk choice's widths) × number of lines.
 BASELINE_LEVEL_STEPS = 6
-# Score on the fitting period: return minus this many times the max drawdown.
-DRAWDOWN_PENALTY = {"low": Decimal(2), "medium": Decimal(1), "high": Decimal("0.5")}
 
 
 @dataclass
@@ -62,21 +60,18 @@ def baseline_search(
     """Range width × levels, fitted on the older part of the stored window and scored on the
     newer part (the last 7 days, or the last third when less is stored), so the score is on
     candles the choice never saw. The chosen shape is then centred on the current price."""
-    n = len(candles)
-    last_week = int(np.searchsorted(candles.time_ms, candles.time_ms[-1] + MINUTE_MS - 7 * DAY_MS))
-    split = max(last_week, n - n // 3) if n >= 3 else n
-    fit = candles.slice(0, split) if split > 0 else candles
-    holdout = candles.slice(split, n) if split < n else None
-    stop_loss = (current or {}).get("stop_loss_pct") or "0"
-    penalty = DRAWDOWN_PENALTY[ctx.risk_preference]
+    fit, holdout = holdout_split(candles)
+    profile = profile_for(ctx.risk_preference)
+    stop_loss = _stop_loss(profile, current)
+    penalty = profile.drawdown_penalty
     fit_price = fit.price(fit.open[0])
 
     scored: list[tuple[Decimal, Decimal, int, dict[str, Any]]] = []
     tried = 0
-    for width in BASELINE_WIDTHS:
+    for width in profile.search_widths:
         for levels in level_choices(ctx.min_levels, ctx.max_levels):
             config = _around(fit_price, width, levels, ctx, stop_loss)
-            if check_config(config, _at_price(ctx, fit_price)) is not None:
+            if _problem(config, _at_price(ctx, fit_price), profile) is not None:
                 continue
             tried += 1
             r = run_backtest(grid_for(config, ctx), fit)
@@ -88,36 +83,38 @@ def baseline_search(
     scored.sort(key=lambda t: (-t[0], t[1], t[2]))
     # The best fit whose shape also runs at the current price (the capital may not stretch).
     usable = (
-        t for t in scored if check_config(_around(ctx.price, *t[1:3], ctx, stop_loss), ctx) is None
+        t
+        for t in scored
+        if _problem(_around(ctx.price, *t[1:3], ctx, stop_loss), ctx, profile) is None
     )
     chosen = next(usable, None)
     if chosen is None:
         raise AdviceError(
-            f"No grid the baseline tried can run on {ctx.capital} {ctx.quote} at the current "
-            f"price {ctx.price}: {_smallest_problem(ctx, stop_loss)}"
+            f"No {profile.label.lower()} grid the baseline tried can run on "
+            f"{format_money(ctx.capital)} {ctx.quote} at the current price "
+            f"{price_at_tick(ctx.price, ctx.tick)}: {_smallest_problem(ctx, profile, stop_loss)}"
         )
     score, width, levels, fit_stats = chosen
     config = _around(ctx.price, width, levels, ctx, stop_loss)
 
     held: dict[str, Any] | None = None
-    if holdout is not None and len(holdout):
+    if holdout is not None:
         hp = holdout.price(holdout.open[0])
         stats = backtest_stats(grid_for(_around(hp, width, levels, ctx, stop_loss), ctx), holdout)
         stats.pop("equity_curve", None)
         held = {"from": iso(int(holdout.time_ms[0])),
                 "to": iso(int(holdout.time_ms[-1]) + MINUTE_MS), **stats}  # fmt: skip
-    in_range = Decimal(held["time_in_range"]) if held and "time_in_range" in held else None
-    confidence = int((in_range or Decimal("0.5")) * 100)
     width_pct = plain(width * 100)
     fit_from, fit_to = iso(int(fit.time_ms[0])), iso(int(fit.time_ms[-1]) + MINUTE_MS)
     reasoning = (
         f"Quantitative baseline, not Claude: of {tried} valid grids (among "
-        f"{len(BASELINE_WIDTHS)} range widths from 2 % to 20 % × "
+        f"{len(profile.search_widths)} range widths from {_pct(profile.search_widths[0])} to "
+        f"{_pct(profile.search_widths[-1])}, the {profile.label.lower()} band, × "
         f"{len(level_choices(ctx.min_levels, ctx.max_levels))} line counts) fitted on "
-        f"{fit_from[:10]} .. {fit_to[:10]}, a range {width_pct} % wide with "
-        f"{levels} lines scored best for a {ctx.risk_preference} risk preference (profit "
-        f"{money(fit_stats['total_profit'])} {ctx.quote}, max drawdown "
-        f"{pct(Decimal(fit_stats['max_drawdown']))})."
+        f"{fit_from[:10]} .. {fit_to[:10]}, a range {_pct(width)} wide with "
+        f"{levels} lines scored best (profit {money(fit_stats['total_profit'])} {ctx.quote}, "
+        f"max drawdown {pct(Decimal(fit_stats['max_drawdown']))}, counted "
+        f"{_n(penalty)} times against it)."
     )
     if held and "total_profit" in held:
         reasoning += (
@@ -125,7 +122,10 @@ def baseline_search(
             f"it made {money(held['total_profit'])} {ctx.quote} with the price in its range "
             f"{pct(Decimal(held['time_in_range']))} of the time."
         )
-    reasoning += f" Centred on the current price {ctx.price}."
+    reasoning += (
+        f" Centred on the current price {price_at_tick(ctx.price, ctx.tick)}, "
+        f"with a stop-loss {_n(Decimal(stop_loss))} % below the range."
+    )
     suggestion = {
         "grid_lower": config["lower_bound"],
         "grid_upper": config["upper_bound"],
@@ -133,7 +133,8 @@ def baseline_search(
         "spacing": "arithmetic",
         "stop_loss_pct": stop_loss,
         "take_profit": None,
-        "confidence": confidence,
+        "confidence": None,  # from the held-out check, once it has run
+        "stated_confidence": None,
         "risk_level": ctx.risk_preference,
         "reasoning": reasoning,
         "config": config,
@@ -159,6 +160,25 @@ def _at_price(ctx: AdvisorContext, price: Decimal) -> AdvisorContext:
     return replace(ctx, price=price)
 
 
-def _smallest_problem(ctx: AdvisorContext, stop_loss: str) -> str:
-    config = _around(ctx.price, BASELINE_WIDTHS[-1], ctx.min_levels, ctx, stop_loss)
-    return check_config(config, ctx) or "no usable grid"
+def _problem(config: dict[str, str], ctx: AdvisorContext, profile: RiskProfile) -> str | None:
+    return check_config(config, ctx) or profile_problem(config, profile, ctx.price, ctx.fee)
+
+
+def _stop_loss(profile: RiskProfile, current: dict[str, str] | None) -> str:
+    """The bot's own stop-loss when it fits the risk band, else the band's default."""
+    own = Decimal((current or {}).get("stop_loss_pct") or "0")
+    low, high = profile.stop_loss
+    return plain(own if low <= own <= high and own > 0 else profile.default_stop_loss)
+
+
+def _smallest_problem(ctx: AdvisorContext, profile: RiskProfile, stop_loss: str) -> str:
+    config = _around(ctx.price, profile.search_widths[-1], ctx.min_levels, ctx, stop_loss)
+    return _problem(config, ctx, profile) or "no usable grid"
+
+
+def _pct(fraction: Decimal) -> str:
+    return f"{_n(fraction * 100)} %"
+
+
+def _n(d: Decimal) -> str:
+    return f"{d.normalize():f}"

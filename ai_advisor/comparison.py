@@ -1,5 +1,6 @@
 """Backtests side by side: the advice, the bot's current config and the baseline, each on the
-last 7 and 30 days of stored candles, as the JSON the advisor's pages and API show."""
+last 7 and 30 days of stored candles, as the JSON the advisor's pages and API show; and the
+held-out check of the suggestion that its confidence comes from (``held_out``)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from bots.errors import BotError, ConfigError
 from bots.grid.backtest import Candles, run_backtest
 from bots.grid.params import GridConfig, InvalidGrid
 from market import services as market_services
-from market.precision import plain
+from market.precision import canonical, plain, round_price
 
 WINDOW_DAYS = (7, 30)
 DAY_MS = 86_400_000
@@ -120,3 +121,62 @@ def compare(
 
 def iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat().replace("+00:00", "Z")
+
+
+# --- the held-out check ---------------------------------------------------------------------
+
+HOLDOUT_DAYS = 7
+
+
+def holdout_split(candles: Candles) -> tuple[Candles, Candles | None]:
+    """The older candles a grid is fitted on and the newer ones held out from the fit: the
+    last HOLDOUT_DAYS days, or the last third when less is stored (None: too few to split)."""
+    n = len(candles)
+    if n < 3:
+        return candles, None
+    newest = candles.time_ms[-1] + MINUTE_MS
+    last_week = int(np.searchsorted(candles.time_ms, newest - HOLDOUT_DAYS * DAY_MS))
+    split = max(last_week, n - n // 3)
+    if split <= 0 or split >= n:
+        return candles, None
+    return candles.slice(0, split), candles.slice(split, n)
+
+
+def recentred(config: dict[str, str], *, price: Decimal, at: Decimal, tick: Decimal) -> dict:
+    """The same grid shape (bounds and take-profit as ratios of `price`, the levels, spacing
+    and stop-loss) placed around the price `at`, on the tick: where a trader starting then
+    would have put it."""
+    out = dict(config)
+    for key in ("lower_bound", "upper_bound", "take_profit"):
+        if config.get(key):
+            out[key] = plain(canonical(round_price(Decimal(config[key]) * at / price, tick)))
+    return out
+
+
+def held_out(ctx: AdvisorContext, candles: Candles, config: dict[str, str]) -> dict[str, Any]:
+    """The suggestion's shape placed at the start of the fitting period and run over it, and
+    placed at the start of the held-out period and run over that: the held-out result is
+    what its confidence comes from (``confidence.assess``)."""
+    fit, holdout = holdout_split(candles)
+    out: dict[str, Any] = {"holdout_days": HOLDOUT_DAYS}
+    for name, part in (("fit", fit), ("holdout", holdout)):
+        if part is None or not len(part):
+            out[name] = None
+            continue
+        start = part.price(part.open[0])
+        shaped = recentred(config, price=ctx.price, at=start, tick=ctx.tick)
+        try:
+            stats = backtest_stats(grid_for(shaped, ctx), part)
+        except ConfigError as e:
+            stats = {"error": str(e)}
+        stats.pop("equity_curve", None)
+        first, last = int(part.time_ms[0]), int(part.time_ms[-1]) + MINUTE_MS
+        out[name] = {
+            "from": iso(first),
+            "to": iso(last),
+            "days": plain((Decimal(last - first) / DAY_MS).quantize(Decimal("0.01"))),
+            "lower_bound": shaped["lower_bound"],
+            "upper_bound": shaped["upper_bound"],
+            **stats,
+        }
+    return out

@@ -11,9 +11,9 @@ import copy
 import json
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any
 
-RiskLevel = Literal["low", "medium", "high"]
+from ai_advisor.profiles import PROFILES, RiskLevel, profile_for
 
 SUGGESTION_TOOL_NAME = "submit_grid_suggestion"
 
@@ -156,8 +156,12 @@ on both sides from the start. A range that the price leaves stops earning.
 stop_loss_pct 0 disables it. If hit, the bot sells everything and stops. An optional \
 take_profit is a price above grid_upper that does the same with a gain.
 
+The trader's risk preference sets bands your grid must stay inside (the context gives \
+the one chosen, in numbers): the range's width (grid_upper - grid_lower) as a share of the \
+current price, the narrowest grid's gain in round-trip fees, and stop_loss_pct.
+{profiles}
 Use the indicators (volatility, ATR, RSI, support and resistance, recent ranges, volume) \
-to size the range and the number of levels for the trader's risk preference. Keep \
+to place the range and choose the number of levels inside the chosen band. Keep \
 num_levels within the allowed bounds. Explain your reasoning in plain words a trader \
 understands, without jargon or formulas. All numbers in the context are exact decimals."""
 
@@ -185,6 +189,10 @@ def _percent(fraction: Decimal) -> str:
     return _fmt((fraction * 100).normalize()) + " %"
 
 
+def _profiles(fee: Decimal) -> str:
+    return "\n".join(f"- {level}: {p.describe(fee)}" for level, p in PROFILES.items())
+
+
 def render_context(ctx: AdvisorContext) -> str:
     """The user turn: the market and the bot's constraints, one fact per line."""
     q = ctx.quote
@@ -204,7 +212,8 @@ def render_context(ctx: AdvisorContext) -> str:
         f"Fee per fill: {_fmt(ctx.fee)} ({_percent(ctx.fee)}); "
         f"a round trip costs about {_fmt(ctx.fee * 2)} ({_percent(ctx.fee * 2)})",
         f"Capital for the bot: {_fmt(ctx.capital)} {q}",
-        f"Trader's risk preference: {ctx.risk_preference}",
+        f"Trader's risk preference: {ctx.risk_preference} "
+        f"({profile_for(ctx.risk_preference).describe(ctx.fee)})",
         f"Allowed num_levels: {ctx.min_levels} .. {ctx.max_levels}",
     ]
     if ctx.current_config:
@@ -228,7 +237,7 @@ def build_messages(
     """
     if (correction is None) != (previous is None):
         raise ValueError("a corrective retry needs both the previous tool_use and the correction")
-    system = SYSTEM_PROMPT.format(tool=SUGGESTION_TOOL_NAME)
+    system = SYSTEM_PROMPT.format(tool=SUGGESTION_TOOL_NAME, profiles=_profiles(ctx.fee))
     messages: list[dict[str, Any]] = [{"role": "user", "content": render_context(ctx)}]
     if previous is not None and correction is not None:
         tool_use = {

@@ -28,9 +28,11 @@ from ai_advisor.client import (
     InvalidSuggestion,
     MalformedSuggestion,
 )
-from ai_advisor.comparison import compare, window_candles
+from ai_advisor.comparison import compare, held_out, window_candles
+from ai_advisor.confidence import assess
 from ai_advisor.errors import AdviceError, DecisionError, NeedsConfirmation, Throttled
 from ai_advisor.models import AdvisorRun
+from ai_advisor.profiles import ALIASES
 from ai_advisor.prompt import AdvisorContext, RiskLevel, context_json
 from ai_advisor.suggestions import check_suggestion, suggestion_json
 from aibo import limits
@@ -99,8 +101,12 @@ def create_run(
         symbol, exchange = bot.symbol, bot.exchange
     if not symbol or "/" not in symbol:
         raise AdviceError("Give the pair as BASE/QUOTE, e.g. BTC/USDT.")
+    risk = ALIASES.get(risk, risk)
     if risk not in RISKS:
-        raise AdviceError("The risk preference must be low, medium or high.")
+        raise AdviceError(
+            "The risk preference must be conservative, moderate or aggressive "
+            "(or as the API says them: low, medium or high)."
+        )
     try:
         amount = schema.check_capital(schema.number(str(capital).replace(",", ""), "capital"))
         rules = schema.rules_for(exchange, symbol)
@@ -219,7 +225,23 @@ def _execute(run: AdvisorRun, *, http_client: httpx2.Client | None) -> None:
         candidates.append(("baseline", "Quantitative baseline", baseline.suggestion["config"]))
     backtests = compare(ctx, candles, windows, candidates)
     backtests["baseline"] = baseline.report
-    _save(run, backtests=backtests, status=AdvisorRun.Status.DONE, finished_at=timezone.now())
+    # The confidence shown is earned on the held-out candles; the model's own is an input.
+    backtests["held_out"] = held_out(ctx, candles, suggestion["config"])
+    confidence = assess(
+        backtests["held_out"], quote=ctx.quote, stated=suggestion.get("stated_confidence")
+    )
+    suggestion = {
+        **suggestion,
+        "confidence": confidence.score,
+        "confidence_reasons": confidence.reasons,
+    }
+    _save(
+        run,
+        suggestion=suggestion,
+        backtests=backtests,
+        status=AdvisorRun.Status.DONE,
+        finished_at=timezone.now(),
+    )
 
 
 def _extra_inputs(run: AdvisorRun) -> dict[str, Any]:

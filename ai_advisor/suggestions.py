@@ -11,10 +11,13 @@ from decimal import Decimal
 from typing import Any
 
 from ai_advisor.client import RawSuggestion
+from ai_advisor.profiles import profile_for, profile_problem
 from ai_advisor.prompt import AdvisorContext
+from ai_advisor.templatetags.advice import price_at_tick
 from bots import config as schema
 from bots.errors import ConfigError
 from bots.grid.params import GridConfig, InvalidGrid
+from bots.templatetags import money as money_filters
 from market.precision import canonical, plain, round_price
 
 
@@ -53,9 +56,14 @@ def check_config(config: dict[str, str], ctx: AdvisorContext) -> str | None:
     except ConfigError as e:
         return str(e)
     price = ctx.price
+
+    def at(p: Decimal) -> str:
+        return price_at_tick(p, ctx.tick)
+
     if not grid.lower < price < grid.upper:
         return (
-            f"the range {grid.lower} .. {grid.upper} must contain the current price {price}: "
+            f"the range {at(grid.lower)} .. {at(grid.upper)} must contain the current price "
+            f"{at(price)}: "
             "grid_lower below it and grid_upper above it"
         )
     try:
@@ -67,24 +75,31 @@ def check_config(config: dict[str, str], ctx: AdvisorContext) -> str | None:
     gap, top = min(((hi - lo) / hi, hi) for lo, hi in zip(lines, lines[1:], strict=False))
     if gap <= 2 * ctx.fee:
         return (
-            f"the narrowest grid (just below {top}) earns {pct(gap)} per round trip, which does "
-            f"not beat the round-trip fee of {pct(2 * ctx.fee)}; use fewer levels or a wider range"
+            f"the narrowest grid (just below {at(top)}) earns {pct(gap)} per round trip, which "
+            f"does not beat the round-trip fee of {pct(2 * ctx.fee)}; use fewer levels or a "
+            "wider range"
         )
     return None
 
 
 def check_suggestion(s: RawSuggestion, ctx: AdvisorContext) -> str | None:
-    return check_config(suggestion_config(s, ctx), ctx)
+    """Why Claude's answer is not usable (the market's rules, then the trader's risk band)."""
+    config = suggestion_config(s, ctx)
+    problem = check_config(config, ctx)
+    if problem is None:
+        profile = profile_for(ctx.risk_preference)
+        problem = profile_problem(config, profile, ctx.price, ctx.fee)
+    return problem
 
 
 def pct(fraction: Decimal) -> str:
-    """A fraction as a percentage for people: Decimal('0.0123') → '1.23 %'."""
-    return f"{(fraction * 100).quantize(Decimal('0.001')).normalize():f} %"
+    """A fraction as a percentage for people, to 2 decimals: Decimal('0.0123') → '1.23 %'."""
+    return money_filters.pct(fraction)
 
 
 def money(value: str) -> str:
-    """An amount with its sign, to the cent: '12.3456' → '+12.35'."""
-    return f"{Decimal(value).quantize(Decimal('0.01')):+,}"
+    """An amount with its sign, to the cent (or enough digits to keep a tiny loss's sign)."""
+    return money_filters.format_money(value, signed=True)
 
 
 def suggestion_json(s: RawSuggestion, ctx: AdvisorContext) -> dict[str, Any]:
@@ -95,7 +110,10 @@ def suggestion_json(s: RawSuggestion, ctx: AdvisorContext) -> dict[str, Any]:
         "spacing": s.spacing,
         "stop_loss_pct": plain(s.stop_loss_pct),
         "take_profit": plain(s.take_profit) if s.take_profit is not None else None,
-        "confidence": s.confidence,
+        # Claude's own figure is an input only: the confidence shown is set from the
+        # held-out backtest once it has run (``confidence.assess``).
+        "confidence": None,
+        "stated_confidence": s.confidence,
         "risk_level": s.risk_level,
         "reasoning": s.reasoning,
         "config": suggestion_config(s, ctx),

@@ -12,9 +12,11 @@ which answers 202 while the run works, then 200 with the suggestion or 502 with 
 
 from __future__ import annotations
 
+import contextlib
 import json
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
@@ -27,17 +29,20 @@ from django_htmx.http import HttpResponseClientRedirect
 from accounts.http import AuthedRequest
 from ai_advisor import services
 from ai_advisor.models import AdvisorRun
+from ai_advisor.profiles import PROFILES, shape_of
+from ai_advisor.templatetags.advice import price_at_tick
 from aibo.limits import per_client
 from bots import config as schema
 from bots import pages
 from bots.errors import ConfigError
+from bots.templatetags.money import format_money
 
 DIFF_FIELDS = (
     ("lower_bound", "Lower price"),
     ("upper_bound", "Upper price"),
     ("grid_levels", "Lines"),
     ("spacing", "Spacing"),
-    ("stop_loss_pct", "Stop-loss %"),
+    ("stop_loss_pct", "Stop-loss below the range"),
     ("take_profit", "Take-profit"),
     ("capital", "Capital"),
 )
@@ -75,8 +80,9 @@ def _no_constant(name: str) -> None:
 @per_client("advisor", limit_setting="ADVISOR_RUNS_PER_CLIENT_PER_HOUR", window=3600)
 def api_optimize(request: HttpRequest) -> JsonResponse:
     """``{pair, capital, current_price, lower_bound, upper_bound, volatility, volume_24h}``
-    (optional: ``grid_levels``, ``risk`` low|medium|high, ``bot``) → the suggestion, the
-    backtest comparison and the run id.
+    (optional: ``grid_levels``, ``risk`` low|medium|high or conservative|moderate|aggressive,
+    ``bot``) → the suggestion, its confidence from the held-out backtest, the backtest
+    comparison and the run id.
 
     The market facts come from aibo's own stored data; current_price, volatility and
     volume_24h are kept with the run as the client's view. lower_bound and upper_bound with
@@ -185,8 +191,13 @@ def api_payload(run: AdvisorRun) -> dict[str, Any]:
         "spacing": s.get("spacing"),
         "stop_loss_pct": s.get("stop_loss_pct"),
         "take_profit": s.get("take_profit"),
+        # 0..100 from the held-out backtest (why: confidence_reasons); Claude's own figure is
+        # stated_confidence, which can only lower it.
         "confidence": s.get("confidence"),
+        "confidence_reasons": s.get("confidence_reasons", []),
+        "stated_confidence": s.get("stated_confidence"),
         "reasoning": s.get("reasoning"),
+        "risk": run.risk_preference,
         "risk_level": s.get("risk_level"),
         "config": s.get("config"),
         "model": run.model,
@@ -276,16 +287,18 @@ def run_reject(request: AuthedRequest, pk: int) -> HttpResponse:
 
 
 def panel_context(run: AdvisorRun) -> dict[str, Any]:
-    """The run as the dialog shows it: the diff, and a row per candidate and window."""
+    """The run as the dialog shows it: the confidence and why, how the risk choice shaped the
+    grid, the diff, a row per candidate and window, and the link that fills the bot form."""
     from bots.pages import sparkline
 
     suggested = (run.suggestion or {}).get("config") or {}
     current = services.current_config_of(run) if run.bot_id or run.inputs else None
+    tick = run.inputs.get("tick") or ""
     diff = [
         {
             "label": label,
-            "current": (current or {}).get(key, ""),
-            "suggested": suggested.get(key, ""),
+            "current": _shown(key, (current or {}).get(key, ""), tick, run.quote_asset),
+            "suggested": _shown(key, suggested.get(key, ""), tick, run.quote_asset),
             "changed": current is not None and _differs(current.get(key), suggested.get(key)),
         }
         for key, label in DIFF_FIELDS
@@ -308,6 +321,12 @@ def panel_context(run: AdvisorRun) -> dict[str, Any]:
     return {
         "run": run,
         "suggestion": run.suggestion,
+        "confidence": _confidence(run),
+        "risk": _risk(run, suggested),
+        "use_url": _use_url(run, suggested) if suggested else "",
+        "backtested": _backtested(backtests),
+        "held_out": backtests.get("held_out"),
+        "tick": tick,
         "diff": diff,
         "has_current": current is not None,
         "rows": rows,
@@ -315,6 +334,71 @@ def panel_context(run: AdvisorRun) -> dict[str, Any]:
         "baseline": backtests.get("baseline"),
         "running_bot": run.bot is not None and run.bot.is_running,
     }
+
+
+# The bot form's own field names (forms prefills from them as GET parameters).
+FORM_FIELDS = ("capital", "lower_bound", "upper_bound", "grid_levels", "spacing",
+               "stop_loss_pct", "take_profit")  # fmt: skip
+
+
+def _use_url(run: AdvisorRun, config: dict[str, Any]) -> str:
+    """The new-bot form filled with the suggestion: nothing is created until the trader
+    submits the form."""
+    params = {"symbol": run.symbol}
+    params |= {k: str(config[k]) for k in FORM_FIELDS if config.get(k) not in (None, "")}
+    return f"{reverse('bots:new')}?{urlencode(params)}"
+
+
+def _backtested(backtests: dict[str, Any]) -> dict[str, Any] | None:
+    """The suggestion's return on the shortest window, shown beside "Use these settings"."""
+    candidates = backtests.get("candidates") or []
+    windows = backtests.get("windows") or []
+    if not candidates or not windows:
+        return None
+    days = str(windows[0]["days"])
+    result = candidates[0]["results"].get(days) or {}
+    if "total_profit" not in result:
+        return None
+    return {"days": days, **result}
+
+
+def _confidence(run: AdvisorRun) -> dict[str, Any] | None:
+    s = run.suggestion or {}
+    if "confidence_reasons" in s:
+        return {"score": s["confidence"], "reasons": s["confidence_reasons"],
+                "stated": s.get("stated_confidence")}  # fmt: skip
+    if s.get("confidence") is not None:
+        # A run from before the held-out check: the model's own figure, said to be just that.
+        return {"score": None, "reasons": [], "stated": s["confidence"]}
+    return None
+
+
+def _risk(run: AdvisorRun, config: dict[str, Any]) -> dict[str, Any] | None:
+    """The risk choice's band and where this grid sits in it, for the page to say how the
+    choice shaped the suggestion."""
+    if run.risk_preference not in PROFILES:
+        return None
+    profile = PROFILES[run.risk_preference]
+    fee = Decimal(run.inputs.get("fee") or "0")
+    price = run.inputs.get("price")
+    out: dict[str, Any] = {"profile": profile, "band": profile.describe(fee)}
+    if config and price:
+        with contextlib.suppress(InvalidOperation, KeyError, ValueError, ZeroDivisionError):
+            out["shape"] = shape_of(config, Decimal(price), fee)
+    return out
+
+
+def _shown(key: str, value: Any, tick: str, quote: str) -> str:
+    """A config value as people read it: prices to the tick, capital to the cent."""
+    if value in (None, ""):
+        return ""
+    if key in ("lower_bound", "upper_bound", "take_profit") and tick:
+        return price_at_tick(value, tick)
+    if key == "capital":
+        return format_money(value, quote)
+    if key == "stop_loss_pct":
+        return "none" if Decimal(str(value)) == 0 else f"{Decimal(str(value)).normalize():f} %"
+    return str(value)
 
 
 def _differs(a: Any, b: Any) -> bool:

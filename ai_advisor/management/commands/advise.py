@@ -11,6 +11,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ai_advisor import services
 from ai_advisor.models import AdvisorRun
+from ai_advisor.profiles import ALIASES, profile_for
 from ai_advisor.views import api_payload
 from bots.models import Bot
 
@@ -22,7 +23,12 @@ class Command(BaseCommand):
         parser.add_argument("symbol", help="the pair, e.g. BTC/USDT")
         parser.add_argument("--capital", required=True, help="quote currency for the grid")
         parser.add_argument("--bot", type=int, help="advise on this bot (compared with its grid)")
-        parser.add_argument("--risk", choices=services.RISKS, default="medium")
+        parser.add_argument(
+            "--risk",
+            choices=[*services.RISKS, *ALIASES],
+            default="medium",
+            help="conservative (low), moderate (medium) or aggressive (high)",
+        )
         parser.add_argument("--exchange", default="binance")
         parser.add_argument("--user", help="store the run as this user's (email)")
         parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -75,7 +81,9 @@ def format_run(run: AdvisorRun) -> str:
     lines += [
         f"  range {s['grid_lower']} .. {s['grid_upper']}, {s['num_levels']} {s['spacing']} "
         f"lines, stop-loss {s['stop_loss_pct']} %, take-profit {s['take_profit'] or 'none'}",
-        f"  confidence {s['confidence']}, risk {s['risk_level']}",
+        f"  risk choice: {profile_for(run.risk_preference).label.lower()}",
+        f"  confidence {s['confidence']} / 100, from the held-out backtest:",
+        *(f"    - {why}" for why in s.get("confidence_reasons", [])),
         f"  {s['reasoning']}",
     ]
     if run.source == AdvisorRun.Source.CLAUDE:
