@@ -416,3 +416,15 @@ def test_requests_beyond_the_per_user_limit_are_429_with_retry_after(
     assert [a.status_code for a in answers] == [200, 200, 200, 429]
     assert 0 < int(answers[-1].headers["Retry-After"]) <= 60
     assert set(answers[-1].json()) == {"detail"}
+
+
+def test_deleting_a_running_bot_stops_it_first(
+    client: Client, auth: dict[str, str], market: Decimal
+) -> None:
+    bot_id = _create(client, auth)["id"]
+    assert client.post(f"/api/bots/{bot_id}/start", headers=auth).status_code == 200
+    assert Order.objects.filter(bot_id=bot_id, status="open").exists()
+    deleted = client.delete(f"/api/bots/{bot_id}", headers=auth)
+    assert deleted.status_code == 200 and deleted.json() == {"status": "deleted"}
+    assert not Bot.objects.filter(pk=bot_id).exists()
+    assert not Order.objects.filter(bot_id=bot_id).exists()

@@ -141,3 +141,15 @@ def test_another_users_bot_or_no_credentials_closes_the_socket(
         assert _refused(client, f"{path}?token=forged.token.here")
     assert _refused(client, "/ws/market/BTCUSDT")
     assert _refused(client, f"/ws/market/NOPEUSDT?token={_token(auth)}")
+
+
+def test_sockets_beyond_the_users_cap_are_closed_with_4429(
+    client: Client, auth: dict[str, str], market: Decimal, settings: Any
+) -> None:
+    settings.WS_MAX_CONNECTIONS_PER_USER = 1
+    with _ws(client, f"/ws/market/BTCUSDT?token={_token(auth)}") as first:
+        assert _next(first)["type"] == "price_update"
+        with _ws(client, f"/ws/market/BTCUSDT?token={_token(auth)}") as second:
+            with pytest.raises(ConnectionClosed) as closed:
+                second.recv(timeout=10)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 4429
