@@ -150,8 +150,12 @@ def send_attempt(client_id: str) -> datetime | None:
 
 
 def note_stopping(bot: Bot, *, reason: str, sells: bool) -> None:
-    """Write a stop down before it acts (committed), once: every later cycle finishes it."""
+    """Write a stop down before it acts (committed), once: every later cycle finishes it. A
+    stop asked again with ``sells`` while one that keeps the coins is under way sells too."""
     if bot.stopping_reason:
+        if sells and not bot.stopping_sells:
+            Bot.objects.filter(pk=bot.pk).update(stopping_sells=True)
+            bot.stopping_sells = True
         return
     bot.stopping_reason, bot.stopping_sells = reason[:300] or "stopped", sells
     Bot.objects.filter(pk=bot.pk, stopping_reason="").update(

@@ -102,11 +102,10 @@ def merge(bot: Bot, config: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
         notes.append(f"range {before[0]}–{before[1]} changed to {after[0]}–{after[1]}")
     for key, label in LABELS.items():
         was, now = old.get(key, ""), merged[key]
-        if key not in wanted:
-            if not (key in OFF and _same(was, OFF[key])) and was not in UNSET:
-                notes.append(f"{label} {_shown(bot, key, was)} kept")
-        elif (was != now) if key == "spacing" else not _same(was, now):
+        if (was != now) if key == "spacing" else not _same(was, now):
             notes.append(f"{label} {_shown(bot, key, was)} changed to {_shown(bot, key, now)}")
+        elif not (key in OFF and _same(was, OFF[key])) and was not in UNSET:
+            notes.append(f"{label} {_shown(bot, key, was)} kept")  # not set, or set the same
     take = merged["take_profit"]
     if take and "take_profit" not in wanted and Decimal(take) <= Decimal(merged["upper_bound"]):
         merged["take_profit"] = ""

@@ -1319,3 +1319,21 @@ def test_a_live_bot_whose_stop_is_unfinished_is_not_deleted(bot, fake, start_liv
     assert bot.status == "stopped" and resting(fake) == set()
     services.delete_bot(bot)
     assert not Bot.objects.filter(pk=bot.pk).exists()
+
+
+def test_stop_and_sell_asked_while_a_stop_that_keeps_is_unfinished_sells_when_it_finishes(
+    bot, fake, start_live
+):
+    start_live(bot)
+    fake.fail_next("/order", 503, method="DELETE", times=2)  # the exchange stumbles twice
+    with pytest.raises(BotError, match="is stopping"):
+        services.stop_bot(bot)  # keep the coins: written down, not finished
+    with pytest.raises(BotError, match="could not be cancelled and its coins sold"):
+        services.stop_bot(bot, sell=True)  # the trader changes their mind: sell
+
+    cycle.run_cycle(bot.pk)  # the written-down stop is finished, with the sale
+
+    bot.refresh_from_db()
+    assert bot.status == "stopped" and not bot.stopping_reason
+    assert len(market_orders(fake, "SELL")) == 1
+    assert fake.balance("BTC") == (Decimal(0), Decimal(0))

@@ -106,6 +106,18 @@ def test_settings_the_new_grid_does_not_set_are_kept_and_said(worked_market, mak
     assert any(m.startswith("New grid at 104: 3 lines from 98 to 112") for m in logged)
 
 
+def test_a_setting_given_again_unchanged_is_said_kept(worked_market, make_bot):
+    bot = make_bot({**WORKED_CONFIG, "max_daily_loss": "20", "stop_loss_pct": "5"})
+    services.start_bot(bot)
+
+    notes = services.regrid_bot(bot, {"max_daily_loss": "20", "stop_loss_pct": "0"})
+
+    assert "daily loss limit 20 USDT kept" in notes
+    assert "stop-loss 5% below the lower price changed to none" in notes
+    bot.refresh_from_db()
+    assert bot.config["stop_loss_pct"] == "0" and bot.engine().stop_price is None
+
+
 def test_a_kept_take_profit_the_new_range_passes_is_dropped_and_said(worked_market, make_bot):
     bot = make_bot({**WORKED_CONFIG, "take_profit": "115"})
     services.start_bot(bot)

@@ -123,3 +123,21 @@ def test_statistics_survive_a_stop_and_a_start(worked_bot):
     assert worked_bot.profit_before == Decimal("-3.055728")
     # 1.045112 + 10.298 * 97 = 999.951112: the restart's one fee on top of the first run's loss.
     assert worked_bot.total_profit(after.equity) == Decimal("-3.104616")
+
+
+def test_bots_list_shows_the_profit_of_every_run(worked_bot):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    services.start_bot(worked_bot)
+    add_candles(WORKED_CANDLES[1:])
+    cycle.run_cycle(worked_bot.pk)
+    services.stop_bot(worked_bot)
+    services.start_bot(worked_bot)
+
+    out = StringIO()
+    call_command("bots", "list", stdout=out)
+
+    row = out.getvalue().splitlines()[1].split()
+    assert "-3.10" in row  # -3.055728 before the restart, -0.048888 since

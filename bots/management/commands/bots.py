@@ -74,7 +74,7 @@ class Command(BaseCommand):
         for bot in bots:
             stats = pages.bot_statistics(bot)
             rows.append((str(bot.pk), bot.owner.email, bot.symbol, bot.mode, bot.status,
-                         f"{stats.total_profit:,.2f}", bot.status_reason))  # fmt: skip
+                         f"{bot.total_profit(stats.equity):,.2f}", bot.status_reason))  # fmt: skip
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         for row in rows:
             self.stdout.write("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
