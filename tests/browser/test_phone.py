@@ -133,6 +133,16 @@ def test_the_keys_page_fits_a_phone(page, live_url, trader):
     page.get_by_text("••••LmN4").wait_for()
     assert_nav_folded(page)
     assert_fits(page, "the keys page")
+    # Each key's every column in sight, its buttons included, without scrolling a table.
+    row = page.locator("#credential-table tbody tr").first
+    parts = {
+        "verified": row.locator("td", has_text="not verified"),
+        "Verify again": row.get_by_role("button", name="Verify again"),
+        "Delete": row.get_by_role("button", name="Delete"),
+    }
+    for name, part in parts.items():
+        box = part.bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"], (name, box)
     screenshot(page, "phone-keys")
 
 
