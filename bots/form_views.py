@@ -182,7 +182,8 @@ def bot_preview(request: AuthedRequest) -> HttpResponse:
         "bots/bot_form.html#grid-preview",
         {"form": form, "preview": form.preview, "field_errors": errors, "oob_errors": True,
          "history": job, "submitted": submitted, "price": price,
-         "symbol": _symbol_of(form)},
+         # the chart follows only a pair the exchange lists, not each letter typed
+         "symbol": form.rules.symbol if form.rules is not None else ""},
     )  # fmt: skip
 
 

@@ -1,10 +1,17 @@
-// Candlestick charts (Lightweight Charts 5, served locally) for the bot and backtest pages.
+// Candlestick charts (Lightweight Charts 5, served locally) for the bot and backtest pages and
+// the new-bot and backtest forms.
 //
 // An element with data-chart="bot" or "backtest" and data-url gets a chart of the JSON there:
 // candles, grid lines (price lines), resting orders (coloured by side) and fills (markers).
 // On the bot page the websocket also carries JSON: {"type": "price"} moves the last candle,
 // {"type": "grid"} redraws the lines, orders and fills. htmx ignores those messages; HTML
 // fragments on the same socket are swapped by htmx as usual.
+//
+// data-chart="pair" (the forms) charts a pair's candles (data-url, data-symbol) with its live
+// price from /ws/market/<PAIR>/, and draws the grid the form's preview (#grid-preview, swapped
+// by htmx as the trader types) describes in its data-lines ("price:side ..."): each line, and
+// the order it would rest, buy below the price and sell above. A new pair in the preview
+// (data-symbol) loads that pair's candles.
 (function () {
   "use strict";
   var LC = window.LightweightCharts;
@@ -46,20 +53,38 @@
     view.lines = [];
     var resting = {};
     (orders || []).forEach(function (o) { resting[String(num(o.price))] = o.side; });
+    // The forms' chart labels only the range's ends and the next buy and sell: a label on
+    // each of 50 lines would be unreadable.
+    var labelled = view.el.dataset.chart === "pair" ? keyLines(lines || [], orders || []) : null;
     (lines || []).forEach(function (p) {
       var side = resting[String(num(p))];
+      var label = labelled ? labelled[String(num(p))] : side;
       view.lines.push(view.series.createPriceLine({
         price: num(p),
         color: side ? COLORS[side] : COLORS.line,
         lineWidth: 1,
         lineStyle: side ? 0 : 2,
-        axisLabelVisible: Boolean(side),
-        title: side ? side : "",
+        axisLabelVisible: Boolean(label),
+        title: label || "",
       }));
     });
     view.focus = focusRange(lines || [], orders || [], view.last ? view.last.close : null);
     view.el.dataset.gridLines = String(view.lines.length);
     view.el.dataset.restingOrders = String((orders || []).length);
+  }
+
+  // price → label for the lowest and highest line and the next buy and sell.
+  function keyLines(lines, orders) {
+    var out = {};
+    var ps = lines.map(num);
+    if (!ps.length) return out;
+    out[String(Math.min.apply(null, ps))] = "lower";
+    out[String(Math.max.apply(null, ps))] = "upper";
+    var buys = orders.filter(function (o) { return o.side === "buy"; }).map(function (o) { return num(o.price); });
+    var sells = orders.filter(function (o) { return o.side === "sell"; }).map(function (o) { return num(o.price); });
+    if (buys.length) out[String(Math.max.apply(null, buys))] = "next buy";
+    if (sells.length) out[String(Math.min.apply(null, sells))] = "next sell";
+    return out;
   }
 
   // The nearest resting buy and sell, or the lines either side of the price when none rest.
@@ -98,13 +123,16 @@
   }
 
   function load(view) {
-    return fetch(view.el.dataset.url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+    var url = view.el.dataset.url;
+    return fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
       .then(function (r) { return r.json(); })
       .then(function (data) {
+        if (url !== view.el.dataset.url) return; // another pair was chosen meanwhile
         var bars = (data.candles || []).map(toBar);
         view.series.setData(bars);
         view.last = bars.length ? bars[bars.length - 1] : null;
-        drawGrid(view, data.lines, data.orders);
+        if (view.el.dataset.chart === "pair") drawPreview(view);
+        else drawGrid(view, data.lines, data.orders);
         if (view.el.dataset.chart === "backtest" && (data.lines || []).length) {
           var ps = data.lines.map(num); // a backtest shows its whole grid
           view.focus = { min: Math.min.apply(null, ps), max: Math.max.apply(null, ps) };
@@ -135,12 +163,80 @@
     view.last = bar;
   }
 
+  // --- the forms' pair chart -------------------------------------------------------------------
+  var pairViews = [];
+
+  // The grid the preview describes: {symbol, lines: [price], orders: [{price, side}]}.
+  function previewGrid() {
+    var el = document.getElementById("grid-preview");
+    if (!el) return null;
+    var lines = [];
+    var orders = [];
+    (el.dataset.lines || "").trim().split(/\s+/).forEach(function (item) {
+      if (!item) return;
+      var parts = item.split(":");
+      lines.push(parts[0]);
+      if (parts[1] === "buy" || parts[1] === "sell") orders.push({ price: parts[0], side: parts[1] });
+    });
+    return { symbol: el.dataset.symbol || "", lines: lines, orders: orders };
+  }
+
+  function drawPreview(view) {
+    var grid = previewGrid();
+    if (!grid) return;
+    if (grid.symbol && grid.symbol !== view.el.dataset.symbol) {
+      choosePair(view, grid.symbol);
+      return; // drawn once the new pair's candles are in
+    }
+    drawGrid(view, grid.lines, grid.orders);
+    if (grid.lines.length) { // the whole grid in sight, with the candles
+      var ps = grid.lines.map(num);
+      view.focus = { min: Math.min.apply(null, ps), max: Math.max.apply(null, ps) };
+    }
+    view.chart.priceScale("right").applyOptions({ autoScale: true });
+  }
+
+  function choosePair(view, symbol) {
+    var url = view.el.dataset.url.split("?")[0] + "?symbol=" + encodeURIComponent(symbol);
+    view.el.dataset.symbol = symbol;
+    view.el.dataset.url = url;
+    view.el.dataset.ready = "";
+    view.series.setData([]);
+    view.last = null;
+    load(view);
+    watch(view);
+  }
+
+  // The pair's live price moves the last candle (the market socket sends {"type": "price"}).
+  function watch(view) {
+    if (view.socket) { view.socket.onclose = null; view.socket.close(); view.socket = null; }
+    var pair = (view.el.dataset.symbol || "").replace(/[^A-Za-z0-9]/g, "");
+    if (!pair || !window.WebSocket) return;
+    var scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
+    var socket = new WebSocket(scheme + window.location.host + "/ws/market/" + pair + "/");
+    socket.onmessage = function (e) {
+      var msg;
+      try { msg = JSON.parse(e.data); } catch (err) { return; }
+      if (msg.type === "price" && view.last) onPrice(view, msg);
+    };
+    socket.onclose = function () { // the server went away: try again in a while
+      view.socket = null;
+      setTimeout(function () { if (!view.socket && document.contains(view.el)) watch(view); }, 10000);
+    };
+    view.socket = socket;
+  }
+
   function init(el) {
     if (el.dataset.chartInit || !LC) return;
     el.dataset.chartInit = "1";
     var view = makeChart(el);
     view.el = el;
     load(view);
+    if (el.dataset.chart === "pair") {
+      pairViews.push(view);
+      watch(view);
+      return;
+    }
     if (el.dataset.chart !== "bot") return;
     var socketElt = el.closest("[ws-connect]");
     if (!socketElt) return;
@@ -161,6 +257,11 @@
     (root.querySelectorAll ? root : document).querySelectorAll("[data-chart]").forEach(init);
   }
   document.addEventListener("DOMContentLoaded", function () { scan(document); });
-  document.addEventListener("htmx:load", function (e) { scan(e.target.parentNode || document); });
+  document.addEventListener("htmx:load", function (e) {
+    scan(e.target.parentNode || document);
+    if (e.target.id === "grid-preview") {
+      pairViews.forEach(function (view) { if (view.el.dataset.ready) drawPreview(view); });
+    }
+  });
   if (document.readyState !== "loading") scan(document);
 })();
