@@ -216,3 +216,29 @@ def test_no_page_asks_for_a_file_that_is_not_there(page, live_url, trader):
     assert page.request.get(f"{live_url}{icon}").ok
     favicon = page.request.get(f"{live_url}/favicon.ico")
     assert favicon.ok and favicon.headers["content-type"].startswith("image/"), favicon.headers
+
+
+def test_no_page_logs_an_error_for_a_trader_without_keys(page, live_url, django_user_model):
+    # htmx says in the console when a swap finds no target (htmx:oobErrorNoTarget: the new-bot
+    # form's preview for a trader without exchange keys did); the browser, when a file fails.
+    market()
+    user = django_user_model.objects.create_user(email="new@example.com", password="a-Long-pw-123")
+    logged: list[str] = []
+    page.on(
+        "console",
+        lambda m: logged.append(f"{m.text} on {page.url}") if m.type == "error" else None,
+    )
+    log_in(page, live_url, user.email)
+    for path in ("/", "/bots/new/", "/backtests/new/", "/accounts/keys/", "/accounts/password/"):
+        page.goto(f"{live_url}{path}")
+        page.wait_for_load_state("networkidle")
+    page.goto(f"{live_url}/bots/new/")
+    form = page.locator("#bot-form")
+    form.get_by_label("Name", exact=True).fill("First grid")
+    form.get_by_label("Capital", exact=True).fill("1000")
+    form.get_by_label("Lower price", exact=True).fill("60000")
+    form.get_by_label("Upper price", exact=True).fill("70000")
+    form.get_by_label("Price lines").fill("20")
+    page.get_by_test_id("preview-lines").filter(has_text="20 from 60,000.00").wait_for()
+    page.wait_for_load_state("networkidle")
+    assert not logged, logged
