@@ -325,9 +325,10 @@ def _d(value: Any) -> Decimal:
 
 
 def accept_run(run: AdvisorRun, *, confirm_restart: bool = False, name: str = "") -> Bot:
-    """Apply the suggestion: a stopped bot's config is updated; a running one is stopped,
-    updated and started again on the new grid (after confirmation), all in one transaction so
-    a failure anywhere leaves the bot as it was; without a bot, a new stopped bot is created."""
+    """Apply the suggestion: a stopped bot's config is updated; a running one gets the new grid
+    laid on it (after confirmation: ``bots.services.regrid_bot``, its history and coins kept),
+    all in one transaction so a failure anywhere leaves the bot as it was; without a bot, a new
+    stopped bot is created. Settings the suggestion leaves unset keep the trader's values."""
     if not run.can_decide:
         raise DecisionError("This advice cannot be accepted: " + _why_not(run))
     assert run.suggestion is not None
@@ -353,8 +354,10 @@ def _accept(run: AdvisorRun, config: dict[str, Any], *, confirm_restart: bool, n
                 )
                 locked.bot = bot
             else:
-                # The daily loss limit is the trader's, not the advisor's: keep it.
+                # The daily loss limit is the trader's, not the advisor's: keep it. What the
+                # suggestion leaves unset (take-profit, say) stays as the trader set it.
                 config["max_daily_loss"] = bot.config.get("max_daily_loss") or "0"
+                config = {k: v for k, v in config.items() if v not in (None, "")}
                 if bot.is_running and bot.mode == Bot.Mode.LIVE:
                     raise DecisionError(
                         f"{bot} is trading live: stop it first, then accept. aibo does not "
@@ -363,16 +366,13 @@ def _accept(run: AdvisorRun, config: dict[str, Any], *, confirm_restart: bool, n
                 if bot.is_running:
                     if not confirm_restart:
                         raise NeedsConfirmation(
-                            f"{bot} is running: accepting cancels its orders, returns its "
-                            "holdings to your paper wallet and starts it again on the new grid."
+                            f"{bot} is running: accepting cancels its orders and lays the new "
+                            "grid, keeping its history and the coins it holds (only the "
+                            "difference is bought or sold at market)."
                         )
-                    schema.validate(config, exchange=bot.exchange, symbol=bot.symbol)
-                    bot_services.stop_bot(bot, reason="restarting on the advisor's grid")
-                    bot.refresh_from_db()
-                    bot_services.update_bot_config(bot, config)
-                    bot_services.start_bot(bot)
+                    bot_services.regrid_bot(bot, config)
                 else:
-                    bot_services.update_bot_config(bot, config)
+                    bot_services.update_bot_config(bot, bot.config | config)
         except (BotError, InvalidGrid) as e:
             raise DecisionError(str(e)) from None
         locked.decision = AdvisorRun.Decision.ACCEPTED

@@ -244,7 +244,7 @@ def test_accept_updates_a_stopped_bot(client, user, bot, no_key):
     assert run.decision == "accepted" and run.decided_at is not None
 
 
-def test_accept_on_a_running_bot_asks_first_then_restarts_it_on_the_new_grid(
+def test_accept_on_a_running_bot_asks_first_then_lays_the_new_grid_keeping_its_history(
     client, user, running_bot, no_key
 ):
     run = _done_run(user, running_bot)
@@ -256,16 +256,19 @@ def test_accept_on_a_running_bot_asks_first_then_restarts_it_on_the_new_grid(
     url = reverse("ai_advisor:accept", args=[run.pk])
 
     response = client.post(url, headers={"HX-Request": "true"})
-    assert "is running: accepting cancels its orders" in response.text
+    assert "is running: accepting cancels its orders and lays the new grid" in response.text
     assert "Restart on the new grid" in response.text
     assert bot_state(running_bot) == before
 
     response = client.post(url, {"confirm": "restart"}, headers={"HX-Request": "true"})
 
     assert response.headers["HX-Redirect"] == reverse("bots:detail", args=[running_bot.pk])
+    started_at = running_bot.started_at
     running_bot.refresh_from_db()
     assert running_bot.is_running
     assert running_bot.generation == before[2] + 1
+    assert running_bot.started_at == started_at  # one run: its history and statistics go on
+    assert not running_bot.events.filter(kind="stopped").exists()
     assert running_bot.config["lower_bound"] == run.suggestion["config"]["lower_bound"]
     engine = running_bot.engine()
     assert (
@@ -280,16 +283,16 @@ def test_accept_on_a_running_bot_asks_first_then_restarts_it_on_the_new_grid(
     assert run.decision == "accepted"
 
 
-def test_a_restart_that_cannot_start_leaves_the_bot_running_as_it_was(
+def test_a_new_grid_that_cannot_be_laid_leaves_the_bot_running_as_it_was(
     client, user, running_bot, no_key, monkeypatch
 ):
     run = _done_run(user, running_bot)
     before = bot_state(running_bot)
 
-    def refuse(bot: Bot) -> None:
+    def refuse(bot: Bot, config: dict) -> list[str]:
         raise BotError("the paper wallet is short")
 
-    monkeypatch.setattr(bot_services, "start_bot", refuse)
+    monkeypatch.setattr(bot_services, "regrid_bot", refuse)
     client.force_login(user)
 
     response = client.post(reverse("ai_advisor:accept", args=[run.pk]), {"confirm": "restart"})
