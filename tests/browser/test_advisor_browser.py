@@ -106,3 +106,34 @@ def test_use_these_settings_fills_the_new_bot_form_with_the_advice_and_creates_n
         config["lower_bound"], config["upper_bound"], config["grid_levels"]
     )  # fmt: skip
     assert bot.config["stop_loss_pct"] == config["stop_loss_pct"] == "3"
+
+
+def test_the_risk_choice_changes_the_suggested_grid_on_the_page(
+    page: Any, advised_market: str
+) -> None:
+    live_url = advised_market
+    register(page, live_url, "risk@example.com")
+    page.goto(f"{live_url}/bots/new/")
+    page.get_by_role("button", name="Ask the AI advisor").click()
+    dialog = page.locator("#advisor-dialog")
+    dialog.get_by_label("Capital").fill("1000")
+
+    seen = {}
+    for level, label in (("low", "Conservative"), ("high", "Aggressive")):
+        dialog.get_by_label("Risk").select_option(level)
+        dialog.get_by_role("button", name="Ask", exact=True).click()
+        risk = dialog.locator(".advisor-risk")
+        risk.filter(has_text=f"How your risk choice shaped it. {label}: a range").wait_for()
+        diff = dialog.locator("table.advisor-diff")
+        seen[level] = (
+            diff.locator("tr", has_text="Lower price").locator("td").inner_text(),
+            diff.locator("tr", has_text="Upper price").locator("td").inner_text(),
+            re.search(r"This grid: a range ([\d.]+) %", risk.inner_text()).group(1),
+        )
+        screenshot(page, f"advisor-risk-{level}")
+
+    assert seen["low"][:2] != seen["high"][:2]
+    assert float(seen["low"][2]) >= 10 > 5 >= float(seen["high"][2])
+    runs = {r.risk_preference: r.suggestion["config"] for r in AdvisorRun.objects.all()}
+    assert seen["low"][0] == f"{Decimal(runs['low']['lower_bound']):,.2f}"
+    assert seen["high"][0] == f"{Decimal(runs['high']['lower_bound']):,.2f}"
