@@ -3,10 +3,11 @@
 `create_run` checks the throttle and the inputs and stores an `AdvisorRun`; `execute_run`
 builds the context from market/ (never credentials, never who the user is), asks Claude
 (or, without an API key, runs the quantitative baseline alone and says so: ``baseline``),
-checks the suggestion against the market (``suggestions``), backtests it beside the bot's
-current config and the baseline on the last 7 and 30 days of stored candles (``comparison``),
-and stores all of it. `accept_run` / `reject_run` record the user's
-decision; only an accepted run changes a bot, through bots.services.
+checks the suggestion against the market and the trader's risk band (``suggestions``,
+``profiles``), backtests it beside the bot's current config and the baseline on the last 7 and
+30 days of stored candles (``comparison``), scores its confidence on the held-out candles
+(``comparison.held_out``, ``confidence``), and stores all of it. `accept_run` / `reject_run`
+record the user's decision; only an accepted run changes a bot, through bots.services.
 """
 
 from __future__ import annotations
