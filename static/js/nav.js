@@ -1,7 +1,7 @@
-// The main menu (base.html): a <details> whose button shows only on a phone. The browser opens
-// and closes it, by mouse or keyboard, with or without this script; this adds what a menu is
-// expected to do besides: Escape closes it (the focus back on its button), and so does a click
-// or a focus outside it.
+// The main menu (base.html): a <details> whose button shows below 1,100 px (phones, tablets).
+// The browser opens and closes it, by mouse or keyboard, with or without this script; this
+// adds what a menu is expected to do besides: Escape closes it (the focus back on its button),
+// and so does a click or a focus outside it.
 (function () {
   "use strict";
 
@@ -9,10 +9,10 @@
   if (!menu) return;
   var button = menu.querySelector("summary");
 
-  // The same width as aibo.css's phone layout, where the button shows.
-  var phone = window.matchMedia("(max-width: 900px)");
+  // The same width as in aibo.css, below which the menu folds behind its button.
+  var narrow = window.matchMedia("(max-width: 1100px)");
   function folded() {
-    return phone.matches;
+    return narrow.matches;
   }
 
   // Browsers without ::details-content cannot show a closed menu's links in a row: there the
@@ -21,7 +21,7 @@
   if (!showsClosed) {
     var sync = function () { menu.open = !folded(); };
     sync();
-    phone.addEventListener("change", sync);
+    narrow.addEventListener("change", sync);
   }
 
   function close(focusButton) {

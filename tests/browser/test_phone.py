@@ -242,3 +242,17 @@ def test_no_page_logs_an_error_for_a_trader_without_keys(page, live_url, django_
     page.get_by_test_id("preview-lines").filter(has_text="20 from 60,000.00").wait_for()
     page.wait_for_load_state("networkidle")
     assert not logged, logged
+
+
+def test_the_bar_stays_one_line_at_every_width(page, live_url, trader):
+    # The longest bar: an operator (the Admin link) with a long address.
+    type(trader).objects.filter(pk=trader.pk).update(is_staff=True)
+    log_in(page, live_url, trader.email)
+    for width in (320, 390, 768, 1024, 1100, 1101, 1280, 1440):
+        page.set_viewport_size({"width": width, "height": 900})
+        header = page.locator("header.topbar").bounding_box()
+        assert header["height"] <= NAV_MAX_HEIGHT, f"the bar is {header['height']}px at {width}px"
+        assert page.evaluate("document.documentElement.scrollWidth") <= width, width
+        folded = page.locator(".nav-menu summary").is_visible()
+        assert folded == (width <= 1100), f"menu button shown: {folded} at {width}px"
+        assert page.get_by_role("link", name="Admin").is_visible() == (not folded), width
