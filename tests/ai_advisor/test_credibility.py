@@ -346,3 +346,22 @@ def test_a_tiny_backtested_loss_keeps_its_sign_beside_use_these_settings(
 )
 def test_prices_show_to_the_markets_tick(value, tick, shown):
     assert price_at_tick(value, tick) == shown
+
+
+def test_the_held_out_check_places_the_same_shape_at_the_price_then(user, market, no_key):
+    run = done_run(user, risk="medium")
+    config = run.suggestion["config"]
+    held = run.backtests["held_out"]
+    price = Decimal("65000")
+    ratio = Decimal(config["upper_bound"]) / Decimal(config["lower_bound"])
+
+    for part in ("fit", "holdout"):
+        period_ = held[part]
+        start = Decimal(period_["start_price"])
+        lower, upper = Decimal(period_["lower_bound"]), Decimal(period_["upper_bound"])
+        assert abs(lower - Decimal(config["lower_bound"]) * start / price) <= Decimal("0.01")
+        assert abs(upper / lower - ratio) < Decimal("0.000001")
+        assert Decimal(period_["days"]) > 0 and period_["candles"] > 0
+    # The held-out days follow the fitted ones and end with the stored candles.
+    assert held["fit"]["to"] <= held["holdout"]["from"]
+    assert held["holdout"]["to"] == run.backtests["windows"][0]["to"]
