@@ -226,17 +226,21 @@ def pair_history(request: AuthedRequest) -> HttpResponse:
     (a pair just chosen) fetches the pair's rules if new and starts its import if needed."""
     exchange = EXCHANGE
     text = (request.POST if request.method == "POST" else request.GET).get("symbol", "")[:30]
-    job, problem = None, ""
+    job, problem, pair, stored = None, "", "", ""
     if request.method == "POST":
         try:
             rules = pairs.choose_pair(exchange, text)
         except pairs.PairError as e:
             problem = str(e)
         else:
-            job = market_tasks.start_history(exchange, rules.symbol)
+            pair = rules.symbol
+            job = market_tasks.start_history(exchange, pair)
+            stored = _stored_words(exchange, pair)
     else:
         job = history.import_for(exchange, pairs.normalise(text))
-    return render(request, "market/_pair_history.html", {"history": job, "pair_problem": problem})
+        stored = _stored_words(exchange, job.symbol) if job else ""
+    context = {"history": job, "pair_problem": problem, "pair": pair, "stored": stored}
+    return render(request, "market/_pair_history.html", context)
 
 
 @login_required
@@ -258,6 +262,8 @@ def backtest_new(request: AuthedRequest) -> HttpResponse:
     for key in (*PREFILL_KEYS, "start", "end"):
         if key in request.GET and key not in ("name", "mode"):
             initial[key] = request.GET[key][:PREFILL_CHARS]
+    if request.method == "GET":
+        initial = _within_stored(initial)
     form = BacktestForm(
         request.POST or None, initial=initial, start_import=market_tasks.start_history
     )
@@ -293,6 +299,19 @@ def backtest_new(request: AuthedRequest) -> HttpResponse:
     response = render(request, "bots/backtest_form.html", context, status=429)
     response["Retry-After"] = str(retry_after)
     return response
+
+
+def _within_stored(initial: dict[str, Any]) -> dict[str, Any]:
+    """The first dates offered lie within the pair's stored days (a week by default, fewer
+    when fewer are stored); dates typed into the link are the trader's own."""
+    span = stored_span(EXCHANGE, pairs.normalise(str(initial.get("symbol") or DEFAULT_PAIR)))
+    start, end = initial.get("start"), initial.get("end")
+    if span is None or not isinstance(start, dt.date) or not isinstance(end, dt.date):
+        return initial
+    first, last = span[0].date(), span[1].date()
+    end = min(max(end, first), last)
+    start = min(max(start, first), end)
+    return initial | {"start": start, "end": end}
 
 
 def _stored_words(exchange: str, symbol: str) -> str:

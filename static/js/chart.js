@@ -131,7 +131,7 @@
         var bars = (data.candles || []).map(toBar);
         view.series.setData(bars);
         view.last = bars.length ? bars[bars.length - 1] : null;
-        if (view.el.dataset.chart === "pair") drawPreview(view);
+        if (view.el.dataset.chart === "pair") { showPrice(view, data.price); drawPreview(view); }
         else drawGrid(view, data.lines, data.orders);
         if (view.el.dataset.chart === "backtest" && (data.lines || []).length) {
           var ps = data.lines.map(num); // a backtest shows its whole grid
@@ -196,10 +196,22 @@
     view.chart.priceScale("right").applyOptions({ autoScale: true });
   }
 
+  // The price now beside the pair's name (the card's [data-chart-price]), as the pages write it.
+  function showPrice(view, price) {
+    var card = view.el.closest(".chart-card");
+    var slot = card && card.querySelector("[data-chart-price]");
+    if (!slot) return;
+    var p = price === null || price === undefined ? NaN : num(price);
+    slot.textContent = isNaN(p) ? "" : "now " + p.toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 8 });
+  }
+
   function choosePair(view, symbol) {
     var url = view.el.dataset.url.split("?")[0] + "?symbol=" + encodeURIComponent(symbol);
     view.el.dataset.symbol = symbol;
     view.el.dataset.url = url;
+    var card = view.el.closest(".chart-card");
+    var name = card && card.querySelector("[data-chart-symbol]");
+    if (name) name.textContent = symbol;
     view.el.dataset.ready = "";
     view.series.setData([]);
     view.last = null;
@@ -261,6 +273,11 @@
     scan(e.target.parentNode || document);
     if (e.target.id === "grid-preview") {
       pairViews.forEach(function (view) { if (view.el.dataset.ready) drawPreview(view); });
+    }
+    // A pair chosen on the backtest form (the pair's history box says which, as listed).
+    var pair = e.target.id === "pair-history" ? e.target.dataset.pair : "";
+    if (pair) {
+      pairViews.forEach(function (view) { if (pair !== view.el.dataset.symbol) choosePair(view, pair); });
     }
   });
   if (document.readyState !== "loading") scan(document);

@@ -256,3 +256,17 @@ def test_a_backtest_grid_is_funded_at_its_first_days_price(client, user, stored_
     client.force_login(user)
     page = client.post("/backtests/new/", backtest_data(capital="10")).text
     assert field_errors(page, "capital")[0].startswith("Capital must be at least ")
+
+
+def test_the_backtest_forms_first_dates_are_days_that_are_stored(client, user, stored_june):
+    client.force_login(user)
+    page = client.get("/backtests/new/").text
+    # A week up to the last stored day, cut to the five days stored.
+    assert 'name="start" value="2025-06-01"' in page and 'name="end" value="2025-06-05"' in page
+
+
+def test_choosing_a_pair_on_the_backtest_form_says_its_stored_days(client, user, stored_june):
+    client.force_login(user)
+    box = client.post("/pairs/history/", {"symbol": "btc/usdt"}, headers=HX).text
+    assert 'data-pair="BTC/USDT"' in box  # the chart follows the pair
+    assert "Candles stored: 2025-06-01 to 2025-06-05 (UTC)." in box

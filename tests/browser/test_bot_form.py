@@ -10,12 +10,14 @@ from typing import Any
 import pytest
 
 from bots.models import Bot
+from tests.bots.conftest import add_candles, make_rules
 from tests.browser.conftest import register, screenshot
 from tests.browser.test_desk import market
 
 pytestmark = pytest.mark.browser
 
 PHONE = {"width": 390, "height": 844}
+ETH_T0_MS = 1748822400000  # 2025-06-02 00:00 UTC, beside test_desk's BTC/USDT hour
 
 
 def htmx_errors(page: Any) -> list[str]:
@@ -154,3 +156,25 @@ def test_at_phone_size_the_forms_fit_and_the_chart_follows_the_range(browser, li
         screenshot(page, "backtest-form-phone")
     finally:
         context.close()
+
+
+def test_the_backtest_forms_chart_follows_the_chosen_pair(page, live_url):
+    market()
+    make_rules("ETH/USDT")
+    add_candles(
+        [(ETH_T0_MS + i * 60_000, "2500", "2510", "2490", "2505") for i in range(30)],
+        symbol="ETH/USDT",
+    )
+    register(page, live_url, "backtest-chart@example.com")
+    page.goto(f"{live_url}/backtests/new/")
+    page.locator("#pair-chart[data-ready='1'][data-symbol='BTC/USDT']").wait_for()
+    assert page.get_by_test_id("price-now").inner_text() == "now 65,000.00"
+
+    pair = page.get_by_label("Pair", exact=True)
+    pair.fill("eth/usdt")
+    pair.press("Tab")
+    chart = page.locator("#pair-chart[data-ready='1'][data-symbol='ETH/USDT']")
+    chart.wait_for()
+    assert chart.get_attribute("data-candles") == "30"
+    assert page.locator("#pair-chart-title").inner_text().startswith("ETH/USDT now 2,505.00")
+    screenshot(page, "backtest-form-chart")
