@@ -1337,3 +1337,26 @@ def test_stop_and_sell_asked_while_a_stop_that_keeps_is_unfinished_sells_when_it
     assert bot.status == "stopped" and not bot.stopping_reason
     assert len(market_orders(fake, "SELL")) == 1
     assert fake.balance("BTC") == (Decimal(0), Decimal(0))
+
+
+# --- A restart (issue 14) -------------------------------------------------------------------------
+
+
+def test_a_live_restart_buys_at_market_again_and_keeps_the_statistics(bot, fake, start_live):
+    """A live run's books are its own fills on the exchange (bench/live_chaos checks them so):
+    a restart buys its sells' coins again, and the coins the stop kept stay the trader's."""
+    start_live(bot)
+    bot.refresh_from_db()
+    first = bot.engine()
+    services.stop_bot(bot)
+    bot.refresh_from_db()
+
+    start_live(bot)
+
+    bot.refresh_from_db()
+    assert len(market_orders(fake, "BUY")) == 2
+    second = bot.orders.filter(kind="market", side="buy").order_by("pk").last()
+    engine = bot.engine()
+    assert engine.fees_paid == first.fees_paid + second.fee  # the first run's fees kept
+    assert bot.profit_before == first.equity(Decimal(P0)) - Decimal(1000)
+    assert resting(fake) == db_resting(bot)
