@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 import numpy as np
 from django.conf import settings
+from django.core.paginator import Page, Paginator
 from django.db import transaction
+from django.db.models.fields.json import KT
 from django.utils import timezone
 
 from aibo import limits
@@ -208,6 +211,66 @@ def page_context(run: BacktestRun) -> dict[str, Any]:
         ctx["equity_spark"] = sparkline([v for _, v in curve], width=600, height=120)
         ctx["equity_up"] = curve[-1][1] >= curve[0][1]
     return ctx
+
+
+HISTORY_PER_PAGE = 30
+
+
+@dataclass
+class HistoryRow:
+    """One past backtest in the list: the run (without its result) and its headline figures."""
+
+    run: BacktestRun
+    total_profit: Decimal | None
+    round_trips: int | None
+
+    @property
+    def quote(self) -> str:
+        return self.run.symbol.split("/")[-1]
+
+    @property
+    def capital(self) -> Decimal | None:
+        try:
+            return Decimal(str(self.run.config.get("capital") or "0")) or None
+        except ArithmeticError:
+            return None
+
+    @property
+    def return_ratio(self) -> Decimal | None:
+        capital = self.capital
+        if self.total_profit is None or not capital:
+            return None
+        return self.total_profit / capital
+
+    @property
+    def last_day(self) -> dt.date:
+        return (self.run.end - dt.timedelta(microseconds=1)).date()
+
+
+def history_page(owner: Any, number: Any = 1) -> Page:
+    """A page of the owner's backtests, newest first. The stored result (its chart can be
+    large) is not read: its two headline figures come out of the JSON in the query."""
+    runs = (
+        BacktestRun.objects.filter(owner=owner)
+        .defer("result")
+        .annotate(profit=KT("result__total_profit"), trips=KT("result__total_trades"))
+        .order_by("-created_at", "-id")
+    )
+    page = Paginator(runs, HISTORY_PER_PAGE).get_page(number)
+    page.object_list = [_history_row(run) for run in page.object_list]
+    return page
+
+
+def _history_row(run: BacktestRun) -> HistoryRow:
+    profit = trips = None
+    try:
+        if run.profit is not None:  # type: ignore[attr-defined]
+            profit = Decimal(str(run.profit))  # type: ignore[attr-defined]
+        if run.trips is not None:  # type: ignore[attr-defined]
+            trips = int(run.trips)  # type: ignore[attr-defined]
+    except (ArithmeticError, ValueError):
+        pass
+    return HistoryRow(run, profit, trips)
 
 
 def chart_data(run: BacktestRun) -> dict[str, Any]:

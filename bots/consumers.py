@@ -83,13 +83,13 @@ def _union(a: set[str], b: set[str]) -> set[str]:
 
 @database_sync_to_async
 def _owned_bots(user_id: int | None, bot_id: int | None = None) -> list[tuple[int, str]]:
-    """(pk, symbol) of the user's bots (or of that one); their markets are noted as shown on
-    an open page, so the market feed streams them too."""
+    """(pk, symbol) of the user's bots not archived (or of that one, archived or not); their
+    markets are noted as shown on an open page, so the market feed streams them too."""
     if user_id is None:
         return []
     qs = Bot.objects.filter(owner_id=user_id)
-    if bot_id is not None:
-        qs = qs.filter(pk=bot_id)
+    # The dashboard's socket leaves archived bots out: they have no card to update.
+    qs = qs.filter(pk=bot_id) if bot_id is not None else qs.active()
     rows = list(qs.values_list("pk", "symbol", "exchange"))
     for pair in {(exchange, symbol) for _, symbol, exchange in rows}:
         market_services.watch_market(*pair)

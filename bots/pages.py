@@ -287,10 +287,16 @@ class Card:
         return self.bot.config.get("upper_bound")
 
 
-def _card_bots(owner_id: int, bot_ids: Iterable[int] | None = None) -> list[Bot]:
+def _card_bots(
+    owner_id: int, bot_ids: Iterable[int] | None = None, *, archived_too: bool = False
+) -> list[Bot]:
+    """The owner's bots not archived (an archived bot has no card), with their open orders;
+    ``archived_too``: the archived ones as well (for the dashboard's list of them)."""
     qs = Bot.objects.filter(owner_id=owner_id).annotate(
         open_orders=Count("orders", filter=Q(orders__status__in=Order.RESTING))
     )
+    if not archived_too:
+        qs = qs.active()
     if bot_ids is not None:
         qs = qs.filter(pk__in=list(bot_ids))
     return list(qs.order_by("-created_at"))
@@ -322,7 +328,21 @@ def dashboard_cards(owner_id: int, bot_ids: Iterable[int] | None = None) -> list
     one annotated query for the open orders and one for all the sparklines: the dashboard with
     20 bots runs as many queries as with one.
     """
-    bots = _card_bots(owner_id, bot_ids)
+    return _cards(_card_bots(owner_id, bot_ids))
+
+
+def desk(owner_id: int) -> tuple[list[Card], list[ArchivedRow]]:
+    """The dashboard's cards and its list of archived bots, from one query of the bots."""
+    bots = _card_bots(owner_id, archived_too=True)
+    put_away = sorted(
+        (b for b in bots if b.archived_at is not None),
+        key=lambda b: (b.archived_at, b.pk),
+        reverse=True,
+    )
+    return _cards([b for b in bots if b.archived_at is None]), [_archived(b) for b in put_away]
+
+
+def _cards(bots: list[Bot]) -> list[Card]:
     series = _equity_series([b.pk for b in bots])
     prices = prices_for((b.exchange, b.symbol) for b in bots)
     cards = []
@@ -347,6 +367,21 @@ def dashboard_cards(owner_id: int, bot_ids: Iterable[int] | None = None) -> list
             )
         )
     return cards
+
+
+@dataclass(frozen=True)
+class ArchivedRow:
+    bot: Bot
+    total_profit: Decimal | None
+    round_trips: int
+
+
+def _archived(bot: Bot) -> ArchivedRow:
+    return ArchivedRow(
+        bot=bot,
+        total_profit=bot.total_profit(bot.last_equity) if bot.last_equity is not None else None,
+        round_trips=int((bot.engine_state or {}).get("total_trades", 0)),
+    )
 
 
 @dataclass(frozen=True)
@@ -602,6 +637,24 @@ def bot_context(bot: Bot, *, trades: Any = 1, parts: Iterable[str] = CHANGES) ->
     if "events" in parts:
         ctx["events"] = events(bot)
     return ctx
+
+
+@dataclass(frozen=True)
+class Books:
+    """How much history a bot has (what deleting it removes)."""
+
+    round_trips: int
+    trades: int
+    events: int
+
+
+def books_count(bot: Bot) -> Books:
+    """Three counts (not one query joining all three: that would multiply the rows)."""
+    return Books(
+        round_trips=bot.trades.count(),
+        trades=bot.orders.filter(Q(status=Order.Status.FILLED) | Q(filled__gt=0)).count(),
+        events=bot.events.count(),
+    )
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,8 @@ urlpatterns = [
     path("bots/<int:pk>/edit/", form_views.bot_edit, name="edit"),
     path("bots/<int:pk>/start/", views.bot_start, name="start"),
     path("bots/<int:pk>/stop/", views.bot_stop, name="stop"),
+    path("bots/<int:pk>/delete/", views.bot_delete, name="delete"),
+    path("bots/<int:pk>/archive/", views.bot_archive, name="archive"),
     path("bots/<int:pk>/candles.json", views.bot_candles, name="candles"),
     path(
         "bots/<int:pk>/round-trips.csv",
@@ -25,7 +27,9 @@ urlpatterns = [
         name="round_trips_csv",
     ),
     path("bots/<int:pk>/trades.csv", views.bot_export, {"what": "trades"}, name="fills_csv"),
+    path("backtests/", views.backtest_list, name="backtests"),
     path("backtests/new/", form_views.backtest_new, name="backtest_new"),
+    path("backtests/preview/", form_views.backtest_preview, name="backtest_preview"),
     path("backtests/<int:pk>/", views.backtest_detail, name="backtest"),
     path("backtests/<int:pk>/data.json", views.backtest_data, name="backtest_data"),
 ]

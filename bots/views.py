@@ -15,7 +15,9 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import HttpResponseClientRedirect, HttpResponseClientRefresh
 
 from accounts.http import AuthedRequest
 from aibo.limits import per_client
@@ -38,9 +40,10 @@ def dashboard(request: AuthedRequest) -> HttpResponse:
 
 
 def _dashboard_context(request: AuthedRequest) -> dict[str, Any]:
-    cards = pages.dashboard_cards(request.user.pk)
+    cards, archived = pages.desk(request.user.pk)
     return pages.paper_wallet(request.user.pk, cards) | {
         "cards": cards,
+        "archived": archived,
         "totals": pages.totals(cards),
         "replayed": pages.replayed(),
         "starting_balance": settings.PAPER_STARTING_BALANCE,
@@ -103,7 +106,10 @@ def _after_start_stop(
         return render(request, "bots/bot_detail.html", ctx)
     on_card = request.htmx.target == f"bot-{bot.pk}-card"
     if on_card:
-        (card,) = pages.dashboard_cards(request.user.pk, [bot.pk])
+        cards = pages.dashboard_cards(request.user.pk, [bot.pk])
+        if not cards:  # archived meanwhile (in another tab): it has no card any more
+            return HttpResponseClientRefresh()
+        (card,) = cards
         response = _with_balance(
             request, render(request, "bots/dashboard.html#bot-card", {"card": card})
         )
@@ -166,6 +172,53 @@ def bot_stop(request: AuthedRequest, pk: int) -> HttpResponse:
     return _after_start_stop(request, bot)
 
 
+# --- delete / archive ----------------------------------------------------------------------------
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def bot_delete(request: AuthedRequest, pk: int) -> HttpResponse:
+    """GET: what deleting removes, with the CSV exports offered first (and, for a running bot,
+    Stop's choice for its coins). POST: stop it if it runs, then delete it and its history."""
+    bot = own_bot(request, pk)
+    if request.method == "GET":
+        ctx = {"bot": bot, "books": pages.books_count(bot)}
+        if bot.is_running:
+            ctx["stopping"] = pages.stop_summary(bot)
+        return render(request, "bots/bot_delete.html", ctx)
+    name = str(bot)
+    try:
+        services.delete_bot(bot, sell=request.POST.get("sell") == "1")
+    except BotError as e:
+        messages.error(request, str(e))
+        return redirect("bots:detail", pk=pk)
+    messages.success(request, f"{name} was deleted, with its history.")
+    return redirect("bots:dashboard")
+
+
+@login_required
+@require_POST
+def bot_archive(request: AuthedRequest, pk: int) -> HttpResponse:
+    """Archive a stopped bot (``archived=1``) or take it back out (``archived=0``); back to
+    the page the form was on (the dashboard or the bot's)."""
+    bot = own_bot(request, pk)
+    archived = request.POST.get("archived") != "0"
+    try:
+        services.archive_bot(bot, archived=archived)
+    except BotError as e:
+        messages.error(request, str(e))
+    else:
+        if archived:
+            messages.success(request, f"{bot} archived: listed apart on the dashboard.")
+        else:
+            messages.success(request, f"{bot} is back among your bots.")
+    back = reverse("bots:dashboard") if request.POST.get("back") == "dashboard" else None
+    back = back or reverse("bots:detail", args=[pk])
+    if request.htmx:  # a button in a pushed card: the page reloads where it is
+        return HttpResponseClientRedirect(back)
+    return redirect(back)
+
+
 # --- the bot page --------------------------------------------------------------------------------
 
 
@@ -206,6 +259,14 @@ def bot_export(request: AuthedRequest, pk: int, what: str) -> HttpResponse:
 
 
 # --- backtests -----------------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def backtest_list(request: AuthedRequest) -> HttpResponse:
+    """The user's past backtests, newest first, with their return: one page of rows each."""
+    runs = backtest_runs.history_page(request.user, request.GET.get("page", 1))
+    return render(request, "bots/backtest_list.html", {"runs": runs})
 
 
 @login_required
