@@ -188,6 +188,28 @@ def bot_preview(request: AuthedRequest) -> HttpResponse:
 
 
 @login_required
+@require_POST
+@per_client("preview", limit_setting="PREVIEWS_PER_CLIENT_PER_MINUTE", window=60)
+def backtest_preview(request: AuthedRequest) -> HttpResponse:
+    """The backtest form's grid preview, priced at the first stored candle of the days asked
+    for, with its fields' errors out of band (the days checked against the stored candles)."""
+    form = BacktestForm(request.POST)
+    form.is_valid()
+    submitted = bool(request.POST.get("submitted"))
+    errors = {
+        name: form.errors.get(name, []) if submitted or request.POST.get(name, "").strip() else []
+        for name in form.fields
+    }
+    return render(
+        request,
+        "bots/bot_form.html#grid-preview",
+        {"form": form, "preview": form.preview, "field_errors": errors, "oob_errors": True,
+         "backtest": True, "price": form.price, "submitted": submitted,
+         "symbol": form.rules.symbol if form.rules is not None else ""},
+    )  # fmt: skip
+
+
+@login_required
 @require_GET
 @per_client("candles", limit_setting="CANDLE_REQUESTS_PER_CLIENT_PER_MINUTE", window=60)
 def pair_candles(request: AuthedRequest) -> JsonResponse:
@@ -290,6 +312,7 @@ def backtest_new(request: AuthedRequest) -> HttpResponse:
     job = form.history if form.is_bound else history.import_for(form.exchange, symbol)
     context = {
         "form": form, "source": source, "history": job, "symbol": symbol,
+        "preview": form.preview, "backtest": True,
         "price": form.price or schema.reference_price(form.exchange, symbol),
         "pair_options": pairs.stored_pairs(form.exchange),
         "stored": form.available or _stored_words(form.exchange, symbol),

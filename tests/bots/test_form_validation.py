@@ -14,7 +14,7 @@ import pytest
 from bots import config as schema
 from bots.grid.preview import min_capital
 from bots.models import BacktestRun, Bot
-from market.models import LatestPrice
+from market.models import Candle, LatestPrice
 from tests.bots.conftest import FORM, add_candles
 
 pytestmark = pytest.mark.django_db
@@ -270,3 +270,19 @@ def test_choosing_a_pair_on_the_backtest_form_says_its_stored_days(client, user,
     box = client.post("/pairs/history/", {"symbol": "btc/usdt"}, headers=HX).text
     assert 'data-pair="BTC/USDT"' in box  # the chart follows the pair
     assert "Candles stored: 2025-06-01 to 2025-06-05 (UTC)." in box
+
+
+def test_the_backtest_preview_prices_the_grid_at_its_first_day_and_checks_the_days(
+    client, user, stored_june
+):
+    Candle.objects.filter(open_time__date="2025-06-02").update(close=Decimal("62000"))
+    client.force_login(user)
+
+    text = client.post("/backtests/preview/", backtest_data(), headers=HX).text
+
+    assert "20 from 60,000.00 to 70,000.00" in text
+    assert re.search(r'data-testid="start-price">62,000.00 USDT<', text)
+    assert field_errors(text, "start") == [] and field_errors(text, "capital") == []
+    outside = client.post("/backtests/preview/", backtest_data(end="2025-06-09"), headers=HX).text
+    assert "choose days in that range" in " ".join(field_errors(outside, "start"))
+    assert not BacktestRun.objects.exists()

@@ -158,7 +158,7 @@ def test_at_phone_size_the_forms_fit_and_the_chart_follows_the_range(browser, li
         context.close()
 
 
-def test_the_backtest_forms_chart_follows_the_chosen_pair(page, live_url):
+def test_the_backtest_forms_chart_follows_the_chosen_pair_and_draws_the_grid(page, live_url):
     market()
     make_rules("ETH/USDT")
     add_candles(
@@ -177,4 +177,9 @@ def test_the_backtest_forms_chart_follows_the_chosen_pair(page, live_url):
     chart.wait_for()
     assert chart.get_attribute("data-candles") == "30"
     assert page.locator("#pair-chart-title").inner_text().startswith("ETH/USDT now 2,505.00")
+    # The grid, priced at the first stored candle of the days, drawn as it is typed.
+    form = page.locator("#backtest-form")
+    fill_grid(form, "1000", "2400", "2600", "20")
+    page.locator("#pair-chart[data-grid-lines='20']").wait_for()
+    assert page.get_by_test_id("start-price").inner_text() == "2,505.00 USDT"
     screenshot(page, "backtest-form-chart")
