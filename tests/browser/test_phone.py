@@ -162,6 +162,13 @@ def test_the_phone_menu_opens_and_closes_with_the_keyboard(page, live_url, trade
     keys.wait_for(state="hidden")
     assert page.evaluate("document.activeElement.tagName") == "SUMMARY"
 
+    # A tap outside the open menu closes it too.
+    menu.click()
+    keys.wait_for()
+    page.mouse.click(4, PHONE["height"] - 20)  # the page's margin, below the open menu
+    keys.wait_for(state="hidden")
+
+    menu.focus()
     page.keyboard.press("Space")
     page.keyboard.press("Tab")
     page.keyboard.press("Tab")  # Dashboard, then New bot
