@@ -20,7 +20,7 @@ from pydantic import Field
 from accounts import throttle, tokens, two_factor
 from accounts.forms import RegistrationForm
 from accounts.models import User
-from aibo.schemas import errors
+from aibo.api_common import Refused, errors
 
 router = Router(tags=["auth"])
 
@@ -39,14 +39,6 @@ class SignIn(Credentials):
 class TokenOut(Schema):
     token: str
     user_id: int
-
-
-class Refused(HttpError):
-    """A refusal with ``Retry-After`` (the API's handler adds the header)."""
-
-    def __init__(self, message: str, retry_after: int) -> None:
-        super().__init__(429, message)
-        self.retry_after = retry_after
 
 
 @router.post(

@@ -6,8 +6,6 @@ from ai_advisor import views
 
 app_name = "ai_advisor"
 urlpatterns = [
-    path("api/ai/optimize", views.api_optimize, name="api_optimize"),
-    path("api/ai/runs/<int:pk>", views.api_run, name="api_run"),
     path("ai/runs/", views.run_create, name="run_create"),
     path("ai/runs/<int:pk>/", views.run_detail, name="run"),
     path("ai/runs/<int:pk>/accept/", views.run_accept, name="accept"),

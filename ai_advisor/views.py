@@ -1,26 +1,18 @@
-"""The advisor on the page (a <dialog> that polls a run) and as a JSON API.
+"""The advisor on the page: a <dialog> that polls a run (its JSON API is ``ai_advisor.api``).
 
 Every query is scoped to ``request.user``: another user's run or bot is a 404.
-
-``POST /api/ai/optimize`` is session-authenticated and CSRF-protected like any Django POST:
-a script on an aibo page sends the ``csrftoken`` cookie's value in an ``X-CSRFToken`` header
-(``base.html`` already puts that header on every htmx request). Like the page, it stores the
-run and hands it to Huey: Claude's call and the backtests take seconds and never run in a web
-process. It answers 202 with the run's URL (``GET /api/ai/runs/<id>``, also in ``Location``),
-which answers 202 while the run works, then 200 with the suggestion or 502 with the error.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
@@ -32,9 +24,7 @@ from ai_advisor.models import AdvisorRun
 from ai_advisor.profiles import PROFILES, shape_of
 from ai_advisor.templatetags.advice import price_at_tick
 from aibo.limits import per_client
-from bots import config as schema
 from bots import pages
-from bots.errors import ConfigError
 from bots.templatetags.money import format_money
 
 DIFF_FIELDS = (
@@ -50,163 +40,6 @@ DIFF_FIELDS = (
 
 def _own_run(request: AuthedRequest, pk: int) -> AdvisorRun:
     return get_object_or_404(AdvisorRun.objects.select_related("bot"), pk=pk, owner=request.user)
-
-
-# --- the JSON API -----------------------------------------------------------------------------
-
-
-def _error(message: str, status: int = 400, **extra: Any) -> JsonResponse:
-    return JsonResponse({"error": message, **extra}, status=status)
-
-
-def _number(body: dict[str, Any], name: str) -> Decimal | None:
-    value = body.get(name)
-    if value is None or value == "":
-        return None
-    try:
-        d = schema.number(value, name)  # finite, of sane size: the config schema's own rule
-    except ConfigError as e:
-        raise services.AdviceError(f"{name} must be a number ({e}).") from None
-    if d <= 0:
-        raise services.AdviceError(f"{name} must be a number above 0.")
-    return d
-
-
-def _no_constant(name: str) -> None:
-    raise ValueError(f"{name} is not JSON")
-
-
-@require_POST
-@per_client("advisor", limit_setting="ADVISOR_RUNS_PER_CLIENT_PER_HOUR", window=3600)
-def api_optimize(request: HttpRequest) -> JsonResponse:
-    """``{pair, capital, current_price, lower_bound, upper_bound, volatility, volume_24h}``
-    (optional: ``grid_levels``, ``risk`` low|medium|high or conservative|moderate|aggressive,
-    ``bot``) → the suggestion, its confidence from the held-out backtest, the backtest
-    comparison and the run id.
-
-    The market facts come from aibo's own stored data; current_price, volatility and
-    volume_24h are kept with the run as the client's view. lower_bound and upper_bound with
-    grid_levels (or a ``bot``) are the current grid the suggestion is compared against.
-    """
-    if not request.user.is_authenticated:
-        return _error("Sign in first: the advisor API uses your session.", 401)
-    try:
-        body = json.loads(request.body or b"{}", parse_constant=_no_constant)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        return _error("The body must be JSON. Numbers must be finite, nesting shallow.")
-    if not isinstance(body, dict):
-        return _error("The body must be a JSON object.")
-    try:
-        run = _api_run(request, body)
-    except services.Throttled as e:
-        response = _error(str(e), 429)
-        response["Retry-After"] = str(e.retry_after)
-        return response
-    except services.AdviceError as e:
-        return _error(str(e))
-    except Http404:
-        return _error("No such bot.", 404)
-    # The run is committed (no request-wide transaction): a worker answers it, never this
-    # process. Where tasks run in-line (tests) the answer is here at once.
-    _enqueue(run.pk)
-    run.refresh_from_db()
-    return _api_answer(run)
-
-
-@require_GET
-def api_run(request: HttpRequest, pk: int) -> JsonResponse:
-    """A run asked for through ``POST /api/ai/optimize``, polled until it has answered."""
-    if not request.user.is_authenticated:
-        return _error("Sign in first: the advisor API uses your session.", 401)
-    run = AdvisorRun.objects.filter(pk=pk, owner=request.user).first()
-    if run is None:
-        return _error("No such advisor run.", 404)
-    return _api_answer(run)
-
-
-def _api_answer(run: AdvisorRun) -> JsonResponse:
-    """200 with the answer; 202 with where to ask again while it works; 502 if it failed."""
-    if run.status == AdvisorRun.Status.DONE:
-        return JsonResponse(api_payload(run))
-    if run.status == AdvisorRun.Status.FAILED:
-        return _error(run.error, 502, run_id=run.pk, validation=run.validation)
-    url = reverse("ai_advisor:api_run", args=[run.pk])
-    response = JsonResponse({"run_id": run.pk, "status": run.status, "url": url}, status=202)
-    response["Location"] = url
-    response["Retry-After"] = "2"
-    return response
-
-
-def _api_run(request: HttpRequest, body: dict[str, Any]) -> AdvisorRun:
-    bot = None
-    if body.get("bot") not in (None, ""):
-        if isinstance(body["bot"], bool) or not isinstance(body["bot"], int | str):
-            raise services.AdviceError("bot must be a bot's id.")
-        bot = pages.own_bot(request.user, body["bot"])
-    pair = body.get("pair")
-    if bot is None and (not isinstance(pair, str) or "/" not in pair):
-        raise services.AdviceError("pair is required, as BASE/QUOTE, e.g. BTC/USDT.")
-    if body.get("capital") in (None, ""):
-        raise services.AdviceError("capital is required.")
-    capital = _number(body, "capital")
-    lower, upper = _number(body, "lower_bound"), _number(body, "upper_bound")
-    if lower is not None and upper is not None and lower >= upper:
-        raise services.AdviceError("lower_bound must be below upper_bound.")
-    hints = {
-        name: str(value)
-        for name in ("current_price", "volatility", "volume_24h")
-        if (value := _number(body, name)) is not None
-    }
-    current = None
-    if bot is None and lower is not None and upper is not None and body.get("grid_levels"):
-        levels = _number(body, "grid_levels")
-        if levels is None or levels > 10_000 or levels != levels.to_integral_value():
-            raise services.AdviceError("grid_levels must be a whole number.")
-        current = {
-            "capital": str(capital), "lower_bound": str(lower), "upper_bound": str(upper),
-            "grid_levels": str(int(levels)), "spacing": body.get("spacing") or "arithmetic",
-        }  # fmt: skip
-    elif lower is not None or upper is not None:
-        hints.update({k: str(v) for k, v in (("lower_bound", lower), ("upper_bound", upper)) if v})
-    risk = body.get("risk") or "medium"
-    return services.create_run(
-        request.user,
-        symbol=pair if isinstance(pair, str) else None,
-        capital=capital,
-        risk=str(risk),
-        bot=bot,
-        current=current,
-        client_hints=hints,
-    )
-
-
-def api_payload(run: AdvisorRun) -> dict[str, Any]:
-    s = run.suggestion or {}
-    return {
-        "run_id": run.pk,
-        "source": run.source,
-        "grid_lower": s.get("grid_lower"),
-        "grid_upper": s.get("grid_upper"),
-        "num_levels": s.get("num_levels"),
-        "spacing": s.get("spacing"),
-        "stop_loss_pct": s.get("stop_loss_pct"),
-        "take_profit": s.get("take_profit"),
-        # 0..100 from the held-out backtest (why: confidence_reasons); Claude's own figure is
-        # stated_confidence, which can only lower it.
-        "confidence": s.get("confidence"),
-        "confidence_reasons": s.get("confidence_reasons", []),
-        "stated_confidence": s.get("stated_confidence"),
-        "reasoning": s.get("reasoning"),
-        "risk": run.risk_preference,
-        "risk_level": s.get("risk_level"),
-        "config": s.get("config"),
-        "model": run.model,
-        "input_tokens": run.input_tokens,
-        "output_tokens": run.output_tokens,
-        "cost_usd": str(run.cost_usd) if run.cost_usd is not None else None,
-        "latency_ms": run.latency_ms,
-        "backtests": run.backtests,
-    }
 
 
 # --- the dialog -------------------------------------------------------------------------------

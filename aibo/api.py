@@ -19,7 +19,6 @@ import json
 from decimal import Decimal
 from typing import Any
 
-from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from ninja import NinjaAPI, Swagger
 from ninja.errors import AuthenticationError, HttpError, ValidationError
@@ -27,11 +26,11 @@ from ninja.parser import Parser
 from ninja.renderers import JSONRenderer
 from ninja.responses import NinjaJSONEncoder
 from ninja.security import HttpBearer, SessionAuth
-from ninja.throttling import BaseThrottle
 
-from accounts import throttle, tokens
-from accounts.api import Refused
+from accounts import tokens
 from accounts.api import router as auth_router
+from ai_advisor.api import router as advisor_router
+from aibo.api_common import API_LIMITS, Refused
 from bots.api import router as bots_router
 from bots.errors import BotError, ConfigError, Throttled
 from bots.starting import ConfirmationNeeded
@@ -73,26 +72,6 @@ class Session(SessionAuth):
         return user if user.is_authenticated and user.is_active else None
 
 
-class Limit(BaseThrottle):
-    """At most ``settings.<setting>`` requests a minute per ``by`` (user or client)."""
-
-    def __init__(self, by: str, setting: str) -> None:
-        self.by, self.setting = by, setting
-        self._wait: int | None = None
-
-    def allow_request(self, request: HttpRequest) -> bool:
-        if self.by == "user":
-            auth = getattr(request, "auth", None)
-            key = str(getattr(auth, "pk", "")) or throttle.client_ip(request)
-        else:
-            key = throttle.client_ip(request)
-        self._wait = throttle.hit(f"api-{self.by}", key, getattr(settings, self.setting), 60)
-        return self._wait is None
-
-    def wait(self) -> float | None:
-        return self._wait
-
-
 api = NinjaAPI(
     title="aibo API",
     version="1",
@@ -102,14 +81,12 @@ api = NinjaAPI(
     parser=DecimalParser(),
     renderer=Renderer(),
     docs=Swagger(),
-    throttle=[
-        Limit("client", "API_REQUESTS_PER_CLIENT_PER_MINUTE"),
-        Limit("user", "API_REQUESTS_PER_USER_PER_MINUTE"),
-    ],
+    throttle=API_LIMITS,
 )
 api.add_router("/auth/", auth_router)
 api.add_router("/bots", bots_router)
 api.add_router("/market/", market_router)
+api.add_router("/ai/", advisor_router)
 
 
 def _detail(request: HttpRequest, message: str, status: int) -> HttpResponse:

@@ -20,7 +20,7 @@ from ninja.errors import HttpError
 from pydantic import Field
 
 from accounts.models import ExchangeCredential
-from aibo.schemas import errors
+from aibo.api_common import errors
 from bots import pages, services
 from bots.config import KEYS
 from bots.models import Bot, Order, Trade

@@ -17,7 +17,7 @@ from ninja import Query, Router, Schema
 from ninja.errors import HttpError
 from pydantic import Field
 
-from aibo.schemas import errors
+from aibo.api_common import errors
 from market import pairs, services
 from market.indicators import market_snapshot
 from market.models import Candle

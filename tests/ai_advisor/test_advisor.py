@@ -153,7 +153,7 @@ def test_every_failure_is_a_clear_error_and_changes_nothing_about_the_bot(
     response = ask(client, bot=running_bot.pk)
 
     assert response.status_code == 502
-    assert says in response.json()["error"]
+    assert says in response.json()["detail"]
     run = AdvisorRun.objects.get(pk=response.json()["run_id"])
     assert run.status == "failed" and says in run.error
     assert run.backtests is None and run.decision == "pending"
@@ -347,17 +347,17 @@ def test_another_users_run_or_bot_is_a_404(client, user, other_user, bot, no_key
     response = client.post(reverse("ai_advisor:run_create"), {"bot": bot.pk, "capital": "1000"})
     assert response.status_code == 404
     response = ask(client, bot=bot.pk)
-    assert response.status_code == 404 and response.json() == {"error": "No such bot."}
+    assert response.status_code == 404 and response.json() == {"detail": "No such bot."}
     assert bot_state(bot) == before
     run.refresh_from_db()
     assert run.decision == "pending"
     assert AdvisorRun.objects.count() == 1
 
 
-def test_the_api_needs_a_session(client, market):
+def test_the_api_needs_a_session_or_a_token(client, market):
     response = ask(client)
     assert response.status_code == 401
-    assert "Sign in" in response.json()["error"]
+    assert "Sign in" in response.json()["detail"]
 
 
 def test_the_api_checks_csrf_like_any_django_post(user, market, no_key):
@@ -375,33 +375,37 @@ def test_the_api_checks_csrf_like_any_django_post(user, market, no_key):
 
 
 @pytest.mark.parametrize(
-    ("body", "says"),
+    ("body", "status", "says"),
     [
-        ("not json", "The body must be JSON."),
-        ("[1, 2]", "The body must be a JSON object."),
-        (json.dumps({"capital": 1000}), "pair is required"),
-        (json.dumps({"pair": "BTC/USDT"}), "capital is required"),
-        (json.dumps({"pair": "BTC/USDT", "capital": "lots"}), "capital must be a number"),
-        (json.dumps({"pair": "BTC/USDT", "capital": -5}), "capital must be a number above 0"),
+        ("not json", 400, "Cannot parse request body"),
+        ("[1, 2]", 422, "Field required"),
+        (json.dumps({"capital": 1000}), 422, "pair is required"),
+        (json.dumps({"pair": "BTC/USDT"}), 422, "capital: Field required"),
+        (json.dumps({"pair": "BTC/USDT", "capital": "lots"}), 422, "capital: "),
+        (json.dumps({"pair": "BTC/USDT", "capital": -5}), 422, "capital must be a number above 0"),
         (
             json.dumps(
                 {"pair": "BTC/USDT", "capital": 1000, "lower_bound": 70000, "upper_bound": 60000}
             ),
+            422,
             "lower_bound must be below upper_bound",
         ),  # fmt: skip
         (
             json.dumps({"pair": "BTC/USDT", "capital": 1000, "volatility": True}),
-            "volatility must be a number",
-        ),  # fmt: skip
-        (json.dumps({"pair": "BTC/USDT", "capital": 1000, "risk": "yolo"}), "low, medium or high"),
-        (json.dumps({"pair": "DOGE/EUR", "capital": 1000}), "No market rules for DOGE/EUR"),
+            422,
+            "volatility: ",
+        ),
+        (json.dumps({"pair": "BTC/USDT", "capital": 1000, "risk": "yolo"}), 422, "risk: "),
+        (json.dumps({"pair": "DOGE/EUR", "capital": 1000}), 422, "No market rules for DOGE/EUR"),
     ],
 )
-def test_bad_input_is_a_400_with_a_clear_json_error(client, user, market, no_key, body, says):
+def test_bad_input_is_a_4xx_with_a_clear_json_error_naming_the_field(
+    client, user, market, no_key, body, status, says
+):
     client.force_login(user)
     response = client.post(API, data=body, content_type="application/json")
-    assert response.status_code == 400
-    assert says in response.json()["error"]
+    assert response.status_code == status
+    assert says in response.json()["detail"]
     assert not AdvisorRun.objects.exists()
 
 
@@ -427,7 +431,7 @@ def test_throttling_is_a_429_with_a_clear_message(client, user, market, no_key, 
     response = ask(client)
 
     assert response.status_code == 429
-    assert "You have asked the advisor 2 times in the last hour" in response.json()["error"]
+    assert "You have asked the advisor 2 times in the last hour" in response.json()["detail"]
     assert int(response.headers["Retry-After"]) > 0
     assert AdvisorRun.objects.count() == 2
     # The dialog says the same, in place.

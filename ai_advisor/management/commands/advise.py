@@ -10,9 +10,9 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ai_advisor import services
+from ai_advisor.api import payload
 from ai_advisor.models import AdvisorRun
 from ai_advisor.profiles import ALIASES, profile_for
-from ai_advisor.views import api_payload
 from bots.models import Bot
 
 
@@ -58,7 +58,7 @@ class Command(BaseCommand):
         if run.status != AdvisorRun.Status.DONE:
             raise CommandError(f"Advice #{run.pk} failed: {run.error}")
         if o["json"]:
-            self.stdout.write(json.dumps(api_payload(run), indent=2))
+            self.stdout.write(json.dumps(payload(run), indent=2))
             return
         self.stdout.write(format_run(run))
 
