@@ -428,3 +428,49 @@ def test_deleting_a_running_bot_stops_it_first(
     assert deleted.status_code == 200 and deleted.json() == {"status": "deleted"}
     assert not Bot.objects.filter(pk=bot_id).exists()
     assert not Order.objects.filter(bot_id=bot_id).exists()
+
+
+# --- the advisor -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def advisor_market(db: None, monkeypatch: pytest.MonkeyPatch, settings: Any) -> None:
+    """The advisor tests' market (ten days of candles around 65,000), no Claude key: the
+    advisor answers with its quantitative baseline."""
+    from tests.ai_advisor import conftest as advisor
+
+    settings.ANTHROPIC_API_KEY = ""
+    advisor.market.__wrapped__(None, monkeypatch)
+
+
+def test_optimize_answers_the_published_fields(
+    client: Client, auth: dict[str, str], advisor_market: None
+) -> None:
+    answer = client.post(
+        "/api/ai/optimize", json={"pair": "BTC/USDT", "capital": "1000"}, headers=auth
+    )
+    assert answer.status_code == 200, answer.text  # tasks run in-line in the tests
+    body = answer.json()
+    assert {
+        "grid_lower",
+        "grid_upper",
+        "num_levels",
+        "confidence",
+        "reasoning",
+        "risk_level",
+    } <= set(body)
+    assert Decimal(body["grid_lower"]) < Decimal(body["grid_upper"])
+    assert isinstance(body["num_levels"], int) and 0 <= body["confidence"] <= 100
+    again = client.get(f"/api/ai/runs/{body['run_id']}", headers=auth)
+    assert again.status_code == 200 and again.json()["run_id"] == body["run_id"]
+
+
+def test_optimize_refuses_bad_input_by_field_and_another_users_run_is_404(
+    client: Client, auth: dict[str, str], other_auth: dict[str, str], advisor_market: None
+) -> None:
+    bad = client.post("/api/ai/optimize", json={"pair": "BTC/USDT", "capital": -5}, headers=auth)
+    assert bad.status_code == 422 and "capital" in bad.json()["detail"]
+    run_id = client.post(
+        "/api/ai/optimize", json={"pair": "BTC/USDT", "capital": "1000"}, headers=auth
+    ).json()["run_id"]
+    assert client.get(f"/api/ai/runs/{run_id}", headers=other_auth).status_code == 404
