@@ -5,6 +5,7 @@ in the browser's network log."""
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal as D
 from typing import Any
 
@@ -198,7 +199,8 @@ def test_the_ladder_shows_its_last_column_at_1440_px(page, live_url, trader):
     ladder = page.locator(f"#bot-{bot.pk}-ladder")
     table = ladder.locator("table")
     table.wait_for()
-    assert ladder.get_by_text("0.00142952").count(), ladder.inner_text()
+    page.locator(".live-indicator[data-live-state='live']").wait_for()  # the page's first push
+    assert re.search(r"\d\.\d{8} @", ladder.inner_text()), ladder.inner_text()
     edges = table.evaluate(
         """t => ({table: t.getBoundingClientRect().right,
                   box: t.parentElement.getBoundingClientRect().right,
