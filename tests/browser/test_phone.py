@@ -216,13 +216,21 @@ def test_the_ladder_shows_its_last_column_at_1440_px(page, live_url, trader):
 
 def test_no_page_asks_for_a_file_that_is_not_there(page, live_url, trader):
     missing: list[str] = []
+    logged: list[str] = []
     page.on("response", lambda r: missing.append(r.url) if r.status == 404 else None)
+    page.on("console", lambda m: logged.append(m.text) if m.type == "error" else None)
     log_in(page, live_url, trader.email)
     page.locator(f"#bot-{trader.bot.pk}-card").wait_for()
     page.wait_for_load_state("networkidle")
     assert not missing, missing
+    # Nor the bot page (its chart library, its socket), and nothing in the console there.
+    page.goto(f"{live_url}/bots/{trader.bot.pk}/")
+    page.locator("#bot-chart canvas").first.wait_for()
+    page.wait_for_load_state("networkidle")
+    assert not missing and not logged, (missing, logged)
     icon = page.locator("link[rel=icon]").first.get_attribute("href")
     assert page.request.get(f"{live_url}{icon}").ok
+    # Pages that name no icon (the admin, the error pages): the browser asks for /favicon.ico.
     favicon = page.request.get(f"{live_url}/favicon.ico")
     assert favicon.ok and favicon.headers["content-type"].startswith("image/"), favicon.headers
 
