@@ -36,7 +36,7 @@ from ai_advisor.models import AdvisorRun
 from ai_advisor.profiles import ALIASES
 from ai_advisor.prompt import AdvisorContext, RiskLevel, context_json
 from ai_advisor.suggestions import check_suggestion, suggestion_json
-from aibo import limits
+from aibo import limits, metrics
 from bots import config as schema
 from bots import services as bot_services
 from bots.errors import BotError
@@ -157,6 +157,9 @@ def execute_run(run: AdvisorRun | int, *, http_client: httpx2.Client | None = No
         logger.exception("advisor run %s failed", run.pk)
         _save(run, status=AdvisorRun.Status.FAILED, finished_at=timezone.now(),
               error="The advisor failed unexpectedly; the log has the details.")  # fmt: skip
+    metrics.ADVISOR_CALLS.labels(run.source, run.status).inc()
+    if run.cost_usd:
+        metrics.ADVISOR_COST.inc(float(run.cost_usd))
     return run
 
 

@@ -7,4 +7,9 @@ class AiboConfig(AppConfig):
     name = "aibo"
 
     def ready(self) -> None:
-        from aibo import checks  # noqa: F401  (registers the deploy checks)
+        from aibo import (
+            checks,  # noqa: F401  (registers the deploy checks)
+            metrics,
+        )
+
+        metrics.watch_exchanges()

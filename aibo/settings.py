@@ -431,6 +431,10 @@ WS_MAX_CONNECTIONS_PER_USER = env_int("WS_MAX_CONNECTIONS_PER_USER", 20)
 MAX_REQUEST_BODY_BYTES = env_int("MAX_REQUEST_BODY_BYTES", 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
 
+# --- Metrics (aibo.metrics): /metrics for Prometheus ---
+# Read with "Authorization: Bearer <METRICS_TOKEN>"; empty: only from this machine (loopback).
+METRICS_TOKEN = env_str("METRICS_TOKEN")
+
 # --- The JSON API (aibo.api) ---
 # Tokens from /api/auth/login are valid this long (a password change ends them sooner).
 API_TOKEN_HOURS = env_int("API_TOKEN_HOURS", 24)

@@ -44,7 +44,7 @@ from django.http.request import is_same_domain, split_domain_port, validate_host
 from django.utils.crypto import constant_time_compare
 
 from accounts import tokens
-from aibo import push
+from aibo import metrics, push
 
 logger = logging.getLogger(__name__)
 
@@ -282,6 +282,7 @@ class UserSocket(AsyncWebsocketConsumer):
 
     async def accept(self, subprotocol: str | None = None, headers: Any = None) -> None:
         self.accepted = True
+        metrics.WEBSOCKETS.labels(type(self).__name__).inc()
         await super().accept(subprotocol, headers)
 
     async def send(
@@ -336,6 +337,9 @@ class UserSocket(AsyncWebsocketConsumer):
                 logger.warning("websocket session check failed: %s", e)
 
     async def _leave(self) -> None:
+        if self.accepted and not getattr(self, "counted_out", False):
+            self.counted_out = True
+            metrics.WEBSOCKETS.labels(type(self).__name__).dec()
         if self.watch is not None:
             self.watch.cancel()
             self.watch = None

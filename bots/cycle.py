@@ -24,6 +24,7 @@ class CycleResult:
     behind: bool = False  # more candles wait: run again at once
     running: bool = True
     chain_token: str = ""
+    mode: str = Bot.Mode.PAPER
 
 
 def run_cycle(bot_id: int) -> CycleResult:
@@ -78,7 +79,7 @@ def _live_cycle(bot_id: int, token: str) -> CycleResult:
         return CycleResult(running=False)
     running = Bot.objects.filter(pk=bot_id, status=Bot.Status.RUNNING).exists()
     result = CycleResult(fills=cycle.fills, round_trips=cycle.round_trips, running=running,
-                         chain_token=token)  # fmt: skip
+                         chain_token=token, mode=Bot.Mode.LIVE)  # fmt: skip
     if cycle.fills or cycle.placed or not running:
         transaction.on_commit(lambda: push.publish_bot(bot_id, changes=_changes(result)))
     return result

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from aibo import metrics
 from bots import config as schema
 from bots import push
 from bots.grid import order_ids
@@ -82,6 +83,7 @@ def close_books(bot: Bot, *, reason: str, status: str, at: datetime | None) -> N
     cancelled = Order.objects.filter(bot=bot, status__in=Order.RESTING).update(
         status=Order.Status.CANCELLED, reason=reason[:300], updated_at=timezone.now()
     )
+    metrics.orders(bot.mode, "cancelled", cancelled)
     if bot.mode == Bot.Mode.PAPER and bot.engine_state:
         engine = bot.engine()
         quote_wallet = paper_balance(bot.owner, bot.quote_asset, for_update=True)

@@ -41,6 +41,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.crypto import UndecryptableSecret
+from aibo import metrics
 from bots import config as schema
 from bots import gateways, ledger, risk, user_streams
 from bots.errors import LiveError
@@ -641,6 +642,7 @@ def _send(bot: Bot, gw: Any, orders: list[Order], *, last: Decimal | None) -> in
             _note_once(bot, _would_cross(bot, order))
             continue
         except OrderRejected as e:  # nothing exists under the id: it may be sent again
+            metrics.orders(Bot.Mode.LIVE, "rejected", reason="refused")
             order.refusals, order.reason = order.refusals + 1, str(e)[:300]
             what = f"the {order.side} at {order.price} (slot {order.slot})"
             if order.refusals >= REFUSALS_BEFORE_ERROR:
@@ -656,6 +658,7 @@ def _send(bot: Bot, gw: Any, orders: list[Order], *, last: Decimal | None) -> in
             continue
         order.status, order.exchange_order_id = Order.Status.OPEN, placed.exchange_id
         order.save(update_fields=["status", "exchange_order_id", "updated_at"])
+        metrics.orders(Bot.Mode.LIVE, "placed")
         BotEvent.objects.create(bot=bot, kind=BotEvent.Kind.PLACED,
                                 message=f"Placed {order.side} {order.amount} {bot.base_asset} "
                                         f"at {order.price} (slot {order.slot}) on "
@@ -748,6 +751,7 @@ def _vanished(bot: Bot, gw: Any, order: Order, engine: GridEngine, rules: Any) -
         engine.complete(order.slot)
         after = f"the other {rest} is below {bot.exchange}'s minimum order: the slot turns now"
     with transaction.atomic():
+        metrics.orders(Bot.Mode.LIVE, "cancelled", reason="on the exchange")
         order.status = Order.Status.CANCELLED
         order.reason = f"cancelled on the exchange, {filled} filled"
         order.save(update_fields=["status", "reason", "updated_at"])

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
+from aibo import metrics
 from bots import ledger, risk
 from bots.grid import order_ids
 from bots.grid.backtest import GridRun
@@ -145,6 +146,7 @@ def walk(bot: Bot, candles: list[CandleRow]) -> PaperCycle:
                                      f"{bot.base_asset} at {desired.price} (slot "
                                      f"{desired.slot}).", at))  # fmt: skip
     Order.objects.bulk_create(created)
+    metrics.orders(Bot.Mode.PAPER, "placed", len(created))
     Trade.objects.bulk_create(trades)
     BotEvent.objects.bulk_create(events)
     bot.keep_engine(engine)

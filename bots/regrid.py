@@ -18,6 +18,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from aibo import metrics
 from bots import config as schema
 from bots import ledger, push, starting
 from bots.errors import BotError
@@ -218,6 +219,7 @@ def _lay(
     if trade is not None:
         orders.insert(0, ledger.market_order(bot, trade, REGRID, at))
     Order.objects.bulk_create(orders)
+    metrics.orders(Bot.Mode.PAPER, "placed", len(orders))
     n_buys = sum(1 for o in orders if o.slot is not None and o.side == Side.BUY)
     headline = (
         f"New grid at {plain(price)}: {len(new.lines)} lines from {plain(grid.lower)} to "

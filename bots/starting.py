@@ -37,6 +37,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from accounts import crypto, key_check
+from aibo import metrics
 from bots import config as schema
 from bots import ledger, live_trading
 from bots.errors import BotError, LiveError
@@ -180,6 +181,7 @@ def _start(bot: Bot) -> str:
         if not live_mode:  # a live grid is written and sent after the commit (reconcile)
             orders += [ledger.open_order(bot, d) for d in desired]
         Order.objects.bulk_create(orders)
+        metrics.orders(bot.mode, "placed", len(orders))
         if live_mode and engine.start_buy:
             record_start(bot, orders[0], start_fills)
         n_buys = sum(1 for d in desired if d.side == "buy")

@@ -17,6 +17,7 @@ from django.utils import timezone
 from huey import crontab
 from huey.contrib.djhuey import db_periodic_task, db_task
 
+from aibo import metrics
 from aibo.tasks import CYCLE_PRIORITY, JOB_PRIORITY, WATCHDOG_PRIORITY, job_slot
 from bots import backtest_runs, cycle, push, starting, user_streams
 from bots.locks import Busy, cycle_lock, heartbeat_key
@@ -32,12 +33,18 @@ def cycle_once(bot_id: int) -> cycle.CycleResult | None:
         with cycle_lock(bot_id):  # never two cycles of one bot at once
             began = time.time()
             logger.debug("bot %s: cycle began at %.6f", bot_id, began)
-            result = cycle.run_cycle(bot_id)
+            try:
+                result = cycle.run_cycle(bot_id)
+            except Exception:
+                metrics.CYCLES.labels("failed").inc()
+                raise
             logger.debug("bot %s: cycle ended at %.6f after %.6f (%s candles, %s fills)",
                          bot_id, time.time(), began, result.candles, result.fills)  # fmt: skip
+            metrics.cycle_done(result, time.time() - began)
             return result
     except Busy:
         logger.debug("bot %s: another worker is cycling it; skipped", bot_id)
+        metrics.CYCLES.labels("busy").inc()
         return None
 
 

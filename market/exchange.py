@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -182,6 +183,26 @@ def exchange_says(error: BaseException, *, exchange_id: str = "") -> str:
     return text
 
 
+class Observers:
+    """Who wants to hear about every request, weight report and error (``aibo.metrics``
+    subscribes at start); this module imports nothing of the project's to tell them."""
+
+    def __init__(self) -> None:
+        self.on_request: list[Callable[[str, str], None]] = []  # (exchange, account)
+        self.on_weight: list[Callable[[str, str, int], None]] = []  # (exchange, window, used)
+        self.on_error: list[Callable[[str, str], None]] = []  # (exchange, kind)
+
+    def tell(self, listeners: list[Callable[..., None]], *args: Any) -> None:
+        for listener in listeners:
+            try:
+                listener(*args)
+            except Exception:  # a listener must never break a request
+                logging.getLogger(__name__).exception("exchange observer failed")
+
+
+observers = Observers()
+
+
 @contextmanager
 def translated(action: str, *, exchange_id: str = "") -> Iterator[None]:
     """Turn ccxt's exceptions into this module's, with the exchange's own words; none of
@@ -192,7 +213,12 @@ def translated(action: str, *, exchange_id: str = "") -> Iterator[None]:
         return f"{action}: {exchange_says(e, exchange_id=exchange_id)}"
 
     try:
-        yield
+        try:
+            yield
+        except Exception as e:
+            if isinstance(e, ExchangeError | ccxt.BaseError):
+                observers.tell(observers.on_error, exchange_id or "exchange", type(e).__name__)
+            raise
     except ExchangeError:
         raise
     except ccxt.MarketClosed as e:  # a halt or maintenance: it reopens
@@ -360,11 +386,16 @@ class Budget:
         """Take in the exchange's counters, its limits and its refusals."""
         now = self._now()
         lower = {k.lower(): v for k, v in (headers or {}).items()}
+        observers.tell(observers.on_request, self.exchange, self.account or "public")
         for limit in self.limits():
             value = lower.get(limit.header)
             if value is not None and str(value).isdigit():
                 window = int(now // limit.seconds)
                 cache.set(self._used_key(limit, window), int(value), timeout=limit.seconds + 5)
+                if limit.kind == "REQUEST_WEIGHT":
+                    observers.tell(
+                        observers.on_weight, self.exchange, f"{limit.seconds}s", int(value)
+                    )
         if urlsplit(url).path.endswith("/exchangeInfo") and status == 200:
             self._learn_limits(body)
         if status in (418, 429):

@@ -27,6 +27,7 @@ from django.core.cache import cache
 from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
 
+from aibo import metrics
 from market.exchange import ExchangeError
 from market.models import Candle, LatestPrice, MarketRules
 
@@ -432,7 +433,10 @@ def _price_key(exchange: str, symbol: str) -> str:
 def cache_price(
     exchange: str, symbol: str, price: Decimal, at: datetime, *, replayed: bool = False
 ) -> None:
-    """The feed's hot price: in the cache for PRICE_CACHE_SECONDS (read by ``price_now``)."""
+    """The feed's hot price: in the cache for PRICE_CACHE_SECONDS (read by ``price_now``).
+    A live price's age as it arrives is the pair's feed lag (``aibo.metrics``)."""
+    if not replayed:
+        metrics.FEED_LAG.labels(symbol).set(max(0.0, (timezone.now() - at).total_seconds()))
     cache.set(
         _price_key(exchange, symbol),
         (str(price), int(at.timestamp() * 1000), replayed),
