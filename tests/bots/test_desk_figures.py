@@ -313,3 +313,13 @@ def test_another_users_export_is_not_found(client, other_user, running_bot):
     client.force_login(other_user)
     for name in ("round-trips", "trades"):
         assert client.get(f"/bots/{running_bot.pk}/{name}.csv").status_code == 404
+
+
+def test_stop_asked_of_a_bot_not_running_or_stopping_already_says_so(client, user, running_bot):
+    client.force_login(user)
+    Bot.objects.filter(pk=running_bot.pk).update(stopping_reason="stopped by you")
+    dialog = client.get(f"/bots/{running_bot.pk}/stop/", headers=HX).text
+    assert "is stopping already (stopped by you)" in dialog and 'name="sell"' not in dialog
+    Bot.objects.filter(pk=running_bot.pk).update(status=Bot.Status.STOPPED, stopping_reason="")
+    page = client.get(f"/bots/{running_bot.pk}/stop/").text
+    assert "is not running: there is nothing to stop" in page and 'name="sell"' not in page
