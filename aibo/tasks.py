@@ -9,12 +9,17 @@ that finds no slot free goes back to the queue for a moment (``RetryTask``), it 
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from django.conf import settings
 from django.core.cache import cache
+from huey.contrib.djhuey import HUEY
 from huey.exceptions import RetryTask
 
 CYCLE_PRIORITY = 100
@@ -43,3 +48,65 @@ def job_slot() -> Iterator[None]:
         yield
     finally:
         cache.delete(key)
+
+
+# --- workers alive ---------------------------------------------------------------------------
+#
+# Each process that runs a Huey consumer (``run_huey``, the embedded ``serve``) says it is alive
+# every WORKER_BEAT_SECONDS in the cache (Redis when set, so the operator's page sees every
+# host's): one index entry per process, dropped by readers once it is WORKER_GONE_SECONDS old.
+
+WORKER_BEAT_SECONDS = 15
+WORKER_GONE_SECONDS = 60
+WORKERS_KEY = "huey-workers"
+_beating = threading.Lock()
+_beat_started = False
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def beat() -> None:
+    """Note this process as alive now (and forget processes long silent)."""
+    now = time.time()
+    workers = cache.get(WORKERS_KEY) or {}
+    workers = {k: v for k, v in workers.items() if now - v["at"] < WORKER_GONE_SECONDS}
+    entry = workers.get(worker_id()) or {"started": now}
+    workers[worker_id()] = {**entry, "at": now, "workers": _consumer_workers()}
+    cache.set(WORKERS_KEY, workers, timeout=None)
+
+
+def workers_alive(now: float | None = None) -> list[dict[str, object]]:
+    """The consumer processes heard from in the last WORKER_GONE_SECONDS, newest first."""
+    now = time.time() if now is None else now
+    workers = cache.get(WORKERS_KEY) or {}
+    alive = [
+        {"id": k, "age": now - v["at"], "up": now - v["started"], "workers": v.get("workers")}
+        for k, v in workers.items()
+        if now - v["at"] < WORKER_GONE_SECONDS
+    ]
+    return sorted(alive, key=lambda w: w["age"])  # type: ignore[arg-type,return-value]
+
+
+def _consumer_workers() -> int:
+    return int(settings.HUEY.get("consumer", {}).get("workers", 1))
+
+
+@HUEY.on_startup()
+def _start_beating() -> None:
+    """Every worker thread of a consumer calls this; the first starts the process's beat."""
+    global _beat_started
+    with _beating:
+        if _beat_started:
+            return
+        _beat_started = True
+
+    def loop() -> None:
+        while True:
+            # The cache away for a moment: the next beat says it again.
+            with contextlib.suppress(Exception):
+                beat()
+            time.sleep(WORKER_BEAT_SECONDS)
+
+    threading.Thread(target=loop, name="worker-beat", daemon=True).start()

@@ -7,7 +7,7 @@ from django.urls import include, path
 from django.views.decorators.cache import cache_control
 
 from accounts.views import admin_login
-from aibo import health, metrics
+from aibo import health, metrics, operations
 from aibo.api import api
 
 admin.site.site_header = "aibo operations"
@@ -28,6 +28,11 @@ urlpatterns = [
     path("readyz", health.readyz, name="readyz"),
     path("metrics", metrics.metrics_view, name="metrics"),
     path("admin/login/", admin_login),  # throttled like the site's login, before the admin's own
+    path(
+        "admin/operations/",
+        admin.site.admin_view(operations.operations_view),
+        name="admin_operations",
+    ),
     path("admin/", admin.site.urls),
     path("accounts/", include("accounts.urls")),
     path("", include("bots.urls")),

@@ -401,6 +401,18 @@ class Budget:
         if status in (418, 429):
             self._refused(status, lower, body, now)
 
+    def usage(self) -> list[tuple[str, int, int]]:
+        """(what, used, limit) of each of the exchange's limits in its current window: the
+        IP's request weight, and this account's new orders (a budget with a key)."""
+        now, out = self._now(), []
+        for limit in self.limits():
+            if limit.kind == "ORDERS" and not self.account:
+                continue
+            used = cache.get(self._used_key(limit, int(now // limit.seconds))) or 0
+            what = "request weight (this IP)" if limit.kind == "REQUEST_WEIGHT" else "new orders"
+            out.append((f"{what} per {limit.seconds:,} s", int(used), limit.limit))
+        return out
+
     def _used_key(self, limit: Limit, window: int) -> str:
         who = "ip" if limit.kind == "REQUEST_WEIGHT" else f"account:{self.account}"
         return self._key(who, limit.kind, limit.seconds, window)
