@@ -17,7 +17,7 @@ from django.conf import settings
 from bots.errors import ConfigError
 from bots.grid.params import GridConfig, InvalidGrid
 from bots.grid.preview import min_capital
-from bots.templatetags.money import format_money, format_price
+from bots.templatetags.money import format_money
 from market import services as market_services
 from market.precision import canonical, plain, round_price
 
@@ -73,12 +73,7 @@ def level_limits() -> tuple[int, int]:
     return settings.GRID_MIN_LEVELS, settings.GRID_MAX_LEVELS
 
 
-# --- numbers in messages: as the pages show them ---------------------------------------------
-
-
-def price_text(price: Decimal, tick: Decimal) -> str:
-    """A price to the market's tick, with separators: 108584.160000000000 → ``108,584.16``."""
-    return format_price(round_price(canonical(price), canonical(tick)))
+# --- quote amounts in messages: as the pages show them ----------------------------------------
 
 
 def money_text(value: Decimal, unit: str = "", *, at_least: bool = False) -> str:
@@ -190,7 +185,8 @@ def check_price(price: Decimal, key: str, filters: MarketFilters) -> Decimal:
 
 
 def _typed(price: Decimal, tick: Decimal) -> str:
-    return plain(round_price(price, tick).quantize(tick))
+    """As typed into the form: to the tick's decimals (``0.01``, ``1000000.00``)."""
+    return f"{round_price(price, tick).quantize(tick):f}"
 
 
 def grid_config(

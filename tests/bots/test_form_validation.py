@@ -184,11 +184,14 @@ def test_numbers_in_the_preview_are_formatted_not_raw(signed_in):
 
     assert "108584.16" not in text  # neither raw nor padded
     assert "The price 108,584.16 USDT is above the range" in text
+    # A bound in a message is written as it is typed, to the tick.
+    page = signed_in.post("/bots/new/", FORM | {"upper_bound": "1e20"}).text
+    assert field_errors(page, "upper_bound") == [
+        "The upper price can be at most 1000000000000.00 on this market."
+    ]
 
 
-def test_prices_in_messages_are_written_to_the_tick():
-    assert schema.price_text(Decimal("108584.160000000000"), Decimal("0.01")) == "108,584.16"
-    assert schema.price_text(Decimal("0.123456"), Decimal("0.0001")) == "0.1235"
+def test_amounts_in_messages_are_cents_or_exact_and_minimums_round_up():
     assert schema.money_text(Decimal("5.000000000000"), "USDT") == "5.00 USDT"
     assert schema.money_text(Decimal("0.0001"), "USDT") == "0.0001 USDT"  # exact, not 0.00
     assert schema.money_text(Decimal("280.911"), "USDT", at_least=True) == "280.92 USDT"
