@@ -257,7 +257,7 @@ def test_accept_on_a_running_bot_asks_first_then_lays_the_new_grid_keeping_its_h
 
     response = client.post(url, headers={"HX-Request": "true"})
     assert "is running: accepting cancels its orders and lays the new grid" in response.text
-    assert "Restart on the new grid" in response.text
+    assert "Lay the new grid on it" in response.text
     assert bot_state(running_bot) == before
 
     response = client.post(url, {"confirm": "restart"}, headers={"HX-Request": "true"})

@@ -63,7 +63,7 @@ def test_the_dialog_runs_the_advice_in_huey_and_polls_until_the_comparison_shows
         assert text.count(f'data-candidate="{key}"') == 2
     assert text.count("<polyline points=") == 6
     assert "30 days: only 10.0 days of candles are stored" in text
-    assert "Accept and restart" not in text and ">Accept</button>" in text
+    assert "Accept on the running bot" not in text and ">Accept</button>" in text
     assert "Reject" in text
     assert "1480 + 312 tokens" in text
     # The whole page works without htmx too.
