@@ -281,3 +281,20 @@ def test_the_bar_stays_one_line_at_every_width(page, live_url, trader):
         folded = page.locator(".nav-menu summary").is_visible()
         assert folded == (width <= 1100), f"menu button shown: {folded} at {width}px"
         assert page.get_by_role("link", name="Admin").is_visible() == (not folded), width
+
+
+def test_the_phone_menu_works_without_javascript(browser, live_url, trader):
+    context = browser.new_context(viewport=PHONE, java_script_enabled=False)
+    try:
+        page = context.new_page()
+        log_in(page, live_url, trader.email)
+        assert_nav_folded(page)
+        page.locator(".nav-menu summary").click()
+        page.get_by_role("link", name="Exchange keys").click()
+        page.wait_for_url(f"{live_url}/accounts/keys/")
+        # And on a wide screen the links are in the bar, no button.
+        page.set_viewport_size({"width": 1280, "height": 900})
+        assert not page.locator(".nav-menu summary").is_visible()
+        assert page.get_by_role("link", name="Dashboard").is_visible()
+    finally:
+        context.close()
