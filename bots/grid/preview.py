@@ -38,7 +38,9 @@ class GridPreview:
     capital_needed: Decimal | None = None
     buys: int = 0  # lines below the price that rest a buy
     sells: int = 0  # lines above the price that rest a sell
-    # Grids whose round trip earns nothing after both fees (the narrowest first).
+    # The narrowest grid's width as a share of its lower line (what a round trip earns before
+    # fees), and how many grids earn nothing after both fees.
+    min_step_pct: Decimal = Decimal(0)
     losing_grids: int = 0
     # "below" or "above" when the price is outside the range; "" inside it or without a price.
     outside: str = ""
@@ -82,6 +84,15 @@ class GridPreview:
     def all_losing(self) -> bool:
         return self.losing_grids == self.grids
 
+    @property
+    def worst_loss(self) -> Decimal | None:
+        """What one round trip on the narrowest grid loses after fees, in quote (positive)."""
+        return -self.min_profit if self.min_profit is not None else None
+
+    @property
+    def worst_loss_pct(self) -> Decimal:
+        return -self.min_profit_pct
+
 
 def min_capital(config: GridConfig, price: Decimal) -> Decimal:
     """The least capital whose order amount meets the step and the minimum order value.
@@ -124,6 +135,7 @@ def grid_preview(config: GridConfig, price: Decimal | None) -> GridPreview:
         min_profit_pct=min(pcts),
         max_profit_pct=max(pcts),
         round_trip_fee_pct=2 * fee,
+        min_step_pct=min((hi - lo) / lo for lo, hi in zip(lines, lines[1:], strict=False)),
         losing_grids=sum(1 for p in pcts if p <= 0),
     )
     if price is None:

@@ -47,6 +47,8 @@ def test_a_grid_narrower_than_the_round_trip_fee_is_warned_about():
     )
     assert p.unprofitable and p.all_losing and p.losing_grids == p.grids == 9
     assert p.min_profit is not None and p.min_profit < 0
+    assert p.worst_loss == -p.min_profit and p.worst_loss_pct == -p.min_profit_pct > 0
+    assert p.min_step_pct == D("0.1") / D("100.8")  # the top grid: about half the two fees
 
 
 def test_only_the_grids_that_lose_after_fees_are_counted():
