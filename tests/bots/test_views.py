@@ -332,7 +332,7 @@ def test_preview_warns_when_a_grid_earns_less_than_its_fees(client, user, rules,
     client.force_login(user)
     data = FORM | {"lower_bound": "64900", "upper_bound": "65100", "grid_levels": "50"}
     text = client.post("/bots/preview/", data, headers=HX).text
-    assert "fees cost" in text
+    assert 'data-testid="loss-warning"' in text and "money after fees" in text
 
 
 def test_preview_puts_errors_next_to_their_fields_out_of_band(client, user, rules, price):
