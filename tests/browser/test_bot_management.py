@@ -150,3 +150,32 @@ def test_archive_and_unarchive_from_the_dashboard(page, live_url, django_user_mo
     page.locator(f"#bot-{old.pk}-card").wait_for()
     assert page.locator("#archived-bots").count() == 0
     page.get_by_text("is back among your bots").wait_for()
+
+
+def test_stop_from_a_dashboard_card_keeping_the_coins_updates_card_totals_and_wallet(
+    page, live_url, django_user_model
+):
+    market()
+    user = trader(django_user_model, "card-stop@example.com")
+    bot = running(user, "Card grid")
+    held = bot.engine().base
+    log_in(page, live_url, user.email)
+    page.locator(".live-indicator[data-live-state='live']").wait_for()
+    wallet = page.locator("#paper-balance")
+    assert "in running bots" in wallet.inner_text()
+    page.evaluate("window.__noReload = true")
+    card = page.locator(f"#bot-{bot.pk}-card")
+    card.get_by_role("link", name="Stop…").click()
+    dialog = page.locator(f"#bot-{bot.pk}-stop-confirm")
+    dialog.get_by_label("Keep the BTC").check()
+    dialog.get_by_role("button", name="Stop the bot").click()
+    dialog.wait_for(state="detached")
+    card.get_by_text("Stopped", exact=True).wait_for()
+    expect(card.locator("dt:text-is('Open orders') + dd")).to_have_text("0")
+    # The wallet, out of band: the coins are back in it as BTC and valued at the price now.
+    expect(wallet).to_contain_text(f"{held.normalize():f} BTC")
+    expect(wallet).to_contain_text("in coins")
+    expect(wallet).not_to_contain_text("in running bots")
+    assert card.get_by_role("button", name="Archive").is_visible()  # a stopped bot can be
+    assert page.evaluate("window.__noReload") is True
+    screenshot(page, "dashboard-card-stopped")
