@@ -18,9 +18,10 @@ def bot_group(bot_id: int) -> str:
     return f"bot.{bot_id}"
 
 
-def publish_bot(
-    bot_id: int, *, changes: Iterable[str] = ("status", "orders", "trades", "stats")
-) -> None:
-    """Tell everyone watching bot `bot_id` that it changed (after the change is committed)."""
+def publish_bot(bot_id: int, *, changes: Iterable[str] = CHANGES) -> None:
+    """Tell everyone watching bot `bot_id` that it changed (after the change is committed).
+
+    By default every part changed: a start, a stop or a new grid also writes the log, and a
+    page whose log still shows the old orders contradicts its ladder. Cycles say what moved."""
     event = {"type": "bot.changed", "bot_id": bot_id, "changes": sorted(set(changes))}
     push.group_send(bot_group(bot_id), event)

@@ -109,6 +109,22 @@ async def test_a_start_is_pushed_to_the_bot_page(app, user, bot, fast):
         await communicator.disconnect()
 
 
+async def test_a_stop_made_elsewhere_refreshes_every_card_of_an_open_bot_page(app, user, bot, fast):
+    await sync_to_async(services.start_bot)(bot)
+    communicator, _ = await connect(app, f"/ws/bots/{bot.pk}/", user)
+    try:
+        await receive_all(communicator, timeout=0.3, first=5)  # the fresh state
+        # The emergency stop on the dashboard, another tab: the log says the orders went.
+        await sync_to_async(services.emergency_stop)(user)
+        html = "".join(m for m in await receive_all(communicator) if not m.startswith("{"))
+        for part in ("status", "stats", "ladder", "trades", "events"):
+            assert f'id="bot-{bot.pk}-{part}"' in html, part
+        assert f'id="bot-{bot.pk}-open-orders">0</dd>' in html
+        assert "Cancelled 19 resting order(s)" in html and "Stopped: no orders rest" in html
+    finally:
+        await communicator.disconnect()
+
+
 async def test_a_burst_of_changes_is_coalesced(app, user, bot, monkeypatch):
     monkeypatch.setattr(consumers, "BOT_INTERVAL", 0.3)
     communicator, _ = await connect(app, f"/ws/bots/{bot.pk}/", user)
