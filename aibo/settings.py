@@ -142,6 +142,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "aibo.middleware.RequestIdMiddleware",
+    "aibo.health.ProbeMiddleware",  # before anything reads the Host: container healthchecks
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
