@@ -21,8 +21,11 @@ from pydantic import Field
 
 from accounts.models import ExchangeCredential
 from aibo.api_common import errors
+from bots import config as schema
 from bots import pages, services
 from bots.config import KEYS
+from bots.errors import ConfigError
+from bots.grid.preview import grid_preview
 from bots.models import Bot, Order, Trade
 from market import pairs
 
@@ -57,10 +60,18 @@ class ConfigIn(Schema):
         return {key: getattr(self, key) for key in KEYS}
 
 
+LOSS_CONSENT = Field(
+    default=False,
+    description="a grid whose narrowest round trip loses money after fees is refused (422 on "
+    "accept_loss) unless this is true, as the bot form asks for its box to be ticked",
+)
+
+
 class BotIn(Schema):
     strategy: Literal["grid"] = "grid"
     pair: str = Field(max_length=30, examples=["BTC/USDT"])
     config: ConfigIn
+    accept_loss: bool = LOSS_CONSENT
     name: str = Field(default="", max_length=80)
     mode: Literal["paper", "live"] = "paper"
     credential_id: int | None = Field(
@@ -86,6 +97,7 @@ class BotDetail(BotListed):
 
 class ConfigUpdate(Schema):
     config: ConfigIn
+    accept_loss: bool = LOSS_CONSENT
 
 
 class Updated(Schema):
@@ -164,6 +176,25 @@ def _out(bot: Bot) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _consent_to_loss(symbol: str, config: dict[str, Any], accepted: bool) -> None:
+    """A grid that loses money after fees on a round trip needs ``accept_loss`` (the form's
+    box); the config's own errors are the services' to say."""
+    if accepted:
+        return
+    try:
+        grid = schema.grid_config_for(config, exchange=EXCHANGE, symbol=symbol)
+    except ConfigError:
+        return
+    preview = grid_preview(grid, schema.reference_price(EXCHANGE, symbol))
+    if preview.unprofitable:
+        raise HttpError(
+            422,
+            f"accept_loss: {preview.losing_grids} of this grid's {preview.grids} grids lose "
+            "money on every round trip after fees; use fewer price lines or a wider range, or "
+            "send accept_loss: true to create it anyway.",
+        )
+
+
 # --- the bots --------------------------------------------------------------------------------
 
 
@@ -185,6 +216,7 @@ def create_bot(request: HttpRequest, payload: BotIn) -> Status[dict[str, Any]]:
         ).first()
         if credential is None:
             raise HttpError(422, "credential_id: a live bot needs the id of your exchange keys.")
+    _consent_to_loss(rules.symbol, payload.config.stored(), payload.accept_loss)
     bot = services.create_bot(
         request.auth,
         symbol=rules.symbol,
@@ -211,6 +243,7 @@ def update_bot(request: HttpRequest, bot_id: int, payload: ConfigUpdate) -> Upda
     bot = _own_bot(request, bot_id)
     if bot.is_running:
         raise HttpError(409, f"{bot} is running: stop it before changing its grid.")
+    _consent_to_loss(bot.symbol, payload.config.stored(), payload.accept_loss)
     services.update_bot_config(bot, payload.config.stored())
     return Updated(id=bot.pk, updated_config=bot.config)
 

@@ -474,3 +474,20 @@ def test_optimize_refuses_bad_input_by_field_and_another_users_run_is_404(
         "/api/ai/optimize", json={"pair": "BTC/USDT", "capital": "1000"}, headers=auth
     ).json()["run_id"]
     assert client.get(f"/api/ai/runs/{run_id}", headers=other_auth).status_code == 404
+
+
+def test_a_grid_that_loses_after_fees_needs_accept_loss_as_the_form_does(
+    client: Client, auth: dict[str, str], market: Decimal
+) -> None:
+    # 50 lines over 65,000..65,100: each grid earns about 0.003 % before 0.2 % of fees
+    losing = {"capital": "1000", "lower_bound": "65000", "upper_bound": "65100", "grid_levels": 50}
+    body = {"strategy": "grid", "pair": "BTC/USDT", "config": losing}
+    refused = client.post("/api/bots", json=body, headers=auth)
+    assert refused.status_code == 422 and refused.json()["detail"].startswith("accept_loss: ")
+    assert not Bot.objects.exists()
+    created = client.post("/api/bots", json=body | {"accept_loss": True}, headers=auth)
+    assert created.status_code == 201, created.text
+    bot_id = created.json()["id"]
+    edit = client.put(f"/api/bots/{bot_id}", json={"config": losing | {"capital": "900"}},
+                      headers=auth)  # fmt: skip
+    assert edit.status_code == 422 and "accept_loss" in edit.json()["detail"]
