@@ -491,3 +491,26 @@ def test_a_grid_that_loses_after_fees_needs_accept_loss_as_the_form_does(
     edit = client.put(f"/api/bots/{bot_id}", json={"config": losing | {"capital": "900"}},
                       headers=auth)  # fmt: skip
     assert edit.status_code == 422 and "accept_loss" in edit.json()["detail"]
+
+
+def test_the_readmes_python_script_creates_starts_and_watches_a_bot(
+    client: Client, user: Any, market: Decimal
+) -> None:
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    script = re.search(r"```python\n(import json, requests.*?)```", readme, re.S).group(1)
+    script = script.replace("http://localhost:8000", client.base_url)
+    script = script.replace("ws://localhost:8000", client.base_url.replace("http", "ws"))
+    script = script.replace('"me@example.com"', repr(user.email)).replace('"..."', '"pw-Tr4der!x"')
+    run = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        first = run.stdout.readline()  # type: ignore[union-attr]
+    finally:
+        run.kill()
+        run.wait(timeout=10)
+    assert "'status': 'running'" in first and "'open_orders'" in first, first
+    assert Bot.objects.get(owner=user).status == "running"
