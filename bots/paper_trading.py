@@ -176,18 +176,3 @@ SNAPSHOT_MINUTES = 15
 
 def _snapshot_due(at: datetime) -> bool:
     return (int(at.timestamp()) // 60) % SNAPSHOT_MINUTES == 0
-
-
-# What a cycle changes on the bot row: saving only these keeps the cycle's write small.
-CYCLE_FIELDS = [
-    "engine_state", "next_buy_price", "next_sell_price", "cursor", "last_price", "last_equity",
-    "peak_equity", "max_drawdown", "day", "day_open_equity", "status", "status_reason",
-    "stopped_at", "chain_token", "updated_at",
-]  # fmt: skip
-# Equity is marked at every candle for the drawdown; the stored series (charts, sparklines)
-# keeps a point per this many market minutes, and one at every fill.
-SNAPSHOT_MINUTES = 15
-
-
-def _snapshot_due(at: datetime) -> bool:
-    return (int(at.timestamp()) // 60) % SNAPSHOT_MINUTES == 0
