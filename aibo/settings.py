@@ -432,6 +432,11 @@ WS_MAX_CONNECTIONS_PER_USER = env_int("WS_MAX_CONNECTIONS_PER_USER", 20)
 MAX_REQUEST_BODY_BYTES = env_int("MAX_REQUEST_BODY_BYTES", 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
 
+# --- Data kept: the equity series is thinned with age (bots.ledger.downsample_equity, hourly):
+# every point for this many days, then one an hour, and from EQUITY_HOURLY_DAYS one a day.
+EQUITY_FULL_DAYS = env_int("EQUITY_FULL_DAYS", 2)
+EQUITY_HOURLY_DAYS = env_int("EQUITY_HOURLY_DAYS", 30)
+
 # --- Metrics (aibo.metrics): /metrics for Prometheus ---
 # Read with "Authorization: Bearer <METRICS_TOKEN>"; empty: only from this machine (loopback).
 METRICS_TOKEN = env_str("METRICS_TOKEN")

@@ -3,12 +3,14 @@ closing the books when a bot stops. Paper and live bots write the same rows thro
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal, localcontext
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F, Window
+from django.db.models.functions import RowNumber, TruncDay, TruncHour
 from django.utils import timezone
 
 from aibo import metrics
@@ -271,3 +273,34 @@ def sell_paper_coins(bot: Bot, *, reason: str) -> None:
             bot=bot, at=at, defaults={"price": price, "quote": engine.quote,
                                       "base": engine.dust, "equity": bot.last_equity},
         )  # fmt: skip
+
+
+# --- the equity series, thinned with age -----------------------------------------------------
+
+
+def downsample_equity(now: datetime | None = None, *, window: timedelta = timedelta(days=2)) -> int:
+    """Thin the stored equity series as it ages: every point for ``EQUITY_FULL_DAYS``, then the
+    last point of each hour, and from ``EQUITY_HOURLY_DAYS`` the last of each day (per bot).
+    Only the ``window`` just past each threshold is looked at, so an hourly run touches each
+    point a few dozen times in its life, however long the history. Returns the points deleted."""
+    now = now or timezone.now()
+    deleted = 0
+    for age, bucket in (
+        (timedelta(days=settings.EQUITY_FULL_DAYS), TruncHour("at")),
+        (timedelta(days=settings.EQUITY_HOURLY_DAYS), TruncDay("at")),
+    ):
+        end = now - age
+        ranked = (
+            EquitySnapshot.objects.filter(at__gte=end - window, at__lt=end)
+            .annotate(
+                rank=Window(
+                    RowNumber(), partition_by=[F("bot_id"), bucket], order_by=F("at").desc()
+                )
+            )
+            .filter(rank__gt=1)
+            .values_list("pk", flat=True)
+        )
+        ids = list(ranked)
+        for start in range(0, len(ids), 1000):
+            deleted += EquitySnapshot.objects.filter(pk__in=ids[start : start + 1000]).delete()[0]
+    return deleted

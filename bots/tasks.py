@@ -19,7 +19,7 @@ from huey.contrib.djhuey import db_periodic_task, db_task
 
 from aibo import metrics
 from aibo.tasks import CYCLE_PRIORITY, JOB_PRIORITY, WATCHDOG_PRIORITY, job_slot
-from bots import backtest_runs, cycle, push, starting, user_streams
+from bots import backtest_runs, cycle, ledger, push, starting, user_streams
 from bots.locks import Busy, cycle_lock, heartbeat_key
 from bots.models import Bot
 from bots.processes import InProcesses
@@ -136,3 +136,9 @@ def revive_quiet_chains() -> int:
             bot_cycle_task(bot_id, token)
             revived += 1
     return revived
+
+
+@db_periodic_task(crontab(minute="23"), priority=JOB_PRIORITY)
+def downsample_equity() -> int:
+    """Thin the stored equity series as it ages (``bots.ledger.downsample_equity``)."""
+    return ledger.downsample_equity()
