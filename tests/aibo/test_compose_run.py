@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import psycopg
 import pytest
+import redis
 import yaml
 
 from tests.aibo.test_operations import _interpolate
@@ -79,10 +80,13 @@ def deployment(redis_url: str, tmp_path: Path) -> Iterator[dict[str, str]]:
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
     data_dir = tmp_path / "data"
+    # A Redis database of its own: other tests' workers beat into the session's database 0.
+    own_redis = redis_url.rsplit("/", 1)[0] + "/11"
+    redis.Redis.from_url(own_redis).flushdb()
     yield {
         **env,
         "compose_database": f"{server.scheme}://{server.netloc}/{name}",
-        "compose_redis": redis_url,
+        "compose_redis": own_redis,
         "AIBO_DATA_DIR": str(data_dir),
     }
     with psycopg.connect(admin, autocommit=True) as conn:
