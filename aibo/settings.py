@@ -206,11 +206,23 @@ TEMPLATES = [
 ]
 
 if DATABASE_URL:
+    # A pool of connections per process (psycopg_pool), shared by its threads (Huey's workers,
+    # the web server's thread pool): a request or a cycle borrows one and gives it back, instead
+    # of each thread holding its own. DB_POOL=0 goes back to one persistent connection a thread.
+    DB_POOL = env_bool("DB_POOL", True)
     DATABASES = {
         "default": dj_database_url.parse(
-            DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60), conn_health_checks=True
+            DATABASE_URL,
+            conn_max_age=0 if DB_POOL else env_int("DB_CONN_MAX_AGE", 60),
+            conn_health_checks=not DB_POOL,
         )
     }
+    if DB_POOL:
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": env_int("DB_POOL_MIN_SIZE", 2),
+            "max_size": env_int("DB_POOL_MAX_SIZE", 20),
+            "timeout": env_int("DB_POOL_TIMEOUT", 30),  # seconds a thread waits for one
+        }
 else:
     DATABASES = {
         "default": {
