@@ -179,3 +179,41 @@ def test_stop_from_a_dashboard_card_keeping_the_coins_updates_card_totals_and_wa
     assert card.get_by_role("button", name="Archive").is_visible()  # a stopped bot can be
     assert page.evaluate("window.__noReload") is True
     screenshot(page, "dashboard-card-stopped")
+
+
+def test_the_management_pages_fit_a_phone(page, live_url, django_user_model):
+    from bots.models import BacktestRun
+
+    market()
+    user = trader(django_user_model, "phone-manage@example.com")
+    bot = running(user, "Phone grid")
+    put_away = services.create_bot(user, symbol="BTC/USDT", config=dict(CONFIG), name="Old one")
+    services.archive_bot(put_away)
+    BacktestRun.objects.create(
+        owner=user, symbol="BTC/USDT", start=dt.datetime(2025, 6, 2, tzinfo=dt.UTC),
+        end=dt.datetime(2025, 6, 9, tzinfo=dt.UTC), config=CONFIG,
+        status=BacktestRun.Status.DONE, progress=100,
+        result={"total_profit": "-12.345", "total_trades": 40},
+    )  # fmt: skip
+    page.set_viewport_size({"width": 390, "height": 844})
+    log_in(page, live_url, user.email)
+
+    def fits(name: str) -> None:
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"{name} scrolls sideways on a phone ({width}px)"
+
+    page.locator("#archived-bots").wait_for()
+    fits("the dashboard with totals and archived bots")
+    page.goto(f"{live_url}/backtests/")
+    page.locator("table.backtests").wait_for()
+    fits("the backtest history")
+    page.goto(f"{live_url}/bots/{bot.pk}/delete/")
+    fits("the delete page")
+    page.goto(f"{live_url}/bots/{bot.pk}/")
+    page.locator(f"#bot-{bot.pk}-status").get_by_role("link", name="Stop…").click()
+    dialog = page.locator(f"#bot-{bot.pk}-stop-confirm")
+    dialog.wait_for()
+    box = dialog.bounding_box()
+    assert box["x"] >= 0 and box["x"] + box["width"] <= 390, box
+    fits("the bot page with Stop's dialog")
+    screenshot(page, "stop-choice-phone")
