@@ -8,6 +8,7 @@ RedisHuey. `.env.example` lists every variable.
 
 from __future__ import annotations
 
+import copy
 import os
 import secrets
 import stat
@@ -239,6 +240,16 @@ else:
             "TEST": {"NAME": DATA_DIR / "test.sqlite3"},
         }
     }
+# An optional read replica for market data (aibo.db_router): candles and prices read outside a
+# transaction go there; writes and everything else stay on the primary.
+DATABASE_REPLICA_URL = env_str("DATABASE_REPLICA_URL")
+if DATABASE_URL and DATABASE_REPLICA_URL:
+    DATABASES["replica"] = {
+        **dj_database_url.parse(DATABASE_REPLICA_URL, conn_max_age=0),
+        "OPTIONS": copy.deepcopy(DATABASES["default"].get("OPTIONS", {})),
+        "TEST": {"MIRROR": "default"},  # tests read the primary under this name
+    }
+DATABASE_ROUTERS = ["aibo.db_router.MarketReplicaRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 if REDIS_URL:
