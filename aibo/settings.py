@@ -455,6 +455,10 @@ WS_MAX_CONNECTIONS_PER_USER = env_int("WS_MAX_CONNECTIONS_PER_USER", 20)
 MAX_REQUEST_BODY_BYTES = env_int("MAX_REQUEST_BODY_BYTES", 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
 
+# --- Data kept: candles, where TimescaleDB is installed (market.timescale, set at migrate):
+# compressed after this many days; dropped after CANDLE_RETENTION_DAYS (0: every candle kept).
+CANDLE_COMPRESS_AFTER_DAYS = env_int("CANDLE_COMPRESS_AFTER_DAYS", 30)
+CANDLE_RETENTION_DAYS = env_int("CANDLE_RETENTION_DAYS", 0)
 # --- Data kept: the equity series is thinned with age (bots.ledger.downsample_equity, hourly):
 # every point for this many days, then one an hour, and from EQUITY_HOURLY_DAYS one a day.
 EQUITY_FULL_DAYS = env_int("EQUITY_FULL_DAYS", 2)
