@@ -22,8 +22,9 @@ class Error(Schema):
 
 
 def errors(*codes: int) -> dict[int, type[Error]]:
-    """``{code: Error}`` for an endpoint's ``response``: 401 and 429 everywhere, and ``codes``."""
-    return dict.fromkeys((401, 429, *codes), Error)
+    """``{code: Error}`` for an endpoint's ``response``: 401, 422 (a malformed path or query
+    parameter) and 429 everywhere, and ``codes``."""
+    return dict.fromkeys((401, 422, 429, *codes), Error)
 
 
 class Refused(HttpError):

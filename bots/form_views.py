@@ -150,7 +150,8 @@ def _symbol_of(form: GridConfigForm, bot: Bot | None = None) -> str:
     if form.rules is not None:
         return str(form.rules.symbol)
     raw = form.data.get("symbol") if form.is_bound else form.initial.get("symbol")
-    return pairs.normalise(str(raw or DEFAULT_PAIR))[:30]
+    symbol = pairs.normalise(str(raw or DEFAULT_PAIR))[:30]
+    return symbol if pairs.well_formed(symbol) else DEFAULT_PAIR  # typed text is no pair yet
 
 
 @login_required

@@ -104,6 +104,11 @@ def normalise(text: str, pairs: Pairs | None = None) -> str:
     return symbol
 
 
+def well_formed(symbol: str) -> bool:
+    """Written as BASE/QUOTE (letters and digits): safe to look up, not yet known to exist."""
+    return bool(_PAIR.match(symbol))
+
+
 def search(exchange: str, query: str, *, limit: int = SEARCH_LIMIT) -> list[str]:
     """Pairs matching ``query`` (``sol``, ``SOL/US``, ``solusdt``): those starting with it
     first, then those containing it."""
@@ -127,7 +132,7 @@ def choose_pair(exchange: str, text: str) -> MarketRules:
     if "/" not in symbol and symbol:  # SOLUSDT: the exchange's list says where the slash goes
         pairs = exchange_pairs(exchange)
         symbol = normalise(text, pairs)
-    if not _PAIR.match(symbol):
+    if not well_formed(symbol):
         raise PairError("Write the pair as BASE/QUOTE, e.g. BTC/USDT.")
     rules = MarketRules.objects.filter(exchange=exchange, symbol=symbol).first()
     if rules is not None:

@@ -120,6 +120,7 @@ def test_a_grid_that_loses_after_fees_is_created_only_once_the_box_is_ticked(pag
     page.locator("#id_accept_loss-errors").get_by_text("Tick this box").wait_for()
     assert not Bot.objects.exists()
 
+    settled(page)  # the refused page's own preview (on load) has answered
     form.get_by_label("I understand each grid loses money after fees").check()
     settled(page)
     assert form.get_by_label("I understand each grid loses money after fees").is_checked()
