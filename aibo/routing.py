@@ -6,13 +6,12 @@ from channels.security.websocket import WebsocketDenier
 from django.urls import URLPattern, path, re_path
 
 from bots.api_sockets import BotOrdersSocket, BotStatusSocket
-from bots.consumers import BotApiConsumer, BotPageConsumer, DashboardConsumer
+from bots.consumers import BotPageConsumer, DashboardConsumer
 from market.consumers import PriceConsumer, PriceUpdateConsumer
 
 websocket_urlpatterns: list[URLPattern] = [
     path("ws/dashboard/", DashboardConsumer.as_asgi()),
     path("ws/bots/<int:bot_id>/", BotPageConsumer.as_asgi()),
-    path("ws/api/bots/<int:bot_id>/", BotApiConsumer.as_asgi()),
     path("ws/market/<str:symbol>/", PriceConsumer.as_asgi()),
     # The published API's (README, "API"): signed in by the session or a token.
     path("ws/bot/<int:bot_id>", BotStatusSocket.as_asgi()),

@@ -26,7 +26,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from bots import pages, push
-from bots.consumers import BOT_INTERVAL, Coalescer, _LiveConsumer, _owned_bots
+from bots.consumers import BOT_INTERVAL, Coalescer, _LiveConsumer
 from bots.models import Bot, Order
 from market.precision import plain
 from market.push import market_group
@@ -64,14 +64,12 @@ def order_update(order: Order) -> str:
 
 class BotStatusSocket(_LiveConsumer):
     async def connect(self) -> None:
-        self.bot_id = int(self.scope["url_route"]["kwargs"]["bot_id"])
-        owned = await _owned_bots(self.user_id(), self.bot_id)
-        if not owned:
-            await self.close()
+        symbol = await self.owned_bot()
+        if symbol is None:
             return
         self.bots = Coalescer(BOT_INTERVAL, self.send_status)
         self.prices = Coalescer(STATUS_PRICE_INTERVAL, self.send_status)
-        await self.join([push.bot_group(self.bot_id), market_group(owned[0][1])])
+        await self.join([push.bot_group(self.bot_id), market_group(symbol)])
         await self.accept()
         await self.send_status({})
 
@@ -85,10 +83,7 @@ class BotStatusSocket(_LiveConsumer):
 
 class BotOrdersSocket(_LiveConsumer):
     async def connect(self) -> None:
-        self.bot_id = int(self.scope["url_route"]["kwargs"]["bot_id"])
-        owned = await _owned_bots(self.user_id(), self.bot_id)
-        if not owned:
-            await self.close()
+        if await self.owned_bot() is None:
             return
         self.seen: dict[int, tuple[str, str]] = {}
         self.since: datetime | None = None

@@ -1,4 +1,5 @@
-"""Websocket consumers for the bot pages (htmx out-of-band HTML) and the JSON API.
+"""Websocket consumers for the bot pages (htmx out-of-band HTML); the JSON API's are in
+``bots.api_sockets``.
 
 Every socket is a signed-in session's (``aibo.ws.UserSocket``: capped per user, closed when the
 session ends, deaf to client messages). It joins only its own user's bots (checked on connect,
@@ -128,6 +129,16 @@ class _LiveConsumer(UserSocket):
         user = self.scope.get("user")
         return user.pk if user is not None and user.is_authenticated else None
 
+    async def owned_bot(self) -> str | None:
+        """The socket's bot (``bot_id`` in the path): its pair when it is the user's, else the
+        socket is closed and None."""
+        self.bot_id = int(self.scope["url_route"]["kwargs"]["bot_id"])
+        owned = await _owned_bots(self.user_id(), self.bot_id)
+        if not owned:
+            await self.close()
+            return None
+        return owned[0][1]
+
     async def bot_changed(self, event: dict[str, Any]) -> None:
         self.bots.add(event["bot_id"], set(event.get("changes") or push.CHANGES), _union)
 
@@ -139,12 +150,10 @@ class BotPageConsumer(_LiveConsumer):
     """``/ws/bots/<pk>/``: the bot page's fragments, and JSON for its chart."""
 
     async def connect(self) -> None:
-        self.bot_id = int(self.scope["url_route"]["kwargs"]["bot_id"])
-        owned = await _owned_bots(self.user_id(), self.bot_id)
-        if not owned:
-            await self.close()
+        symbol = await self.owned_bot()
+        if symbol is None:
             return
-        self.symbol = owned[0][1]
+        self.symbol = symbol
         self.bots = Coalescer(BOT_INTERVAL, self.send_changes)
         self.prices = Coalescer(PRICE_INTERVAL, self.send_prices)
         await self.join([push.bot_group(self.bot_id), market_group(self.symbol)])
@@ -229,37 +238,3 @@ def _render_cards(owner_id: int, bot_ids: list[int]) -> str:
         + pages.render_totals(owner_id)
         + pages.render_paper_balance(owner_id)
     )
-
-
-class BotApiConsumer(_LiveConsumer):
-    """``/ws/api/bots/<pk>/``: the same pushes as JSON (``bot`` snapshots and ``price`` ticks)."""
-
-    async def connect(self) -> None:
-        self.bot_id = int(self.scope["url_route"]["kwargs"]["bot_id"])
-        owned = await _owned_bots(self.user_id(), self.bot_id)
-        if not owned:
-            await self.close()
-            return
-        self.bots = Coalescer(BOT_INTERVAL, self.send_state)
-        self.prices = Coalescer(PRICE_INTERVAL, self.send_prices)
-        await self.join([push.bot_group(self.bot_id), market_group(owned[0][1])])
-        await self.accept()
-        await self.send_state({self.bot_id: set(push.CHANGES)})
-
-    async def send_state(self, batch: dict[Hashable, Any]) -> None:
-        state = await _api_state(self.bot_id)
-        if state is not None:
-            state["changes"] = sorted(batch.get(self.bot_id) or push.CHANGES)
-            await self.send(text_data=json.dumps(state))
-
-    async def send_prices(self, batch: dict[Hashable, Any]) -> None:
-        for event in batch.values():
-            await self.send(text_data=json.dumps(_price_json(event)))
-
-
-@database_sync_to_async
-def _api_state(bot_id: int) -> dict[str, Any] | None:
-    try:
-        return pages.api_state(Bot.objects.get(pk=bot_id))
-    except Bot.DoesNotExist:
-        return None

@@ -767,28 +767,3 @@ def chart_state(bot: Bot) -> dict[str, Any]:
         "orders": orders,
         "fills": fills,
     }
-
-
-def api_state(bot: Bot) -> dict[str, Any]:
-    """The JSON API's view of a bot: status, statistics and the grid."""
-    stats = bot_statistics(bot)
-    state = chart_state(bot)
-    state.update(
-        type="bot",
-        name=str(bot),
-        symbol=bot.symbol,
-        mode=bot.mode,
-        status_reason=bot.status_reason,
-        statistics={k: _jsonable(v) for k, v in dataclasses.asdict(stats).items()},
-    )
-    return state
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return plain(value)
-    if isinstance(value, timedelta):
-        return int(value.total_seconds())
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    return value

@@ -74,7 +74,7 @@ async def test_owner_gets_fresh_fragments_on_connect(app, user, bot, fast):
         await communicator.disconnect()
 
 
-@pytest.mark.parametrize("path", ["/ws/bots/{pk}/", "/ws/api/bots/{pk}/"])
+@pytest.mark.parametrize("path", ["/ws/bots/{pk}/", "/ws/bot/{pk}", "/ws/bot/{pk}/orders"])
 async def test_another_user_is_refused(app, other_user, bot, path):
     communicator, connected = await connect(app, path.format(pk=bot.pk), other_user)
     try:
@@ -200,24 +200,6 @@ async def test_dashboard_pushes_nothing_for_an_archived_bot_it_shows_no_card_of(
         pushed = "".join(await receive_all(communicator, timeout=0.3))
         # No fragment without a target on the page (htmx:oobErrorNoTarget).
         assert f"bot-{put_away.pk}-" not in pushed and f'id="bot-{bot.pk}-price"' in pushed
-    finally:
-        await communicator.disconnect()
-
-
-async def test_api_socket_sends_json(app, user, bot, fast):
-    communicator, connected = await connect(app, f"/ws/api/bots/{bot.pk}/", user)
-    try:
-        assert connected
-        state = await communicator.receive_json_from(timeout=2)
-        assert state["type"] == "bot" and state["status"] == "stopped"
-        assert state["symbol"] == "BTC/USDT" and len(state["lines"]) == 20
-        assert "total_profit" in state["statistics"]
-        await sync_to_async(services.start_bot)(bot)
-        state = await communicator.receive_json_from(timeout=2)
-        assert state["status"] == "running" and len(state["orders"]) == 19
-        await apublish_price("binance", "BTC/USDT", D("64000"), 1748822430000)
-        tick = await communicator.receive_json_from(timeout=2)
-        assert tick["type"] == "price" and tick["price"] == "64000"
     finally:
         await communicator.disconnect()
 
