@@ -112,8 +112,10 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: object, a
     os.environ["AIBO_DATA_DIR"] = data_dir
     os.environ.setdefault("SECRET_KEY", "test-" + "x" * 60)
     os.environ["DEBUG"] = "1"
-    # Close connections after each request, so no server thread holds the test database open.
+    # Close connections after each request, so no server thread holds the test database open
+    # (a pool would keep them open: the compose test runs the services with the pool on).
     os.environ["DB_CONN_MAX_AGE"] = "0"
+    os.environ["DB_POOL"] = "0"
     os.environ.pop("REDIS_URL", None)  # the suite's default is the embedded stack
     if os.environ.get("AIBO_TEST_DATABASE", "postgres") == "sqlite":
         _notes.append("database: SQLite (AIBO_TEST_DATABASE=sqlite)")
