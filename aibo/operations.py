@@ -11,7 +11,6 @@ permission to change bots may stop one bot, or all of a user's bots, from here.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -151,7 +150,6 @@ def operations_view(request: HttpRequest) -> HttpResponse:
         **admin.site.each_context(request),
         "title": "Operations",
         "ops": snapshot(),
-        "now": time.time(),
         "quiet_after": quiet_after(),
         "can_stop": request.user.has_perm("bots.change_bot"),
     }
