@@ -280,8 +280,11 @@ class BotForm(GridConfigForm):
         help_text="Quote currency lost in one day (UTC) that stops the bot; 0 turns it off.",
     )
     # Shown only when some grid loses money after fees: such a grid is refused unless ticked.
+    # hx-preserve: a preview answering after the trader ticked it keeps their tick.
     accept_loss = forms.BooleanField(
-        label="I understand each grid loses money after fees", required=False
+        label="I understand each grid loses money after fees",
+        required=False,
+        widget=forms.CheckboxInput(attrs={"hx-preserve": "true"}),
     )
 
     field_order = [
