@@ -114,7 +114,7 @@ def baseline_search(
         f"{fit_from[:10]} .. {fit_to[:10]}, a range {_pct(width)} wide with "
         f"{levels} lines scored best (profit {money(fit_stats['total_profit'])} {ctx.quote}, "
         f"max drawdown {pct(Decimal(fit_stats['max_drawdown']))}, counted "
-        f"{_n(penalty)} times against it)."
+        f"{plain(penalty)} times against it)."
     )
     if held and "total_profit" in held:
         reasoning += (
@@ -124,7 +124,7 @@ def baseline_search(
         )
     reasoning += (
         f" Centred on the current price {price_at_tick(ctx.price, ctx.tick)}, "
-        f"with a stop-loss {_n(Decimal(stop_loss))} % below the range."
+        f"with a stop-loss {plain(Decimal(stop_loss))} % below the range."
     )
     suggestion = {
         "grid_lower": config["lower_bound"],
@@ -177,8 +177,5 @@ def _smallest_problem(ctx: AdvisorContext, profile: RiskProfile, stop_loss: str)
 
 
 def _pct(fraction: Decimal) -> str:
-    return f"{_n(fraction * 100)} %"
+    return f"{plain(fraction * 100)} %"
 
-
-def _n(d: Decimal) -> str:
-    return f"{d.normalize():f}"

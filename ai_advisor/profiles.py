@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal
 
+from market.precision import plain
+
 RiskLevel = Literal["low", "medium", "high"]
 
 
@@ -37,27 +39,25 @@ class RiskProfile:
         2-5 %"."""
         lo, hi = self.width
         sl_lo, sl_hi = self.stop_loss
-        stop = f"{_n(sl_lo)}-{_n(sl_hi)} %" if sl_lo > 0 else f"up to {_n(sl_hi)} % or none"
-        return f"range {_n(lo * 100)}-{_n(hi * 100)} % wide, stop-loss {stop}"
+        stop = (
+            f"{plain(sl_lo)}-{plain(sl_hi)} %" if sl_lo > 0 else f"up to {plain(sl_hi)} % or none"
+        )
+        return f"range {plain(lo * 100)}-{plain(hi * 100)} % wide, stop-loss {stop}"
 
     def describe(self, fee: Decimal) -> str:
         """The band in words and numbers (the prompt and the page say the same)."""
         lo, hi = self.width
         sl_lo, sl_hi = self.stop_loss
         stop = (
-            f"a stop-loss {_n(sl_lo)}-{_n(sl_hi)} % below the lower price"
+            f"a stop-loss {plain(sl_lo)}-{plain(sl_hi)} % below the lower price"
             if sl_lo > 0
-            else f"a stop-loss of at most {_n(sl_hi)} % below the lower price, or none"
+            else f"a stop-loss of at most {plain(sl_hi)} % below the lower price, or none"
         )
         return (
-            f"{self.label}: a range {_n(lo * 100)}-{_n(hi * 100)} % of the price wide, "
-            f"each grid earning at least {_n(self.min_grid_fees)} x the round-trip fee "
-            f"({_n(self.min_grid_fees * 2 * fee * 100)} %), {stop}. {self.aim}"
+            f"{self.label}: a range {plain(lo * 100)}-{plain(hi * 100)} % of the price wide, "
+            f"each grid earning at least {plain(self.min_grid_fees)} x the round-trip fee "
+            f"({plain(self.min_grid_fees * 2 * fee * 100)} %), {stop}. {self.aim}"
         )
-
-
-def _n(d: Decimal) -> str:
-    return f"{d.normalize():f}"
 
 
 PROFILES: dict[str, RiskProfile] = {
@@ -137,12 +137,12 @@ def profile_problem(
     name = profile.label.lower()
     if width < lo * (1 - _SLACK) or width > hi * (1 + _SLACK):
         return (
-            f"for a {name} trader the range must be {_n(lo * 100)}-{_n(hi * 100)} % of the "
+            f"for a {name} trader the range must be {plain(lo * 100)}-{plain(hi * 100)} % of the "
             f"current price wide; grid_lower..grid_upper is {_pct(width)} wide"
         )
     if fee > 0 and shape["grid_fees"] < profile.min_grid_fees * (1 - _SLACK):
         return (
-            f"for a {name} trader each grid must earn at least {_n(profile.min_grid_fees)} x "
+            f"for a {name} trader each grid must earn at least {plain(profile.min_grid_fees)} x "
             f"the round-trip fee ({_pct(profile.min_grid_fees * 2 * fee)}); the narrowest "
             f"earns {_pct(shape['grid'])}: use fewer levels"
         )
@@ -150,8 +150,8 @@ def profile_problem(
     sl_lo, sl_hi = profile.stop_loss
     if not sl_lo <= sl <= sl_hi:
         return (
-            f"for a {name} trader stop_loss_pct must be between {_n(sl_lo)} and {_n(sl_hi)}; "
-            f"it is {_n(sl)}"
+            f"for a {name} trader stop_loss_pct must be between {plain(sl_lo)} and {plain(sl_hi)}; "
+            f"it is {plain(sl)}"
         )
     return None
 
