@@ -45,7 +45,7 @@ def status_update(bot_id: int) -> str | None:
     stats = pages.bot_statistics(bot)
     data = {
         "status": bot.status,
-        "open_orders": Order.objects.filter(bot_id=bot_id, status__in=Order.RESTING).count(),
+        "open_orders": stats.open_orders,  # the bot's resting orders, counted by the stats
         "realized_pnl": plain(stats.total_profit - stats.unrealized_pnl),
         "unrealized_pnl": plain(stats.unrealized_pnl),
     }
