@@ -60,10 +60,8 @@ class HistoryQuery(Schema):
 
 def symbol_of(text: str) -> str:
     """``BTCUSDT`` / ``BTC-USDT`` / ``btc_usdt`` → ``BTC/USDT``; a 404 for a pair we do not know."""
-    symbol = pairs.normalise(text[:30])
-    if "/" not in symbol:
-        symbol = pairs.normalise(text[:30], pairs.exchange_pairs(EXCHANGE))
-    if "/" not in symbol or symbol not in pairs.exchange_pairs(EXCHANGE):
+    symbol = pairs.listed(EXCHANGE, text)
+    if symbol is None:
         raise HttpError(
             404, f"No pair {text[:30]!r} on {EXCHANGE}: write it as BTCUSDT or BTC-USDT."
         )

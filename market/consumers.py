@@ -136,7 +136,9 @@ class PriceUpdateConsumer(PriceConsumer):
     json_key = "api_json"
 
     async def connect(self) -> None:
-        symbol = await database_sync_to_async(_pair)(self.scope["url_route"]["kwargs"]["symbol"])
+        symbol = await database_sync_to_async(pairs.listed)(
+            EXCHANGE, self.scope["url_route"]["kwargs"]["symbol"]
+        )
         if symbol is None:
             await self.close()
             return
@@ -148,10 +150,3 @@ class PriceUpdateConsumer(PriceConsumer):
         if now is not None:
             at_ms = int(now.at.timestamp() * 1000)
             self.deliver(price_update_json(symbol, plain(now.price), at_ms))
-
-
-def _pair(text: str) -> str | None:
-    """``BTCUSDT`` / ``BTC-USDT`` → ``BTC/USDT`` when the exchange lists it, else None."""
-    listed = pairs.exchange_pairs(EXCHANGE)
-    symbol = pairs.normalise(text[:30], listed)
-    return symbol if symbol in listed else None

@@ -104,6 +104,14 @@ def normalise(text: str, pairs: Pairs | None = None) -> str:
     return symbol
 
 
+def listed(exchange: str, text: str) -> str | None:
+    """The pair ``text`` names (``BTCUSDT``, ``BTC-USDT``, ``btc/usdt``) as the exchange writes
+    it, when the exchange lists it (or it is stored here); else None."""
+    known = exchange_pairs(exchange)
+    symbol = normalise(text[:30], known)
+    return symbol if symbol in known else None
+
+
 def well_formed(symbol: str) -> bool:
     """Written as BASE/QUOTE (letters and digits): safe to look up, not yet known to exist."""
     return bool(_PAIR.match(symbol))
