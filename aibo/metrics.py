@@ -130,16 +130,14 @@ class QueueDepth:
     """The Huey queue's depth, read at each scrape (tasks waiting, and scheduled for later)."""
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        from huey.contrib.djhuey import HUEY
+        from aibo.tasks import queue_depth
 
         family = GaugeMetricFamily(
             "aibo_huey_queue_depth", "Huey tasks waiting (pending) or scheduled", labels=["queue"]
         )
-        try:
-            family.add_metric(["pending"], HUEY.pending_count())
-            family.add_metric(["scheduled"], HUEY.scheduled_count())
-        except Exception as e:  # the queue's storage away: no figure rather than no page
-            logger.warning("metrics: the queue depth could not be read: %s", e)
+        # The queue's storage away: no figure rather than no page.
+        for queue, depth in (queue_depth() or {}).items():
+            family.add_metric([queue], depth)
         yield family
 
 

@@ -25,7 +25,6 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods
-from huey.contrib.djhuey import HUEY
 
 from aibo import tasks
 from bots import services
@@ -73,14 +72,6 @@ class Operations:
 def quiet_after() -> float:
     """A running bot whose chain has not beaten this long is stale (the watchdog's measure)."""
     return max(3 * settings.BOT_CYCLE_SECONDS, 60)
-
-
-def _queue() -> dict[str, int | None]:
-    try:
-        return {"pending": HUEY.pending_count(), "scheduled": HUEY.scheduled_count()}
-    except Exception as e:
-        logger.warning("operations: the queue could not be read: %s", e)
-        return {"pending": None, "scheduled": None}
 
 
 def _last_cycles(bots: list[Bot]) -> dict[int, datetime]:
@@ -132,7 +123,7 @@ def snapshot() -> Operations:
         workers=tasks.workers_alive(),
         feed=market_services.feed_status(),
         prices=prices,
-        queue=_queue(),
+        queue=tasks.queue_depth() or {"pending": None, "scheduled": None},
         troubled=troubled,
         running=running,
         budgets=budgets,

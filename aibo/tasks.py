@@ -10,6 +10,7 @@ that finds no slot free goes back to the queue for a moment (``RetryTask``), it 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 import threading
@@ -21,6 +22,8 @@ from django.conf import settings
 from django.core.cache import cache
 from huey.contrib.djhuey import HUEY
 from huey.exceptions import RetryTask
+
+logger = logging.getLogger(__name__)
 
 CYCLE_PRIORITY = 100
 WATCHDOG_PRIORITY = 90
@@ -48,6 +51,16 @@ def job_slot() -> Iterator[None]:
         yield
     finally:
         cache.delete(key)
+
+
+def queue_depth() -> dict[str, int] | None:
+    """Huey's tasks waiting (``pending``) and scheduled for later; None when the queue's
+    storage cannot be read right now (the metrics and the operator's page say so)."""
+    try:
+        return {"pending": HUEY.pending_count(), "scheduled": HUEY.scheduled_count()}
+    except Exception as e:
+        logger.warning("the queue's depth could not be read: %s", e)
+        return None
 
 
 # --- workers alive ---------------------------------------------------------------------------
