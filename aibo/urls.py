@@ -7,7 +7,7 @@ from django.urls import include, path
 from django.views.decorators.cache import cache_control
 
 from accounts.views import admin_login
-from aibo import health, metrics, operations
+from aibo import metrics, operations
 from aibo.api import api
 
 admin.site.site_header = "aibo operations"
@@ -24,8 +24,6 @@ def favicon(request: HttpRequest) -> HttpResponseRedirect:
 
 urlpatterns = [
     path("favicon.ico", favicon, name="favicon"),
-    path("healthz", health.healthz, name="healthz"),
-    path("readyz", health.readyz, name="readyz"),
     path("metrics", metrics.metrics_view, name="metrics"),
     path("admin/login/", admin_login),  # throttled like the site's login, before the admin's own
     path(
