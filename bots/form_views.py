@@ -7,6 +7,7 @@ Every query is scoped to ``request.user``: another user's bot is a 404.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from typing import Any
 
 from django.contrib import messages
@@ -154,6 +155,18 @@ def _symbol_of(form: GridConfigForm, bot: Bot | None = None) -> str:
     return symbol if pairs.well_formed(symbol) else DEFAULT_PAIR  # typed text is no pair yet
 
 
+def _preview_errors(
+    request: AuthedRequest, form: Any, names: Iterable[str]
+) -> dict[str, list[str]]:
+    """Each field's errors for a preview: before the first submit an empty field is not yet
+    an error; after it (``submitted``), what the submit said, so no message is wiped."""
+    submitted = bool(request.POST.get("submitted"))
+    return {
+        name: form.errors.get(name, []) if submitted or request.POST.get(name, "").strip() else []
+        for name in names
+    }
+
+
 @login_required
 @require_POST
 @per_client("preview", limit_setting="PREVIEWS_PER_CLIENT_PER_MINUTE", window=60)
@@ -170,11 +183,7 @@ def bot_preview(request: AuthedRequest) -> HttpResponse:
         # and its live price, streamed by the feed while the trader looks at it
         market_services.watch_market(form.exchange, form.rules.symbol)
     submitted = bool(request.POST.get("submitted"))
-    shown = form.shown(editing=bool(request.POST.get("editing")))
-    errors = {
-        name: form.errors.get(name, []) if submitted or request.POST.get(name, "").strip() else []
-        for name in shown
-    }
+    errors = _preview_errors(request, form, form.shown(editing=bool(request.POST.get("editing"))))
     price = form.price
     if price is None and form.rules is not None:
         price = schema.reference_price(form.exchange, form.rules.symbol)
@@ -197,10 +206,7 @@ def backtest_preview(request: AuthedRequest) -> HttpResponse:
     form = BacktestForm(request.POST)
     form.is_valid()
     submitted = bool(request.POST.get("submitted"))
-    errors = {
-        name: form.errors.get(name, []) if submitted or request.POST.get(name, "").strip() else []
-        for name in form.fields
-    }
+    errors = _preview_errors(request, form, form.fields)
     return render(
         request,
         "bots/bot_form.html#grid-preview",
