@@ -10,23 +10,13 @@ from __future__ import annotations
 
 import importlib
 from decimal import Decimal
-from typing import Any
 
 from django.db import migrations, models
 
 
-def _owner_triggers() -> Any:
-    return importlib.import_module("bots.migrations.0004_bot_credential_owner")
-
-
-def drop_on_sqlite(apps: Any, schema_editor: Any) -> None:
-    if schema_editor.connection.vendor == "sqlite":
-        _owner_triggers().drop(apps, schema_editor)
-
-
-def create_on_sqlite(apps: Any, schema_editor: Any) -> None:
-    if schema_editor.connection.vendor == "sqlite":
-        _owner_triggers().create(apps, schema_editor)
+# 0007's two functions (see above), not a copy of them.
+_stopping = importlib.import_module("bots.migrations.0007_bot_stopping")
+drop_on_sqlite, create_on_sqlite = _stopping.drop_on_sqlite, _stopping.create_on_sqlite
 
 
 class Migration(migrations.Migration):
