@@ -178,4 +178,3 @@ def _smallest_problem(ctx: AdvisorContext, profile: RiskProfile, stop_loss: str)
 
 def _pct(fraction: Decimal) -> str:
     return f"{plain(fraction * 100)} %"
-
