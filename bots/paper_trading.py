@@ -2,16 +2,22 @@
 
 A paper cycle walks the candles that closed since the last one through ``GridRun`` (the
 backtest's own walk, resumed from the saved peak, drawdown and previous close), so a paper
-run ends exactly where the backtest of its candles does. Everything a cycle learns is written
-in the caller's one transaction: a crash anywhere leaves the previous state whole and the
-next cycle redoes the same work, deterministically.
+run ends exactly where the backtest of its candles does. The work has two steps, shared by a
+bot's own cycle (``bots.cycle``) and the batched application of a candle to many bots
+(``bots.batch``): ``walk_candles`` computes what happened and which rows that makes (reading
+the bot's open orders only if a fill needs them), ``write`` persists one or many walks with
+one statement per table. Everything is written in the caller's one transaction: a crash
+anywhere leaves the previous state whole and the next cycle redoes the same work,
+deterministically.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+
+from django.utils import timezone
 
 from aibo import metrics
 from bots import ledger, risk
@@ -26,6 +32,8 @@ from market.models import Candle
 CYCLE_BATCH = 2_000
 TIMEFRAME = "1m"
 CandleRow = tuple[datetime, Decimal, Decimal, Decimal, Decimal]
+# A bot's open orders by slot: what the walk fills and replaces.
+Book = dict[int | None, Order]
 
 
 @dataclass
@@ -37,10 +45,31 @@ class PaperCycle:
     running: bool = True
 
 
+@dataclass
+class Walk:
+    """What walking candles did to one bot: its new state (on ``bot``, not saved) and the rows
+    to write. ``walk_candles`` makes it; ``write`` persists it."""
+
+    bot: Bot
+    result: PaperCycle
+    updated: list[Order] = field(default_factory=list)  # rows whose status changed
+    created: list[Order] = field(default_factory=list)
+    trades: list[Trade] = field(default_factory=list)
+    events: list[BotEvent] = field(default_factory=list)
+    snapshot: EquitySnapshot | None = None
+    halt_reason: str | None = None
+
+
 def new_candles(bot: Bot) -> list[CandleRow]:
-    qs = Candle.objects.filter(exchange=bot.exchange, symbol=bot.symbol, timeframe=TIMEFRAME)
-    if bot.cursor is not None:
-        qs = qs.filter(open_time__gt=bot.cursor)
+    return candles_after(bot.exchange, bot.symbol, bot.cursor)
+
+
+def candles_after(exchange: str, symbol: str, cursor: datetime | None) -> list[CandleRow]:
+    """The candles after ``cursor``, oldest first: one more than a cycle walks, so a walk
+    knows whether more wait."""
+    qs = Candle.objects.filter(exchange=exchange, symbol=symbol, timeframe=TIMEFRAME)
+    if cursor is not None:
+        qs = qs.filter(open_time__gt=cursor)
     return list(
         qs.order_by("open_time").values_list("open_time", "open", "high", "low", "close")[
             : CYCLE_BATCH + 1
@@ -50,6 +79,17 @@ def new_candles(bot: Bot) -> list[CandleRow]:
 
 def walk(bot: Bot, candles: list[CandleRow]) -> PaperCycle:
     """Walk candles through the engine (the backtest's own walk) and persist the outcome."""
+    done = walk_candles(bot, candles)
+    write([done])
+    return done.result
+
+
+def walk_candles(bot: Bot, candles: list[CandleRow], *, book: Book | None = None) -> Walk:
+    """Walk candles through the engine and say what to write; writes nothing.
+
+    ``book`` is the bot's open orders by slot when the caller read them already (a batch reads
+    those of every bot the candle crossed at once); without it they are read here, and only
+    when a fill needs them (idle: never). The bot row takes its new state (not saved)."""
     behind = len(candles) > CYCLE_BATCH
     candles = candles[:CYCLE_BATCH]
     engine = bot.engine()
@@ -59,22 +99,16 @@ def walk(bot: Bot, candles: list[CandleRow]) -> PaperCycle:
         max_drawdown=bot.max_drawdown,
         prev_close=bot.last_price,
     )
-    book: dict[int | None, Order] | None = None
 
-    def open_book() -> dict[int | None, Order]:
-        """The bot's open orders by slot, read only when a fill needs them (idle: never)."""
+    def open_book() -> Book:
         nonlocal book
         if book is None:
             book = {o.slot: o for o in Order.objects.filter(bot=bot, status=Order.Status.OPEN)}
         return book
 
     seqs = [s.seq for s in engine.slots]
-    filled: list[Order] = []
-    created: list[Order] = []
-    trades: list[Trade] = []
-    events: list[BotEvent] = []
-    result = PaperCycle(candles=len(candles), behind=behind)
-    halt_reason: str | None = None
+    done = Walk(bot, PaperCycle(candles=len(candles), behind=behind))
+    result, updated, created, events = done.result, done.updated, done.created, done.events
     at = bot.cursor
     for at, o, h, low, c in candles:
         risk.roll_day(bot, at.date(), bot.last_equity)
@@ -90,7 +124,7 @@ def walk(bot: Bot, candles: list[CandleRow]) -> PaperCycle:
                 # Placed and filled within this walk (or the book lagged): record it as both.
                 if order is not None:
                     order.status, order.reason = Order.Status.CANCELLED, "replaced"
-                    filled.append(order)
+                    updated.append(order)
                 order = Order(bot=bot, slot=fill.slot, side=fill.side, price=fill.price,
                               amount=fill.amount, client_order_id=cid)  # fmt: skip
                 created.append(order)
@@ -101,7 +135,7 @@ def walk(bot: Bot, candles: list[CandleRow]) -> PaperCycle:
                 at,
             )
             if order.pk:
-                filled.append(order)
+                updated.append(order)
             verb = "Bought" if fill.side == Side.BUY else "Sold"
             events.append(ledger.event(bot, BotEvent.Kind.FILLED,
                                  f"{verb} {fill.amount} {bot.base_asset} at {fill.price} "
@@ -109,7 +143,7 @@ def walk(bot: Bot, candles: list[CandleRow]) -> PaperCycle:
                                  at))  # fmt: skip
             if fill.side == Side.SELL:
                 trade, event = ledger.round_trip_rows(bot, order, next(trips), at)
-                trades.append(trade)
+                done.trades.append(trade)
                 events.append(event)
             result.fills += 1
         result.round_trips += len(engine.round_trips) - trips_before
@@ -119,23 +153,21 @@ def walk(bot: Bot, candles: list[CandleRow]) -> PaperCycle:
             sale = engine.stop_sale
             if sale is not None and sale.amount:
                 created.append(ledger.market_order(bot, sale, engine.stopped or order_ids.STOP, at))
-            halt_reason = risk.stopped_words(engine, bot)
+            done.halt_reason = risk.stopped_words(engine, bot)
             break
-        halt_reason = risk.daily_loss_reason(bot, run.equity) or None
-        if halt_reason is not None:
+        done.halt_reason = risk.daily_loss_reason(bot, run.equity) or None
+        if done.halt_reason is not None:
             break
 
     bot.peak_equity, bot.max_drawdown = run.peak, run.max_drawdown
-    Order.objects.bulk_update(filled, ["status", "filled", "fee", "filled_at", "reason",
-                                       "updated_at"])  # fmt: skip
     # New resting orders for the slots whose order filled (placed after the walk).
     # Without fills the desired orders are the ones already resting.
-    if result.fills and not engine.is_stopped and halt_reason is None:
+    if result.fills and not engine.is_stopped and done.halt_reason is None:
         for desired in engine.desired_orders(bot.key):
             resting = open_book().get(desired.slot)
             if resting is not None and resting.client_order_id != desired.client_id:
                 resting.status, resting.reason = Order.Status.CANCELLED, "replaced"
-                resting.save(update_fields=["status", "reason", "updated_at"])
+                updated.append(resting)
                 resting = None
             if resting is None:
                 order = ledger.open_order(bot, desired)
@@ -145,22 +177,42 @@ def walk(bot: Bot, candles: list[CandleRow]) -> PaperCycle:
                                      f"Placed {desired.side} {desired.amount} "
                                      f"{bot.base_asset} at {desired.price} (slot "
                                      f"{desired.slot}).", at))  # fmt: skip
+    bot.keep_engine(engine)
+    if result.fills or done.halt_reason is not None or _snapshot_due(at):
+        done.snapshot = EquitySnapshot(bot=bot, at=at, price=bot.last_price, quote=engine.quote,
+                                       base=engine.base, equity=bot.last_equity)  # fmt: skip
+    return done
+
+
+def write(walks: list[Walk]) -> None:
+    """Persist walks (one bot's, or a batch's) in the caller's transaction: one statement per
+    table whatever the number of bots; a bot the walk stopped also closes its books."""
+    now = timezone.now()
+    updated = [o for w in walks for o in w.updated]
+    for order in updated:  # bulk_update skips auto_now: the orders socket reads updated_at
+        order.updated_at = now
+    Order.objects.bulk_update(updated, ["status", "filled", "fee", "filled_at", "reason",
+                                        "updated_at"])  # fmt: skip
+    # Before the new orders: a slot's replaced order leaves the book before its successor.
+    created = [o for w in walks for o in w.created]
     Order.objects.bulk_create(created)
     metrics.orders(Bot.Mode.PAPER, "placed", len(created))
-    Trade.objects.bulk_create(trades)
-    BotEvent.objects.bulk_create(events)
-    bot.keep_engine(engine)
-    if result.fills or halt_reason is not None or _snapshot_due(at):
-        EquitySnapshot.objects.bulk_create(
-            [EquitySnapshot(bot=bot, at=at, price=bot.last_price, quote=engine.quote,
-                            base=engine.base, equity=bot.last_equity)],
-            ignore_conflicts=True,
-        )  # fmt: skip
-    if halt_reason is not None:
-        ledger.close_books(bot, reason=halt_reason, status=Bot.Status.STOPPED, at=at)
-        result.running = False
-    bot.save(update_fields=CYCLE_FIELDS)
-    return result
+    Trade.objects.bulk_create([t for w in walks for t in w.trades])
+    BotEvent.objects.bulk_create([e for w in walks for e in w.events])
+    snapshots = [w.snapshot for w in walks if w.snapshot is not None]
+    if snapshots:
+        EquitySnapshot.objects.bulk_create(snapshots, ignore_conflicts=True)
+    for w in walks:
+        if w.halt_reason is not None:
+            ledger.close_books(w.bot, reason=w.halt_reason, status=Bot.Status.STOPPED,
+                               at=w.bot.cursor)  # fmt: skip
+            w.result.running = False
+    if len(walks) == 1:  # Bot.save: every writer of one bot passes there
+        walks[0].bot.save(update_fields=CYCLE_FIELDS)
+        return
+    for w in walks:
+        w.bot.updated_at = now
+    Bot.objects.bulk_update([w.bot for w in walks], CYCLE_FIELDS)
 
 
 # What a cycle changes on the bot row: saving only these keeps the cycle's write small.
