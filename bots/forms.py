@@ -87,6 +87,33 @@ def number_field(label: str, required: str | None = None, **kwargs: Any) -> form
     )
 
 
+def ticked(value: Any) -> bool:
+    """A stored flag ("true"/"false"), a typed one (``?trailing_up=on``) or a bool: ticked?"""
+    return str(value).strip().lower() in ("true", "on", "1", "yes")
+
+
+def flag_field(label: str, help_text: str) -> forms.BooleanField:
+    """A tick box whose value is stored as "true"/"false" (a stored "false" shows unticked)."""
+    return forms.BooleanField(
+        label=label,
+        required=False,
+        help_text=help_text,
+        widget=forms.CheckboxInput(check_test=ticked),
+    )
+
+
+# The optional extensions (GRID_SPEC.md, Extensions): one "Advanced" block on both forms.
+ADVANCED = (
+    "trigger_price",
+    "trailing_up",
+    "trailing_up_limit",
+    "trailing_down",
+    "trailing_down_limit",
+)
+# Config keys a grid may leave empty (the rest must be typed before the grid is checked).
+OPTIONAL = ("take_profit", "trigger_price", "trailing_up_limit", "trailing_down_limit")
+
+
 class GridConfigForm(forms.Form):
     """The grid's inputs (GRID_SPEC.md); subclasses add the symbol and what else they need.
 
@@ -130,6 +157,30 @@ class GridConfigForm(forms.Form):
     take_profit = number_field(
         "Take-profit price",
         help_text="Optional, above the upper price: there the bot sells everything and stops.",
+    )
+    trigger_price = number_field(
+        "Trigger price",
+        help_text="Optional: the bot waits, placing nothing, until the price reaches this; "
+        "then it starts its grid there.",
+    )
+    trailing_up = flag_field(
+        "Trailing up",
+        "When the price rises past the top line, the grid follows it up one line at a time: "
+        "the lowest buy moves to the top. No trade, no new money.",
+    )
+    trailing_up_limit = number_field(
+        "Trailing up limit",
+        help_text="Optional: no line is placed above this price. Empty: no limit.",
+    )
+    trailing_down = flag_field(
+        "Trailing down",
+        "When the price falls past the bottom line and every grid holds coins, the grid follows "
+        "it down: the top grid's coins move to a new bottom line. No new money.",
+    )
+    trailing_down_limit = number_field(
+        "Trailing down floor",
+        help_text="Needed with trailing down: no line is placed below this price (keep it "
+        "above the stop-loss).",
     )
 
     def __init__(self, *args: Any, exchange: str = "binance", **kwargs: Any) -> None:
@@ -180,7 +231,7 @@ class GridConfigForm(forms.Form):
     def _price(self, key: str) -> Decimal | None:
         def check(value: Decimal) -> Decimal:
             if self.rules is None and value <= 0:
-                raise ConfigError(f"the {schema.PRICE_WORDS[key]} must be more than 0")
+                raise ConfigError(f"the {schema.PRICE_WORDS.get(key, 'price')} must be more than 0")
             return schema.check_price(value, key, self.rules) if self.rules else value
 
         return self._checked(key, check)
@@ -196,6 +247,15 @@ class GridConfigForm(forms.Form):
 
     def clean_take_profit(self) -> Decimal | None:
         return self._price("take_profit")
+
+    def clean_trigger_price(self) -> Decimal | None:
+        return self._price("trigger_price")
+
+    def clean_trailing_up_limit(self) -> Decimal | None:
+        return self._price("trailing_up_limit")
+
+    def clean_trailing_down_limit(self) -> Decimal | None:
+        return self._price("trailing_down_limit")
 
     def clean_stop_loss_pct(self) -> Decimal | None:
         def check(value: Decimal) -> Decimal:
@@ -223,11 +283,34 @@ class GridConfigForm(forms.Form):
             value = data.get(name)
             if value is None:
                 out[name] = ""
+            elif isinstance(value, bool):
+                out[name] = "true" if value else "false"
             elif isinstance(value, Decimal):
                 out[name] = plain(value)
             else:
                 out[name] = str(value)
+        # An extension left off is no key at all, as the schema stores it (``normalise``).
+        for name in ADVANCED:
+            if out.get(name) in ("", "false"):
+                del out[name]
         return out
+
+    @property
+    def advanced_open(self) -> bool:
+        """The "Advanced" block starts open when any of its fields holds a value or an error,
+        so nothing set there is hidden from the trader."""
+        for name in ADVANCED:
+            if name not in self.fields:
+                continue
+            if self.is_bound and self.errors.get(name):
+                return True
+            value = self[name].value()
+            if name in ("trailing_up", "trailing_down"):
+                if ticked(value):
+                    return True
+            elif value not in (None, ""):
+                return True
+        return False
 
     def start_price(self) -> Decimal | None:
         """The price the grid would start at: the market's now (a backtest: its first day's)."""
@@ -236,7 +319,7 @@ class GridConfigForm(forms.Form):
     def clean(self) -> dict[str, Any]:
         data = super().clean()
         grid_keys = [n for n in schema.KEYS if n in self.fields]
-        needed = [n for n in grid_keys if n != "take_profit"]
+        needed = [n for n in grid_keys if n not in OPTIONAL]
         if self.rules is None or any(n in self.errors for n in grid_keys):
             return data  # the fields' own errors first
         if any(data.get(n) is None for n in needed):
@@ -300,6 +383,7 @@ class BotForm(GridConfigForm):
         "stop_loss_pct",
         "take_profit",
         "max_daily_loss",
+        *ADVANCED,
         "accept_loss",
     ]
 
@@ -410,6 +494,7 @@ class BacktestForm(GridConfigForm):
         "spacing",
         "stop_loss_pct",
         "take_profit",
+        *ADVANCED,
     ]
 
     # Candles exist from the first exchanges on and up to today: outside that there is nothing

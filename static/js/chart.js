@@ -178,7 +178,33 @@
       lines.push(parts[0]);
       if (parts[1] === "buy" || parts[1] === "sell") orders.push({ price: parts[0], side: parts[1] });
     });
-    return { symbol: el.dataset.symbol || "", lines: lines, orders: orders };
+    var marks = [];
+    (el.dataset.marks || "").trim().split(/\s+/).forEach(function (item) {
+      var parts = item.split(":");
+      if (parts.length === 2 && MARKS[parts[1]]) marks.push({ price: parts[0], kind: parts[1] });
+    });
+    return { symbol: el.dataset.symbol || "", lines: lines, orders: orders, marks: marks };
+  }
+
+  // The preview's trigger and trailing (data-marks "price:kind ..."): where the bot waits,
+  // the line a shift would add next, and where trailing stops. Removed with the grid's lines.
+  var MARKS = {
+    "trigger": { color: "#e3b341", style: 0, title: "trigger" },
+    "next-up": { color: "#58a6ff", style: 1, title: "next line up" },
+    "up-stop": { color: "#a371f7", style: 2, title: "trailing up stops" },
+    "next-down": { color: "#58a6ff", style: 1, title: "next line down" },
+    "down-stop": { color: "#a371f7", style: 2, title: "trailing down stops" },
+  };
+
+  function drawMarks(view, marks) {
+    (marks || []).forEach(function (m) {
+      var look = MARKS[m.kind];
+      view.lines.push(view.series.createPriceLine({
+        price: num(m.price), color: look.color, lineWidth: 2, lineStyle: look.style,
+        axisLabelVisible: true, title: look.title,
+      }));
+    });
+    view.el.dataset.marks = (marks || []).map(function (m) { return m.kind; }).join(" ");
   }
 
   function drawPreview(view) {
@@ -189,8 +215,11 @@
       return; // drawn once the new pair's candles are in
     }
     drawGrid(view, grid.lines, grid.orders);
-    if (grid.lines.length) { // the whole grid in sight, with the candles
-      var ps = grid.lines.map(num);
+    drawMarks(view, grid.marks);
+    if (grid.lines.length) { // the whole grid in sight, with the candles, trigger and next lines
+      var ps = grid.lines.map(num).concat(grid.marks.filter(function (m) {
+        return m.kind === "trigger" || m.kind.indexOf("next") === 0;
+      }).map(function (m) { return num(m.price); }));
       view.focus = { min: Math.min.apply(null, ps), max: Math.max.apply(null, ps) };
     }
     view.chart.priceScale("right").applyOptions({ autoScale: true });
