@@ -274,7 +274,8 @@ def _history_row(run: BacktestRun) -> HistoryRow:
 
 
 def chart_data(run: BacktestRun) -> dict[str, Any]:
-    chart = (run.result or {}).get("chart") or {}
+    result = run.result or {}
+    chart = result.get("chart") or {}
     return {
         "status": run.status,
         "symbol": run.symbol,
@@ -283,4 +284,11 @@ def chart_data(run: BacktestRun) -> dict[str, Any]:
         "bar_seconds": chart.get("bar_seconds", 60),
         "equity": chart.get("equity", []),
         "fills": chart.get("fills", []),
+        # the grid moving (trailing): its range at the start, then each shift
+        "start_lines": _ends(result.get("start_levels") or result.get("levels") or []),
+        "moves": result.get("grid_moves", []),
     }
+
+
+def _ends(lines: list[str]) -> list[str]:
+    return [lines[0], lines[-1]] if lines else []

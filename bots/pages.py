@@ -36,7 +36,7 @@ from bots.models import Bot, BotEvent, EquitySnapshot, Order, PaperBalance
 from bots.push import CHANGES
 from market import services as market_services
 from market.exchange import ban_notice
-from market.precision import plain
+from market.precision import plain, round_price
 
 SPARK_POINTS = 96
 TRADES_PER_PAGE = 20
@@ -608,8 +608,50 @@ def trades_page(bot: Bot, number: Any = 1) -> Page:
     return Paginator(bot.trades.all(), TRADES_PER_PAGE).get_page(number)
 
 
+# The engine's trigger and trailing events (``GridEvent.kind``, kept in ``BotEvent.data``
+# as ``grid_event``), as the log names them.
+GRID_EVENT_LABELS = {
+    "triggered": "Triggered",
+    "shift_up": "Grid moved up",
+    "shift_down": "Grid moved down",
+    "trailing_up_stopped": "Trailing up stopped",
+    "trailing_down_stopped": "Trailing down stopped",
+}
+GRID_MOVES = ("triggered", "shift_up", "shift_down")
+CHART_MOVES = 500
+
+
 def events(bot: Bot) -> list[BotEvent]:
-    return list(bot.events.all()[:EVENTS_SHOWN])
+    """The newest events, each with ``label``: its kind in words (a trigger or trailing event
+    by what the engine did, "Grid moved up", not only its row's kind)."""
+    rows = list(bot.events.all()[:EVENTS_SHOWN])
+    for e in rows:
+        data = e.data if isinstance(e.data, dict) else {}
+        grid_event = data.get("grid_event", "")
+        grid_event = grid_event if grid_event in GRID_EVENT_LABELS else ""
+        e.grid_event = grid_event  # type: ignore[attr-defined]
+        e.label = GRID_EVENT_LABELS.get(grid_event) or e.get_kind_display()  # type: ignore[attr-defined]
+    return rows
+
+
+def grid_moves(bot: Bot) -> list[list[Any]]:
+    """Where the grid was over time, from its trigger and shift events (oldest first):
+    ``[time_ms, "triggered"|"up"|"down", lowest line, highest line]``, the lines after the
+    move as strings, like a backtest's ``grid_moves``. One query."""
+    rows = (
+        bot.events.filter(data__grid_event__in=GRID_MOVES)
+        .order_by("-id")
+        .values_list("market_time", "at", "data")[:CHART_MOVES]
+    )
+    moves: list[list[Any]] = []
+    for market_time, at, data in reversed(list(rows)):
+        lines = data.get("lines") or []
+        if len(lines) < 2:
+            continue
+        when = market_time or at
+        kind = {"shift_up": "up", "shift_down": "down"}.get(data["grid_event"], "triggered")
+        moves.append([int(when.timestamp() * 1000), kind, str(lines[0]), str(lines[-1])])
+    return moves
 
 
 def bot_context(bot: Bot, *, trades: Any = 1, parts: Iterable[str] = CHANGES) -> dict[str, Any]:
@@ -736,14 +778,18 @@ def recent_candles(exchange: str, symbol: str, limit: int = CHART_CANDLES) -> li
 def chart_state(bot: Bot) -> dict[str, Any]:
     """Grid lines, resting orders and recent fills: what the chart draws over the candles."""
     lines: list[str] = []
+    ends: list[str] = []  # the lowest and highest line as configured, before any move
     if bot.engine_state:
         lines = list(bot.engine_state.get("lines", []))
+        ends = _configured_ends(bot.engine_state.get("config") or {})
     else:
         try:
             grid = schema.grid_config_for(bot.config, exchange=bot.exchange, symbol=bot.symbol)
             lines = [str(p) for p in grid.lines]
+            ends = [lines[0], lines[-1]]
         except BotError:
             lines = []
+    trailing = "true" in (bot.config.get("trailing_up"), bot.config.get("trailing_down"))
     orders = [
         {"slot": slot, "side": side, "price": plain(price), "amount": plain(amount)}
         for slot, side, price, amount in bot.orders.filter(status=Order.Status.OPEN)
@@ -766,4 +812,17 @@ def chart_state(bot: Bot) -> dict[str, Any]:
         "lines": lines,
         "orders": orders,
         "fills": fills,
+        # the grid moving: its range before the first move, and each move since
+        "start_lines": ends,
+        "moves": grid_moves(bot) if trailing else [],  # no query for a grid that cannot move
     }
+
+
+def _configured_ends(config: dict[str, Any]) -> list[str]:
+    """A saved engine's configured range on its tick (its first and last line: GRID_SPEC's
+    lines round the bounds themselves), without a query for the market's rules."""
+    try:
+        tick = Decimal(config["tick"])
+        return [plain(round_price(Decimal(config[k]), tick)) for k in ("lower", "upper")]
+    except (KeyError, TypeError, ArithmeticError):
+        return []

@@ -4,7 +4,8 @@
 // An element with data-chart="bot" or "backtest" and data-url gets a chart of the JSON there:
 // candles, grid lines (price lines), resting orders (coloured by side) and fills (markers).
 // On the bot page the websocket also carries JSON: {"type": "price"} moves the last candle,
-// {"type": "grid"} redraws the lines, orders and fills. htmx ignores those messages; HTML
+// {"type": "grid"} redraws the lines, orders and fills, and (trailing) the grid's range over
+// time from its moves. htmx ignores those messages; HTML
 // fragments on the same socket are swapped by htmx as usual.
 //
 // data-chart="pair" (the forms) charts a pair's candles (data-url, data-symbol) with its live
@@ -102,6 +103,45 @@
     return { min: lo === null ? hi : lo, max: hi === null ? lo : hi };
   }
 
+  // The grid moving (trailing): its lowest and highest line over time as two step lines, from
+  // the range before the first move (startLines) through each move ([time_ms, "up"|"down"|
+  // "triggered", lowest, highest]) to the last bar. Drawn only once the grid has moved; they
+  // leave the price scale to the candles and the nearest orders.
+  function drawMoves(view, startLines, moves, barSeconds) {
+    moves = (moves || []).filter(function (m) { return m && m.length >= 4; });
+    var moved = moves.some(function (m) { return m[1] === "up" || m[1] === "down"; });
+    view.el.dataset.gridMoves = String(moves.filter(function (m) { return m[1] !== "triggered"; }).length);
+    if (!moved || !startLines || startLines.length < 2 || !view.first) {
+      if (view.band) { view.band.forEach(function (s) { s.setData([]); }); }
+      return;
+    }
+    if (!view.band) {
+      var look = {
+        color: "rgba(163,113,247,0.85)", lineWidth: 1, lineType: (LC.LineType && LC.LineType.WithSteps) || 1,
+        priceLineVisible: false, lastValueVisible: false, crosshairMarkerVisible: false,
+        autoscaleInfoProvider: function () { return null; },
+      };
+      view.band = [view.chart.addSeries(LC.LineSeries, look), view.chart.addSeries(LC.LineSeries, look)];
+    }
+    var step = barSeconds || 60;
+    var low = [{ time: view.first.time, value: num(startLines[0]) }];
+    var high = [{ time: view.first.time, value: num(startLines[1]) }];
+    moves.forEach(function (m) {
+      var t = Math.floor(m[0] / 1000);
+      t = Math.max(t - (t % step), view.first.time);
+      if (low[low.length - 1].time === t) { low.pop(); high.pop(); } // the last move of a bar
+      low.push({ time: t, value: num(m[2]) });
+      high.push({ time: t, value: num(m[3]) });
+    });
+    var end = view.last ? view.last.time : null;
+    if (end !== null && end > low[low.length - 1].time) {
+      low.push({ time: end, value: low[low.length - 1].value });
+      high.push({ time: end, value: high[high.length - 1].value });
+    }
+    view.band[0].setData(low);
+    view.band[1].setData(high);
+  }
+
   function drawFills(view, fills, barSeconds) {
     var markers = (fills || []).map(function (f) {
       var t = Array.isArray(f) ? f[0] : Math.floor(f.time_ms / 1000);
@@ -131,6 +171,7 @@
         var bars = (data.candles || []).map(toBar);
         view.series.setData(bars);
         view.last = bars.length ? bars[bars.length - 1] : null;
+        view.first = bars.length ? bars[0] : null;
         if (view.el.dataset.chart === "pair") { showPrice(view, data.price); drawPreview(view); }
         else drawGrid(view, data.lines, data.orders);
         if (view.el.dataset.chart === "backtest" && (data.lines || []).length) {
@@ -139,6 +180,7 @@
         }
         view.chart.priceScale("right").applyOptions({ autoScale: true });
         drawFills(view, data.fills, data.bar_seconds || 60);
+        if (view.el.dataset.chart !== "pair") drawMoves(view, data.start_lines, data.moves, data.bar_seconds || 60);
         if (bars.length) view.chart.timeScale().fitContent();
         view.el.dataset.candles = String(bars.length);
         view.el.dataset.ready = "1";
@@ -288,7 +330,11 @@
       var msg;
       try { msg = JSON.parse(text); } catch (err) { return; }
       if (msg.type === "price") onPrice(view, msg);
-      else if (msg.type === "grid") { drawGrid(view, msg.lines, msg.orders); drawFills(view, msg.fills, 60); }
+      else if (msg.type === "grid") {
+        drawGrid(view, msg.lines, msg.orders);
+        drawFills(view, msg.fills, 60);
+        drawMoves(view, msg.start_lines, msg.moves, 60);
+      }
     });
     // After a reconnect, fetch the candles missed while away (the grid comes pushed).
     socketElt.addEventListener("aibo:live", function (e) { if (e.detail.reconnected) load(view); });

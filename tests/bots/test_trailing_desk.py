@@ -1,0 +1,139 @@
+"""Issue 17 on the desk: the event log names every grid move and why trailing stopped, the
+chart's data carries the grid's moves (its range over time), and a backtest's result says how
+often its grid moved and when its trigger was reached."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from bots import pages
+from bots.models import BacktestRun, Bot, BotEvent
+from tests.bots.conftest import CONFIG
+
+pytestmark = pytest.mark.django_db
+
+T0 = dt.datetime(2025, 6, 2, 10, 0, tzinfo=dt.UTC)
+
+
+def _trailing(bot: Bot) -> Bot:
+    Bot.objects.filter(pk=bot.pk).update(
+        config=bot.config | {"trailing_up": "true", "trailing_down": "true",
+                             "trailing_down_limit": "50000"}
+    )  # fmt: skip
+    bot.refresh_from_db()
+    return bot
+
+
+def _event(bot: Bot, grid_event: str, text: str, minutes: int, lines: list[str] | None) -> None:
+    data: dict[str, object] = {"grid_event": grid_event}
+    if lines is not None:
+        data["lines"] = lines
+    BotEvent.objects.create(
+        bot=bot, kind=BotEvent.Kind.PLACED, message=text, data=data,
+        market_time=T0 + dt.timedelta(minutes=minutes),
+    )  # fmt: skip
+
+
+@pytest.fixture
+def moved_bot(bot: Bot) -> Bot:
+    bot = _trailing(bot)
+    _event(bot, "shift_up", "Grid moved up: a buy at 70000.", 1, ["60526.32", "70526.32"])
+    _event(bot, "shift_up", "Grid moved up: a buy at 70526.32.", 5, ["61052.63", "71052.63"])
+    _event(bot, "trailing_up_stopped", "Trailing up stopped: below the minimum order.", 6, None)
+    _event(bot, "shift_down", "Grid moved down: a sell at 61052.63.", 9, ["60526.32", "70526.32"])
+    return bot
+
+
+def test_the_log_names_every_grid_move_and_why_trailing_stopped(client, user, moved_bot):
+    client.force_login(user)
+    page = client.get(f"/bots/{moved_bot.pk}/").text
+    log = re.search(r'id="bot-\d+-events".*?</section>', page, re.S)
+    assert log is not None
+    items = re.findall(r'<li class="event ([^"]*)">.*?<span class="kind">([^<]*)</span>([^<]*)',
+                       log.group(0), re.S)  # fmt: skip
+    named = [(kind, text.strip()) for _, kind, text in items]
+    assert named[:4] == [
+        ("Grid moved down", "Grid moved down: a sell at 61052.63."),
+        ("Trailing up stopped", "Trailing up stopped: below the minimum order."),
+        ("Grid moved up", "Grid moved up: a buy at 70526.32."),
+        ("Grid moved up", "Grid moved up: a buy at 70000."),
+    ]
+    assert "grid-event shift_down" in items[0][0]
+
+
+def test_the_chart_data_carries_the_grids_moves_oldest_first(client, user, moved_bot):
+    client.force_login(user)
+    data = client.get(f"/bots/{moved_bot.pk}/candles.json").json()
+    assert data["start_lines"] == ["60000", "70000"]
+    t = int(T0.timestamp() * 1000)
+    assert data["moves"] == [
+        [t + 60_000, "up", "60526.32", "70526.32"],
+        [t + 300_000, "up", "61052.63", "71052.63"],
+        [t + 540_000, "down", "60526.32", "70526.32"],
+    ]
+
+
+def test_a_grid_that_cannot_move_asks_nothing_about_moves(client, user, bot):
+    client.force_login(user)
+    with CaptureQueriesContext(connection) as queries:
+        data = client.get(f"/bots/{bot.pk}/candles.json").json()
+    assert data["moves"] == [] and data["start_lines"] == ["60000", "70000"]
+    assert not [q for q in queries.captured_queries if "botevent" in q["sql"]]
+
+
+def test_another_users_moves_stay_hidden(client, other_user, moved_bot):
+    client.force_login(other_user)
+    assert client.get(f"/bots/{moved_bot.pk}/candles.json").status_code == 404
+    assert pages.grid_moves(moved_bot)  # they exist: the 404 is the owner check
+
+
+def _run(user, config, result) -> BacktestRun:
+    return BacktestRun.objects.create(
+        owner=user, symbol="BTC/USDT", config=config, status=BacktestRun.Status.DONE,
+        progress=100, start=dt.datetime(2025, 6, 2, tzinfo=dt.UTC),
+        end=dt.datetime(2025, 6, 3, tzinfo=dt.UTC),
+        result={"total_profit": "12.5", "grid_profit": "10", "final_equity": "1012.5",
+                "total_trades": 7, "fills": 15, "win_rate": "1", "max_drawdown": "0.01",
+                "fees_paid": "2", "order_amount": "0.0008", "time_in_range": "0.9",
+                "candles": 1440, **result},
+    )  # fmt: skip
+
+
+def test_the_backtest_result_shows_its_shifts_and_when_it_triggered(client, user, rules):
+    config = CONFIG | {"trigger_price": "64000", "trailing_up": "true"}
+    ms = int(dt.datetime(2025, 6, 2, 3, 17, tzinfo=dt.UTC).timestamp() * 1000)
+    moves = [[ms + 60_000, "up", "60526.32", "70526.32"]]
+    run = _run(user, config, {"shifts_up": 4, "shifts_down": 0, "triggered_at": ms,
+                              "levels": ["62105.26", "72105.26"],
+                              "start_levels": ["60000", "70000"], "grid_moves": moves})  # fmt: skip
+    client.force_login(user)
+    page = client.get(f"/backtests/{run.pk}/").text
+    assert re.search(r'data-testid="shifts-up">4 up<', page)
+    assert re.search(r'data-testid="shifts-down">0 down<', page)
+    assert "2025-06-02 03:17 UTC, at 64,000.00" in page
+    data = client.get(f"/backtests/{run.pk}/data.json").json()
+    assert data["start_lines"] == ["60000", "70000"]
+    assert data["moves"] == [[ms + 60_000, "up", "60526.32", "70526.32"]]
+
+
+def test_a_backtest_whose_trigger_was_never_reached_says_so(client, user, rules):
+    run = _run(user, CONFIG | {"trigger_price": "50000"},
+               {"shifts_up": 0, "shifts_down": 0, "triggered_at": None})  # fmt: skip
+    client.force_login(user)
+    page = client.get(f"/backtests/{run.pk}/").text
+    assert "never: the price did not reach 50,000.00" in page
+    assert 'data-testid="grid-shifts"' not in page  # no trailing: no moves to count
+
+
+def test_a_plain_backtest_shows_neither(client, user, rules):
+    run = _run(user, CONFIG, {"shifts_up": 0, "shifts_down": 0, "triggered_at": None})
+    client.force_login(user)
+    page = client.get(f"/backtests/{run.pk}/").text
+    assert 'data-testid="triggered-at"' not in page and 'data-testid="grid-shifts"' not in page
+    assert Decimal(run.result["total_profit"]) == Decimal("12.5")
