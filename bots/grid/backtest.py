@@ -27,7 +27,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from bots.grid.engine import Fill, GridEngine, RoundTrip, Side
+from bots.grid.engine import SHIFT_DOWN, SHIFT_UP, Fill, GridEngine, RoundTrip, Side
 from bots.grid.params import GridConfig, StopReason
 from market.precision import plain
 
@@ -177,6 +177,16 @@ class FillPoint:
     price: Decimal
 
 
+@dataclass(frozen=True)
+class GridMove:
+    """A trailing shift, for the chart: when, which way, and the grid's outer lines after it."""
+
+    time_ms: int
+    direction: str  # "up" or "down"
+    lowest: Decimal
+    highest: Decimal
+
+
 @dataclass
 class BacktestResult:
     levels: list[Decimal]
@@ -204,6 +214,13 @@ class BacktestResult:
     round_trips: list[RoundTrip] = field(repr=False)
     fill_points: list[FillPoint] = field(repr=False)
     equity_curve: np.ndarray | None = field(default=None, repr=False)  # float, per close
+    # GRID_SPEC.md, Extensions: trailing shifts, and the open time of the candle that reached
+    # the trigger price (None without a trigger, or when the price never reached it).
+    shifts_up: int = 0
+    shifts_down: int = 0
+    triggered_at: int | None = None
+    start_levels: list[Decimal] = field(default_factory=list)  # before any shift
+    grid_moves: list[GridMove] = field(default_factory=list, repr=False)
 
     STATS = (
         "order_amount",
@@ -226,6 +243,9 @@ class BacktestResult:
         "end_time_ms",
         "candles",
         "time_in_range",
+        "shifts_up",
+        "shifts_down",
+        "triggered_at",
     )
 
     def stats(self) -> dict[str, Any]:
@@ -250,6 +270,11 @@ class BacktestResult:
             for t in self.round_trips
         ]
         out["fill_points"] = [[p.time_ms, p.side.value, plain(p.price)] for p in self.fill_points]
+        if self.start_levels != self.levels:
+            out["start_levels"] = [plain(p) for p in self.start_levels]
+        out["grid_moves"] = [
+            [m.time_ms, m.direction, plain(m.lowest), plain(m.highest)] for m in self.grid_moves
+        ]
         if self.equity_curve is not None and len(self.equity_curve):
             idx = np.unique(np.linspace(0, len(self.equity_curve) - 1, curve_points).astype(int))
             out["equity_curve"] = [float(self.equity_curve[i]) for i in idx]
@@ -270,12 +295,14 @@ def run_backtest(
     """Start the grid at the first open and walk the candles (GRID_SPEC.md).
 
     ``fast=False`` walks and marks every candle in Decimal: slow, obviously right, and the
-    reference the fast path is tested against.
+    reference the fast path is tested against. With a trigger price the grid waits (equity
+    the capital) until the candle whose path reaches it.
     """
     n = len(candles)
     if n == 0:
         raise ValueError("no candles to backtest")
     engine = GridEngine.start(config, candles.price(candles.open[0]))
+    start_levels = list(engine.lines)
     start_quote, start_base = engine.quote, engine.base
     if fast:
         points, walked, changes = _walk_fast(engine, candles)
@@ -290,6 +317,9 @@ def run_backtest(
     final_equity = engine.quote  # after a stop, base is 0
     if not engine.is_stopped:
         final_equity = engine.equity(candles.price(close[-1]))
+    triggered_at = points.triggered_at
+    if config.trigger_price is not None and not engine.waiting and triggered_at is None:
+        triggered_at = int(candles.time_ms[0])  # the first open was the trigger price
     return BacktestResult(
         levels=list(engine.lines),
         order_amount=engine.q,
@@ -316,26 +346,45 @@ def run_backtest(
         round_trips=engine.round_trips,
         fill_points=points.points,
         equity_curve=curve if record_equity else None,
+        shifts_up=engine.shifts_up,
+        shifts_down=engine.shifts_down,
+        triggered_at=triggered_at,
+        start_levels=start_levels,
+        grid_moves=points.moves,
     )
 
 
 class _Points:
-    __slots__ = ("points", "stop_time")
+    """What a walk notes beside the engine: fills, shifts, the trigger and the stop, timed."""
+
+    __slots__ = ("points", "stop_time", "triggered_at", "moves")
 
     def __init__(self) -> None:
         self.points: list[FillPoint] = []
         self.stop_time: int | None = None
+        self.triggered_at: int | None = None
+        self.moves: list[GridMove] = []
+
+    def note(self, engine: GridEngine, t: int, fills: list[Fill], was_waiting: bool) -> None:
+        """After walking the candle that opened at ``t``."""
+        if fills:
+            self.points.extend(FillPoint(t, f.side, f.price) for f in fills)
+        if was_waiting and not engine.waiting:
+            self.triggered_at = t
+        for e in engine.drain_events():
+            if e.kind in (SHIFT_UP, SHIFT_DOWN) and e.lowest is not None:
+                direction = "up" if e.kind == SHIFT_UP else "down"
+                self.moves.append(GridMove(t, direction, e.lowest, e.highest or e.lowest))
+        if engine.is_stopped and self.stop_time is None:
+            self.stop_time = t
 
 
 def _walk_one(engine: GridEngine, candles: Candles, j: int, points: _Points) -> None:
     o, h, lo, c = candles.ohlc(j)
     prev = candles.price(candles.close[j - 1]) if j else None
+    was_waiting = engine.waiting
     fills = engine.walk_candle(o, h, lo, c, prev)
-    if fills:
-        t = int(candles.time_ms[j])
-        points.points.extend(FillPoint(t, f.side, f.price) for f in fills)
-    if engine.is_stopped and points.stop_time is None:
-        points.stop_time = int(candles.time_ms[j])
+    points.note(engine, int(candles.time_ms[j]), fills, was_waiting)
 
 
 class GridRun:
@@ -391,12 +440,9 @@ def _walk_naive(
     run = GridRun(engine)
     curve = np.empty(len(candles))
     for j in range(len(candles)):
+        was_waiting = engine.waiting
         fills = run.step(*candles.ohlc(j))
-        if fills:
-            t = int(candles.time_ms[j])
-            points.points.extend(FillPoint(t, f.side, f.price) for f in fills)
-        if engine.is_stopped and points.stop_time is None:
-            points.stop_time = int(candles.time_ms[j])
+        points.note(engine, int(candles.time_ms[j]), fills, was_waiting)
         curve[j] = float(run.equity)
     return points, len(candles), run.max_drawdown, run.peak, curve
 
@@ -430,24 +476,30 @@ def _walk_fast(engine: GridEngine, candles: Candles) -> tuple[_Points, int, list
     prev_close is the previous walk's end or a skipped candle's close, itself inside that
     candle's range; O lies within [L, H]. So a candle with L above the highest buy and the
     stop, and H below the lowest sell and the take-profit, fills nothing and stops nothing.
+    The engine's ``wake_low``/``wake_high`` are those bounds, the trigger price and the next
+    trailing line included: a shift needs a segment to end beyond that line, and after a walk
+    the price is short of it (the shift loop ran until it was).
     """
     points = _Points()
     low, high = candles.low, candles.high
     n = len(candles)
     no_buy, no_sell = np.iinfo(np.int64).min, np.iinfo(np.int64).max
-    stop = engine.stop_price
-    stop_units = candles.floor_units(stop) if stop is not None else no_buy
-    tp = engine.config.take_profit
-    tp_units = candles.ceil_units(tp) if tp is not None else no_sell
-    floors = {p: candles.floor_units(p) for p in engine.lines}
-    ceils = {p: candles.ceil_units(p) for p in engine.lines}
+    floors: dict[Decimal, int] = {}
+    ceils: dict[Decimal, int] = {}
     changes: list[tuple] = []  # (candle index, quote, base) after walking that candle
     walked = 0
     i = 0
     while i < n and not engine.is_stopped:
-        buy_price, sell_price = engine.next_buy_price, engine.next_sell_price
-        buy = stop_units if buy_price is None else max(floors[buy_price], stop_units)
-        sell = tp_units if sell_price is None else min(ceils[sell_price], tp_units)
+        wake_low, wake_high = engine.wake_low, engine.wake_high
+        buy, sell = no_buy, no_sell
+        if wake_low is not None:
+            if wake_low not in floors:
+                floors[wake_low] = candles.floor_units(wake_low)
+            buy = floors[wake_low]
+        if wake_high is not None:
+            if wake_high not in ceils:
+                ceils[wake_high] = candles.ceil_units(wake_high)
+            sell = ceils[wake_high]
         j = _next_crossing(low, high, i, buy, sell)
         if j >= n:
             break

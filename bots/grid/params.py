@@ -111,6 +111,17 @@ def _money(value: Decimal, unit: Decimal) -> str:
     return f"{value.quantize(unit, rounding=ROUND_HALF_UP):,}"
 
 
+# The extensions' fields (GRID_SPEC.md, Extensions), and how messages name their prices.
+EXTENSION_PRICES = ("trigger_price", "trailing_up_limit", "trailing_down_limit")
+EXTENSION_FIELDS = ("trigger_price", "trailing_up", "trailing_up_limit", "trailing_down",
+                    "trailing_down_limit")  # fmt: skip
+WORDS = {
+    "trigger_price": "trigger price",
+    "trailing_up_limit": "trailing-up limit",
+    "trailing_down_limit": "trailing-down limit",
+}
+
+
 # --- the configuration -------------------------------------------------------------------------
 
 
@@ -138,6 +149,12 @@ class GridConfig:
     max_levels: int = 500
     base_asset: str = "BTC"
     quote_asset: str = "USDT"
+    # GRID_SPEC.md, Extensions: each off by default (None / False).
+    trigger_price: Decimal | None = None
+    trailing_up: bool = False
+    trailing_up_limit: Decimal | None = None
+    trailing_down: bool = False
+    trailing_down_limit: Decimal | None = None
     lines: list[Decimal] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -148,11 +165,16 @@ class GridConfig:
                 set_(self, name, to_decimal(getattr(self, name)))
             name = "stop_loss_pct"
             set_(self, name, to_decimal(self.stop_loss_pct or 0))
-            if self.take_profit is not None:
-                name = "take_profit"
-                set_(self, name, to_decimal(self.take_profit))
+            for name in ("take_profit", *EXTENSION_PRICES):
+                if getattr(self, name) is not None:
+                    set_(self, name, to_decimal(getattr(self, name)))
         except (ArithmeticError, ValueError, TypeError) as e:
             raise InvalidGrid(f"not a number: {e}", field=name) from None
+        for name in ("trailing_up", "trailing_down"):
+            value = getattr(self, name)
+            if isinstance(value, str):  # a stored state's or a form's "true"/"false"
+                value = value.strip().lower() in ("true", "1", "on", "yes")
+            set_(self, name, bool(value))
         self.validate()
 
     def validate(self) -> None:
@@ -192,11 +214,81 @@ class GridConfig:
                 f"not {self.take_profit}",
                 field="take_profit",
             )
+        self._validate_extensions()
         object.__setattr__(
             self,
             "lines",
             grid_lines(self.lower, self.upper, self.levels, self.spacing, self.tick),
         )
+
+    def _validate_extensions(self) -> None:
+        """Trigger price and trailing (GRID_SPEC.md, Extensions): each price where it can work."""
+        for name in EXTENSION_PRICES:
+            value = getattr(self, name)
+            if value is not None and (not value.is_finite() or value <= 0):
+                raise InvalidGrid(f"the {WORDS[name]} must be a price above 0", field=name)
+        stop = self.stop_price
+        trigger = self.trigger_price
+        if trigger is not None:
+            if trigger % self.tick:
+                raise InvalidGrid(
+                    f"the trigger price must be a multiple of the tick {self.tick}, not {trigger}",
+                    field="trigger_price",
+                )
+            if stop is not None and trigger <= stop:
+                raise InvalidGrid(
+                    f"the trigger price must be above the stop-loss price {stop}, not {trigger}",
+                    field="trigger_price",
+                )
+            if self.take_profit is not None and trigger >= self.take_profit:
+                raise InvalidGrid(
+                    f"the trigger price must be below the take-profit {self.take_profit}, "
+                    f"not {trigger}",
+                    field="trigger_price",
+                )
+        up_limit = self.trailing_up_limit
+        if up_limit is not None:
+            if not self.trailing_up:
+                raise InvalidGrid(
+                    "a trailing-up limit needs trailing up turned on (or clear the limit)",
+                    field="trailing_up_limit",
+                )
+            if up_limit <= self.upper:
+                raise InvalidGrid(
+                    f"the trailing-up limit must be above the upper price {self.upper}, "
+                    f"not {up_limit}",
+                    field="trailing_up_limit",
+                )
+            if self.take_profit is not None and self.take_profit <= up_limit:
+                raise InvalidGrid(
+                    f"the take-profit must be above the trailing-up limit {up_limit}, "
+                    f"not {self.take_profit}",
+                    field="take_profit",
+                )
+        down_limit = self.trailing_down_limit
+        if self.trailing_down and down_limit is None:
+            raise InvalidGrid(
+                "trailing down needs a trailing-down limit: the lowest price the grid may reach",
+                field="trailing_down_limit",
+            )
+        if down_limit is not None:
+            if not self.trailing_down:
+                raise InvalidGrid(
+                    "a trailing-down limit needs trailing down turned on (or clear the limit)",
+                    field="trailing_down_limit",
+                )
+            if down_limit >= self.lower:
+                raise InvalidGrid(
+                    f"the trailing-down limit must be below the lower price {self.lower}, "
+                    f"not {down_limit}",
+                    field="trailing_down_limit",
+                )
+            if stop is not None and down_limit <= stop:
+                raise InvalidGrid(
+                    f"the trailing-down limit must be above the stop-loss price {stop}, "
+                    f"not {down_limit}",
+                    field="trailing_down_limit",
+                )
 
     @property
     def stop_price(self) -> Decimal | None:
@@ -254,12 +346,19 @@ class GridConfig:
             field="capital",
         )
 
+    @property
+    def extended(self) -> bool:
+        """Whether any extension (trigger price, trailing up or down) is on."""
+        return bool(self.trigger_price is not None or self.trailing_up or self.trailing_down)
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for f in fields(self):
             if f.name == "lines":
                 continue
             value = getattr(self, f.name)
+            if f.name in EXTENSION_FIELDS and not value:
+                continue  # off: written only when on, so older states read the same
             out[f.name] = str(value) if isinstance(value, Decimal) else value
         return out
 
