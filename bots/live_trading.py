@@ -997,3 +997,81 @@ def _error(bot: Bot, reason: str) -> None:
         reason += f" (its last fills could not be booked: {type(e).__name__}: {e})"
     logger.error("bot %s stopped: %s", bot.pk, reason)
     ledger.halt(bot, reason=reason, status=Bot.Status.ERROR)
+
+
+# --- a new grid on a running bot (``bots.regrid.regrid_live``, issue 17) ----------------------
+
+
+def clear_for_regrid(bot: Bot, gw: Any) -> None:
+    """Take the old grid off the exchange before a new one is laid: cancel every order of the
+    bot there, then take in every fill that came before the cancels, so the books the new grid
+    starts from are the account's (``OrderNotVisibleYet`` when the exchange does not show all
+    of them yet). The rows stay as they are: only the new grid's commit replaces them."""
+    cancel_book(bot, gw)
+    _all_fills_taken_in(bot, gw)
+
+
+def regrid_abandoned(bot: Bot, why: str) -> None:
+    """A new grid that did not go through: the old grid goes on. Its orders already cancelled
+    on the exchange are found missing and placed again by the next cycle, which is made to
+    ask the exchange's book over REST (the user data stream told of cancels it did not ask
+    for); the log says so."""
+    Bot.objects.filter(pk=bot.pk).update(rest_due_at=timezone.now())
+    BotEvent.objects.create(
+        bot=bot, kind=BotEvent.Kind.REGRID,
+        message=f"The new grid was not laid: {without_queries(why)} The old grid goes on; its "
+                "orders cancelled on the exchange are placed again by the next cycle."[:500],
+    )  # fmt: skip
+
+
+def regrid_trade(
+    bot: Bot, gw: Any, client_id: str, planned: MarketTrade | None
+) -> tuple[MarketTrade | None, list[tuple[ExchangeFill, Decimal]], Decimal]:
+    """The new grid's market order for the difference, sent once under ``client_id`` (written
+    down first, ``send_once``). When an earlier try sent one under the id (its answer lost),
+    its fills are looked up and never sent again: if it executed, it is the trade, whatever
+    this try planned (the new grid's dust takes the difference). Returns the trade as it
+    filled (average price, amount, fees' worth in the quote), its fills with each fee's worth,
+    and the fee taken in the base coin; (None, [], 0) when no order trades."""
+    fills: list[ExchangeFill] = []
+    earlier = ledger.sent_before(client_id)
+    if earlier is not None:
+        fills = gw.market_fills(client_id, sent_before=earlier)
+        if not fills:
+            ledger.forget_attempt(client_id)  # it never executed: this try may send
+    if not fills and planned is not None:
+        send = gw.market_buy if planned.side == Side.BUY else gw.market_sell
+        fills = send_once(
+            client_id, lambda before: send(client_id, planned.amount, sent_before=before)
+        )
+    if not fills:
+        if planned is None:
+            return None, [], ZERO
+        raise OrderRejected(f"{bot.exchange} filled nothing of the market order {client_id}")
+    values = FeeValues(bot, gw)
+    amount, cost, fee = fill_totals(fills, values)
+    trade = MarketTrade(Side(fills[0].side), cost / amount, amount, fee)
+    return trade, [(f, values(f)) for f in fills], values.base_fee(fills)
+
+
+def write_regrid_orders(bot: Bot, engine: GridEngine) -> list[Order]:
+    """Inside the new grid's transaction: its orders written as pending intents, the way a
+    cycle writes what is missing (sells cut to what the account holds, none below the
+    market's minimum); returns them, to send after the commit."""
+    rules = schema.rules_for(bot.exchange, bot.symbol)
+    desired = {d.client_id: d for d in engine.desired_orders(bot.key)}
+    return _write_missing(bot, engine, desired, rules, buys=True)
+
+
+def send_regrid_orders(bot: Bot, gw: Any, orders: list[Order], *, last: Decimal | None) -> int:
+    """Send the new grid's pending orders now, as a cycle does (``_send``). What the request
+    budget holds back or the exchange does not answer stays pending and goes out with the
+    next cycles; a refusal is counted and retried as a cycle's is. Returns how many went."""
+    try:
+        return _send(bot, gw, orders, last=last)
+    except TemporaryExchangeError as e:
+        _note_trouble(bot, f"the new grid's orders wait for the next cycles: {e}")
+    except (ExchangeError, LiveError) as e:
+        logger.exception("bot %s: sending the new grid failed", bot.pk)
+        _error(bot, without_queries(f"{type(e).__name__}: {e}"))
+    return 0

@@ -143,8 +143,32 @@ def regrid_bot(bot: Bot, config: dict[str, Any]) -> list[str]:
     over (only the difference bought or sold at market, with fees, booked), and the new grid
     placed, all in one transaction (a failure leaves the old grid running). Keys ``config``
     does not set (absent, None or '') keep the old config's values. Returns what was kept or
-    changed, in words (also written as events). A live bot is refused: stop it first."""
-    return regrid.regrid(bot, config)
+    changed, in words (also written as events). A live bot is refused: its change needs its
+    owner's confirmation (``apply_grid_edit``)."""
+    return regrid.regrid(bot, config).notes
+
+
+def plan_grid_edit(bot: Bot, config: dict[str, Any]) -> regrid.Plan:
+    """What changing the running ``bot``'s grid to ``config`` would do now (``regrid.plan``),
+    for its owner to look at: nothing is changed. A live bot's is made at the feed's fresh
+    price (``BotError`` without one)."""
+    price = None
+    if bot.mode == Bot.Mode.LIVE:
+        price = regrid.live_price(bot)
+    return regrid.plan(bot, config, price=price)
+
+
+def apply_grid_edit(
+    bot: Bot, config: dict[str, Any], *, shown: regrid.Shown, typed_pair: str | None = None
+) -> regrid.Plan:
+    """Change the running ``bot``'s grid to ``config`` as its owner saw it (``shown``): a
+    paper bot's in one transaction; a live bot's with its pair typed (else
+    ``regrid.ConfirmationNeeded``), through the exchange (``regrid.regrid_live``). Either it
+    is done or the old grid goes on (``BotError`` says what happened; ``regrid.PlanChanged``
+    carries the plan to show instead). Returns the plan done."""
+    if bot.mode == Bot.Mode.LIVE:
+        return regrid.regrid_live(bot, config, shown=shown, typed_pair=typed_pair)
+    return regrid.regrid(bot, config, shown=shown)
 
 
 def delete_bot(bot: Bot, *, sell: bool = False) -> None:
