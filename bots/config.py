@@ -31,9 +31,26 @@ KEYS = (
     "stop_loss_pct",
     "max_daily_loss",
     "take_profit",
+    "trigger_price",
+    "trailing_up",
+    "trailing_up_limit",
+    "trailing_down",
+    "trailing_down_limit",
 )
 REQUIRED = ("capital", "lower_bound", "upper_bound", "grid_levels")
 DEFAULTS = {"spacing": "arithmetic", "stop_loss_pct": "0", "max_daily_loss": "0"}
+# GRID_SPEC.md's extensions: optional, and stored only when on (a config without them reads,
+# and compares, as it always did). The flags are stored "true"; the prices as typed.
+EXTENSION_KEYS = (
+    "trigger_price",
+    "trailing_up",
+    "trailing_up_limit",
+    "trailing_down",
+    "trailing_down_limit",
+)
+FLAGS = ("trailing_up", "trailing_down")
+TRUE_WORDS = ("true", "1", "on", "yes")
+FALSE_WORDS = ("false", "0", "off", "no", "")
 # GridConfig's fields (what InvalidGrid names) → the config keys a person types.
 KEY_OF_GRID_FIELD = {
     "lower": "lower_bound",
@@ -43,6 +60,7 @@ KEY_OF_GRID_FIELD = {
     "spacing": "spacing",
     "stop_loss_pct": "stop_loss_pct",
     "take_profit": "take_profit",
+    **{key: key for key in EXTENSION_KEYS},
 }
 
 
@@ -87,11 +105,40 @@ def money_text(value: Decimal, unit: str = "", *, at_least: bool = False) -> str
     return f"{text} {unit}" if unit else text
 
 
+def flag(raw: Any, key: str) -> bool:
+    """A trailing switch as typed or stored: a bool, or "true"/"false" (also on/off, 1/0)."""
+    if isinstance(raw, bool) or raw is None:
+        return bool(raw)
+    text = str(raw).strip().lower()
+    if text in TRUE_WORDS:
+        return True
+    if text in FALSE_WORDS:
+        return False
+    raise ConfigError(f"{key.replace('_', ' ')} must be true or false, not {text[:10]!r}",
+                      field=key)  # fmt: skip
+
+
 def normalise(config: dict[str, Any]) -> dict[str, str]:
-    """A config as stored: every key, every value a string (Decimals plain), defaults filled."""
+    """A config as stored: every key, every value a string (Decimals plain), defaults filled.
+
+    The extensions (trigger price, trailing) are kept only when on: a flag as "true", a price
+    as typed; off or empty, the key is left out."""
     out = {}
     for key in KEYS:
         value = config.get(key)
+        if key in EXTENSION_KEYS:
+            if key in FLAGS:
+                try:
+                    on = flag(value, key)
+                except ConfigError:
+                    on = True  # kept as typed: the schema's check says what is wrong with it
+                    out[key] = str(value)
+                    continue
+                if on:
+                    out[key] = "true"
+            elif value not in (None, ""):
+                out[key] = plain(value) if isinstance(value, Decimal) else str(value)
+            continue
         if value is None:
             out[key] = ""
         elif isinstance(value, Decimal):
@@ -163,6 +210,9 @@ PRICE_WORDS = {
     "lower_bound": "lower price",
     "upper_bound": "upper price",
     "take_profit": "take-profit",
+    "trigger_price": "trigger price",
+    "trailing_up_limit": "trailing-up limit",
+    "trailing_down_limit": "trailing-down limit",
 }
 
 
@@ -219,12 +269,14 @@ def grid_config(
         raise ConfigError("the config is missing grid_levels", field="grid_levels")
     if len(text) > 4 or not (text.isascii() and text.isdigit()):
         raise ConfigError(f"not a whole number of lines: {text[:10]!r}", field="grid_levels")
-    take_profit = config.get("take_profit")
     prices = {key: _decimal(config, key) for key in ("lower_bound", "upper_bound")}
-    if take_profit not in (None, ""):
-        prices["take_profit"] = _decimal(config, "take_profit")
+    for key in ("take_profit", "trigger_price", "trailing_up_limit", "trailing_down_limit"):
+        if config.get(key) not in (None, ""):
+            prices[key] = _decimal(config, key)
     for key, price in prices.items():
         check_price(price, key, filters)
+    trailing_up = flag(config.get("trailing_up"), "trailing_up")
+    trailing_down = flag(config.get("trailing_down"), "trailing_down")
     try:
         return GridConfig(
             lower=prices["lower_bound"],
@@ -238,6 +290,11 @@ def grid_config(
             min_notional=canonical(filters.min_notional),
             stop_loss_pct=_decimal(config, "stop_loss_pct", "0"),
             take_profit=prices.get("take_profit"),
+            trigger_price=prices.get("trigger_price"),
+            trailing_up=trailing_up,
+            trailing_up_limit=prices.get("trailing_up_limit"),
+            trailing_down=trailing_down,
+            trailing_down_limit=prices.get("trailing_down_limit"),
             min_levels=level_limits()[0] if min_levels is None else min_levels,
             max_levels=level_limits()[1] if max_levels is None else max_levels,
             base_asset=base,
@@ -263,8 +320,11 @@ def reference_price(exchange: str, symbol: str) -> Decimal | None:
 
 
 def check_funding(grid: GridConfig, price: Decimal) -> None:
-    """Enough capital for every order of the grid, started at ``price``, to reach the market's
-    minimum order; the ConfigError on the capital names the least that is enough."""
+    """Enough capital for every order of the grid, started at ``price`` (at its trigger price
+    when it has one: it starts there), to reach the market's minimum order; the ConfigError on
+    the capital names the least that is enough."""
+    if grid.trigger_price is not None:
+        price = grid.trigger_price
     try:
         grid.order_amount(price)
     except InvalidGrid as e:
