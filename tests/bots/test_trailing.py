@@ -493,3 +493,45 @@ def test_fast_and_exact_walks_agree_with_trailing_and_a_trigger(btc: Candles) ->
         assert fast.grid_moves == exact.grid_moves and fast.levels == exact.levels
         assert fast.fill_points == exact.fill_points
         assert fast.shifts_up + fast.shifts_down > 0
+
+
+def test_trailing_up_makes_more_round_trips_on_a_rising_window(btc: Candles) -> None:
+    # 2025-06-08 12:00 to 06-10 12:00 UTC: BTC rises from 105,686.71 to 109,541.28.
+    window = btc.slice(9360, 12240)
+    grid = {"lower": D(104000), "upper": D(107000), "levels": 8, "spacing": "geometric",
+            "capital": D(10000)}  # fmt: skip
+    still = run_backtest(GridConfig(**grid), window)
+    trailing = run_backtest(GridConfig(**grid, trailing_up=True), window)
+    print(
+        f"\nwithout: {still.total_trades} round trips, grid profit {still.grid_profit:.2f}, "
+        f"total {still.total_profit:.2f}; with trailing up: {trailing.total_trades} round "
+        f"trips, grid profit {trailing.grid_profit:.2f}, total {trailing.total_profit:.2f}, "
+        f"{trailing.shifts_up} shifts up, grid now {trailing.levels[0]}-{trailing.levels[-1]}"
+    )
+    assert (still.total_trades, trailing.total_trades) == (5, 9)
+    assert trailing.shifts_up == 7 and still.shifts_up == 0
+    assert trailing.levels[-1] > window.price(window.close[-1]) > still.levels[-1]
+    assert trailing.total_profit > still.total_profit
+    assert len(trailing.grid_moves) == 7 and all(m.direction == "up" for m in trailing.grid_moves)
+
+
+def test_the_backtest_command_takes_trigger_and_trailing(tmp_path: Path) -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    csv = tmp_path / "worked.csv"
+    csv.write_text("\n".join(",".join(map(str, r)) for r in EXAMPLE_ROWS))
+    args = ["backtest", "--csv", str(csv), "--lower", "100", "--upper", "110", "--levels", "3",
+            "--capital", "1000", "--step", "0.001"]  # fmt: skip
+    out = StringIO()
+    call_command(*args, "--trigger-price", "107", "--json", stdout=out)
+    result = json.loads(out.getvalue())
+    assert result["triggered_at"] == 60000 and result["grid_profit"] == "13.430758"
+    assert (result["shifts_up"], result["shifts_down"], result["grid_moves"]) == (0, 0, [])
+    out = StringIO()
+    call_command(*args, "--trailing-up", "--trailing-up-limit", "120", "--trailing-down",
+                 "--trailing-down-limit", "90", stdout=out)  # fmt: skip
+    assert "Trailing: " in out.getvalue()
+    with pytest.raises(Exception, match="trailing-down limit"):
+        call_command(*args, "--trailing-down")

@@ -44,6 +44,22 @@ class Command(BaseCommand):
         grid.add_argument("--min-notional", type=parse_decimal, help="minimum order value")
         grid.add_argument("--stop-loss-pct", type=parse_decimal, default=Decimal(0))
         grid.add_argument("--take-profit", type=parse_decimal)
+        trail = parser.add_argument_group("trigger and trailing (GRID_SPEC.md, Extensions)")
+        trail.add_argument(
+            "--trigger-price", type=parse_decimal, help="wait until the price reaches this"
+        )
+        trail.add_argument(
+            "--trailing-up", action="store_true", help="move the grid up when the price leaves it"
+        )
+        trail.add_argument(
+            "--trailing-up-limit", type=parse_decimal, help="no line above this price"
+        )
+        trail.add_argument(
+            "--trailing-down", action="store_true", help="move the grid down (needs its limit)"
+        )
+        trail.add_argument(
+            "--trailing-down-limit", type=parse_decimal, help="no line below this price"
+        )
         out = parser.add_argument_group("output")
         out.add_argument("--json", action="store_true", help="print one JSON object")
         out.add_argument("--plot", help="draw price, grid, fills and equity to this PNG")
@@ -62,6 +78,9 @@ class Command(BaseCommand):
                     o["min_notional"] if o["min_notional"] is not None else market["min_notional"]
                 ),
                 stop_loss_pct=o["stop_loss_pct"], take_profit=o["take_profit"],
+                trigger_price=o["trigger_price"], trailing_up=o["trailing_up"],
+                trailing_up_limit=o["trailing_up_limit"], trailing_down=o["trailing_down"],
+                trailing_down_limit=o["trailing_down_limit"],
             )  # fmt: skip
         except InvalidGrid as e:
             raise CommandError(f"Invalid grid: {e}") from None
@@ -121,6 +140,17 @@ def summary(r: BacktestResult, config: GridConfig) -> str:
         f"Fees paid     {r.fees_paid:>14,.2f} {q}",
         f"Time in range {r.time_in_range:>14.1%}",
     ]
+    if config.trigger_price is not None:
+        lines.append(
+            f"Triggered at {config.trigger_price} on {when(r.triggered_at)}"
+            if r.triggered_at is not None
+            else f"The price never reached the trigger price {config.trigger_price}"
+        )
+    if config.trailing_up or config.trailing_down:
+        lines.append(
+            f"Trailing: {r.shifts_up:,} shift(s) up, {r.shifts_down:,} down; "
+            f"grid now {r.levels[0]}–{r.levels[-1]}"
+        )
     if r.stopped:
         lines.append(f"Stopped by {r.stopped.replace('_', '-')} at {when(r.stop_time_ms or 0)}")
     return "\n".join(lines)
@@ -137,8 +167,17 @@ def plot(r: BacktestResult, candles: Candles, config: GridConfig, path: str) -> 
     close = candles.close * (10.0**-candles.decimals)
     fig, (ax, eq) = plt.subplots(2, 1, figsize=(12, 7), sharex=True, height_ratios=[3, 1])
     ax.plot(times, close, lw=0.6, color="#555", label="close")
-    for line in r.levels:
+    for line in r.start_levels or r.levels:
         ax.axhline(float(line), lw=0.4, color="#999", ls="--")
+    if r.grid_moves:  # trailing: the grid's outer lines as they moved
+        t = [candles.time_ms[0], *(m.time_ms for m in r.grid_moves), candles.time_ms[-1]]
+        first = r.start_levels or r.levels
+        lows = [first[0], *(m.lowest for m in r.grid_moves)]
+        highs = [first[-1], *(m.highest for m in r.grid_moves)]
+        t = np.array(t).astype("datetime64[ms]")
+        for edge in (lows, highs):
+            ax.step(t, [float(p) for p in [*edge, edge[-1]]], where="post", lw=0.8,
+                    color="#f0b90b", label="grid" if edge is lows else None)  # fmt: skip
     for side, colour, marker in (("buy", "#26a69a", "^"), ("sell", "#ef5350", "v")):
         pts = [(p.time_ms, float(p.price)) for p in r.fill_points if p.side == side]
         if pts:
