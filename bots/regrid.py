@@ -114,6 +114,16 @@ class Plan:
             return self.market.amount * self.market.price
 
     @property
+    def transfer_in(self) -> Decimal:
+        """What the wallet (a live bot's: the account) adds to fund the new capital."""
+        return max(self.transfer, ZERO)
+
+    @property
+    def transfer_out(self) -> Decimal:
+        """What goes back to the wallet (the account's free balance) beyond the capital."""
+        return max(-self.transfer, ZERO)
+
+    @property
     def digest(self) -> str:
         """The plan's shape: its config, the orders it cancels, where the new grid's orders
         go and which way the market order trades. Amounts follow the price (``Shown``)."""

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from bots import form_views, views
+from bots import edit_views, form_views, views
 
 app_name = "bots"
 urlpatterns = [
@@ -15,6 +15,8 @@ urlpatterns = [
     path("pairs/candles.json", form_views.pair_candles, name="pair_candles"),
     path("bots/<int:pk>/", views.bot_detail, name="detail"),
     path("bots/<int:pk>/edit/", form_views.bot_edit, name="edit"),
+    path("bots/<int:pk>/grid/", edit_views.bot_edit_grid, name="edit_grid"),
+    path("bots/<int:pk>/grid/preview/", edit_views.bot_edit_grid_preview, name="edit_grid_preview"),
     path("bots/<int:pk>/start/", views.bot_start, name="start"),
     path("bots/<int:pk>/stop/", views.bot_stop, name="stop"),
     path("bots/<int:pk>/delete/", views.bot_delete, name="delete"),

@@ -301,3 +301,127 @@ def test_a_market_order_of_unknown_outcome_is_never_sent_twice_and_the_old_grid_
     assert resting(fake) == db_resting(live_bot)
     engine = live_bot.engine()
     assert engine.base + engine.dust == coins(fake)
+
+
+# --- the page ---------------------------------------------------------------------------------
+
+FIELDS = {
+    "capital": "1000", "lower_bound": "95", "upper_bound": "115", "grid_levels": "5",
+    "spacing": "arithmetic", "stop_loss_pct": "0", "take_profit": "", "max_daily_loss": "0",
+}  # fmt: skip
+
+
+def test_another_users_running_bot_is_a_404_on_every_edit_view(client, other_user, running):
+    client.force_login(other_user)
+    assert client.get(f"/bots/{running.pk}/grid/").status_code == 404
+    assert client.post(f"/bots/{running.pk}/grid/preview/", FIELDS).status_code == 404
+    assert client.post(f"/bots/{running.pk}/grid/", FIELDS).status_code == 404
+    running.refresh_from_db()
+    assert running.config["upper_bound"] == "110"
+
+
+def test_the_bot_page_of_a_running_bot_links_to_edit_grid(client, running):
+    client.force_login(running.owner)
+    page = client.get(f"/bots/{running.pk}/")
+    assert f'href="/bots/{running.pk}/grid/"' in page.text
+
+
+def test_a_stopped_bot_is_edited_on_the_ordinary_edit_page(client, worked_bot):
+    client.force_login(worked_bot.owner)
+    response = client.get(f"/bots/{worked_bot.pk}/grid/")
+    assert response.status_code == 302 and response.url == f"/bots/{worked_bot.pk}/edit/"
+
+
+def test_the_preview_shows_the_change_as_orders_and_changes_nothing(client, running):
+    client.force_login(running.owner)
+    page = client.get(f"/bots/{running.pk}/grid/")
+    assert page.status_code == 200 and 'data-testid="diff-none"' in page.text
+
+    diff = client.post(f"/bots/{running.pk}/grid/preview/", FIELDS, headers={"HX-Request": "1"})
+
+    assert diff.status_code == 200
+    text = diff.text
+    assert f'id="bot-{running.pk}-diff"' in text
+    assert '<dd class="num" data-testid="diff-cancels">2</dd>' in text
+    assert '4: <span class="buy">2 buys</span>' in text
+    assert "0.059 BTC at about 104.00 (6.14 USDT)" in text
+    assert '<dd class="num" data-testid="diff-fee">0.006136 USDT</dd>' in text
+    assert "Range 100–110 changed to 95–115." in text
+    running.refresh_from_db()
+    assert running.config["upper_bound"] == "110"
+
+
+def test_bad_input_in_the_preview_says_why_and_offers_no_apply(client, running):
+    client.force_login(running.owner)
+    diff = client.post(
+        f"/bots/{running.pk}/grid/preview/", FIELDS | {"upper_bound": "90"},
+        headers={"HX-Request": "1"},
+    )  # fmt: skip
+    assert "Fix the fields marked above" in diff.text
+    assert 'id="id_upper_bound-errors" hx-swap-oob="true"><p class="error"' in diff.text
+    assert '<button type="submit" disabled' in diff.text
+
+
+def test_applying_the_shown_change_lays_the_new_grid_and_logs_it(client, running):
+    client.force_login(running.owner)
+    plan = services.plan_grid_edit(running, FIELDS)
+
+    response = client.post(
+        f"/bots/{running.pk}/grid/", FIELDS | {"plan": plan.digest, "plan_price": plan.price}
+    )
+
+    assert response.status_code == 302 and response.url == f"/bots/{running.pk}/"
+    running.refresh_from_db()
+    assert running.is_running and running.config["upper_bound"] == "115"
+    assert open_orders(running) == sorted((o.slot, o.side, o.price, o.amount) for o in plan.places)
+    assert running.events.filter(kind=BotEvent.Kind.REGRID, message=plan.headline()).exists()
+
+
+def test_an_apply_without_the_shown_plan_shows_the_plan_and_changes_nothing(client, running):
+    client.force_login(running.owner)
+
+    response = client.post(f"/bots/{running.pk}/grid/", FIELDS | {"plan": "stale"})
+
+    assert response.status_code == 409
+    assert "changed since the preview: nothing was changed" in response.text
+    assert 'data-testid="diff-cancels">2<' in response.text
+    running.refresh_from_db()
+    assert running.config["upper_bound"] == "110"
+
+
+def test_an_apply_with_bad_input_changes_nothing(client, running):
+    client.force_login(running.owner)
+    response = client.post(f"/bots/{running.pk}/grid/", FIELDS | {"capital": "abc"})
+    assert response.status_code == 422
+    assert "Enter a number" in response.text
+    running.refresh_from_db()
+    assert running.capital == Decimal(1000)
+
+
+def test_a_running_live_bot_opens_for_editing_and_its_apply_asks_for_the_pair(
+    client, live_bot, fake
+):
+    client.force_login(live_bot.owner)
+    page = client.get(f"/bots/{live_bot.pk}/grid/")
+    assert page.status_code == 200 and "Apply on Binance…" in page.text
+    fields = dict(FIELDS, lower_bound="97000", upper_bound="107000", grid_levels="10")
+    plan = services.plan_grid_edit(live_bot, fields)
+    book = resting(fake)
+
+    asked = client.post(
+        f"/bots/{live_bot.pk}/grid/", fields | {"plan": plan.digest, "plan_price": plan.price}
+    )
+
+    assert asked.status_code == 200 and "data-show-modal" in asked.text
+    assert "Type <strong>BTC/USDT</strong> to apply the change" in asked.text
+    assert resting(fake) == book  # nothing sent yet
+
+    done = client.post(
+        f"/bots/{live_bot.pk}/grid/",
+        fields | {"plan": plan.digest, "plan_price": plan.price, "confirm_pair": "BTC/USDT"},
+    )
+
+    assert done.status_code == 302
+    live_bot.refresh_from_db()
+    assert live_bot.config["lower_bound"] == "97000"
+    assert resting(fake) == db_resting(live_bot)
