@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, close_old_connections, connection, transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from bots.errors import BotError
@@ -67,6 +68,20 @@ def take(bot_id: int) -> str | None:
         return None
     _keeper.hold(bot_id, token)
     return token
+
+
+def held() -> Exists:
+    """True for a bot row (of the outer query) whose lease someone holds now: the rule ``take``
+    applies, as a filter. A batch of cycles skips those bots (their holder works on them)."""
+    return Exists(BotLease.objects.filter(bot_id=OuterRef("pk"), until__gte=timezone.now()))
+
+
+def held_sql(bot_column: str) -> tuple[str, list[object]]:
+    """The same rule written out (SQL and its parameters) for the bot id in ``bot_column``: the
+    idle cycle's one query asks it beside everything else."""
+    table = connection.ops.quote_name(BotLease._meta.db_table)
+    sql = f"EXISTS (SELECT 1 FROM {table} l WHERE l.bot_id = {bot_column} AND l.until >= %s)"
+    return sql, [connection.ops.adapt_datetimefield_value(timezone.now())]
 
 
 def renew(bot_id: int, token: str) -> bool:

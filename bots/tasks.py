@@ -19,7 +19,7 @@ from huey.contrib.djhuey import db_periodic_task, db_task
 
 from aibo import metrics
 from aibo.tasks import CYCLE_PRIORITY, JOB_PRIORITY, WATCHDOG_PRIORITY, job_slot
-from bots import backtest_runs, cycle, ledger, push, starting, user_streams
+from bots import backtest_runs, batch, cycle, ledger, push, starting, user_streams
 from bots.locks import Busy, cycle_lock, heartbeat_key
 from bots.models import Bot
 from bots.processes import InProcesses
@@ -28,24 +28,44 @@ logger = logging.getLogger(__name__)
 
 
 def cycle_once(bot_id: int) -> cycle.CycleResult | None:
-    """One cycle under the bot's lock; None when another worker holds it right now."""
+    """One cycle; None when another worker holds the bot's lease right now.
+
+    The probe (one query) comes first and takes no lease: a cycle with nothing to do (a paper
+    bot with no new candle, a bot no longer running) writes nothing, so it needs none, and
+    most cycles are such. The lease is taken only for work, and the work then locks the bot's
+    row too, so a batch or cycle that got there between the probe and the lease is seen."""
+    began = time.time()
+    probed = cycle.probe(bot_id)
+    if probed is not None and probed.held:
+        return _busy(bot_id)
+    if probed is None or not probed.has_work:
+        return _timed(bot_id, probed, began)
     try:
         with cycle_lock(bot_id):  # never two cycles of one bot at once
             began = time.time()
             logger.debug("bot %s: cycle began at %.6f", bot_id, began)
-            try:
-                result = cycle.run_cycle(bot_id)
-            except Exception:
-                metrics.CYCLES.labels("failed").inc()
-                raise
+            result = _timed(bot_id, probed, began)
             logger.debug("bot %s: cycle ended at %.6f after %.6f (%s candles, %s fills)",
                          bot_id, time.time(), began, result.candles, result.fills)  # fmt: skip
-            metrics.cycle_done(result, time.time() - began)
             return result
     except Busy:
-        logger.debug("bot %s: another worker is cycling it; skipped", bot_id)
-        metrics.CYCLES.labels("busy").inc()
-        return None
+        return _busy(bot_id)
+
+
+def _timed(bot_id: int, probed: cycle.Probe | None, began: float) -> cycle.CycleResult:
+    try:
+        result = cycle.run_cycle(bot_id, probed=probed)
+    except Exception:
+        metrics.CYCLES.labels("failed").inc()
+        raise
+    metrics.cycle_done(result, time.time() - began)
+    return result
+
+
+def _busy(bot_id: int) -> None:
+    logger.debug("bot %s: another worker is cycling it; skipped", bot_id)
+    metrics.CYCLES.labels("busy").inc()
+    return None
 
 
 @db_task(priority=CYCLE_PRIORITY)
@@ -94,7 +114,24 @@ def backtest_task(run_id: int) -> None:
 
 
 def wake_bots(bot_ids: list[int]) -> None:
-    for bot_id in bot_ids:
+    """The feed stored a candle that crossed these bots' grids (one pair): their cycles run
+    now, in batches (``bots.batch``: one task per ``BATCH_BOTS`` bots)."""
+    for ids in batch.batches(bot_ids):
+        apply_candles_task(ids)
+
+
+@db_task(priority=CYCLE_PRIORITY)
+def apply_candles_task(bot_ids: list[int]) -> None:
+    """A batch of cycles (``bots.batch``): the paper bots among ``bot_ids`` walk their new
+    candles together; a live one gets a cycle of its own (its exchange is asked). A batch that
+    fails is logged and changed nothing: each bot's chain walks the candles on its own."""
+    try:
+        done = batch.apply_candles(bot_ids)
+    except Exception:
+        logger.exception("a batch of %s bot cycles failed; their chains retry", len(bot_ids))
+        metrics.CYCLES.labels("failed").inc(len(bot_ids))
+        return
+    for bot_id in done.live:
         bot_cycle_task(bot_id)
 
 
