@@ -139,6 +139,7 @@ INSTALLED_APPS = [
     "market",
     "bots",
     "ai_advisor",
+    "notifications",  # issue 17: above the other apps; they wake it by signals only
 ]
 
 MIDDLEWARE = [
@@ -501,3 +502,18 @@ EMAIL_BACKEND = env_str("EMAIL_BACKEND") or (
 )
 EMAIL_FILE_PATH = DATA_DIR / "mail"
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "aibo <aibo@localhost>")
+
+# --- Notifications (issue 17): email, signed webhooks and Telegram, sent by Huey ---
+# The site's public address, for links in messages (https://aibo.example.com); empty: none.
+NOTIFY_SITE_URL = env_str("NOTIFY_SITE_URL")
+# The Telegram Bot API (tests point it at a local fake).
+TELEGRAM_API_URL = env_str("TELEGRAM_API_URL") or "https://api.telegram.org"
+# One webhook or Telegram request may take this long before it counts as failed.
+NOTIFY_HTTP_TIMEOUT_SECONDS = env_int("NOTIFY_HTTP_TIMEOUT_SECONDS", 10)
+# Attempts per message before it is marked failed (back-off 30 s, 2 min, 10 min, 30 min, 2 h,
+# then 6 h between attempts).
+NOTIFY_MAX_ATTEMPTS = env_int("NOTIFY_MAX_ATTEMPTS", 7)
+# Webhooks over plain http://, and to addresses inside this network (loopback, private,
+# link-local): allowed on the embedded single-user default, refused elsewhere unless set.
+NOTIFY_WEBHOOK_ALLOW_HTTP = env_bool("NOTIFY_WEBHOOK_ALLOW_HTTP", EMBEDDED)
+NOTIFY_WEBHOOK_ALLOW_PRIVATE = env_bool("NOTIFY_WEBHOOK_ALLOW_PRIVATE", EMBEDDED)

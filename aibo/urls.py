@@ -33,6 +33,7 @@ urlpatterns = [
     ),
     path("admin/", admin.site.urls),
     path("accounts/", include("accounts.urls")),
+    path("notifications/", include("notifications.urls")),
     path("", include("bots.urls")),
     path("", include("ai_advisor.urls")),
     path("api/", api.urls),

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from django.dispatch import Signal
+
 from aibo import push
+
+# Sent with ``bot_id`` after every publish: listeners (the notifications' dispatch) wake up
+# without this app knowing them. Sent robustly: a listener's failure never reaches a cycle.
+bot_published = Signal()
 
 # The parts of a bot page that a change can touch.
 CHANGES = ("status", "orders", "trades", "stats", "events")
@@ -25,3 +31,4 @@ def publish_bot(bot_id: int, *, changes: Iterable[str] = CHANGES) -> None:
     page whose log still shows the old orders contradicts its ladder. Cycles say what moved."""
     event = {"type": "bot.changed", "bot_id": bot_id, "changes": sorted(set(changes))}
     push.group_send(bot_group(bot_id), event)
+    bot_published.send_robust(sender=None, bot_id=bot_id)

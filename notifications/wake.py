@@ -1,0 +1,33 @@
+"""Waking the dispatch when something may be new: after a bot published a change, and when an
+advisor run is done. Cheap by design, since a cycle calls it: no query, one cache key, and at
+most one dispatch enqueued a second however busy the bots are (the minute task is the floor).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.cache import cache
+from django.db import transaction
+
+WAKE_KEY = "notifications:wake"
+
+
+def request_dispatch() -> None:
+    if cache.add(WAKE_KEY, 1, timeout=1):
+        transaction.on_commit(_enqueue)
+
+
+def _enqueue() -> None:
+    from notifications.tasks import dispatch_notifications_task
+
+    dispatch_notifications_task()
+
+
+def on_bot_published(sender: Any, *, bot_id: int, **kwargs: Any) -> None:
+    request_dispatch()
+
+
+def on_advisor_run_saved(sender: Any, instance: Any, **kwargs: Any) -> None:
+    if instance.status == "done" and instance.owner_id is not None:
+        request_dispatch()
