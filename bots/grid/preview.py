@@ -11,7 +11,41 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
 
-from bots.grid.params import GridConfig, InvalidGrid, SlotState
+from bots.grid.engine import (
+    TRAILING_DOWN_STOPPED,
+    TRAILING_UP_STOPPED,
+    GridEngine,
+    Slot,
+)
+from bots.grid.params import ZERO, GridConfig, InvalidGrid, SlotState
+
+# How far ahead the preview follows trailing: a grid with no limit in sight is "at least" this.
+PREVIEW_SHIFTS = 500
+
+
+@dataclass
+class TrailingPreview:
+    """Where a trigger waits and where trailing would take the grid (GRID_SPEC.md, Extensions),
+    worked out by the engine's own rules from the grid as configured.
+
+    ``next_up``/``next_down``: the line the first shift would add (None: it cannot shift).
+    ``up_stop``: the top line after the last shift trailing up can make, ``up_shifts`` of them,
+    stopped by ``up_stop_reason`` ("limit", "min_order", or "" when none was met within
+    ``PREVIEW_SHIFTS``); ``down_stop`` likewise, the bottom line trailing down reaches.
+    ``trigger_side``: "below" or "above" the price now (the bot waits for a fall or a rise to
+    it), "" when it is the price now (or there is no price).
+    """
+
+    trigger_price: Decimal | None = None
+    trigger_side: str = ""
+    next_up: Decimal | None = None
+    up_stop: Decimal | None = None
+    up_stop_reason: str = ""
+    up_shifts: int = 0
+    next_down: Decimal | None = None
+    down_stop: Decimal | None = None
+    down_stop_reason: str = ""
+    down_shifts: int = 0
 
 
 @dataclass(frozen=True)
@@ -44,6 +78,8 @@ class GridPreview:
     losing_grids: int = 0
     # "below" or "above" when the price is outside the range; "" inside it or without a price.
     outside: str = ""
+    # The trigger price and trailing, when the grid has any (None without).
+    trailing: TrailingPreview | None = None
     # The page words these; numbers stay numbers here (formatted where they are shown).
 
     @property
@@ -138,6 +174,7 @@ def grid_preview(config: GridConfig, price: Decimal | None) -> GridPreview:
         min_step_pct=min((hi - lo) / lo for lo, hi in zip(lines, lines[1:], strict=False)),
         losing_grids=sum(1 for p in pcts if p <= 0),
     )
+    preview.trailing = trailing_preview(config, price)
     if price is None:
         return preview
 
@@ -165,3 +202,67 @@ def grid_preview(config: GridConfig, price: Decimal | None) -> GridPreview:
     ]
     preview.min_profit, preview.max_profit = min(profits), max(profits)
     return preview
+
+
+def trailing_preview(config: GridConfig, price: Decimal | None) -> TrailingPreview | None:
+    """Where the trigger waits and where trailing would go and stop, for a grid started at
+    ``price`` (at its trigger price when it has one); None when the grid has none of them."""
+    if not config.extended:
+        return None
+    out = TrailingPreview(trigger_price=config.trigger_price)
+    if config.trigger_price is not None and price is not None and price != config.trigger_price:
+        out.trigger_side = "below" if config.trigger_price < price else "above"
+    start = config.trigger_price if config.trigger_price is not None else price
+    q = None
+    if start is not None:
+        try:
+            q = config.order_amount(start)
+        except InvalidGrid:
+            q = None  # short of capital: the page says so; the lines still move as shown
+    if config.trailing_up:
+        out.next_up, out.up_stop, out.up_stop_reason, out.up_shifts = _follow(config, q, up=True)
+    if config.trailing_down:
+        out.next_down, out.down_stop, out.down_stop_reason, out.down_shifts = _follow(
+            config, q, up=False
+        )
+    return out
+
+
+def _follow(
+    config: GridConfig, q: Decimal | None, *, up: bool
+) -> tuple[Decimal | None, Decimal | None, str, int]:
+    """Shift a grid of every slot QUOTE (up) or BASE (down) one line at a time through the
+    engine until trailing stops: (first new line, last outer line, why it stopped, shifts).
+    Without an order amount (no price yet, or too little capital) the minimum order is not
+    judged, only the limits."""
+    # Without an amount, one so large no shift meets the minimum order: only the limits count.
+    amount = q if q is not None else Decimal(10) ** 15
+    state = SlotState.QUOTE if up else SlotState.BASE
+    lines = list(config.lines)
+    slots = [
+        Slot(state, acquired=None if up else lines[i], id=i, amount=amount)
+        for i in range(len(lines) - 1)
+    ]
+    engine = GridEngine(
+        config, lines=lines, q=amount, slots=slots, quote=ZERO, base=ZERO, start_price=lines[0]
+    )
+    first: Decimal | None = None
+    reason = ""
+    for _ in range(PREVIEW_SHIFTS):
+        target = engine.next_line_up() if up else engine.next_line_down()
+        before = engine.shifts_up if up else engine.shifts_down
+        if up:
+            engine.trail(target - 1, target)
+        else:
+            engine.trail(target + 1, target)
+        if (engine.shifts_up if up else engine.shifts_down) == before:
+            stopped = [e for e in engine.drain_events()
+                       if e.kind in (TRAILING_UP_STOPPED, TRAILING_DOWN_STOPPED)]  # fmt: skip
+            if stopped:
+                reason = "min_order" if up and engine.up_stopped else "limit"
+            break
+        if first is None:
+            first = target
+    shifts = engine.shifts_up if up else engine.shifts_down
+    edge = engine.lines[-1] if up else engine.lines[0]
+    return first, edge if shifts else None, reason, shifts

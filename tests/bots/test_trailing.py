@@ -535,3 +535,36 @@ def test_the_backtest_command_takes_trigger_and_trailing(tmp_path: Path) -> None
     assert "Trailing: " in out.getvalue()
     with pytest.raises(Exception, match="trailing-down limit"):
         call_command(*args, "--trailing-down")
+
+
+# --- the preview -------------------------------------------------------------------------------
+
+
+def test_the_preview_says_where_trailing_goes_next_and_where_it_stops() -> None:
+    from bots.grid.preview import PREVIEW_SHIFTS, grid_preview, trailing_preview
+
+    assert grid_preview(example_config(), D(104)).trailing is None
+    # Up to the limit 118: one shift (to 115), the next line 120 is above it. Trigger below.
+    config = example_config(trailing_up=True, trailing_up_limit=D(118), trigger_price=D(102))
+    t = grid_preview(config, D(104)).trailing
+    assert (t.trigger_price, t.trigger_side) == (D(102), "below")
+    assert (t.next_up, t.up_stop, t.up_stop_reason, t.up_shifts) == (D(115), D(115), "limit", 1)
+    assert t.next_down is None and t.down_shifts == 0
+    assert trailing_preview(config, D(102)).trigger_side == ""  # at the trigger: starts at once
+    assert trailing_preview(config, D(101)).trigger_side == "above"
+    # The minimum order: 10.27 USDT cannot move a buy up at all (see the engine's test).
+    small = example_config(capital=D("10.27"), trailing_up=True)
+    t = trailing_preview(small, D(115))
+    assert (t.next_up, t.up_stop, t.up_stop_reason, t.up_shifts) == (None, None, "min_order", 0)
+    # No price yet: only the limits count; no limit in sight: "at least" PREVIEW_SHIFTS.
+    t = trailing_preview(small, None)
+    assert (t.next_up, t.up_stop_reason, t.up_shifts) == (D(115), "", PREVIEW_SHIFTS)
+    # Down to the floor 88: 95 and 90, then 85 is below it.
+    t = trailing_preview(example_config(trailing_down=True, trailing_down_limit=D(88)), D(99))
+    assert (t.next_down, t.down_stop, t.down_stop_reason, t.down_shifts) == (
+        D(95), D(90), "limit", 2,
+    )  # fmt: skip
+    t = trailing_preview(example_config(trailing_down=True, trailing_down_limit=D(96)), D(99))
+    assert (t.next_down, t.down_stop, t.down_stop_reason, t.down_shifts) == (
+        None, None, "limit", 0,
+    )  # fmt: skip
