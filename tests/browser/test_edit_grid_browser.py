@@ -1,0 +1,75 @@
+"""Editing a running paper grid in a real Chromium (issue 17): the change shows as a diff of
+orders while the fields are typed, Apply lays it, and the bot page's ladder and chart show the
+new grid."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from bots.models import BotEvent
+from tests.browser.conftest import log_in, screenshot
+from tests.browser.test_bot_management import running, trader
+from tests.browser.test_desk import market
+
+pytestmark = pytest.mark.browser
+
+
+def test_edit_a_running_paper_grid_see_the_diff_apply_it_and_see_the_new_grid(
+    page, live_url, django_user_model
+):
+    market()
+    user = trader(django_user_model, "edit-grid@example.com")
+    bot = running(user, name="Edited grid")
+    started_at = bot.started_at
+    log_in(page, live_url, user.email)
+    page.goto(f"{live_url}/bots/{bot.pk}/")
+    page.locator(f"#bot-{bot.pk}-status").get_by_role("link", name="Edit grid").click()
+    page.wait_for_url(f"{live_url}/bots/{bot.pk}/grid/")
+    diff = page.locator(f"#bot-{bot.pk}-diff")
+    diff.get_by_test_id("diff-none").wait_for()  # nothing typed: nothing changes
+    assert diff.get_by_role("button", name="Apply the new grid").is_disabled()
+
+    # A wrong range says why, and offers no apply.
+    page.get_by_label("Upper price", exact=True).fill("59000")
+    diff.get_by_test_id("diff-problem").wait_for()
+    assert page.locator("#id_upper_bound-errors .error").is_visible()
+    assert diff.get_by_role("button", name="Apply the new grid").is_disabled()
+
+    # A narrower range with fewer lines: the diff lists what is cancelled and placed.
+    page.get_by_label("Upper price", exact=True).fill("68000")
+    page.get_by_label("Lower price", exact=True).fill("62000")
+    page.get_by_label("Price lines", exact=True).fill("13")
+    diff.get_by_test_id("diff-summary").wait_for()
+    expect(diff.get_by_test_id("diff-places")).to_have_text(re.compile(r"^12: "))
+    assert diff.get_by_test_id("diff-cancels").inner_text() == "19"
+    placed = diff.get_by_test_id("diff-placed").locator("tbody tr")
+    assert placed.count() == 12
+    assert "68,000.00" in diff.get_by_test_id("diff-placed").inner_text()
+    notes = diff.get_by_test_id("diff-notes").inner_text()
+    assert "Range 60000–70000 changed to 62000–68000." in notes
+    assert "Price lines 20 changed to 13." in notes
+    assert not page.locator("#id_upper_bound-errors .error").count()
+    screenshot(page, "edit-grid-diff")
+
+    diff.get_by_role("button", name="Apply the new grid").click()
+
+    page.wait_for_url(f"{live_url}/bots/{bot.pk}/")
+    assert "New grid at" in page.locator("#messages").inner_text()
+    ladder = page.locator(f"#bot-{bot.pk}-ladder")
+    assert ladder.locator("tbody tr").count() == 12
+    assert "68,000.00" in ladder.inner_text() and "70,000.00" not in ladder.inner_text()
+    assert "New grid" in page.locator(f"#bot-{bot.pk}-events").inner_text()
+    # The chart draws the new grid's lines (what its data says, and what it drew).
+    data = page.request.get(f"{live_url}/bots/{bot.pk}/candles.json").json()
+    assert [float(p) for p in data["lines"]] == [62000.0 + 500 * i for i in range(13)]
+    assert {float(o["price"]) for o in data["orders"]} <= set(map(float, data["lines"]))
+    page.locator("#bot-chart canvas").first.wait_for()
+    screenshot(page, "edit-grid-applied")
+
+    bot.refresh_from_db()
+    assert bot.is_running and bot.started_at == started_at
+    assert bot.config["grid_levels"] == "13"
+    assert BotEvent.objects.filter(bot=bot, kind=BotEvent.Kind.REGRID).exists()
