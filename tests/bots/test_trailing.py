@@ -9,6 +9,7 @@ minimum order 5.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from bots.grid.order_ids import client_order_id
 from bots.grid.params import GridConfig, InvalidGrid, SlotState
 from market.precision import round_price
 from tests.bots.conftest import example_config
+from tests.bots.test_backtest import assert_same, random_runs
 
 D = Decimal
 
@@ -568,3 +570,31 @@ def test_the_preview_says_where_trailing_goes_next_and_where_it_stops() -> None:
     assert (t.next_down, t.down_stop, t.down_stop_reason, t.down_shifts) == (
         None, None, "limit", 0,
     )  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_fast_equals_exact_walk_with_extensions_on_random_candles(data: st.DataObject) -> None:
+    config, candles = data.draw(random_runs())
+    width = config.upper - config.lower
+    start = candles.price(candles.open[0])
+    options: dict[str, object] = {"trailing_up": data.draw(st.booleans())}
+    if options["trailing_up"] and data.draw(st.booleans()):
+        options["trailing_up_limit"] = config.upper + width * data.draw(st.integers(1, 3))
+    if data.draw(st.booleans()):
+        options["trailing_down"] = True
+        options["trailing_down_limit"] = round_price(config.lower / 3, TICK)
+    if data.draw(st.booleans()):
+        options["trigger_price"] = round_price(
+            start * D(data.draw(st.sampled_from(["0.99", "0.999", "1", "1.001", "1.02"]))), TICK
+        )
+    try:
+        config = replace(config, **options)
+        fast = run_backtest(config, candles)
+    except InvalidGrid:
+        assume(False)
+        return
+    exact = run_backtest(config, candles, fast=False)
+    assert_same(fast, exact)
+    assert fast.stats() == exact.stats()
+    assert fast.grid_moves == exact.grid_moves and fast.levels == exact.levels
