@@ -116,6 +116,12 @@ class RawSuggestion:
     confidence: int
     risk_level: RiskLevel
     reasoning: str
+    # The optional extensions (GRID_SPEC.md, Extensions): off unless Claude sets them.
+    trigger_price: Decimal | None = None
+    trailing_up: bool = False
+    trailing_up_limit: Decimal | None = None
+    trailing_down: bool = False
+    trailing_down_limit: Decimal | None = None
 
     @classmethod
     def from_tool_input(cls, data: object, *, min_levels: int, max_levels: int) -> RawSuggestion:
@@ -157,6 +163,11 @@ class RawSuggestion:
             confidence=confidence,
             risk_level=_choice(data, "risk_level", ("low", "medium", "high")),
             reasoning=reasoning.strip(),
+            trigger_price=_optional_price(data, "trigger_price"),
+            trailing_up=_flag(data, "trailing_up"),
+            trailing_up_limit=_optional_price(data, "trailing_up_limit"),
+            trailing_down=_flag(data, "trailing_down"),
+            trailing_down_limit=_optional_price(data, "trailing_down_limit"),
         )
 
 
@@ -178,6 +189,19 @@ def _positive(data: Mapping[str, Any], name: str) -> Decimal:
     value = _number(data, name)
     if value <= 0:
         raise MalformedSuggestion(f"{name} must be greater than 0, got {value}")
+    return value
+
+
+def _optional_price(data: Mapping[str, Any], name: str) -> Decimal | None:
+    """An optional price: absent or null is None, else a number above 0."""
+    return None if data.get(name) is None else _positive(data, name)
+
+
+def _flag(data: Mapping[str, Any], name: str) -> bool:
+    """An optional JSON boolean (absent: false); 1 or "true" are not booleans."""
+    value = data.get(name, False)
+    if not isinstance(value, bool):
+        raise MalformedSuggestion(f"{name} must be true or false, got {_describe(value)}")
     return value
 
 

@@ -82,6 +82,10 @@ def backtest_stats(grid: GridConfig, candles: Candles) -> dict[str, Any]:
         "max_drawdown": plain(r.max_drawdown.quantize(Decimal("0.000001"))),
         "time_in_range": plain(r.time_in_range.quantize(Decimal("0.0001"))),
         "stopped": r.stopped,
+        # trigger and trailing (zero and None for a grid without them)
+        "shifts_up": r.shifts_up,
+        "shifts_down": r.shifts_down,
+        "triggered_at": r.triggered_at,
         "start_price": plain(r.start_price),
         "candles": r.candles,
         "equity_curve": curve,
@@ -143,11 +147,13 @@ def holdout_split(candles: Candles) -> tuple[Candles, Candles | None]:
 
 
 def recentred(config: dict[str, str], *, price: Decimal, at: Decimal, tick: Decimal) -> dict:
-    """The same grid shape (bounds and take-profit as ratios of `price`, the levels, spacing
-    and stop-loss) placed around the price `at`, on the tick: where a trader starting then
-    would have put it."""
+    """The same grid shape (bounds, take-profit, trigger and trailing limits as ratios of
+    `price`, the levels, spacing and stop-loss) placed around the price `at`, on the tick:
+    where a trader starting then would have put it."""
     out = dict(config)
-    for key in ("lower_bound", "upper_bound", "take_profit"):
+    prices = ("lower_bound", "upper_bound", "take_profit", "trigger_price",
+              "trailing_up_limit", "trailing_down_limit")  # fmt: skip
+    for key in prices:
         if config.get(key):
             out[key] = plain(canonical(round_price(Decimal(config[key]) * at / price, tick)))
     return out

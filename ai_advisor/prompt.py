@@ -47,7 +47,8 @@ class AdvisorContext:
     risk_preference: RiskLevel
     min_levels: int
     max_levels: int
-    # lower, upper, levels, spacing, stop_loss_pct, take_profit of the bot as it is now
+    # lower, upper, levels, spacing, stop_loss_pct, take_profit (and trigger_price and the
+    # trailing settings when set) of the bot as it is now
     current_config: dict[str, Any] | None = None
     # The exchange's price filter, never shown to Claude; 0 where the market states none.
     min_price: Decimal = Decimal(0)
@@ -92,6 +93,45 @@ SUGGESTION_TOOL: dict[str, Any] = {
             "take_profit": {
                 "type": ["number", "null"],
                 "description": "Optional price above grid_upper that ends the bot; null for none.",
+            },
+            "trigger_price": {
+                "type": ["number", "null"],
+                "exclusiveMinimum": 0,
+                "description": (
+                    "Optional price the bot waits for before it places anything; it then starts "
+                    "there. Must lie inside grid_lower..grid_upper. null (or omitted): start now."
+                ),
+            },
+            "trailing_up": {
+                "type": "boolean",
+                "description": (
+                    "Let the grid follow a rising price: past the top line it moves up one line "
+                    "at a time (the lowest buy moves to the top). Default false."
+                ),
+            },
+            "trailing_up_limit": {
+                "type": ["number", "null"],
+                "exclusiveMinimum": 0,
+                "description": (
+                    "With trailing_up: no line above this price; above grid_upper and below "
+                    "take_profit. null: no limit."
+                ),
+            },
+            "trailing_down": {
+                "type": "boolean",
+                "description": (
+                    "Let the grid follow a falling price with the coins it holds: past the "
+                    "bottom line it moves down one line at a time. Needs trailing_down_limit. "
+                    "Default false."
+                ),
+            },
+            "trailing_down_limit": {
+                "type": ["number", "null"],
+                "exclusiveMinimum": 0,
+                "description": (
+                    "The floor for trailing_down, required with it: below grid_lower and above "
+                    "the stop-loss price. null without trailing_down."
+                ),
             },
             "confidence": {
                 "type": "integer",
@@ -151,10 +191,21 @@ mean narrower grids: more trades, each earning less.
 grid_lower must exceed the market's minimum order value (min notional), and q must be at \
 least one amount step; too many levels for the capital makes orders too small.
 - grid_lower must be below the current price and grid_upper above it, so the grid works \
-on both sides from the start. A range that the price leaves stops earning.
+on both sides from the start (with a trigger_price, the range must contain that price too: \
+the grid starts there). A range that the price leaves stops earning, unless it trails.
 - The stop-loss price is grid_lower x (1 - stop_loss_pct/100), below grid_lower; \
 stop_loss_pct 0 disables it. If hit, the bot sells everything and stops. An optional \
 take_profit is a price above grid_upper that does the same with a gain.
+- Optional extensions, off unless you set them: trigger_price makes the bot wait, placing \
+nothing, until the price reaches it, then start the grid there (useful to enter on a dip or \
+a breakout). trailing_up moves the whole grid up one line each time the price rises past the \
+top line while every grid holds quote (no trade: the lowest buy moves to the old top), up to \
+trailing_up_limit if set; it suits an uptrend. trailing_down moves the grid down one line \
+each time the price falls past the bottom line while every grid holds coins (no new money: \
+the top grid's coins rest a sell at the old bottom, realising a loss when it fills), never \
+below trailing_down_limit, which it requires and which must be above the stop-loss price. \
+Use them only when the indicators show a trend worth following; they are backtested like \
+the rest of the grid.
 
 The trader's risk preference sets bands your grid must stay inside (the context gives \
 the one chosen, in numbers): the range's width (grid_upper - grid_lower) as a share of the \

@@ -293,6 +293,14 @@ def build_context(run: AdvisorRun, *, current: dict[str, str] | None) -> Advisor
             "stop_loss_pct": Decimal(current["stop_loss_pct"] or "0"),
             "take_profit": Decimal(take_profit) if take_profit else None,
         }
+        # The extensions only when set: a grid without them reads as before.
+        if current.get("trigger_price"):
+            prompt_config["trigger_price"] = Decimal(current["trigger_price"])
+        for side in ("up", "down"):
+            if current.get(f"trailing_{side}") == "true":
+                prompt_config[f"trailing_{side}"] = True
+                if limit := current.get(f"trailing_{side}_limit"):
+                    prompt_config[f"trailing_{side}_limit"] = Decimal(limit)
     return AdvisorContext(
         exchange=run.exchange,
         symbol=run.symbol,

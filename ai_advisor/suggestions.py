@@ -33,8 +33,18 @@ def suggestion_config(s: RawSuggestion, ctx: AdvisorContext) -> dict[str, str]:
             "stop_loss_pct": canonical(s.stop_loss_pct),
             "max_daily_loss": "",  # the trader's own limit: accepting keeps the bot's
             "take_profit": canonical(s.take_profit) if s.take_profit is not None else "",
+            # The extensions as the one schema stores them (prices on the tick, flags as words).
+            "trigger_price": _price_or_empty(s.trigger_price, ctx),
+            "trailing_up": "true" if s.trailing_up else "false",
+            "trailing_up_limit": _price_or_empty(s.trailing_up_limit, ctx),
+            "trailing_down": "true" if s.trailing_down else "false",
+            "trailing_down_limit": _price_or_empty(s.trailing_down_limit, ctx),
         }
     )
+
+
+def _price_or_empty(price: Decimal | None, ctx: AdvisorContext) -> Decimal | str:
+    return canonical(round_price(price, ctx.tick)) if price is not None else ""
 
 
 def grid_for(config: dict[str, str], ctx: AdvisorContext) -> GridConfig:
@@ -66,8 +76,16 @@ def check_config(config: dict[str, str], ctx: AdvisorContext) -> str | None:
             f"{at(price)}: "
             "grid_lower below it and grid_upper above it"
         )
+    # A triggered grid starts at its trigger (GRID_SPEC.md, Extensions): it must fit there.
+    trigger = config.get("trigger_price")
+    start = canonical(Decimal(trigger)) if trigger else price
+    if not grid.lower < start < grid.upper:
+        return (
+            f"the trigger_price {at(start)} must lie inside the range {at(grid.lower)} .. "
+            f"{at(grid.upper)}: the grid starts there"
+        )
     try:
-        grid.order_amount(price)
+        grid.order_amount(start)
     except InvalidGrid as e:
         return str(e)
     # The narrowest grid, as a share of the price it sells at, must beat the round trip's fees.
@@ -82,9 +100,19 @@ def check_config(config: dict[str, str], ctx: AdvisorContext) -> str | None:
     return None
 
 
+# The config keys whose tool field has another name (the rest are named alike).
+TOOL_FIELD = {"lower_bound": "grid_lower", "upper_bound": "grid_upper", "grid_levels": "num_levels"}
+
+
 def check_suggestion(s: RawSuggestion, ctx: AdvisorContext) -> str | None:
-    """Why Claude's answer is not usable (the market's rules, then the trader's risk band)."""
+    """Why Claude's answer is not usable (the market's rules, then the trader's risk band);
+    a config error names the tool's field to change first (``trailing_down_limit: ...``)."""
     config = suggestion_config(s, ctx)
+    try:
+        grid_for(config, ctx)
+    except ConfigError as e:
+        if e.field and e.field not in ("capital", "max_daily_loss", "symbol"):
+            return f"{TOOL_FIELD.get(e.field, e.field)}: {e}"
     problem = check_config(config, ctx)
     if problem is None:
         profile = profile_for(ctx.risk_preference)
@@ -116,5 +144,10 @@ def suggestion_json(s: RawSuggestion, ctx: AdvisorContext) -> dict[str, Any]:
         "stated_confidence": s.confidence,
         "risk_level": s.risk_level,
         "reasoning": s.reasoning,
+        "trigger_price": plain(s.trigger_price) if s.trigger_price is not None else None,
+        "trailing_up": s.trailing_up,
+        "trailing_up_limit": plain(s.trailing_up_limit) if s.trailing_up_limit else None,
+        "trailing_down": s.trailing_down,
+        "trailing_down_limit": plain(s.trailing_down_limit) if s.trailing_down_limit else None,
         "config": suggestion_config(s, ctx),
     }

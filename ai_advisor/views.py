@@ -34,8 +34,15 @@ DIFF_FIELDS = (
     ("spacing", "Spacing"),
     ("stop_loss_pct", "Stop-loss below the range"),
     ("take_profit", "Take-profit"),
+    ("trigger_price", "Trigger price"),
+    ("trailing_up", "Trailing up"),
+    ("trailing_up_limit", "Trailing up limit"),
+    ("trailing_down", "Trailing down"),
+    ("trailing_down_limit", "Trailing down floor"),
     ("capital", "Capital"),
 )
+PRICE_KEYS = ("lower_bound", "upper_bound", "take_profit", "trigger_price", "trailing_up_limit",
+              "trailing_down_limit")  # fmt: skip
 
 
 def _own_run(request: AuthedRequest, pk: int) -> AdvisorRun:
@@ -171,7 +178,8 @@ def panel_context(run: AdvisorRun) -> dict[str, Any]:
 
 # The bot form's own field names (forms prefills from them as GET parameters).
 FORM_FIELDS = ("capital", "lower_bound", "upper_bound", "grid_levels", "spacing",
-               "stop_loss_pct", "take_profit")  # fmt: skip
+               "stop_loss_pct", "take_profit", "trigger_price", "trailing_up",
+               "trailing_up_limit", "trailing_down", "trailing_down_limit")  # fmt: skip
 
 
 def _use_url(run: AdvisorRun, config: dict[str, Any]) -> str:
@@ -225,8 +233,10 @@ def _shown(key: str, value: Any, tick: str, quote: str) -> str:
     """A config value as people read it: prices to the tick, capital to the cent."""
     if value in (None, ""):
         return ""
-    if key in ("lower_bound", "upper_bound", "take_profit") and tick:
+    if key in PRICE_KEYS and tick:
         return price_at_tick(value, tick)
+    if key in ("trailing_up", "trailing_down"):
+        return "on" if str(value) == "true" else "off"
     if key == "capital":
         return format_money(value, quote)
     if key == "stop_loss_pct":

@@ -533,7 +533,10 @@ def test_the_tool_schema_is_the_suggestion():
     tool = suggestion_tool(make_context(min_levels=12, max_levels=40))
     schema = tool["input_schema"]
 
-    assert set(schema["required"]) == set(schema["properties"]) - {"take_profit"}
+    # optional: the take-profit, and the trigger and trailing (issue 17), off when left out
+    optional = {"take_profit", "trigger_price", "trailing_up", "trailing_up_limit",
+                "trailing_down", "trailing_down_limit"}  # fmt: skip
+    assert set(schema["required"]) == set(schema["properties"]) - optional
     assert schema["properties"]["num_levels"]["minimum"] == 12
     assert schema["properties"]["num_levels"]["maximum"] == 40
     assert {f.name for f in dataclasses.fields(RawSuggestion)} == set(schema["properties"])
