@@ -49,6 +49,7 @@ class ChannelForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.owner = owner
         self.fields["kinds"].initial = [k for k in Kind.values if k != Kind.FILL]
+        self.order_fields([*(f for f in self.fields if f != "kinds"), "kinds"])  # kinds last
 
     def clean_label(self) -> str:
         label: str = self.cleaned_data["label"].strip()

@@ -15,7 +15,8 @@ WAKE_KEY = "notifications:wake"
 
 def request_dispatch() -> None:
     if cache.add(WAKE_KEY, 1, timeout=1):
-        transaction.on_commit(_enqueue)
+        # Robust: a queue that cannot be reached is logged, never raised into the committer.
+        transaction.on_commit(_enqueue, robust=True)
 
 
 def _enqueue() -> None:
