@@ -71,6 +71,8 @@ def _shown(request: AuthedRequest) -> regrid.Shown:
         price = Decimal(request.POST.get("plan_price", "0")[:40])
     except InvalidOperation:
         price = Decimal(0)
+    if not price.is_finite() or price < 0:
+        price = Decimal(0)
     return regrid.Shown(request.POST.get("plan", "")[:40], price)
 
 
@@ -88,7 +90,8 @@ def _values(form: EditGridForm) -> list[tuple[str, str]]:
     """The fields as typed (the live confirmation's form posts them again)."""
     if not form.is_bound:
         return []
-    return [(name, str(form.data.get(name, ""))) for name in form.edited if name in form.data]
+    names = [*form.edited, "accept_loss"]
+    return [(name, str(form.data.get(name, ""))) for name in names if name in form.data]
 
 
 @login_required

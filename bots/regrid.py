@@ -169,7 +169,9 @@ def check_shown(shown: Shown | None, plan: Plan) -> None:
         return
     if shown.digest != plan.digest:
         raise PlanChanged(plan, "The grid or the price changed since the preview")
-    if shown.price and abs(plan.price - shown.price) > shown.price * PRICE_DRIFT:
+    if shown.price <= 0:
+        raise PlanChanged(plan, "The price of the preview was not sent back")
+    if abs(plan.price - shown.price) > shown.price * PRICE_DRIFT:
         raise PlanChanged(
             plan,
             f"The price moved from {plain(shown.price)} to {plain(plan.price)} since the preview",

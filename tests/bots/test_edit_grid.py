@@ -425,3 +425,42 @@ def test_a_running_live_bot_opens_for_editing_and_its_apply_asks_for_the_pair(
     live_bot.refresh_from_db()
     assert live_bot.config["lower_bound"] == "97000"
     assert resting(fake) == db_resting(live_bot)
+
+
+def test_a_fill_while_the_old_grid_is_cancelled_leaves_the_old_grid_and_shows_the_new_plan(
+    live_bot, fake
+):
+    plan = services.plan_grid_edit(live_bot, SHIFTED)
+    top_buy = max(o.price for o in live_bot.orders.filter(side="buy", status="open"))
+    fake.set_price("BTCUSDT", str(top_buy - 1))  # fills on the exchange; the bot has not looked
+
+    with pytest.raises(regrid.PlanChanged, match="A fill came in") as refused:
+        services.apply_grid_edit(live_bot, SHIFTED, shown=shown(plan), typed_pair="BTC/USDT")
+
+    assert refused.value.plan.digest != plan.digest
+    live_bot.refresh_from_db()
+    assert live_bot.config["lower_bound"] == "95000"
+    filled = live_bot.orders.get(price=top_buy, side="buy")
+    assert filled.status == "filled"  # booked once, by the old grid
+    fake.set_price("BTCUSDT", P0)
+    cycle.run_cycle(live_bot.pk)  # the old grid rests again, with the fill's counter-order
+    live_bot.refresh_from_db()
+    assert live_bot.is_running and resting(fake) == db_resting(live_bot)
+    assert ("sell", live_bot.engine().lines[filled.slot + 1]) in {
+        (side, price) for _cid, side, price in resting(fake)
+    }
+    engine = live_bot.engine()
+    assert engine.base + engine.dust == coins(fake)
+
+
+def test_a_shown_price_that_is_no_number_shows_the_plan_again_and_changes_nothing(client, running):
+    client.force_login(running.owner)
+    plan = services.plan_grid_edit(running, FIELDS)
+    response = client.post(
+        f"/bots/{running.pk}/grid/", FIELDS | {"plan": plan.digest, "plan_price": "NaN"}
+    )
+    assert response.status_code == 409 and "price of the preview was not sent back" in (
+        response.text
+    )
+    running.refresh_from_db()
+    assert running.config["upper_bound"] == "110"
