@@ -55,9 +55,40 @@ class ConfigIn(Schema):
     take_profit: Decimal | None = Field(
         default=None, description="a price: sell everything and stop when reached"
     )
+    trigger_price: Decimal | None = Field(
+        default=None,
+        description="a price: the started bot waits, placing nothing, until the price reaches "
+        "it, then starts its grid there (null: start at once)",
+    )
+    trailing_up: bool = Field(
+        default=False,
+        description="when the price rises past the top line, move the grid up one line at a "
+        "time: the lowest buy is cancelled and a buy rests at the old top (no trade)",
+    )
+    trailing_up_limit: Decimal | None = Field(
+        default=None,
+        description="with trailing_up: no shift puts a line above this price (null: no limit; "
+        "a take_profit must be above it)",
+    )
+    trailing_down: bool = Field(
+        default=False,
+        description="when the price falls past the bottom line and every grid holds coins, move "
+        "the grid down one line at a time: the top grid's coins rest a sell at the old bottom "
+        "(no trade, no new money); needs trailing_down_limit",
+    )
+    trailing_down_limit: Decimal | None = Field(
+        default=None,
+        description="the floor for trailing_down, required with it: no line goes below this "
+        "price (above the stop-loss price when both are set)",
+    )
 
     def stored(self) -> dict[str, Any]:
-        return {key: getattr(self, key) for key in KEYS}
+        """The config as the one schema reads it (flags as its "true"/"false")."""
+        out = {}
+        for key in KEYS:
+            value = getattr(self, key)
+            out[key] = ("true" if value else "false") if isinstance(value, bool) else value
+        return out
 
 
 LOSS_CONSENT = Field(
@@ -79,12 +110,18 @@ class BotIn(Schema):
     )
 
 
+CONFIG_OUT = Field(
+    description="the stored config: every key of ConfigIn as a string (numbers exact, flags "
+    '"true"/"false", an unset price "")'
+)
+
+
 class BotOut(Schema):
     id: int
     strategy: str
     pair: str
     status: str
-    config: dict[str, str]
+    config: dict[str, str] = CONFIG_OUT
 
 
 class BotListed(BotOut):
@@ -102,7 +139,7 @@ class ConfigUpdate(Schema):
 
 class Updated(Schema):
     id: int
-    updated_config: dict[str, str]
+    updated_config: dict[str, str] = CONFIG_OUT
 
 
 class StartIn(Schema):
@@ -169,10 +206,21 @@ def _own_bot(request: HttpRequest, bot_id: int) -> Bot:
     )
 
 
+# What the stored config leaves out when an extension is off (``schema.normalise``).
+OFF = {"trailing_up": "false", "trailing_down": "false"}
+
+
+def config_out(config: dict[str, str]) -> dict[str, str]:
+    """A stored config with every key of the schema, the extensions that are off said so:
+    one shape for every bot, whatever it was created with."""
+    return {key: config.get(key, OFF.get(key, "")) for key in KEYS} | config
+
+
 def _out(bot: Bot) -> dict[str, Any]:
     return {
         "id": bot.pk, "strategy": bot.strategy, "pair": bot.symbol, "status": bot.status,
-        "config": bot.config, "created_at": bot.created_at, "updated_at": bot.updated_at,
+        "config": config_out(bot.config), "created_at": bot.created_at,
+        "updated_at": bot.updated_at,
     }  # fmt: skip
 
 
@@ -245,7 +293,7 @@ def update_bot(request: HttpRequest, bot_id: int, payload: ConfigUpdate) -> Upda
         raise HttpError(409, f"{bot} is running: stop it before changing its grid.")
     _consent_to_loss(bot.symbol, payload.config.stored(), payload.accept_loss)
     services.update_bot_config(bot, payload.config.stored())
-    return Updated(id=bot.pk, updated_config=bot.config)
+    return Updated(id=bot.pk, updated_config=config_out(bot.config))
 
 
 @router.post(
