@@ -90,7 +90,8 @@ class Bot(models.Model):
     start_price = MoneyField(**MONEY, null=True, blank=True)
     # The price path is consumed up to here (the open time of the last candle walked).
     cursor = models.DateTimeField(null=True, blank=True)
-    # Highest resting buy / lowest resting sell: the feed wakes the bot when a price crosses them.
+    # Where a fall / a rise makes something happen (a resting order, a stop, a trailing shift,
+    # the trigger): the feed wakes the bot when a price crosses them (``keep_engine``).
     next_buy_price = MoneyField(**MONEY, null=True, blank=True)
     next_sell_price = MoneyField(**MONEY, null=True, blank=True)
     # Running statistics the candle walk keeps (drawdown needs every mark, not just the last).
@@ -216,10 +217,12 @@ class Bot(models.Model):
         return GridEngine.from_dict(self.engine_state)
 
     def keep_engine(self, engine: GridEngine) -> None:
-        """Take the engine's state (not saved): its JSON, and the prices the feed wakes on."""
+        """Take the engine's state (not saved): its JSON, and the prices the feed wakes on:
+        where a fall or a rise makes anything happen (an order, a stop, a trailing shift or
+        the trigger), not only the resting orders."""
         self.engine_state = engine.to_dict()
-        self.next_buy_price = engine.next_buy_price
-        self.next_sell_price = engine.next_sell_price
+        self.next_buy_price = engine.wake_low
+        self.next_sell_price = engine.wake_high
 
     @property
     def capital(self) -> Decimal:
@@ -421,6 +424,9 @@ class BotEvent(models.Model):
         STOPPED = "stopped", "Stopped"
         ERROR = "error", "Error"
         REGRID = "regrid", "New grid"
+        TRIGGERED = "triggered", "Triggered"
+        SHIFT = "shift", "Grid moved"
+        TRAILING = "trailing", "Trailing"
 
     bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="events")
     at = models.DateTimeField(auto_now_add=True)
