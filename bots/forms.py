@@ -23,7 +23,7 @@ from bots import config as schema
 from bots import starting
 from bots.errors import ConfigError
 from bots.grid.params import GridConfig
-from bots.grid.preview import GridPreview, grid_preview
+from bots.grid.preview import GridPreview, grid_preview, trailing_preview
 from bots.models import Bot
 from market import history, pairs
 from market.models import Candle, HistoryImport, MarketRules
@@ -331,7 +331,14 @@ class GridConfigForm(forms.Form):
             self.add_error(field, str(e) if field == "symbol" else e.sentence())
             return data
         self.price = self.start_price()
-        self.preview = grid_preview(self.grid, self.price)
+        trigger = self.grid.trigger_price
+        if trigger is None:
+            self.preview = grid_preview(self.grid, self.price)
+        else:
+            # A triggered grid starts at its trigger (GRID_SPEC.md, Extensions): its sides and
+            # order amount are the trigger's; where the trigger lies is judged from the price now.
+            self.preview = grid_preview(self.grid, trigger)
+            self.preview.trailing = trailing_preview(self.grid, self.price)
         if self.price is not None:
             try:
                 schema.check_funding(self.grid, self.price)
