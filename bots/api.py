@@ -22,7 +22,7 @@ from pydantic import Field
 from accounts.models import ExchangeCredential
 from aibo.api_common import errors
 from bots import config as schema
-from bots import pages, services
+from bots import pages, regrid, services
 from bots.config import KEYS
 from bots.errors import ConfigError
 from bots.grid.preview import grid_preview
@@ -392,3 +392,107 @@ def stats(request: HttpRequest, bot_id: int) -> StatsOut:
         total_profit=s.total_profit,
         max_drawdown=s.max_drawdown,
     )
+
+
+# --- a running bot's grid changed in place (issue 17) ----------------------------------------
+
+
+class GridChangeIn(ConfigUpdate):
+    """The running bot's new config, whole, as ``PUT /api/bots/{id}`` takes a stopped one's."""
+
+
+class GridApplyIn(GridChangeIn):
+    plan: str = Field(
+        max_length=40, description="the plan you were shown: its id from POST …/grid/preview"
+    )
+    price: Decimal = Field(gt=0, description="the price that plan was made at (its price)")
+    confirm: str = Field(
+        default="",
+        max_length=30,
+        description="a live bot's change is made only with its pair typed here, e.g. BTC/USDT",
+    )
+
+
+class PlanOrderOut(Schema):
+    slot: int | None
+    side: str
+    price: Decimal
+    amount: Decimal = Field(description="in the base asset")
+
+
+class MarketTradeOut(Schema):
+    side: str
+    price: Decimal = Field(description="the price now (applied: the average it filled at)")
+    amount: Decimal = Field(description="in the base asset")
+    fee: Decimal
+
+
+class GridPlanOut(Schema):
+    plan: str = Field(description="the plan's id: send it back with price to apply it")
+    price: Decimal = Field(description="the price the plan is made at")
+    changed: bool = Field(description="false: the config is the running one, nothing to do")
+    cancels: list[PlanOrderOut] = Field(description="the old grid's orders cancelled")
+    places: list[PlanOrderOut] = Field(description="the new grid's orders placed")
+    market: MarketTradeOut | None = Field(
+        description="bought or sold at market for the difference (null: nothing)"
+    )
+    fee: Decimal = Field(description="the change's cost in fees (the market order's)")
+    transfer: Decimal = Field(
+        description="added to the bot from the paper wallet (a live bot's: the account) to fund "
+        "the new capital; negative: moved back there"
+    )
+    notes: list[str] = Field(description="every setting kept or changed and the money, in words")
+    config: dict[str, str] = CONFIG_OUT
+
+
+def _plan_out(plan: Any) -> GridPlanOut:
+    def line(o: Any) -> PlanOrderOut:
+        return PlanOrderOut(slot=o.slot, side=o.side, price=o.price, amount=o.amount)
+
+    market = plan.market
+    return GridPlanOut(
+        plan=plan.digest, price=plan.price, changed=plan.changed,
+        cancels=[line(o) for o in plan.cancels], places=[line(o) for o in plan.places],
+        market=MarketTradeOut(side=market.side, price=market.price, amount=market.amount,
+                              fee=market.fee) if market else None,
+        fee=plan.fee, transfer=plan.transfer, notes=plan.notes, config=config_out(plan.config),
+    )  # fmt: skip
+
+
+def _running(request: HttpRequest, bot_id: int, payload: GridChangeIn) -> Bot:
+    bot = _own_bot(request, bot_id)
+    if not bot.is_running:
+        raise HttpError(409, f"{bot} is not running: change its grid with PUT /api/bots/{bot.pk}.")
+    _consent_to_loss(bot.symbol, payload.config.stored(), payload.accept_loss)
+    return bot
+
+
+@router.post(
+    "/{bot_id}/grid/preview",
+    response={200: GridPlanOut, **errors(400, 404, 409, 422)},
+    summary="What changing a running bot's grid would do (nothing is changed)",
+)
+def preview_grid_change(request: HttpRequest, bot_id: int, payload: GridChangeIn) -> GridPlanOut:
+    """The change as orders: the old grid's cancelled, the new grid's placed, what is bought or
+    sold at market for the difference and its fee, the wallet's part, in numbers and words. A
+    live bot's is made at the market feed's fresh price."""
+    bot = _running(request, bot_id, payload)
+    return _plan_out(services.plan_grid_edit(bot, payload.config.stored()))
+
+
+@router.post(
+    "/{bot_id}/grid",
+    response={200: GridPlanOut, **errors(400, 404, 409, 422)},
+    summary="Change a running bot's grid as previewed",
+)
+def apply_grid_change(request: HttpRequest, bot_id: int, payload: GridApplyIn) -> GridPlanOut:
+    """Lays the plan you were shown (``plan`` and ``price`` from the preview) on the running
+    bot, keeping its history, statistics and coins: done whole, or not at all (409 says why;
+    a plan overtaken by a fill or a price move more than 1 % away is refused: preview again).
+    A live bot's needs ``confirm`` (its pair), as a live start does."""
+    bot = _running(request, bot_id, payload)
+    shown = regrid.Shown(payload.plan, payload.price)
+    done = services.apply_grid_edit(
+        bot, payload.config.stored(), shown=shown, typed_pair=payload.confirm or None
+    )
+    return _plan_out(done)

@@ -464,3 +464,49 @@ def test_a_shown_price_that_is_no_number_shows_the_plan_again_and_changes_nothin
     )
     running.refresh_from_db()
     assert running.config["upper_bound"] == "110"
+
+
+# --- the API ----------------------------------------------------------------------------------
+
+
+def bearer(user: Any) -> dict[str, str]:
+    from accounts import tokens
+
+    return {"Authorization": f"Bearer {tokens.issue(user)}"}
+
+
+def api_post(client: Any, path: str, body: dict[str, Any], user: Any) -> Any:
+    return client.post(path, body, content_type="application/json", headers=bearer(user))
+
+
+def test_the_api_previews_and_applies_a_running_bots_grid_change(client, running):
+    body = {"config": FIELDS | {"take_profit": None}}
+    preview = api_post(client, f"/api/bots/{running.pk}/grid/preview", body, running.owner)
+    assert preview.status_code == 200, preview.text
+    plan = preview.json()
+    assert plan["changed"] and len(plan["cancels"]) == 2 and len(plan["places"]) == 4
+    assert plan["market"] == {"side": "buy", "price": "104", "amount": "0.059", "fee": "0.006136"}
+    running.refresh_from_db()
+    assert running.config["upper_bound"] == "110"
+
+    path = f"/api/bots/{running.pk}/grid"
+    stale = api_post(client, path, body | {"plan": "x", "price": "104"}, running.owner)
+    assert stale.status_code == 409 and "changed since the preview" in stale.json()["detail"]
+    done = api_post(client, path, body | {"plan": plan["plan"], "price": plan["price"]},
+                    running.owner)  # fmt: skip
+
+    assert done.status_code == 200, done.text
+    assert done.json()["places"] == plan["places"]
+    running.refresh_from_db()
+    assert running.config["upper_bound"] == "115"
+
+
+def test_the_api_grid_change_is_a_404_for_another_user_and_a_409_for_a_stopped_bot(
+    client, running, other_user, worked_market, make_bot
+):
+    body = {"config": FIELDS | {"take_profit": None}}
+    other = api_post(client, f"/api/bots/{running.pk}/grid/preview", body, other_user)
+    assert other.status_code == 404
+    stopped = make_bot(dict(FIELDS))
+    answer = api_post(client, f"/api/bots/{stopped.pk}/grid/preview", body, stopped.owner)
+    assert answer.status_code == 409 and "not running" in answer.json()["detail"]
