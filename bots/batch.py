@@ -28,7 +28,7 @@ from django.db import transaction
 from aibo import metrics
 from bots import locks, paper_trading, push
 from bots.cycle import CycleResult, changes
-from bots.models import Bot, Order
+from bots.models import Bot
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ def _walk(bots: list[Bot]) -> list[paper_trading.Walk]:
                 crossed.append(bot.pk)
     books: dict[int, paper_trading.Book] = {pk: {} for pk in crossed}
     if crossed:
-        for order in Order.objects.filter(bot_id__in=crossed, status=Order.Status.OPEN):
+        for order in paper_trading.open_orders(crossed):
             books[order.bot_id][order.slot] = order
     # A bot not crossed reads its own book in the rare case a fill needs it after all.
     return [

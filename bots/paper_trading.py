@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from aibo import metrics
-from bots import ledger, risk
+from bots import bulk, ledger, risk
 from bots.grid import order_ids
 from bots.grid.backtest import GridRun
 from bots.grid.engine import Side
@@ -77,6 +78,12 @@ def candles_after(exchange: str, symbol: str, cursor: datetime | None) -> list[C
     )
 
 
+def open_orders(bot_ids: list[int]) -> QuerySet[Order]:
+    """The open orders of these bots, as a walk reads them: the fields it reads and writes
+    (loading a whole order row costs more than walking a candle)."""
+    return Order.objects.filter(bot_id__in=bot_ids, status=Order.Status.OPEN).only(*BOOK_FIELDS)
+
+
 def walk(bot: Bot, candles: list[CandleRow]) -> PaperCycle:
     """Walk candles through the engine (the backtest's own walk) and persist the outcome."""
     done = walk_candles(bot, candles)
@@ -103,7 +110,7 @@ def walk_candles(bot: Bot, candles: list[CandleRow], *, book: Book | None = None
     def open_book() -> Book:
         nonlocal book
         if book is None:
-            book = {o.slot: o for o in Order.objects.filter(bot=bot, status=Order.Status.OPEN)}
+            book = {o.slot: o for o in open_orders([bot.pk])}
         return book
 
     seqs = [s.seq for s in engine.slots]
@@ -188,11 +195,14 @@ def write(walks: list[Walk]) -> None:
     """Persist walks (one bot's, or a batch's) in the caller's transaction: one statement per
     table whatever the number of bots; a bot the walk stopped also closes its books."""
     now = timezone.now()
+    one = len(walks) == 1
     updated = [o for w in walks for o in w.updated]
-    for order in updated:  # bulk_update skips auto_now: the orders socket reads updated_at
+    for order in updated:  # a bulk update skips auto_now: the orders socket reads updated_at
         order.updated_at = now
-    Order.objects.bulk_update(updated, ["status", "filled", "fee", "filled_at", "reason",
-                                        "updated_at"])  # fmt: skip
+    if one:
+        Order.objects.bulk_update(updated, ORDER_FIELDS)
+    else:  # Django's bulk_update is slow to build for a batch's rows (bots.bulk)
+        bulk.update_rows(Order, updated, ORDER_FIELDS)
     # Before the new orders: a slot's replaced order leaves the book before its successor.
     created = [o for w in walks for o in w.created]
     Order.objects.bulk_create(created)
@@ -207,14 +217,17 @@ def write(walks: list[Walk]) -> None:
             ledger.close_books(w.bot, reason=w.halt_reason, status=Bot.Status.STOPPED,
                                at=w.bot.cursor)  # fmt: skip
             w.result.running = False
-    if len(walks) == 1:  # Bot.save: every writer of one bot passes there
+    if one:  # Bot.save: every writer of one bot passes there
         walks[0].bot.save(update_fields=CYCLE_FIELDS)
         return
     for w in walks:
         w.bot.updated_at = now
-    Bot.objects.bulk_update([w.bot for w in walks], CYCLE_FIELDS)
+    bulk.update_rows(Bot, [w.bot for w in walks], CYCLE_FIELDS)
 
 
+# What a walk changes on an order it fills or replaces, and what it reads of the open ones.
+ORDER_FIELDS = ["status", "filled", "fee", "filled_at", "reason", "updated_at"]
+BOOK_FIELDS = ["bot_id", "slot", "side", "price", "amount", "client_order_id", *ORDER_FIELDS[:-1]]
 # What a cycle changes on the bot row: saving only these keeps the cycle's write small.
 CYCLE_FIELDS = [
     "engine_state", "next_buy_price", "next_sell_price", "cursor", "last_price", "last_equity",

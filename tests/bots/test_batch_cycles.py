@@ -99,43 +99,45 @@ def test_bots_at_different_cursors_each_walk_their_own_candles(worked_market, ma
     assert full(behind.pk) == full(reference.pk)
 
 
-# Each step of a batch's writes, in the order it runs them, and the walk of its third bot.
+# Each statement of a batch's writes, in the order it runs them, and the walk of its third bot.
 STEPS = [
-    (Order.objects, "bulk_update"),
-    (Order.objects, "bulk_create"),
-    (Trade.objects, "bulk_create"),
-    (BotEvent.objects, "bulk_create"),
-    (EquitySnapshot.objects, "bulk_create"),
-    (Bot.objects, "bulk_update"),
-    (paper_trading, "walk_candles"),
+    ("UPDATE", "bots_order"),  # the orders filled
+    ("INSERT", "bots_order"),  # the orders placed
+    ("INSERT", "bots_trade"),
+    ("INSERT", "bots_botevent"),
+    ("INSERT", "bots_equitysnapshot"),
+    ("UPDATE", "bots_bot"),  # the engines: the last write before the commit
+    ("walk", "walk_candles"),
 ]
 
 
-STEP_IDS = [f"{getattr(t, 'model', t).__name__}.{n}" for t, n in STEPS]
-
-
-@pytest.mark.parametrize(("target", "name"), STEPS, ids=STEP_IDS)
+@pytest.mark.parametrize("step", STEPS, ids=[" ".join(step) for step in STEPS])
 def test_a_crash_in_a_batch_leaves_every_bot_as_it_was_and_the_redo_doubles_nothing(
-    worked_market, make_bot, monkeypatch, target, name
+    worked_market, make_bot, monkeypatch, step: tuple[str, str]
 ):
     made = pairs(make_bot, 2)
     add_candles(WORKED_CANDLES[1:])
     for _, alone in made:
         cycle.run_cycle(alone.pk)
     before = {a.pk: snapshot(a.pk) for a, _ in made}
-    original = getattr(target, name)
-    calls = []
+    walk, walked = paper_trading.walk_candles, []
 
-    def crash(*args: Any, **kwargs: Any) -> Any:
-        calls.append(1)
-        if name != "walk_candles" or len(calls) == 3:  # the walk: in the middle of the batch
-            raise Crash(f"injected at {name}")
-        return original(*args, **kwargs)
+    def crash_third_walk(*args: Any, **kwargs: Any) -> Any:
+        walked.append(1)
+        if len(walked) == 3:  # in the middle of the batch
+            raise Crash("injected in the walk")
+        return walk(*args, **kwargs)
 
-    monkeypatch.setattr(target, name, crash)
-    with pytest.raises(Crash):
+    def crash_at_step(execute: Any, sql: str, *args: Any) -> Any:
+        if sql.startswith(step[0]) and sql.split('"')[1] == step[1]:
+            raise Crash(f"injected at {sql[:40]}")
+        return execute(sql, *args)
+
+    if step[0] == "walk":
+        monkeypatch.setattr(paper_trading, "walk_candles", crash_third_walk)
+    with pytest.raises(Crash), connection.execute_wrapper(crash_at_step):
         batch.apply_candles([a.pk for a, _ in made])
-    monkeypatch.setattr(target, name, original)
+    monkeypatch.undo()
 
     assert {a.pk: snapshot(a.pk) for a, _ in made} == before  # all or nothing, every bot
     assert batch.apply_candles([a.pk for a, _ in made]).bots == len(made)  # the redo
@@ -150,9 +152,14 @@ def test_a_failed_batch_task_changes_nothing_and_the_chains_catch_up(
 ):
     made = pairs(make_bot)
     add_candles(WORKED_CANDLES[1:])
-    monkeypatch.setattr(Trade.objects, "bulk_create", lambda *a, **k: (_ for _ in ()).throw(Crash))
-    tasks.apply_candles_task.call_local([a.pk for a, _ in made])  # logged, not raised
-    monkeypatch.undo()
+
+    def crash(execute: Any, sql: str, *args: Any) -> Any:
+        if sql.startswith('INSERT INTO "bots_trade"'):
+            raise Crash("injected")
+        return execute(sql, *args)
+
+    with connection.execute_wrapper(crash):
+        tasks.apply_candles_task.call_local([a.pk for a, _ in made])  # logged, not raised
     assert {Bot.objects.get(pk=a.pk).cursor for a, _ in made} == {at(0)}
     for batched, alone in made:
         assert tasks.cycle_once(batched.pk).candles == 3
