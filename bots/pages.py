@@ -548,11 +548,13 @@ def ladder(
             )
         }
         lines = engine.lines
+        # Rows by position (lines i..i+1), orders by the slot's id: they differ once the
+        # grid has moved (trailing), when slots keep their ids and lines shift under them.
         for i, slot in enumerate(engine.slots):
-            want = engine.resting_order(i) if not engine.is_stopped else None
+            want = engine.resting_order(slot.id) if not engine.is_stopped else None
             rows.append(
                 LadderRow(
-                    slot=i,
+                    slot=slot.id,
                     low=lines[i],
                     high=lines[i + 1],
                     state=slot.state.value,
@@ -560,7 +562,7 @@ def ladder(
                     side=want.side.value if want else "",
                     order_price=want.price if want else None,
                     amount=want.amount if want else None,
-                    order=resting.get(i),
+                    order=resting.get(slot.id),
                     price_inside=price is not None and lines[i] <= price <= lines[i + 1],
                 )
             )

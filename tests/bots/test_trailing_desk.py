@@ -137,3 +137,40 @@ def test_a_plain_backtest_shows_neither(client, user, rules):
     page = client.get(f"/backtests/{run.pk}/").text
     assert 'data-testid="triggered-at"' not in page and 'data-testid="grid-shifts"' not in page
     assert Decimal(run.result["total_profit"]) == Decimal("12.5")
+
+
+def test_a_bot_waiting_for_its_trigger_says_so_and_places_nothing(client, user, make_bot, price):
+    from bots import services
+
+    bot = make_bot(CONFIG | {"trigger_price": "64000"})
+    services.start_bot(bot)
+    bot.refresh_from_db()
+    assert bot.is_running and bot.engine().waiting
+    client.force_login(user)
+    page = client.get(f"/bots/{bot.pk}/").text
+    assert "nothing is placed until the price falls to 64,000.00 USDT" in page
+    assert 'class="order-status open"' not in page
+
+
+def test_after_a_shift_up_the_ladder_shows_each_slots_own_order(client, user, make_bot, rules):
+    """Slots keep their ids when the grid moves: the ladder's rows are the new lines, each
+    with the order its slot rests (the new top slot's buy at the old top)."""
+    from bots import services
+    from tests.bots.conftest import set_price
+
+    set_price("BTC/USDT", Decimal("71000"))  # above the range: every slot holds quote
+    bot = make_bot(CONFIG | {"trailing_up": "true"})
+    services.start_bot(bot)
+    bot.refresh_from_db()
+    engine = bot.engine()
+    engine.trail(Decimal("70500"), Decimal("70600"))  # up past the next line, 70,526.32
+    assert engine.shifts_up == 1
+    bot.keep_engine(engine)
+    bot.save(update_fields=["engine_state", "next_buy_price", "next_sell_price"])
+    client.force_login(user)
+    page = client.get(f"/bots/{bot.pk}/").text
+    assert "The grid has moved 1 line up and 0 down" in page
+    top = re.search(r'id="bot-\d+-slot-(\d+)">(.*?)</tr>', page, re.S)
+    assert top is not None and top.group(1) == "19"  # the new slot's id, at the top
+    assert "70,526.32" in top.group(2) and "70,000.00" in top.group(2)  # its buy at the old top
+    assert f'id="bot-{bot.pk}-slot-0"' not in page  # the bottom slot is gone
