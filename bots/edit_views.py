@@ -24,6 +24,7 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from accounts.http import AuthedRequest
 from aibo.limits import per_client
+from bots import config as schema
 from bots import regrid, services
 from bots.errors import BotError
 from bots.forms import BotForm
@@ -45,6 +46,9 @@ class EditGridForm(BotForm):
             data["credential"] = str(bot.credential_id or "")
         super().__init__(data, initial=BotForm.initial_for(bot), owner=bot.owner)
         self.bot = bot
+        # The extensions are not changed here: left out of config(), the running ones are kept.
+        for name in schema.EXTENSION_KEYS:
+            self.fields.pop(name, None)
 
     @property
     def edited(self) -> list[str]:

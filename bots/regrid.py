@@ -189,6 +189,11 @@ def plan(bot: Bot, config: dict[str, Any], *, price: Decimal | None = None) -> P
     old = bot.engine()
     if old.is_stopped:
         raise BotError(f"{bot} is stopping ({bot.status_reason}): it keeps no grid to change.")
+    if getattr(old, "waiting", False):
+        raise BotError(
+            f"{bot} waits for its trigger price and holds nothing yet: stop it and change it "
+            "with Edit (nothing is lost)."
+        )
     merged, said = merge(bot, config)
     price = canonical(price or bot.last_price or old.start_price)
     grid = schema.grid_config_for(merged, exchange=bot.exchange, symbol=bot.symbol)
@@ -240,12 +245,21 @@ LABELS = {
     "stop_loss_pct": "stop-loss",
     "max_daily_loss": "daily loss limit",
     "take_profit": "take profit",
+    "trailing_up": "trailing up",
+    "trailing_up_limit": "trailing up limit",
+    "trailing_down": "trailing down",
+    "trailing_down_limit": "trailing down limit",
 }
 # Settings that are off at these values: "kept" is said only of one that is on.
-OFF = {"stop_loss_pct": "0", "max_daily_loss": "0", "take_profit": ""}
+OFF = {"stop_loss_pct": "0", "max_daily_loss": "0", "take_profit": "",
+       "trailing_up": "", "trailing_up_limit": "", "trailing_down": "",
+       "trailing_down_limit": ""}  # fmt: skip
+FLAGS = ("trailing_up", "trailing_down")
 
 
 def _shown(bot: Bot, key: str, value: str) -> str:
+    if key in FLAGS:
+        return "on" if value == "true" else "off"
     if value in UNSET or (key in OFF and _same(value, OFF[key])):
         return "none"
     if key == "stop_loss_pct":
@@ -256,6 +270,8 @@ def _shown(bot: Bot, key: str, value: str) -> str:
 
 
 def _same(a: str, b: str) -> bool:
+    if "true" in (a, b):  # a flag: on, or not
+        return a == b
     try:
         return Decimal(a or "0") == Decimal(b or "0")
     except ArithmeticError:
@@ -265,7 +281,8 @@ def _same(a: str, b: str) -> bool:
 def merge(bot: Bot, config: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
     """The new config with the old one's values for the keys it does not set (absent, None or
     ''), normalised; and what was kept or changed, in words. A kept take-profit the new range
-    reaches is dropped, and said."""
+    reaches is dropped, and said; so is a trigger price: the running bot's new grid starts at
+    the price now."""
     old = bot.config
     wanted = {k: v for k, v in config.items() if k in schema.KEYS and v not in UNSET}
     merged = schema.normalise({**old, **wanted})
@@ -275,7 +292,7 @@ def merge(bot: Bot, config: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
     if not (_same(before[0], after[0]) and _same(before[1], after[1])):
         notes.append(f"range {before[0]}–{before[1]} changed to {after[0]}–{after[1]}")
     for key, label in LABELS.items():
-        was, now = old.get(key, ""), merged[key]
+        was, now = old.get(key, ""), merged.get(key, "")
         if (was != now) if key == "spacing" else not _same(was, now):
             notes.append(f"{label} {_shown(bot, key, was)} changed to {_shown(bot, key, now)}")
         elif not (key in OFF and _same(was, OFF[key])) and was not in UNSET:
@@ -288,6 +305,8 @@ def merge(bot: Bot, config: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
             f"take profit {take} dropped: it is not above the new upper price "
             f"{merged['upper_bound']}"
         )
+    if trigger := merged.pop("trigger_price", ""):
+        notes.append(f"trigger price {trigger} dropped: the new grid starts at the price now")
     schema.validate(merged, exchange=bot.exchange, symbol=bot.symbol)
     return merged, notes
 

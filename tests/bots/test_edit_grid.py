@@ -21,7 +21,7 @@ from bots import cycle, regrid, services
 from bots.errors import BotError, ConfigError
 from bots.models import Bot, BotEvent, Order, PaperBalance, SendAttempt
 from market.models import LatestPrice
-from tests.bots.conftest import add_candles, make_rules
+from tests.bots.conftest import WORKED_CONFIG, add_candles, make_rules
 from tests.fakes.fake_binance import FakeBinance
 
 pytestmark = pytest.mark.django_db
@@ -510,3 +510,36 @@ def test_the_api_grid_change_is_a_404_for_another_user_and_a_409_for_a_stopped_b
     stopped = make_bot(dict(FIELDS))
     answer = api_post(client, f"/api/bots/{stopped.pk}/grid/preview", body, stopped.owner)
     assert answer.status_code == 409 and "not running" in answer.json()["detail"]
+
+
+# --- the extensions (trigger price, trailing) on a running grid -------------------------------
+
+
+def test_the_page_keeps_a_running_grids_trailing_and_drops_a_used_trigger(
+    client, worked_market, make_bot
+):
+    bot = make_bot(WORKED_CONFIG | {"trailing_up": "true", "trigger_price": "104"})
+    services.start_bot(bot)  # the price is at the trigger: the grid starts at once
+    bot.refresh_from_db()
+    client.force_login(bot.owner)
+    plan = services.plan_grid_edit(bot, FIELDS)
+
+    response = client.post(
+        f"/bots/{bot.pk}/grid/", FIELDS | {"plan": plan.digest, "plan_price": plan.price}
+    )
+
+    assert response.status_code == 302
+    bot.refresh_from_db()
+    assert bot.config.get("trailing_up") == "true" and "trigger_price" not in bot.config
+    assert "trailing up on kept" in plan.notes
+    assert "trigger price 104 dropped: the new grid starts at the price now" in plan.notes
+    assert bot.engine().desired_orders()  # trading now, not waiting for a trigger
+
+
+def test_a_grid_still_waiting_for_its_trigger_is_changed_by_stopping_it(worked_market, make_bot):
+    bot = make_bot(WORKED_CONFIG | {"trigger_price": "100"})
+    services.start_bot(bot)
+    bot.refresh_from_db()
+
+    with pytest.raises(BotError, match="waits for its trigger price"):
+        services.plan_grid_edit(bot, WIDER)
