@@ -513,6 +513,8 @@ NOTIFY_HTTP_TIMEOUT_SECONDS = env_int("NOTIFY_HTTP_TIMEOUT_SECONDS", 10)
 # Attempts per message before it is marked failed (back-off 30 s, 2 min, 10 min, 30 min, 2 h,
 # then 6 h between attempts).
 NOTIFY_MAX_ATTEMPTS = env_int("NOTIFY_MAX_ATTEMPTS", 7)
+# Messages sent or given up on are kept this many days (the settings page shows the latest).
+NOTIFY_KEEP_DAYS = env_int("NOTIFY_KEEP_DAYS", 30)
 # Webhooks over plain http://, and to addresses inside this network (loopback, private,
 # link-local): allowed on the embedded single-user default, refused elsewhere unless set.
 NOTIFY_WEBHOOK_ALLOW_HTTP = env_bool("NOTIFY_WEBHOOK_ALLOW_HTTP", EMBEDDED)

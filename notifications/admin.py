@@ -17,11 +17,11 @@ class ChannelAdmin(admin.ModelAdmin):
     list_filter = ("type", "enabled")
     list_select_related = ("owner",)
     search_fields = ("owner__email", "label")
-    fields = ("owner", "label", "type", "enabled", "kinds", "url", "chat_id", "secret_hint",
+    fields = ("owner", "label", "type", "enabled", "kinds", "url_hint", "chat_id", "secret_hint",
               "created_at")  # fmt: skip
-    readonly_fields = ("owner", "label", "type", "kinds", "url", "chat_id", "secret_hint",
+    readonly_fields = ("owner", "label", "type", "kinds", "url_hint", "chat_id", "secret_hint",
                        "created_at")  # fmt: skip
-    exclude = ("secret_encrypted",)
+    exclude = ("secret_encrypted", "url")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import models
@@ -92,13 +93,14 @@ class Channel(models.Model):
         return self.enabled and kind in (self.kinds or [])
 
     @property
-    def target(self) -> str:
-        """Where messages go, as a person may see it (no secret in it)."""
-        if self.type == self.Type.EMAIL:
-            return self.owner.email
-        if self.type == self.Type.WEBHOOK:
-            return self.url
-        return f"chat {self.chat_id}"
+    def url_hint(self) -> str:
+        """The webhook's URL as pages show it: scheme, host and the path's start and last four
+        characters. Many services put a token in the path (Discord, Slack): never all of it."""
+        parts = urlsplit(self.url)
+        tail = parts.path + (f"?{parts.query}" if parts.query else "")
+        if len(tail) > 16:
+            tail = f"{tail[:8]}••••{tail[-4:]}"
+        return f"{parts.scheme}://{parts.netloc}{tail}"
 
     def _context(self) -> bytes:
         from accounts import crypto

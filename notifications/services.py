@@ -542,3 +542,40 @@ def retry_now(delivery: Delivery) -> bool:
             pk=delivery.pk, status__in=[Delivery.Status.PENDING, Delivery.Status.FAILED]
         ).update(status=Delivery.Status.PENDING, next_attempt_at=timezone.now(), attempts=0)
     )
+
+
+# --- upkeep -----------------------------------------------------------------------------------
+
+
+def rotate_secrets() -> tuple[int, int, list[Channel]]:
+    """Re-encrypt every channel secret under the keyring's first key, one row at a time
+    (locked while it is rewritten): (rotated, already current, unreadable channels)."""
+    rotated, current, unreadable = 0, 0, []
+    ids = Channel.objects.exclude(secret_encrypted="").order_by("pk").values_list("pk", flat=True)
+    for pk in ids:
+        with transaction.atomic():
+            channel = (
+                Channel.objects.select_for_update().select_related("owner").filter(pk=pk).first()
+            )
+            if channel is None:  # deleted meanwhile
+                continue
+            was_current = crypto.is_current(channel.secret_encrypted)
+            try:
+                channel.secret()  # re-encrypts under the first key when it was not (and saves)
+            except crypto.UndecryptableSecret:
+                unreadable.append(channel)
+                continue
+            if was_current:
+                current += 1
+            else:
+                rotated += 1
+    return rotated, current, unreadable
+
+
+def prune(*, days: int) -> int:
+    """Forget messages sent or given up on more than ``days`` ago; how many."""
+    before = timezone.now() - timedelta(days=days)
+    deleted, _ = Delivery.objects.filter(
+        status__in=[Delivery.Status.SENT, Delivery.Status.FAILED], created_at__lt=before
+    ).delete()
+    return deleted

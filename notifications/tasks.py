@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+from django.conf import settings
 from django.utils import timezone
 from huey import crontab
 from huey.contrib.djhuey import db_periodic_task, db_task
@@ -54,6 +55,8 @@ def notifications_minute_task() -> None:
 
 @db_periodic_task(crontab(minute="5", hour="0"), priority=NOTIFY_PRIORITY)
 def daily_summary_task() -> None:
+    """Yesterday's summary for every user who wants one; then old messages are forgotten."""
     yesterday = (timezone.now() - timedelta(days=1)).date()
     services.daily_summary(yesterday)
     send_due()
+    services.prune(days=settings.NOTIFY_KEEP_DAYS)
