@@ -817,8 +817,10 @@ class GridEngine:
     def from_dict(cls, data: dict[str, Any]) -> GridEngine:
         if data.get("version") != 1:
             raise ValueError(f"unknown engine state version {data.get('version')!r}")
-        config = GridConfig.from_dict(data["config"])
         lines = [Decimal(p) for p in data["lines"]]
+        # Until a trailing shift moves them, the engine's lines are its config's own.
+        moved = data.get("shifts_up") or data.get("shifts_down")
+        config = GridConfig.from_dict(data["config"], lines=None if moved else lines)
         q = Decimal(data["q"])
         slots = [
             Slot(

@@ -8,7 +8,7 @@ price. ``GridError`` is the root of the grid layer's errors.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import InitVar, dataclass, field, fields
 from decimal import (
     ROUND_CEILING,
     ROUND_HALF_UP,
@@ -156,8 +156,10 @@ class GridConfig:
     trailing_down: bool = False
     trailing_down_limit: Decimal | None = None
     lines: list[Decimal] = field(init=False, repr=False, compare=False)
+    # A stored grid's own lines (``from_dict(..., lines=)``): trusted, not laid out again.
+    known_lines: InitVar[tuple[Decimal, ...] | None] = None
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, known_lines: tuple[Decimal, ...] | None = None) -> None:
         set_ = object.__setattr__
         name = ""
         try:
@@ -175,6 +177,11 @@ class GridConfig:
             if isinstance(value, str):  # a stored state's or a form's "true"/"false"
                 value = value.strip().lower() in ("true", "1", "on", "yes")
             set_(self, name, bool(value))
+        if known_lines is not None:
+            # Validated when the grid was made; a geometric grid's powers cost milliseconds,
+            # and every bot cycle rebuilds its engine's config.
+            set_(self, "lines", list(known_lines))
+            return
         self.validate()
 
     def validate(self) -> None:
@@ -363,6 +370,9 @@ class GridConfig:
         return out
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> GridConfig:
+    def from_dict(cls, data: dict[str, Any], *, lines: list[Decimal] | None = None) -> GridConfig:
+        """From ``to_dict``; with ``lines`` (a stored engine's, of this very config) the config is
+        trusted as it was validated when made, and its lines are not computed again."""
         known = {f.name for f in fields(cls) if f.init}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        kwargs = {k: v for k, v in data.items() if k in known}
+        return cls(**kwargs, known_lines=None if lines is None else tuple(lines))
