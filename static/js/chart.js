@@ -105,8 +105,8 @@
 
   // The grid moving (trailing): its lowest and highest line over time as two step lines, from
   // the range before the first move (startLines) through each move ([time_ms, "up"|"down"|
-  // "triggered", lowest, highest]) to the last bar. Drawn only once the grid has moved; they
-  // leave the price scale to the candles and the nearest orders.
+  // "triggered", lowest, highest]) to the last bar. Drawn only once the grid has moved, and
+  // kept in sight: the price scale widens to the range's path.
   function drawMoves(view, startLines, moves, barSeconds) {
     moves = (moves || []).filter(function (m) { return m && m.length >= 4; });
     var moved = moves.some(function (m) { return m[1] === "up" || m[1] === "down"; });
@@ -119,7 +119,6 @@
       var look = {
         color: "rgba(163,113,247,0.85)", lineWidth: 1, lineType: (LC.LineType && LC.LineType.WithSteps) || 1,
         priceLineVisible: false, lastValueVisible: false, crosshairMarkerVisible: false,
-        autoscaleInfoProvider: function () { return null; },
       };
       view.band = [view.chart.addSeries(LC.LineSeries, look), view.chart.addSeries(LC.LineSeries, look)];
     }

@@ -111,3 +111,40 @@ def test_a_clone_opens_with_its_trigger_and_trailing(page, live_url):
     assert page.get_by_label("Trailing up", exact=True).is_checked()
     assert not page.get_by_label("Trailing down", exact=True).is_checked()
     page.get_by_test_id("preview-trailing-up").wait_for()
+
+
+def test_the_bot_chart_draws_the_grid_moving_and_the_log_names_each_move(page, live_url):
+    import datetime as dt
+
+    from django.contrib.auth import get_user_model
+
+    from bots import services
+    from bots.models import BotEvent
+    from tests.browser.test_desk import T0
+
+    market()
+    register(page, live_url, "mover@example.com")
+    owner = get_user_model().objects.get(email="mover@example.com")
+    bot = services.create_bot(
+        owner, symbol="BTC/USDT", name="Mover",
+        config={"capital": "1000", "lower_bound": "60000", "upper_bound": "70000",
+                "grid_levels": "20", "spacing": "arithmetic", "stop_loss_pct": "0",
+                "max_daily_loss": "0", "take_profit": "", "trailing_up": "true"},
+    )  # fmt: skip
+    for minutes, lines, text in (
+        (10, ["60526.32", "70526.32"], "Grid moved up at 70600: a buy at 70000."),
+        (30, ["61052.64", "71052.64"], "Grid moved up at 71100: a buy at 70526.32."),
+    ):
+        BotEvent.objects.create(
+            bot=bot, kind="shift", message=text, market_time=T0 + dt.timedelta(minutes=minutes),
+            data={"grid_event": "shift_up", "lines": lines, "price": "70600"},
+        )  # fmt: skip
+
+    page.goto(f"{live_url}/bots/{bot.pk}/")
+    chart = page.locator("#bot-chart")
+    page.wait_for_function("() => document.querySelector('#bot-chart').dataset.ready === '1'")
+    assert chart.get_attribute("data-grid-moves") == "2"
+    log = page.locator(f"#bot-{bot.pk}-events")
+    assert log.locator(".event.shift_up .kind").first.inner_text() == "Grid moved up"
+    assert "a buy at 70526.32" in log.inner_text()
+    screenshot(page, "bot-chart-grid-moving")
