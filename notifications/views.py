@@ -13,6 +13,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -36,6 +37,7 @@ from notifications.forms import (
 from notifications.models import BOT_KINDS, BotMute, Channel, Delivery, Kind
 
 RECENT = 25  # deliveries on the page
+TESTS_PER_MINUTE = 5  # "send test" clicks per user
 
 
 def _bots(request: AuthedRequest) -> list[Bot]:
@@ -155,6 +157,12 @@ def channel_test(request: AuthedRequest, pk: int) -> HttpResponse:
     if not channel.enabled:
         messages.error(request, f"Turn “{channel.label}” on before sending a test.")
         return redirect("notifications:settings")
+    # A test is a request to any URL the user typed: a few a minute, not a flood.
+    key = f"notifications:tests:{request.user.pk}"
+    cache.add(key, 0, timeout=60)
+    if cache.incr(key) > TESTS_PER_MINUTE:
+        messages.error(request, "That is enough tests for a minute: try again shortly.")
+        return redirect(f"{_settings_url()}#deliveries")
     delivery = services.send_test(channel)
     _send_soon(delivery.pk)
     messages.success(request, f"Test message to “{channel.label}” sent: its result is below.")

@@ -269,3 +269,34 @@ def test_a_turned_off_channel_sends_nothing(make_channel, fake_notify):
     delivery.refresh_from_db()
     assert (delivery.status, delivery.last_error) == ("failed", "the channel is turned off")
     assert fake_notify.webhook_requests("quiet") == []
+
+
+def test_a_round_trip_reaches_telegram_in_words_with_money_and_a_link(
+    trade, make_channel, fake_notify, settings
+):
+    settings.NOTIFY_SITE_URL = "https://aibo.example.com/"
+    make_channel("telegram", kinds=["round_trip"])
+    bot = trade()
+    services.dispatch()
+    for delivery_id in services.due_ids():
+        services.deliver(delivery_id)
+    (sent,) = fake_notify.telegram_messages(TOKEN)
+    lines = sent["text"].splitlines()
+    assert lines[0] == "Worked grid · BTC/USDT · paper: 2 round trips, +51.82 USDT"
+    assert lines[2].startswith("Bought ") and lines[2].endswith(": +23.48 USDT.")
+    assert lines[-1] == f"https://aibo.example.com/bots/{bot.pk}/"
+
+
+def test_a_webhook_body_carries_the_bot_and_exact_amounts(trade, make_channel, fake_notify):
+    make_channel("webhook", label="hook", kinds=["round_trip"])
+    bot = trade()
+    services.dispatch()
+    for delivery_id in services.due_ids():
+        services.deliver(delivery_id)
+    (request,) = fake_notify.webhook_requests("hook")
+    body = request.json
+    assert body["kind"] == "round_trip"
+    assert body["bot"] == {"id": bot.pk, "name": "Worked grid", "symbol": "BTC/USDT",
+                           "exchange": "binance", "mode": "paper", "url": None}  # fmt: skip
+    assert body["data"]["profit"] == "51.815157"
+    assert body["data"]["quote"] == "USDT"

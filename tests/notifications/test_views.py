@@ -183,3 +183,13 @@ def test_the_per_bot_table_mutes_only_the_users_own_bots(
     assert set(BotMute.objects.values_list("bot_id", "kind")) == {(worked_bot.pk, Kind.FILL)}
     client.post("/notifications/bots/", {**ticked, f"b{worked_bot.pk}-fill": "on"})
     assert not BotMute.objects.exists()
+
+
+def test_send_test_is_limited_to_a_few_a_minute(client, user, make_channel, fake_notify):
+    channel = make_channel("webhook", label="hook")
+    client.force_login(user)
+    for _ in range(5):
+        client.post(f"/notifications/channels/{channel.pk}/test/")
+    response = client.post(f"/notifications/channels/{channel.pk}/test/", follow=True)
+    assert "That is enough tests for a minute" in response.text
+    assert Delivery.objects.filter(channel=channel).count() == 5
