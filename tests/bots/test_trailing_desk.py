@@ -174,3 +174,41 @@ def test_after_a_shift_up_the_ladder_shows_each_slots_own_order(client, user, ma
     assert top is not None and top.group(1) == "19"  # the new slot's id, at the top
     assert "70,526.32" in top.group(2) and "70,000.00" in top.group(2)  # its buy at the old top
     assert f'id="bot-{bot.pk}-slot-0"' not in page  # the bottom slot is gone
+
+
+def test_a_trailing_backtest_from_the_form_shows_its_grid_following_the_price(
+    client, user, rules, monkeypatch, django_capture_on_commit_callbacks
+):
+    """End to end: the backtest form with a trigger and trailing up, the run, its page."""
+    from bots.backtest_runs import run_backtest_job
+    from tests.bots.conftest import FORM, add_candles
+
+    start = int(dt.datetime(2025, 6, 2, tzinfo=dt.UTC).timestamp() * 1000)
+    # down to the 64,000 trigger, then a steady rise to 74,000: the grid must follow it up
+    path = [65000 - 100 * i for i in range(11)] + [64000 + 20 * i for i in range(1, 501)]
+    add_candles(
+        [(start + i * 60_000, str(p), str(p + 10), str(p - 10), str(p)) for i, p in enumerate(path)]
+    )
+    monkeypatch.setattr("bots.tasks.backtest_task", lambda pk: None)
+    client.force_login(user)
+    data = FORM | {"start": "2025-06-02", "end": "2025-06-02", "trigger_price": "64000",
+                   "trailing_up": "on", "trailing_up_limit": "73000"}  # fmt: skip
+    for name in ("name", "mode", "max_daily_loss"):
+        data.pop(name)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert client.post("/backtests/new/", data).status_code == 302
+    run = BacktestRun.objects.get(owner=user)
+    assert run.config["trailing_up"] == "true" and run.config["trigger_price"] == "64000"
+    run_backtest_job(run.pk)
+    run.refresh_from_db()
+    assert run.status == BacktestRun.Status.DONE, run.error
+    assert run.result["shifts_up"] > 0 and run.result["triggered_at"] is not None
+    page = client.get(f"/backtests/{run.pk}/").text
+    shifts = re.search(r'data-testid="shifts-up">(\d+) up<', page)
+    assert shifts is not None and int(shifts.group(1)) == run.result["shifts_up"]
+    assert "2025-06-02 00:10 UTC, at 64,000.00" in page
+    assert "trailing up to 73,000.00" in page
+    chart = client.get(f"/backtests/{run.pk}/data.json").json()
+    assert chart["start_lines"] == ["60000", "70000"]
+    assert len(chart["moves"]) == run.result["shifts_up"]
+    assert Decimal(chart["moves"][-1][3]) <= Decimal("73000")  # never above the limit
