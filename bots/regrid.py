@@ -536,7 +536,7 @@ def regrid_live(
         _as_filled(done, trade, base_fee)
         minute = timezone.now().replace(second=0, microsecond=0)
         with transaction.atomic():
-            locked = Bot.objects.select_for_update().select_related("credential").get(pk=bot.pk)
+            locked = Bot.objects.select_for_update().get(pk=bot.pk)
             rows = _write(locked, done, trade=trade, at=minute)
             if trade is not None:
                 starting.record_start(locked, rows[0], fills)
