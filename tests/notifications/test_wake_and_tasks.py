@@ -21,6 +21,12 @@ pytestmark = pytest.mark.django_db
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture(autouse=True)
+def fresh_process(monkeypatch) -> None:
+    """Each test starts as a process that has not asked for a dispatch this second."""
+    monkeypatch.setattr(wake, "_asked_until", 0.0)
+
+
 @pytest.fixture
 def dispatches(monkeypatch) -> list[float]:
     """Each dispatch task enqueued, as it would go to the queue (nothing runs)."""
@@ -37,6 +43,7 @@ def test_a_busy_bot_enqueues_at_most_one_dispatch_a_second(
             publish_bot(worked_bot.pk)
     assert len(dispatches) == 1
     cache.delete(wake.WAKE_KEY)  # a second later
+    wake._asked_until = 0.0
     with django_capture_on_commit_callbacks(execute=True):
         publish_bot(worked_bot.pk)
     assert len(dispatches) == 2
