@@ -41,6 +41,8 @@ DIFF_FIELDS = (
     ("trailing_down_limit", "Trailing down floor"),
     ("capital", "Capital"),
 )
+EXTENSIONS = ("trigger_price", "trailing_up", "trailing_up_limit", "trailing_down",
+              "trailing_down_limit")  # fmt: skip
 PRICE_KEYS = ("lower_bound", "upper_bound", "take_profit", "trigger_price", "trailing_up_limit",
               "trailing_down_limit")  # fmt: skip
 
@@ -142,6 +144,8 @@ def panel_context(run: AdvisorRun) -> dict[str, Any]:
             "changed": current is not None and _differs(current.get(key), suggested.get(key)),
         }
         for key, label in DIFF_FIELDS
+        # the trigger and trailing only when either grid uses them
+        if key not in EXTENSIONS or (current or {}).get(key) or suggested.get(key)
     ]
     rows = []
     backtests = run.backtests or {}
@@ -231,12 +235,12 @@ def _risk(run: AdvisorRun, config: dict[str, Any]) -> dict[str, Any] | None:
 
 def _shown(key: str, value: Any, tick: str, quote: str) -> str:
     """A config value as people read it: prices to the tick, capital to the cent."""
+    if key in ("trailing_up", "trailing_down"):
+        return "on" if str(value) == "true" else "off"  # left out of a config: off
     if value in (None, ""):
         return ""
     if key in PRICE_KEYS and tick:
         return price_at_tick(value, tick)
-    if key in ("trailing_up", "trailing_down"):
-        return "on" if str(value) == "true" else "off"
     if key == "capital":
         return format_money(value, quote)
     if key == "stop_loss_pct":

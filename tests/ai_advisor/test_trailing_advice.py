@@ -159,3 +159,22 @@ def test_the_prompt_shows_the_bots_own_trailing(user, market, no_key, make_bot):
     text = render_context(ctx)
     assert '"trailing_up": true' in text and '"trailing_up_limit": "72000"' in text
     assert "trailing_down" not in text  # off: not said
+
+
+def test_the_advice_diff_shows_trailing_only_when_either_grid_uses_it(client, user, bot, claude):
+    claude([fakes.tool_use(good_input(**TRAILING_INPUT)), fakes.tool_use(good_input())])
+    client.force_login(user)
+    with_trailing = ask(client, bot=bot.pk).json()["run_id"]
+    without = ask(client, bot=bot.pk).json()["run_id"]
+
+    def diff_of(run_id: int) -> str:
+        page = client.get(reverse("ai_advisor:run", args=[run_id])).text
+        table = re.search(r'<table class="advisor-diff">.*?</table>', page, re.S)
+        assert table is not None
+        return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", table.group(0)))
+
+    shown = diff_of(with_trailing)
+    assert "Trailing up off on" in shown and "Trigger price — 64,500.50" in shown
+    assert "Trailing down floor — 61,000.00" in shown
+    plain = diff_of(without)
+    assert "Trailing" not in plain and "Trigger" not in plain
