@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-APPS = ("aibo", "accounts", "bots", "market", "ai_advisor")
+APPS = ("aibo", "accounts", "bots", "market", "ai_advisor", "notifications")
 
 
 def _module_of(path: Path) -> str:
@@ -133,6 +133,13 @@ def test_bots_know_nothing_of_the_advisor() -> None:
         assert not wrong, (module, wrong)
 
 
+def test_only_the_wiring_knows_the_notifications() -> None:
+    """Notifications sit on top: the apps wake them by signals, never by importing them."""
+    for module, targets in arrows_from("accounts", "bots", "market", "ai_advisor").items():
+        wrong = {t for t in targets if _in(t, "notifications")}
+        assert not wrong, (module, wrong)
+
+
 def test_no_import_circles() -> None:
     """Tarjan's strongly connected components over every import, lazy ones included."""
     index: dict[str, int] = {}
@@ -177,6 +184,7 @@ HEAVY = ("ccxt", "anthropic", "matplotlib")
     [
         "bots.models, accounts.models, market.models, ai_advisor.models",
         "bots.services, market.services, ai_advisor.services, accounts.services",
+        "notifications.models, notifications.services",
         "bots.management.commands.backtest",
     ],
 )
