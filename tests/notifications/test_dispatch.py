@@ -172,3 +172,34 @@ def test_the_daily_summary_counts_the_days_round_trips_and_bots(trade, make_chan
     yesterday = today - timezone.timedelta(days=1)
     services.daily_summary(yesterday)
     assert Delivery.objects.get(key=f"daily:{yesterday}").data["round_trips"] == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_second_worker_skips_while_one_dispatches(postgres, trade, make_channel):
+    """Row locks are PostgreSQL's: a dispatch finding the cursor locked returns at once."""
+    import threading
+
+    from django.db import connection, transaction
+
+    make_channel("webhook", kinds=ALL)
+    trade()
+    services.dispatch()  # the cursors exist
+    OutboxCursor.objects.filter(name="trades").update(last_id=0)
+    locked, release, answers = threading.Event(), threading.Event(), []
+
+    def other_worker() -> None:
+        with transaction.atomic():
+            OutboxCursor.objects.select_for_update().get(name="bot_events")
+            locked.set()
+            release.wait(10)
+        connection.close()
+
+    worker = threading.Thread(target=other_worker)
+    worker.start()
+    assert locked.wait(10)
+    answers.append(services.dispatch())
+    release.set()
+    worker.join()
+    assert answers == [0]  # skipped, not blocked, nothing written
+    assert services.dispatch() == 0  # then it reads on, and the keys hold: nothing twice
+    assert Delivery.objects.count() == 2
