@@ -148,3 +148,41 @@ def test_the_bot_chart_draws_the_grid_moving_and_the_log_names_each_move(page, l
     assert log.locator(".event.shift_up .kind").first.inner_text() == "Grid moved up"
     assert "a buy at 70526.32" in log.inner_text()
     screenshot(page, "bot-chart-grid-moving")
+
+
+def test_backtesting_a_trailing_bot_shows_its_trigger_and_the_grid_following_the_price(
+    page, live_url, django_user_model
+):
+    from bots import services
+    from bots.models import BacktestRun
+    from tests.browser.conftest import log_in
+
+    market()  # an hour from 65,000 swinging up to 65,080
+    user = django_user_model.objects.create_user(email="bt@example.com", password="a-Long-pw-123")
+    bot = services.create_bot(
+        user, symbol="BTC/USDT", name="Follower",
+        config={"capital": "1000", "lower_bound": "64900", "upper_bound": "65000",
+                "grid_levels": "10", "spacing": "arithmetic", "stop_loss_pct": "0",
+                "max_daily_loss": "0", "take_profit": "", "trigger_price": "65020",
+                "trailing_up": "true", "trailing_up_limit": "65100"},
+    )  # fmt: skip
+    log_in(page, live_url, user.email)
+    page.goto(f"{live_url}/bots/{bot.pk}/")
+    page.get_by_role("link", name="Backtest this grid").click()
+    assert page.locator("details.advanced").evaluate("el => el.open")
+    assert page.get_by_label("Trigger price").input_value() == "65020"
+    assert page.get_by_label("Trailing up", exact=True).is_checked()
+    page.get_by_label("From").fill("2025-06-02")
+    page.get_by_label("To (inclusive)").fill("2025-06-02")
+    page.get_by_role("button", name="Run backtest").click()
+    page.wait_for_url(f"{live_url}/backtests/*/")
+    page.get_by_role("heading", name="Result").wait_for(timeout=20_000)
+    page.wait_for_function("document.querySelector('#backtest-chart').dataset.ready === '1'")
+
+    run = BacktestRun.objects.get(owner=user)
+    assert run.result["shifts_up"] > 0, run.result
+    assert page.get_by_test_id("shifts-up").inner_text() == f"{run.result['shifts_up']} up"
+    assert "at 65,020.00" in page.get_by_test_id("triggered-at").inner_text()
+    moves = page.locator("#backtest-chart").get_attribute("data-grid-moves")
+    assert moves == str(run.result["shifts_up"])
+    screenshot(page, "backtest-trailing-result")
