@@ -33,6 +33,7 @@ from datetime import datetime
 from decimal import ROUND_CEILING, Decimal, localcontext
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -45,7 +46,7 @@ from bots.grid.engine import DesiredOrder, GridEngine, MarketTrade, Side
 from bots.grid.params import EXACT, InvalidGrid
 from bots.locks import bot_lock
 from bots.models import Bot, BotEvent, EquitySnapshot, Order
-from market.exchange import ExchangeError
+from market.exchange import Budget, ExchangeError
 from market.precision import canonical, floor_amount, plain
 
 ZERO = Decimal(0)
@@ -517,6 +518,7 @@ def regrid_live(
         gw = live_trading.gateway(bot)
         first = plan(bot, config, price=price)
         check_shown(shown, first)
+        _check_budget(bot, first)
         _check_account(bot, gw, first)
         client_id = order_ids.market_order_id(ledger.run_key(bot, bot.generation + 1), REGRID)
         try:
@@ -588,6 +590,35 @@ def _as_filled(done: Plan, trade: MarketTrade | None, base_fee: Decimal) -> None
         done.money.insert(0, f"{verb} {plain(trade.amount)} {done.base_asset} at "
                              f"{plain(canonical(trade.price))} on average at market for the "
                              f"difference; fee {fee}")  # fmt: skip
+
+
+# About what taking the old grid off the exchange weighs in the exchange's request budget
+# (Binance's weights): per order a cancel and a look-up; then the book and the account's trades.
+WEIGHT_PER_CANCEL = 5
+WEIGHT_TO_FINISH = 40
+
+
+def _check_budget(bot: Bot, done: Plan) -> None:
+    """A change the request budget cannot carry through now is refused before anything is
+    cancelled (``LiveError``): the exchange paused or banned this server, or the weight
+    already used this window leaves less than the old grid's cancels and look-ups need beside
+    the spare share kept for stops. The new grid's orders need no room now: they are written
+    down as pending and go out as the budget allows, as every cycle sends them."""
+    api_key, _secret = bot.credential.keys()  # type: ignore[union-attr]
+    budget = Budget(bot.exchange, api_key)
+    paused = budget.pause()
+    if paused is not None:
+        raise LiveError(f"{bot.exchange} is not taking requests from this server now "
+                        f"({paused[1]}): nothing was changed; try again later.")  # fmt: skip
+    need = WEIGHT_PER_CANCEL * len(done.cancels) + WEIGHT_TO_FINISH
+    spare = 1 - Decimal(str(settings.EXCHANGE_BUDGET_HEADROOM))
+    for what, used, limit in budget.usage():
+        if what.startswith("request weight") and used + need > limit * spare:
+            raise LiveError(
+                f"{bot.exchange}'s request budget is too busy for this change now ({what}: "
+                f"{used:,} of {limit:,} used, the change needs about {need:,}): nothing was "
+                "changed; try again in a minute."
+            )
 
 
 def _check_account(bot: Bot, gw: Any, done: Plan) -> None:

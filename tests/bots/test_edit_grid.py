@@ -543,3 +543,22 @@ def test_a_grid_still_waiting_for_its_trigger_is_changed_by_stopping_it(worked_m
 
     with pytest.raises(BotError, match="waits for its trigger price"):
         services.plan_grid_edit(bot, WIDER)
+
+
+def test_a_live_change_the_request_budget_cannot_carry_is_refused_before_any_cancel(live_bot, fake):
+    from django.core.cache import cache
+
+    from market.exchange import Budget
+
+    budget = Budget("binance", API_KEY)
+    weight = next(limit for limit in budget.limits() if limit.kind == "REQUEST_WEIGHT")
+    window = int(timezone.now().timestamp() // weight.seconds)
+    cache.set(budget._used_key(weight, window), weight.limit - 50, timeout=weight.seconds)
+    book, plan = resting(fake), services.plan_grid_edit(live_bot, SHIFTED)
+
+    with pytest.raises(BotError, match="request budget is too busy for this change"):
+        services.apply_grid_edit(live_bot, SHIFTED, shown=shown(plan), typed_pair="BTC/USDT")
+
+    assert resting(fake) == book
+    live_bot.refresh_from_db()
+    assert live_bot.config["lower_bound"] == "95000"
