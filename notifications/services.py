@@ -246,12 +246,15 @@ def dispatch() -> int:
         advisor_cursor = _locked_cursor("advisor_runs", AdvisorRun)
         if events_cursor is None or trades_cursor is None or advisor_cursor is None:
             return 0
-        notices = _event_notices(read_new_ids(events_cursor, BotEvent))
-        notices += _trip_notices(read_new_ids(trades_cursor, Trade))
+        # Only owners with a channel on are worth the words (a round trip's words cost a
+        # statistics pass over its bot).
+        listening = set(Channel.objects.filter(enabled=True).values_list("owner_id", flat=True))
+        notices = _event_notices(read_new_ids(events_cursor, BotEvent), listening)
+        notices += _trip_notices(read_new_ids(trades_cursor, Trade), listening)
         since = (advisor_cursor.since or now) - ADVISOR_OVERLAP
         runs = (
             AdvisorRun.objects.filter(
-                status=AdvisorRun.Status.DONE, owner__isnull=False, finished_at__gt=since
+                status=AdvisorRun.Status.DONE, owner__in=listening, finished_at__gt=since
             )
             .select_related("bot")
             .order_by("finished_at", "id")
@@ -264,11 +267,11 @@ def dispatch() -> int:
     return written
 
 
-def _event_notices(ids: list[int]) -> list[Notice]:
-    if not ids:
+def _event_notices(ids: list[int], listening: set[int]) -> list[Notice]:
+    if not ids or not listening:
         return []
     events = list(
-        BotEvent.objects.filter(id__in=ids, kind__in=list(EVENT_KINDS))
+        BotEvent.objects.filter(id__in=ids, kind__in=list(EVENT_KINDS), bot__owner__in=listening)
         .select_related("bot")
         .order_by("id")
     )
@@ -283,11 +286,12 @@ def _event_notices(ids: list[int]) -> list[Notice]:
     return notices
 
 
-def _trip_notices(ids: list[int]) -> list[Notice]:
-    if not ids:
+def _trip_notices(ids: list[int], listening: set[int]) -> list[Notice]:
+    if not ids or not listening:
         return []
     trips: dict[int, list[Trade]] = defaultdict(list)
-    for trade in Trade.objects.filter(id__in=ids).select_related("bot").order_by("id"):
+    rows = Trade.objects.filter(id__in=ids, bot__owner__in=listening)
+    for trade in rows.select_related("bot").order_by("id"):
         trips[trade.bot_id].append(trade)
     return [trips_notice(group[0].bot, group) for group in trips.values()]
 

@@ -203,3 +203,14 @@ def test_a_second_worker_skips_while_one_dispatches(postgres, trade, make_channe
     assert answers == [0]  # skipped, not blocked, nothing written
     assert services.dispatch() == 0  # then it reads on, and the keys hold: nothing twice
     assert Delivery.objects.count() == 2
+
+
+def test_bots_whose_owner_has_no_channel_on_cost_no_words(trade, make_channel, monkeypatch):
+    make_channel("webhook", kinds=ALL, enabled=False)
+    trade()
+
+    def expensive(bot):
+        raise AssertionError("statistics computed for nobody")
+
+    monkeypatch.setattr(services, "_total_profit", expensive)
+    assert services.dispatch() == 0
