@@ -497,10 +497,11 @@ def regrid_live(
        exchange refuses stays pending and the cycles send it (a refusal counted, in words on
        the log, the bot stopped in ERROR after ``REFUSALS_BEFORE_ERROR`` in a row).
 
-    A failure in 1–3 (the exchange refused or did not answer, the budget held a request back)
-    leaves the old grid the bot's grid, said on the log: the next cycle, made to ask the
-    exchange's book, places its cancelled orders again. A market order sent whose answer was
-    lost is looked up by its id when the change is applied again, and never sent twice."""
+    A failure in 1–4 (the exchange refused or did not answer, the budget held a request back,
+    the database failed) leaves the old grid the bot's grid, said on the log: the next cycle,
+    made to ask the exchange's book, places its cancelled orders again. A market order sent
+    whose answer was lost (or whose booking failed) is looked up by its id when the change is
+    applied again, and never sent twice."""
     starting.check_going_live(bot)
     if typed_pair is None or not starting.same_pair(typed_pair, bot.symbol):
         shown_text = (typed_pair or "").strip()[:30]
@@ -537,14 +538,18 @@ def regrid_live(
             raise BotError(words) from None
         _as_filled(done, trade, base_fee)
         minute = timezone.now().replace(second=0, microsecond=0)
-        with transaction.atomic():
-            locked = Bot.objects.select_for_update().get(pk=bot.pk)
-            rows = _write(locked, done, trade=trade, at=minute)
-            if trade is not None:
-                starting.record_start(locked, rows[0], fills)
-            pending = [] if locked.stopping_reason else (
-                live_trading.write_regrid_orders(locked, done.engine)
-            )  # fmt: skip
+        try:
+            with transaction.atomic():
+                locked = Bot.objects.select_for_update().get(pk=bot.pk)
+                rows = _write(locked, done, trade=trade, at=minute)
+                if trade is not None:
+                    starting.record_start(locked, rows[0], fills)
+                pending = [] if locked.stopping_reason else (
+                    live_trading.write_regrid_orders(locked, done.engine)
+                )  # fmt: skip
+        except Exception as e:  # the trade is done but not booked: said, and found again
+            live_trading.regrid_abandoned(bot, _not_laid(bot, e, client_id))
+            raise
         live_trading.send_regrid_orders(locked, gw, pending, last=price)
     push.publish_bot(bot.pk)
     return done

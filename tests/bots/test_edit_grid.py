@@ -562,3 +562,29 @@ def test_a_live_change_the_request_budget_cannot_carry_is_refused_before_any_can
     assert resting(fake) == book
     live_bot.refresh_from_db()
     assert live_bot.config["lower_bound"] == "95000"
+
+
+def test_a_booking_that_fails_after_the_trade_keeps_the_old_grid_and_books_the_trade_once_later(
+    live_bot, fake, monkeypatch
+):
+    plan = services.plan_grid_edit(live_bot, SHIFTED)
+    cid = f"{regrid_key(live_bot)}-regrid"
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("the database went away")
+
+    with monkeypatch.context() as patched, pytest.raises(RuntimeError):
+        patched.setattr(regrid.starting, "record_start", broken)
+        services.apply_grid_edit(live_bot, SHIFTED, shown=shown(plan), typed_pair="BTC/USDT")
+
+    live_bot.refresh_from_db()
+    assert live_bot.config["lower_bound"] == "95000"
+    assert live_bot.events.filter(message__contains="was not confirmed").exists()
+    again = services.plan_grid_edit(live_bot, SHIFTED)
+    services.apply_grid_edit(live_bot, SHIFTED, shown=shown(again), typed_pair="BTC/USDT")
+
+    live_bot.refresh_from_db()
+    assert [o.client_id for o in fake.orders("BTCUSDT") if o.client_id == cid] == [cid]
+    assert resting(fake) == db_resting(live_bot)
+    engine = live_bot.engine()
+    assert engine.base + engine.dust == coins(fake)
