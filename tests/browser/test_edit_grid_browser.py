@@ -9,10 +9,15 @@ import re
 import pytest
 from playwright.sync_api import expect
 
+from bots import cycle, services
 from bots.models import BotEvent
 from tests.browser.conftest import log_in, screenshot
 from tests.browser.test_bot_management import running, trader
-from tests.browser.test_desk import market
+from tests.browser.test_desk import in_thread, market
+from tests.browser.test_going_live_browser import (
+    live_market,  # noqa: F401  (a fixture)
+    signed_in_with_a_live_bot,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -73,3 +78,46 @@ def test_edit_a_running_paper_grid_see_the_diff_apply_it_and_see_the_new_grid(
     assert bot.is_running and bot.started_at == started_at
     assert bot.config["grid_levels"] == "13"
     assert BotEvent.objects.filter(bot=bot, kind=BotEvent.Kind.REGRID).exists()
+
+
+@pytest.mark.usefixtures("live_market")
+def test_a_live_grid_change_is_confirmed_in_a_dialog_by_typing_the_pair(
+    page, live_url, fake_binance, django_user_model
+):
+    fake, bot = signed_in_with_a_live_bot(
+        page, live_url, fake_binance, django_user_model, "live-edit@example.com", "Live grid"
+    )
+    in_thread(lambda: services.start_bot(bot))
+    in_thread(lambda: cycle.run_cycle(bot.pk))  # the grid rests on the fake Binance
+    bot.refresh_from_db()
+    old_book = {o.client_id for o in fake.orders("BTCUSDT", "NEW")}
+    assert len(old_book) == 9
+    page.goto(f"{live_url}/bots/{bot.pk}/grid/")
+    diff = page.locator(f"#bot-{bot.pk}-diff")
+    page.get_by_label("Lower price", exact=True).fill("97000")
+    page.get_by_label("Upper price", exact=True).fill("107000")
+    expect(diff.get_by_test_id("diff-cancels")).to_have_text("9")
+    diff.get_by_role("button", name="Apply on Binance…").click()
+
+    dialog = page.locator(f"#bot-{bot.pk}-edit-confirm")
+    dialog.wait_for()
+    assert "real orders with real money" in dialog.inner_text()
+    assert "9 orders" in dialog.get_by_test_id("edit-confirm-summary").inner_text()
+    dialog.get_by_label("Type BTC/USDT to apply the change").fill("ETH/USDT")
+    dialog.get_by_role("button", name="Apply live").click()
+    dialog = page.locator(f"#bot-{bot.pk}-edit-confirm")
+    dialog.get_by_text("You typed “ETH/USDT”, not BTC/USDT: nothing was changed.").wait_for()
+    assert {o.client_id for o in fake.orders("BTCUSDT", "NEW")} == old_book
+    screenshot(page, "edit-grid-live-confirm")
+
+    dialog.get_by_label("Type BTC/USDT to apply the change").fill("BTC/USDT")
+    dialog.get_by_role("button", name="Apply live").click()
+
+    page.wait_for_url(f"{live_url}/bots/{bot.pk}/")
+    bot.refresh_from_db()
+    assert bot.config["lower_bound"] == "97000"
+    new_book = {o.client_id for o in fake.orders("BTCUSDT", "NEW")}
+    assert new_book and not new_book & old_book
+    assert new_book == set(
+        bot.orders.filter(status__in=["pending", "open"]).values_list("client_order_id", flat=True)
+    )
