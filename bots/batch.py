@@ -101,10 +101,7 @@ def _walk(bots: list[Bot]) -> list[paper_trading.Walk]:
             buy, sell = bot.next_buy_price, bot.next_sell_price
             if (buy is not None and lows[i] <= buy) or (sell is not None and highs[i] >= sell):
                 crossed.append(bot.pk)
-    books: dict[int, paper_trading.Book] = {pk: {} for pk in crossed}
-    if crossed:
-        for order in paper_trading.open_orders(crossed):
-            books[order.bot_id][order.slot] = order
+    books = paper_trading.Book.of_bots(crossed) if crossed else {}
     # A bot not crossed reads its own book in the rare case a fill needs it after all.
     return [
         paper_trading.walk_candles(bot, candles, book=books.get(bot.pk)) for bot, candles in todo

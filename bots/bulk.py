@@ -1,24 +1,30 @@
-"""Many rows updated, each with its own values, in one statement: a batch of cycles' write.
+"""Many rows written in one statement each: a batch of cycles' writes.
 
-Django's ``bulk_update`` writes ``CASE WHEN id = … THEN …`` for every row and field; building
-that for a batch's 500 bots and 15 fields took longer than walking the bots. On PostgreSQL the
-rows go in as a ``VALUES`` list joined on the primary key instead; elsewhere (SQLite: the
-embedded default, with few bots) Django's ``bulk_update`` does it.
+Django's ``bulk_update`` writes ``CASE WHEN id = … THEN …`` for every row and field, and its
+``bulk_create`` one placeholder per value; building and sending those for a batch's 500 bots
+cost more than walking the bots. On PostgreSQL each column goes instead as one array parameter
+(``unnest``), bound by the server: a statement of a few lines whatever the number of rows.
+Elsewhere (SQLite: the embedded default, with few bots) Django's own bulk methods do it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
+import psycopg
 from django.db import connection
-from django.db.models import Model
+from django.db.models import Field, Model
 
 
-def update_rows(model: type[Model], rows: Sequence[Model], fields: Sequence[str]) -> None:
-    """Write ``fields`` of every row (saved rows of ``model``) in one statement."""
+def update_rows(
+    model: type[Model], rows: Sequence[Model], fields: Sequence[str], *, many: bool = True
+) -> None:
+    """Write ``fields`` of every row (saved rows of ``model``) in one statement; with ``many``
+    off (a few rows: one bot's cycle) as Django's ``bulk_update`` does."""
     if not rows:
         return
-    if connection.vendor != "postgresql":
+    if not many or connection.vendor != "postgresql":
         model._default_manager.bulk_update(rows, fields)
         return
     q = connection.ops.quote_name
@@ -26,19 +32,72 @@ def update_rows(model: type[Model], rows: Sequence[Model], fields: Sequence[str]
     pk = meta.pk
     assert pk is not None
     columns = [pk] + [meta.get_field(name) for name in fields]
-    # Values arrive untyped (client-side binding): each is cast to its column's type.
-    sets = ", ".join(
-        f"{q(f.column)} = CAST(v.{q(f.column)} AS {f.db_type(connection)})" for f in columns[1:]
-    )
-    row = "(" + ", ".join(["%s"] * len(columns)) + ")"
-    params = [
-        f.get_db_prep_save(getattr(obj, f.attname), connection) for obj in rows for f in columns
-    ]
+    sets = ", ".join(f"{q(f.column)} = v.{q(f.column)}" for f in columns[1:])
     sql = (
-        f"UPDATE {q(meta.db_table)} AS t SET {sets} "
-        f"FROM (VALUES {', '.join([row] * len(rows))}) "
-        f"AS v({', '.join(q(f.column) for f in columns)}) "
-        f"WHERE t.{q(pk.column)} = CAST(v.{q(pk.column)} AS {pk.db_type(connection)})"
+        f"UPDATE {q(meta.db_table)} AS t SET {sets} FROM {_unnest(columns)} "
+        f"WHERE t.{q(pk.column)} = v.{q(pk.column)}"
     )
-    with connection.cursor() as cursor:
+    _execute(sql, _arrays(columns, rows, add=False))
+
+
+def insert_rows(
+    model: type[Model], rows: Sequence[Model], *, ignore_conflicts: bool = False, many: bool = True
+) -> None:
+    """Insert new rows of ``model`` in one statement; each gets its primary key (not with
+    ``ignore_conflicts``: rows that clashed are not inserted and have none, as in Django).
+    With ``many`` off (one bot's cycle) as Django's ``bulk_create`` does."""
+    if not rows:
+        return
+    manager = model._default_manager
+    if not many or connection.vendor != "postgresql" or any(o.pk is not None for o in rows):
+        manager.bulk_create(rows, ignore_conflicts=ignore_conflicts)
+        return
+    for obj in rows:  # an order saved just before: its id goes into the trade that names it
+        obj._prepare_related_fields_for_save(operation_name="bulk_create")
+    q = connection.ops.quote_name
+    meta = model._meta
+    pk = meta.pk
+    assert pk is not None
+    columns = [f for f in meta.concrete_fields if f is not pk]
+    names = ", ".join(f"v.{q(f.column)}" for f in columns)
+    sql = (
+        f"INSERT INTO {q(meta.db_table)} ({', '.join(q(f.column) for f in columns)}) "
+        f"SELECT {names} FROM {_unnest(columns, ordered=True)} ORDER BY v.ord"
+    )
+    if ignore_conflicts:
+        _execute(sql + " ON CONFLICT DO NOTHING", _arrays(columns, rows, add=True))
+        return
+    ids = _execute(f"{sql} RETURNING {q(pk.column)}", _arrays(columns, rows, add=True))
+    for obj, (key,) in zip(rows, ids, strict=True):
+        obj.pk = key
+        obj._state.adding, obj._state.db = False, connection.alias
+
+
+def _unnest(columns: list[Field], *, ordered: bool = False) -> str:  # type: ignore[type-arg]
+    """The columns' arrays as rows ``v`` (with ``v.ord``, their position, when ``ordered``);
+    bound in binary: a text array would escape every quote of every JSON value."""
+    q = connection.ops.quote_name
+    arrays = ", ".join(f"%b::{f.db_type(connection)}[]" for f in columns)
+    names = ", ".join(q(f.column) for f in columns)
+    if ordered:
+        return f"unnest({arrays}) WITH ORDINALITY AS v({names}, ord)"
+    return f"unnest({arrays}) AS v({names})"
+
+
+def _arrays(columns: list[Field], rows: Sequence[Model], *, add: bool) -> list[list[Any]]:  # type: ignore[type-arg]
+    """Each column's values for the database, as Django's own save prepares them."""
+    if add:
+        return [[f.get_db_prep_save(f.pre_save(obj, True), connection) for obj in rows]
+                for f in columns]  # fmt: skip
+    return [[f.get_db_prep_save(getattr(obj, f.attname), connection) for obj in rows]
+            for f in columns]  # fmt: skip
+
+
+def _execute(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+    """Run on Django's connection, through its cursor wrapper (query logging, execute
+    wrappers, error translation), but bound by the server: Django's own cursors bind on the
+    client and would write every array out into the statement's text."""
+    connection.ensure_connection()
+    with connection._prepare_cursor(psycopg.Cursor(connection.connection)) as cursor:
         cursor.execute(sql, params)
+        return cursor.fetchall() if cursor.description else []

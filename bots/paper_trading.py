@@ -16,8 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
-from django.db.models import QuerySet
 from django.utils import timezone
 
 from aibo import metrics
@@ -33,8 +33,6 @@ from market.models import Candle
 CYCLE_BATCH = 2_000
 TIMEFRAME = "1m"
 CandleRow = tuple[datetime, Decimal, Decimal, Decimal, Decimal]
-# A bot's open orders by slot: what the walk fills and replaces.
-Book = dict[int | None, Order]
 
 
 @dataclass
@@ -78,10 +76,43 @@ def candles_after(exchange: str, symbol: str, cursor: datetime | None) -> list[C
     )
 
 
-def open_orders(bot_ids: list[int]) -> QuerySet[Order]:
-    """The open orders of these bots, as a walk reads them: the fields it reads and writes
-    (loading a whole order row costs more than walking a candle)."""
-    return Order.objects.filter(bot_id__in=bot_ids, status=Order.Status.OPEN).only(*BOOK_FIELDS)
+class Book:
+    """A bot's open orders by slot, read as plain rows: an ``Order`` is made only for one the
+    walk fills or replaces (every slot rests an order; a candle changes few of them, and
+    making a model instance costs more than walking a candle)."""
+
+    def __init__(self) -> None:
+        self._rows: dict[int | None, tuple[Any, ...]] = {}
+        self._orders: dict[int | None, Order] = {}
+
+    @classmethod
+    def of_bots(cls, bot_ids: list[int]) -> dict[int, Book]:
+        """The books of these bots, in one query (a bot with no open order has an empty one)."""
+        books = {pk: cls() for pk in bot_ids}
+        rows = Order.objects.filter(bot_id__in=bot_ids, status=Order.Status.OPEN)
+        for row in rows.order_by().values_list(*_BOOK_COLUMNS):
+            books[row[_BOT]]._rows[row[_SLOT]] = row
+        return books
+
+    def client_id(self, slot: int | None) -> str | None:
+        """The client order id resting in ``slot``, or None."""
+        if slot in self._orders:
+            return self._orders[slot].client_order_id
+        row = self._rows.get(slot)
+        return None if row is None else row[_CLIENT_ID]
+
+    def pop(self, slot: int | None) -> Order | None:
+        """The order resting in ``slot``, taken off the book (the walk filled or replaced it)."""
+        if slot in self._orders:
+            return self._orders.pop(slot)
+        row = self._rows.pop(slot, None)
+        # As the ORM loads it: the fields not read stay deferred (never written back blank).
+        return None if row is None else Order.from_db("default", _BOOK_COLUMNS, row)
+
+    def place(self, order: Order) -> None:
+        """An order the walk placed in its slot (not saved yet)."""
+        self._rows.pop(order.slot, None)
+        self._orders[order.slot] = order
 
 
 def walk(bot: Bot, candles: list[CandleRow]) -> PaperCycle:
@@ -110,7 +141,7 @@ def walk_candles(bot: Bot, candles: list[CandleRow], *, book: Book | None = None
     def open_book() -> Book:
         nonlocal book
         if book is None:
-            book = {o.slot: o for o in open_orders([bot.pk])}
+            book = Book.of_bots([bot.pk])[bot.pk]
         return book
 
     seqs = [s.seq for s in engine.slots]
@@ -126,7 +157,7 @@ def walk_candles(bot: Bot, candles: list[CandleRow], *, book: Book | None = None
             seq = seqs[fill.slot]
             seqs[fill.slot] += 1
             cid = order_ids.client_order_id(bot.key, fill.slot, fill.side, fill.price, seq)
-            order = open_book().pop(fill.slot, None)
+            order = open_book().pop(fill.slot)
             if order is None or order.client_order_id != cid:
                 # Placed and filled within this walk (or the book lagged): record it as both.
                 if order is not None:
@@ -171,19 +202,21 @@ def walk_candles(bot: Bot, candles: list[CandleRow], *, book: Book | None = None
     # Without fills the desired orders are the ones already resting.
     if result.fills and not engine.is_stopped and done.halt_reason is None:
         for desired in engine.desired_orders(bot.key):
-            resting = open_book().get(desired.slot)
-            if resting is not None and resting.client_order_id != desired.client_id:
-                resting.status, resting.reason = Order.Status.CANCELLED, "replaced"
-                updated.append(resting)
-                resting = None
-            if resting is None:
-                order = ledger.open_order(bot, desired)
-                created.append(order)
-                open_book()[desired.slot] = order
-                events.append(ledger.event(bot, BotEvent.Kind.PLACED,
-                                     f"Placed {desired.side} {desired.amount} "
-                                     f"{bot.base_asset} at {desired.price} (slot "
-                                     f"{desired.slot}).", at))  # fmt: skip
+            resting = open_book().client_id(desired.slot)
+            if resting == desired.client_id:
+                continue
+            if resting is not None:
+                replaced = open_book().pop(desired.slot)
+                assert replaced is not None
+                replaced.status, replaced.reason = Order.Status.CANCELLED, "replaced"
+                updated.append(replaced)
+            order = ledger.open_order(bot, desired)
+            created.append(order)
+            open_book().place(order)
+            events.append(ledger.event(bot, BotEvent.Kind.PLACED,
+                                 f"Placed {desired.side} {desired.amount} "
+                                 f"{bot.base_asset} at {desired.price} (slot "
+                                 f"{desired.slot}).", at))  # fmt: skip
     bot.keep_engine(engine)
     if result.fills or done.halt_reason is not None or _snapshot_due(at):
         done.snapshot = EquitySnapshot(bot=bot, at=at, price=bot.last_price, quote=engine.quote,
@@ -193,31 +226,29 @@ def walk_candles(bot: Bot, candles: list[CandleRow], *, book: Book | None = None
 
 def write(walks: list[Walk]) -> None:
     """Persist walks (one bot's, or a batch's) in the caller's transaction: one statement per
-    table whatever the number of bots; a bot the walk stopped also closes its books."""
+    table whatever the number of bots; a bot the walk stopped also closes its books. One bot's
+    rows go through Django's bulk methods, a batch's through ``bots.bulk`` (faster to build and
+    send for hundreds of rows)."""
     now = timezone.now()
-    one = len(walks) == 1
+    many = len(walks) > 1
     updated = [o for w in walks for o in w.updated]
     for order in updated:  # a bulk update skips auto_now: the orders socket reads updated_at
         order.updated_at = now
-    if one:
-        Order.objects.bulk_update(updated, ORDER_FIELDS)
-    else:  # Django's bulk_update is slow to build for a batch's rows (bots.bulk)
-        bulk.update_rows(Order, updated, ORDER_FIELDS)
+    bulk.update_rows(Order, updated, ORDER_FIELDS, many=many)
     # Before the new orders: a slot's replaced order leaves the book before its successor.
     created = [o for w in walks for o in w.created]
-    Order.objects.bulk_create(created)
+    bulk.insert_rows(Order, created, many=many)
     metrics.orders(Bot.Mode.PAPER, "placed", len(created))
-    Trade.objects.bulk_create([t for w in walks for t in w.trades])
-    BotEvent.objects.bulk_create([e for w in walks for e in w.events])
+    bulk.insert_rows(Trade, [t for w in walks for t in w.trades], many=many)
+    bulk.insert_rows(BotEvent, [e for w in walks for e in w.events], many=many)
     snapshots = [w.snapshot for w in walks if w.snapshot is not None]
-    if snapshots:
-        EquitySnapshot.objects.bulk_create(snapshots, ignore_conflicts=True)
+    bulk.insert_rows(EquitySnapshot, snapshots, ignore_conflicts=True, many=many)
     for w in walks:
         if w.halt_reason is not None:
             ledger.close_books(w.bot, reason=w.halt_reason, status=Bot.Status.STOPPED,
                                at=w.bot.cursor)  # fmt: skip
             w.result.running = False
-    if one:  # Bot.save: every writer of one bot passes there
+    if not many:  # Bot.save: every writer of one bot passes there
         walks[0].bot.save(update_fields=CYCLE_FIELDS)
         return
     for w in walks:
@@ -225,9 +256,8 @@ def write(walks: list[Walk]) -> None:
     bulk.update_rows(Bot, [w.bot for w in walks], CYCLE_FIELDS)
 
 
-# What a walk changes on an order it fills or replaces, and what it reads of the open ones.
+# What a walk changes on an order it fills or replaces.
 ORDER_FIELDS = ["status", "filled", "fee", "filled_at", "reason", "updated_at"]
-BOOK_FIELDS = ["bot_id", "slot", "side", "price", "amount", "client_order_id", *ORDER_FIELDS[:-1]]
 # What a cycle changes on the bot row: saving only these keeps the cycle's write small.
 CYCLE_FIELDS = [
     "engine_state", "next_buy_price", "next_sell_price", "cursor", "last_price", "last_equity",
@@ -237,6 +267,13 @@ CYCLE_FIELDS = [
 # Equity is marked at every candle for the drawdown; the stored series (charts, sparklines)
 # keeps a point per this many market minutes, and one at every fill.
 SNAPSHOT_MINUTES = 15
+
+
+# What a walk reads of the open orders (the model's column order, as ``Model.from_db`` wants).
+_BOOK_READ = {"id", "bot_id", "slot", "side", "price", "amount", "client_order_id", *ORDER_FIELDS}
+_BOOK_READ.discard("updated_at")  # written, not read
+_BOOK_COLUMNS = [f.attname for f in Order._meta.concrete_fields if f.attname in _BOOK_READ]
+_BOT, _SLOT, _CLIENT_ID = (_BOOK_COLUMNS.index(n) for n in ("bot_id", "slot", "client_order_id"))
 
 
 def _snapshot_due(at: datetime) -> bool:
