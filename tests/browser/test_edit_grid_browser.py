@@ -79,6 +79,14 @@ def test_edit_a_running_paper_grid_see_the_diff_apply_it_and_see_the_new_grid(
     assert bot.config["grid_levels"] == "13"
     assert BotEvent.objects.filter(bot=bot, kind=BotEvent.Kind.REGRID).exists()
 
+    # The page fits a phone: the fields, then the diff, nothing wider than the screen.
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(f"{live_url}/bots/{bot.pk}/grid/")
+    page.get_by_label("Price lines", exact=True).fill("15")
+    expect(diff.get_by_test_id("diff-places")).to_have_text(re.compile(r"^14: "))
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    screenshot(page, "edit-grid-phone")
+
 
 @pytest.mark.usefixtures("live_market")
 def test_a_live_grid_change_is_confirmed_in_a_dialog_by_typing_the_pair(
