@@ -9,9 +9,12 @@ class NotificationsConfig(AppConfig):
 
     def ready(self) -> None:
         # Wakes: the apps below this one say something changed (signals); this app listens.
-        # They never import it, so a broken or slow channel cannot reach their code.
+        # They never import it, so a broken or slow channel cannot reach their code. Importing
+        # the tasks registers the periodic ones with Huey in every process: the embedded
+        # ``serve`` (whose consumer looks for no tasks modules) as well as ``run_huey``.
         from django.db.models.signals import post_save
 
+        import notifications.tasks  # noqa: F401
         from ai_advisor.models import AdvisorRun
         from bots.push import bot_published
         from notifications import wake

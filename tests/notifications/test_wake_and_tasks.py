@@ -141,3 +141,22 @@ def test_no_app_below_imports_notifications():
                 elif isinstance(node, ast.ImportFrom) and node.module:
                     names = [node.module]
                 assert not any(n.split(".")[0] == "notifications" for n in names), path
+
+
+def test_the_periodic_tasks_are_registered_in_every_process():
+    """``manage.py serve`` starts its consumer without looking for tasks modules: a fresh
+    process that only sets Django up has them."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import django; django.setup()\n"
+        "from huey.contrib.djhuey import HUEY\n"
+        "print(sorted(t.name for t in HUEY._registry.periodic_tasks))"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "aibo.settings"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    ).stdout
+    assert "notifications_minute_task" in out and "daily_summary_task" in out
