@@ -161,10 +161,13 @@ def _preview_errors(
     """Each field's errors for a preview: before the first submit an empty field is not yet
     an error; after it (``submitted``), what the submit said, so no message is wiped."""
     submitted = bool(request.POST.get("submitted"))
-    return {
-        name: form.errors.get(name, []) if submitted or request.POST.get(name, "").strip() else []
-        for name in names
-    }
+
+    def touched(name: str) -> bool:
+        # a trailing limit is asked for the moment its box is ticked (the floor is required)
+        flag = name.removesuffix("_limit") if name.startswith("trailing_") else ""
+        return bool(request.POST.get(name, "").strip() or (flag and request.POST.get(flag)))
+
+    return {name: form.errors.get(name, []) if submitted or touched(name) else [] for name in names}
 
 
 @login_required
@@ -191,6 +194,7 @@ def bot_preview(request: AuthedRequest) -> HttpResponse:
         request,
         "bots/bot_form.html#grid-preview",
         {"form": form, "preview": form.preview, "field_errors": errors, "oob_errors": True,
+         "errors_shown": any(errors.values()),
          "history": job, "submitted": submitted, "price": price,
          # the chart follows only a pair the exchange lists, not each letter typed
          "symbol": form.rules.symbol if form.rules is not None else ""},
@@ -211,6 +215,7 @@ def backtest_preview(request: AuthedRequest) -> HttpResponse:
         request,
         "bots/bot_form.html#grid-preview",
         {"form": form, "preview": form.preview, "field_errors": errors, "oob_errors": True,
+         "errors_shown": any(errors.values()),
          "backtest": True, "price": form.price, "submitted": submitted,
          "symbol": form.rules.symbol if form.rules is not None else ""},
     )  # fmt: skip

@@ -230,3 +230,16 @@ def test_a_triggered_grid_is_previewed_where_it_starts_at_its_trigger(client, us
     marks = re.search(r'data-marks="([^"]*)"', html)
     assert marks is not None and "64000:trigger" in marks.group(1)
     assert "70526.32:next-up" in marks.group(1)
+
+
+def test_ticking_trailing_down_asks_for_its_floor_at_once(client, user, price):
+    """Before any submit an empty field is no error yet, but the floor is required the moment
+    trailing down is ticked: the preview says so on the floor, not "fill in the grid"."""
+    client.force_login(user)
+    html = client.post("/bots/preview/", FORM | {"trailing_down": "on"}).text
+    errors = re.search(r'id="id_trailing_down_limit-errors" hx-swap-oob="true">(.*?)</div>', html)
+    assert errors is not None and "error" in errors.group(1)
+    assert 'data-testid="preview-blocked"' in html
+    # an untouched empty trigger price says nothing
+    quiet = client.post("/bots/preview/", FORM).text
+    assert re.search(r'id="id_trailing_down_limit-errors" hx-swap-oob="true"></div>', quiet)
