@@ -21,10 +21,10 @@ from typing import Any
 from django.utils import timezone
 
 from aibo import metrics
-from bots import bulk, ledger, risk
+from bots import bulk, ledger, risk, trailing
 from bots.grid import order_ids
 from bots.grid.backtest import GridRun
-from bots.grid.engine import Side
+from bots.grid.engine import TRIGGERED, Side
 from bots.models import Bot, BotEvent, EquitySnapshot, Order, Trade
 from market.models import Candle
 
@@ -144,18 +144,28 @@ def walk_candles(bot: Bot, candles: list[CandleRow], *, book: Book | None = None
             book = Book.of_bots([bot.pk])[bot.pk]
         return book
 
-    seqs = [s.seq for s in engine.slots]
+    # Fills so far per slot, by the slot's id (a trailing shift or the trigger adds slots).
+    seqs = {s.id: s.seq for s in engine.slots}
     done = Walk(bot, PaperCycle(candles=len(candles), behind=behind))
     result, updated, created, events = done.result, done.updated, done.created, done.events
+    moved = False  # the trigger or a trailing shift changed the grid's orders
     at = bot.cursor
     for at, o, h, low, c in candles:
         risk.roll_day(bot, at.date(), bot.last_equity)
         trips_before = len(engine.round_trips)
         fills = run.step(o, h, low, c)
         trips = iter(engine.round_trips[trips_before:])
+        # The engine's moves (GRID_SPEC.md, Extensions): the trigger comes before the candle's
+        # fills, a shift after the fills of its segment; a shift's cancelled order is the one
+        # resting after the fills (a slot filled first has none left on the book).
+        moved_now = engine.drain_events()
+        moved = moved or bool(moved_now)
+        book_rows = {"open_book": open_book, "updated": updated, "created": created}
+        triggered = [e for e in moved_now if e.kind == TRIGGERED]
+        events += trailing.book_events(bot, triggered, at, **book_rows)
         for fill in fills:
-            seq = seqs[fill.slot]
-            seqs[fill.slot] += 1
+            seq = seqs.get(fill.slot, 0)
+            seqs[fill.slot] = seq + 1
             cid = order_ids.client_order_id(bot.key, fill.slot, fill.side, fill.price, seq)
             order = open_book().pop(fill.slot)
             if order is None or order.client_order_id != cid:
@@ -184,6 +194,8 @@ def walk_candles(bot: Bot, candles: list[CandleRow], *, book: Book | None = None
                 done.trades.append(trade)
                 events.append(event)
             result.fills += 1
+        shifts = [e for e in moved_now if e.kind != TRIGGERED]
+        events += trailing.book_events(bot, shifts, at, **book_rows)
         result.round_trips += len(engine.round_trips) - trips_before
         bot.last_equity, bot.last_price = run.equity, c
         bot.cursor = at
@@ -198,9 +210,9 @@ def walk_candles(bot: Bot, candles: list[CandleRow], *, book: Book | None = None
             break
 
     bot.peak_equity, bot.max_drawdown = run.peak, run.max_drawdown
-    # New resting orders for the slots whose order filled (placed after the walk).
-    # Without fills the desired orders are the ones already resting.
-    if result.fills and not engine.is_stopped and done.halt_reason is None:
+    # New resting orders for the slots whose order filled or that a shift or the trigger made
+    # (placed after the walk). Without either the desired orders are the ones already resting.
+    if (result.fills or moved) and not engine.is_stopped and done.halt_reason is None:
         for desired in engine.desired_orders(bot.key):
             resting = open_book().client_id(desired.slot)
             if resting == desired.client_id:
@@ -218,7 +230,7 @@ def walk_candles(bot: Bot, candles: list[CandleRow], *, book: Book | None = None
                                  f"{bot.base_asset} at {desired.price} (slot "
                                  f"{desired.slot}).", at))  # fmt: skip
     bot.keep_engine(engine)
-    if result.fills or done.halt_reason is not None or _snapshot_due(at):
+    if result.fills or moved or done.halt_reason is not None or _snapshot_due(at):
         done.snapshot = EquitySnapshot(bot=bot, at=at, price=bot.last_price, quote=engine.quote,
                                        base=engine.base, equity=bot.last_equity)  # fmt: skip
     return done
