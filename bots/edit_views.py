@@ -33,6 +33,7 @@ from bots.views import own_bot
 
 # What a running bot's edit keeps as it is: its pair, mode, keys and name.
 KEPT = ("symbol", "mode", "credential", "name")
+PREFILL_CHARS = 80  # the longest value a link may fill in (``?upper_bound=…``)
 
 
 class EditGridForm(BotForm):
@@ -101,13 +102,21 @@ def _values(form: EditGridForm) -> list[tuple[str, str]]:
 @login_required
 @require_http_methods(["GET", "POST"])
 def bot_edit_grid(request: AuthedRequest, pk: int) -> HttpResponse:
-    """GET: the running bot's grid and risk fields, with the change they make (none yet).
-    POST: apply the change shown; a live bot's with its pair typed. A stopped bot is edited
-    on the ordinary edit page."""
+    """GET: the running bot's grid and risk fields, with the change they make (none yet; a
+    link's ``?lower_bound=…&capital=…`` fills them in and shows its change). POST: apply the
+    change shown; a live bot's with its pair typed. A stopped bot is edited on the ordinary
+    edit page."""
     bot = own_bot(request, pk)
     if not bot.is_running:
         return redirect("bots:edit", pk=bot.pk)
     if request.method == "GET":
+        asked = {k: v[:PREFILL_CHARS] for k, v in request.GET.items() if k in schema.KEYS}
+        if asked:  # a link's new values (the advisor's suggestion): their change is shown
+            data = QueryDict(mutable=True)
+            data.update({**bot.config, **asked})
+            form = EditGridForm(data, bot=bot)
+            plan, problem = _plan_for(form)
+            return _page(request, bot, form, plan=plan, problem=problem)
         form = EditGridForm(bot=bot)
         plan, problem = None, ""
         try:

@@ -588,3 +588,13 @@ def test_a_booking_that_fails_after_the_trade_keeps_the_old_grid_and_books_the_t
     assert resting(fake) == db_resting(live_bot)
     engine = live_bot.engine()
     assert engine.base + engine.dust == coins(fake)
+
+
+def test_a_link_fills_in_the_new_values_and_shows_their_change(client, running):
+    client.force_login(running.owner)
+    page = client.get(f"/bots/{running.pk}/grid/?lower_bound=95&upper_bound=115&grid_levels=5")
+    assert page.status_code == 200
+    assert 'value="115"' in page.text
+    assert '<dd class="num" data-testid="diff-cancels">2</dd>' in page.text
+    running.refresh_from_db()
+    assert running.config["upper_bound"] == "110"
