@@ -85,8 +85,44 @@ def test_paper_bot_with_trigger_and_trailing_matches_the_backtest(user):
         Order.objects.filter(bot=bot, status=Order.Status.CANCELLED, reason="trailing").count()
         == expected.shifts_up + expected.shifts_down
     )
+    # No other order was touched by a shift: nothing renumbered, nothing replaced.
+    assert not Order.objects.filter(bot=bot, reason="replaced").exists()
     moves = BotEvent.objects.filter(bot=bot, data__grid_event="shift_up")
     assert moves.count() == expected.shifts_up
     last = moves.order_by("-id").first()
     assert last.data["lines"] == [plain(engine.lines[0]), plain(engine.lines[-1])]
     assert BotEvent.objects.filter(bot=bot, data__grid_event="triggered").count() == 1
+
+
+def open_orders(bot: Bot) -> list[tuple[int | None, str, Decimal]]:
+    return sorted((o.slot, o.side, o.price) for o in bot.orders.filter(status=Order.Status.OPEN))
+
+
+def test_a_shift_down_cancels_one_order_and_places_one_in_a_paper_bot(worked_market, make_bot):
+    from tests.bots.conftest import WORKED_CONFIG
+
+    config = {**WORKED_CONFIG, "trailing_down": "true", "trailing_down_limit": "88"}
+    bot = make_bot(config)
+    services.start_bot(bot)  # at 104: a buy at 100 (slot 0), a sell at 110 (slot 1)
+    add_candles([(60_000, "104", "104", "96", "96")])  # the buy at 100 fills: all hold coins
+    cycle.run_cycle(bot.pk)
+    assert open_orders(bot) == [(0, "sell", Decimal("105")), (1, "sell", Decimal("110"))]
+    add_candles([(120_000, "96", "96", "89", "89")])  # 95 and 90 reached: two shifts; 85 < 88
+    cycle.run_cycle(bot.pk)
+    bot.refresh_from_db()
+    # Slot 1's coins (bought at 104) now sell at 100 as slot 2; slot 0's (bought at 100) at 95
+    # as slot 3: each shift cancelled one sell and placed one.
+    assert open_orders(bot) == [(2, "sell", Decimal("100")), (3, "sell", Decimal("95"))]
+    cancelled = bot.orders.filter(status=Order.Status.CANCELLED, reason="trailing")
+    assert sorted((o.slot, o.price) for o in cancelled) == [(0, 105), (1, 110)]
+    assert not bot.orders.filter(reason="replaced").exists()
+    shifts = bot.events.filter(kind=BotEvent.Kind.SHIFT).order_by("id")
+    assert [e.data["lines"] for e in shifts] == [["95", "105"], ["90", "100"]]
+    assert bot.engine().shifts_down == 2
+
+    add_candles([(180_000, "89", "101", "89", "101")])  # both sell, at a loss: 95 < 100, 100 < 104
+    cycle.run_cycle(bot.pk)
+    bot.refresh_from_db()
+    trades = sorted((t.slot, t.buy_price, t.sell_price) for t in Trade.objects.filter(bot=bot))
+    assert trades == [(2, Decimal(104), Decimal(100)), (3, Decimal(100), Decimal(95))]
+    assert open_orders(bot) == [(2, "buy", Decimal("95")), (3, "buy", Decimal("90"))]
