@@ -212,3 +212,64 @@ def test_a_trailing_backtest_from_the_form_shows_its_grid_following_the_price(
     assert chart["start_lines"] == ["60000", "70000"]
     assert len(chart["moves"]) == run.result["shifts_up"]
     assert Decimal(chart["moves"][-1][3]) <= Decimal("73000")  # never above the limit
+
+
+def test_a_paper_bot_that_trailed_shows_its_moves_in_the_log_chart_and_ladder(client, user):
+    """End to end with the engine and paper trading: a replayed rise past the trigger; the
+    page then names each move, the chart's data traces them, the ladder is the moved grid."""
+    from bots import config as schema
+    from bots import cycle, services
+    from bots.models import Order
+    from market.feed import ReplayFeed, ReplayTrack
+    from market.management.commands.run_market_feed import Command as FeedCommand
+    from market.services import SAMPLES, load_market_rules, read_csv_rows
+    from tests.bots.conftest import add_candles
+
+    exchange, symbol, path = SAMPLES[0]
+    rules = load_market_rules(exchange, symbol)
+    first, history, replayed_n = 9_705, 100, 1_500  # BTC rising on 2025-06-08/09
+    rows = list(read_csv_rows(path))[first : first + history + replayed_n]
+    add_candles(rows[:history])
+    replayed = rows[history:]
+    p0 = Decimal(replayed[0][1])
+    config = schema.normalise({
+        "capital": "10000", "lower_bound": str(p0 - 1200), "upper_bound": str(p0 + 1500),
+        "grid_levels": "10", "spacing": "geometric", "stop_loss_pct": "0",
+        "max_daily_loss": "0", "take_profit": "", "trigger_price": str(p0 - 100),
+        "trailing_up": True,
+    })  # fmt: skip
+    bot = services.create_bot(user, symbol=symbol, config=config)
+    services.start_bot(bot)
+    track = ReplayTrack.after(
+        exchange, symbol, replayed, rules.tick, int(rows[history - 1][0]), rows[history - 1][4]
+    )
+    feed = ReplayFeed([track], candles_per_second=Decimal(0))
+    command = FeedCommand()
+    for _ in range(replayed_n):
+        command.pump(feed)
+    cycle.run_cycle(bot.pk)
+    bot.refresh_from_db()
+    engine = bot.engine()
+    assert engine.shifts_up >= 1
+
+    client.force_login(user)
+    page = client.get(f"/bots/{bot.pk}/").text
+    log = re.search(r'id="bot-\d+-events".*?</section>', page, re.S)
+    assert log is not None
+    shown = list(BotEvent.objects.filter(bot=bot).order_by("-id")[: pages.EVENTS_SHOWN])
+    labels = {"shift_up": "Grid moved up", "triggered": "Triggered"}
+    for grid_event, label in labels.items():
+        expected = sum(1 for e in shown if e.data.get("grid_event") == grid_event)
+        assert log.group(0).count(f'<span class="kind">{label}</span>') == expected, label
+    assert any(e.data.get("grid_event") == "shift_up" for e in shown)  # a move is in sight
+    assert f"The grid has moved {engine.shifts_up} line" in page
+    data = client.get(f"/bots/{bot.pk}/candles.json").json()
+    ups = [m for m in data["moves"] if m[1] == "up"]
+    assert len(ups) == engine.shifts_up
+    assert [Decimal(p) for p in ups[-1][2:]] == [engine.lines[0], engine.lines[-1]]
+    assert [Decimal(p) for p in data["lines"]] == engine.lines
+    # each ladder row is a slot of the moved grid, showing its own open order
+    for o in Order.objects.filter(bot=bot, status=Order.Status.OPEN):
+        row = re.search(rf'id="bot-{bot.pk}-slot-{o.slot}">(.*?)</tr>', page, re.S)
+        assert row is not None, o.slot
+        assert f"{o.price:,.2f}" in row.group(1)
