@@ -273,3 +273,15 @@ def test_a_paper_bot_that_trailed_shows_its_moves_in_the_log_chart_and_ladder(cl
         row = re.search(rf'id="bot-{bot.pk}-slot-{o.slot}">(.*?)</tr>', page, re.S)
         assert row is not None, o.slot
         assert f"{o.price:,.2f}" in row.group(1)
+
+
+def test_the_status_card_lists_the_trigger_and_trailing_settings(client, user, make_bot, price):
+    bot = make_bot(CONFIG | {"trigger_price": "64000", "trailing_up": "true",
+                             "trailing_down": "true", "trailing_down_limit": "55000"})  # fmt: skip
+    client.force_login(user)
+    page = client.get(f"/bots/{bot.pk}/").text
+    assert re.search(r'data-testid="trigger-setting">64,000.00 USDT<', page)
+    assert re.search(r'data-testid="trailing-up-setting">on, no limit<', page)
+    assert re.search(r'data-testid="trailing-down-setting">to 55,000.00 USDT<', page)
+    plain = make_bot(CONFIG)
+    assert "trailing-up-setting" not in client.get(f"/bots/{plain.pk}/").text
