@@ -210,7 +210,7 @@ class BacktestResult:
     end_time_ms: int
     candles: int
     walked_candles: int
-    time_in_range: Decimal  # share of closes within [lower, upper]
+    time_in_range: Decimal  # share of closes within the grid's range (as trailing moved it)
     round_trips: list[RoundTrip] = field(repr=False)
     fill_points: list[FillPoint] = field(repr=False)
     equity_curve: np.ndarray | None = field(default=None, repr=False)  # float, per close
@@ -311,12 +311,10 @@ def run_backtest(
         )
     else:
         points, walked, drawdown, peak, curve = _walk_naive(engine, candles)
-    close = candles.close
-    lo, hi = candles.ceil_units(config.lower), candles.floor_units(config.upper)
-    in_range = int(np.count_nonzero((close >= lo) & (close <= hi)))
+    in_range = _closes_in_range(candles, config, points.moves)
     final_equity = engine.quote  # after a stop, base is 0
     if not engine.is_stopped:
-        final_equity = engine.equity(candles.price(close[-1]))
+        final_equity = engine.equity(candles.price(candles.close[-1]))
     triggered_at = points.triggered_at
     if config.trigger_price is not None and not engine.waiting and triggered_at is None:
         triggered_at = int(candles.time_ms[0])  # the first open was the trigger price
@@ -352,6 +350,18 @@ def run_backtest(
         start_levels=start_levels,
         grid_moves=points.moves,
     )
+
+
+def _closes_in_range(candles: Candles, config: GridConfig, moves: list[GridMove]) -> int:
+    """How many closes lie within the grid's range: [lower, upper] until the first trailing
+    shift, then the outer lines after each shift, from the close of the candle that made it."""
+    close = candles.close
+    lo = np.full(len(candles), candles.ceil_units(config.lower), dtype=np.int64)
+    hi = np.full(len(candles), candles.floor_units(config.upper), dtype=np.int64)
+    for m in moves:  # in time order: each from its candle on
+        j = int(np.searchsorted(candles.time_ms, m.time_ms))
+        lo[j:], hi[j:] = candles.ceil_units(m.lowest), candles.floor_units(m.highest)
+    return int(np.count_nonzero((close >= lo) & (close <= hi)))
 
 
 class _Points:
