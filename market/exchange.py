@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import inspect
 import json
 import logging
 import re
@@ -258,7 +259,10 @@ def translated(action: str, *, exchange_id: str = "") -> Iterator[None]:
 #   loads it, never constants; until then only the exchange's refusals pace us;
 # - before each request: while the IP is paused (a 429, for its ``Retry-After``) or banned (a
 #   418, until the end it names), or less than ``EXCHANGE_BUDGET_HEADROOM`` of a limit is left
-#   in its window, nothing is sent and ``RequestsPaused`` (a temporary error) says until when.
+#   in its window, nothing is sent and ``RequestsPaused`` (a temporary error) says until when;
+# - ccxt's own rate limiter (``enableRateLimit``: 50 ms between one client's requests on
+#   Binance, whatever the exchange's counters say) waits only while the limits are unknown or
+#   half of a limit's share is used: with room, a fill's counter-order goes out at once.
 
 
 # Requests that take risk off (a stop, a stop-loss that fires) may spend the budget's spare
@@ -334,6 +338,9 @@ class Budget:
         # How far this machine's clock runs ahead of the exchange's (ccxt's timeDifference):
         # the exchange's windows turn on its clock.
         self.ahead = 0.0
+        # Whether ccxt's own pacing spaces this client's requests: until the exchange's limits
+        # are known, and again from half of a limit's share on (``before``, ``after``).
+        self._crowded = True
 
     def _now(self) -> float:
         return _now() - self.ahead
@@ -356,10 +363,13 @@ class Budget:
     def before(self, method: str, url: str) -> None:
         """Raise ``RequestsPaused`` instead of sending while the budget says wait. What takes
         risk off (a cancel; anything inside ``spending_reserve``: a stop, a stop-loss firing)
-        may spend the spare share; nothing goes out during a pause or a ban."""
+        may spend the spare share; nothing goes out during a pause or a ban. Two cache reads
+        (the limits and the pause, then the counters they name): an order is on its way."""
         now = self._now()
-        paused = self.pause()
-        if paused is not None:
+        limits_key, paused_key = self._key("limits"), self._key("paused")
+        known = cache.get_many([limits_key, paused_key])
+        paused = known.get(paused_key)
+        if paused and paused[0] > now:
             raise RequestsPaused(
                 f"{self.exchange}: {paused[1]}; nothing is sent until "
                 f"{time.strftime('%H:%M:%S UTC', time.gmtime(paused[0]))}",
@@ -368,34 +378,53 @@ class Budget:
         places = method == "POST" and urlsplit(url).path.endswith("/order")
         urgent = method == "DELETE" or _RESERVE.get()  # a cancel always takes risk off
         headroom = 0 if urgent else settings.EXCHANGE_BUDGET_HEADROOM
-        for limit in self.limits():
-            if limit.kind == "ORDERS" and not (places and self.account):
-                continue
-            window = int(now // limit.seconds)
-            used = cache.get(self._used_key(limit, window)) or 0
+        limits = known.get(limits_key) or []
+        counted = {
+            limit: self._used_key(limit, int(now // limit.seconds))
+            for limit in limits
+            if limit.kind != "ORDERS" or (places and self.account)
+        }
+        used_now = cache.get_many(list(counted.values())) if counted else {}
+        shares = [0.0]
+        for limit, key in counted.items():
+            used = used_now.get(key) or 0
+            shares.append(used / limit.limit)
             if used >= limit.limit * (1 - Decimal(str(headroom))):
-                until = (window + 1) * limit.seconds
+                until = (int(now // limit.seconds) + 1) * limit.seconds
                 what = "request weight" if limit.kind == "REQUEST_WEIGHT" else "new orders"
                 raise RequestsPaused(
                     f"{self.exchange}: {used} of {limit.limit} {what} per {limit.seconds} s "
                     f"used; waiting for the next window to keep {headroom:.0%} spare",
                     until=until,
                 )
+        self._crowded = not limits or max(shares) >= self._pace_from()
+
+    def _pace_from(self) -> float:
+        """The share of a limit from which ccxt's own pacing (``enableRateLimit``) spaces this
+        client's requests again: half of what the headroom leaves."""
+        return (1 - float(settings.EXCHANGE_BUDGET_HEADROOM)) / 2
 
     def after(self, status: int, url: str, headers: Any, body: str) -> None:
         """Take in the exchange's counters, its limits and its refusals."""
         now = self._now()
         lower = {k.lower(): v for k, v in (headers or {}).items()}
         observers.tell(observers.on_request, self.exchange, self.account or "public")
+        counters: dict[int, dict[str, int]] = {}  # by how long they are kept: one write each
         for limit in self.limits():
             value = lower.get(limit.header)
             if value is not None and str(value).isdigit():
                 window = int(now // limit.seconds)
-                cache.set(self._used_key(limit, window), int(value), timeout=limit.seconds + 5)
+                counters.setdefault(limit.seconds + 5, {})[self._used_key(limit, window)] = int(
+                    value
+                )
+                if int(value) / limit.limit >= self._pace_from():
+                    self._crowded = True
                 if limit.kind == "REQUEST_WEIGHT":
                     observers.tell(
                         observers.on_weight, self.exchange, f"{limit.seconds}s", int(value)
                     )
+        for timeout, values in counters.items():
+            cache.set_many(values, timeout=timeout)
         if urlsplit(url).path.endswith("/exchangeInfo") and status == 200:
             self._learn_limits(body)
         if status in (418, 429):
@@ -452,7 +481,8 @@ class Budget:
 
     def watch(self, client: Any) -> Any:
         """Route every request of ``client`` through this budget (ccxt's ``fetch`` and its
-        ``on_rest_response`` hook, which sees every answer, errors included)."""
+        ``on_rest_response`` hook, which sees every answer, errors included), and let ccxt's
+        own pacing (``throttle``) wait only while the budget is crowded."""
         fetch, on_response = client.fetch, client.on_rest_response
 
         def budgeted_fetch(
@@ -468,8 +498,24 @@ class Budget:
             self.after(code, url, headers, text)
             return on_response(code, reason, url, method, headers, text, *rest)
 
+        throttle = client.throttle
+
+        # ccxt's rate limiter (``enableRateLimit``) spaces one client's requests whatever the
+        # exchange's counters say: it waits only while this budget is crowded (or knows no
+        # limits yet); with room, an order goes out at once.
+        if inspect.iscoroutinefunction(throttle):  # a ccxt.pro (asyncio) client
+
+            async def paced(cost: Any = None) -> Any:
+                return await throttle(cost) if self._crowded else None
+
+        else:
+
+            def paced(cost: Any = None) -> Any:
+                return throttle(cost) if self._crowded else None
+
         client.fetch = budgeted_fetch
         client.on_rest_response = seen
+        client.throttle = paced
         return client
 
 
