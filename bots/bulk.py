@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import psycopg
-from django.db import connection
+from django.db import connection, connections
 from django.db.models import Field, Model
 
 
@@ -84,13 +84,28 @@ def _unnest(columns: list[Field], *, ordered: bool = False) -> str:  # type: ign
     return f"unnest({arrays}) AS v({names})"
 
 
+# Columns whose Python values psycopg sends as they are (Django's preparation of them on
+# PostgreSQL returns them unchanged); the others (JSON) go through ``get_db_prep_save``.
+_AS_IS = {
+    "AutoField", "BigAutoField", "BigIntegerField", "BooleanField", "CharField", "DateField",
+    "DateTimeField", "DecimalField", "ForeignKey", "IntegerField", "PositiveIntegerField",
+    "PositiveSmallIntegerField", "SmallIntegerField", "TextField",
+}  # fmt: skip
+
+
 def _arrays(columns: list[Field], rows: Sequence[Model], *, add: bool) -> list[list[Any]]:  # type: ignore[type-arg]
     """Each column's values for the database, as Django's own save prepares them."""
-    if add:
-        return [[f.get_db_prep_save(f.pre_save(obj, True), connection) for obj in rows]
-                for f in columns]  # fmt: skip
-    return [[f.get_db_prep_save(getattr(obj, f.attname), connection) for obj in rows]
-            for f in columns]  # fmt: skip
+    db = connections[connection.alias]  # the wrapper itself, not the per-thread proxy
+    out = []
+    for f in columns:
+        if add:  # auto_now_add and the like
+            values = [f.pre_save(obj, True) for obj in rows]
+        else:
+            values = [getattr(obj, f.attname) for obj in rows]
+        if f.get_internal_type() not in _AS_IS:
+            values = [f.get_db_prep_save(v, db) for v in values]
+        out.append(values)
+    return out
 
 
 def _execute(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
