@@ -138,7 +138,11 @@ class RemoteFake:
     def ccxt_client(self, api_key: str, secret: str) -> Any:
         from tests.fakes.fake_binance import FakeBinance
 
-        return FakeBinance.ccxt_client(self, api_key, secret)  # type: ignore[arg-type]
+        client = FakeBinance.ccxt_client(self, api_key, secret)  # type: ignore[arg-type]
+        # ccxt's own rate limiter on, as market.exchange makes the real clients: its sleeps
+        # between one client's requests count in the fill-to-order time.
+        client.enableRateLimit = True
+        return client
 
     def pro_client(self) -> Any:
         from tests.fakes.fake_binance_ws import FakeBinanceStreams
@@ -376,8 +380,7 @@ class Run:
                 setup="bench.bench_exchange_weight.in_the_bench",
                 setup_args=here,
             )
-            for _ in range(processes):  # each process up before the first fill
-                run.pool.submit(time.sleep, 0.5)
+            run.ready()  # each process up before the first fill
         return Streams(user_streams.Waker(run))
 
     def make_bot(self, i: int) -> Any:
