@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from bots import ledger
 from bots.grid import order_ids
@@ -23,10 +23,14 @@ from bots.grid.engine import (
     GridEvent,
 )
 from bots.models import Bot, BotEvent, Order
-
-if TYPE_CHECKING:
-    from bots.paper_trading import Book
 from market.precision import plain
+
+
+class OpenOrders(Protocol):
+    """A bot's open orders by slot (``paper_trading.Book``): what a shift cancels is taken off."""
+
+    def pop(self, slot: int | None) -> Order | None: ...
+
 
 KIND_OF = {
     TRIGGERED: BotEvent.Kind.TRIGGERED,
@@ -53,7 +57,7 @@ def book_events(
     events: list[GridEvent],
     at: datetime | None,
     *,
-    open_book: Callable[[], Book],
+    open_book: Callable[[], OpenOrders],
     updated: list[Order],
     created: list[Order],
 ) -> list[BotEvent]:
