@@ -290,7 +290,11 @@ def get_bot(request: HttpRequest, bot_id: int) -> dict[str, Any]:
 def update_bot(request: HttpRequest, bot_id: int, payload: ConfigUpdate) -> Updated:
     bot = _own_bot(request, bot_id)
     if bot.is_running:
-        raise HttpError(409, f"{bot} is running: stop it before changing its grid.")
+        raise HttpError(
+            409,
+            f"{bot} is running: stop it before changing its grid, or change the running grid "
+            f"with POST /api/bots/{bot.pk}/grid/preview, then /api/bots/{bot.pk}/grid.",
+        )
     _consent_to_loss(bot.symbol, payload.config.stored(), payload.accept_loss)
     services.update_bot_config(bot, payload.config.stored())
     return Updated(id=bot.pk, updated_config=config_out(bot.config))
