@@ -44,7 +44,7 @@ from bots.errors import BotError, LiveError
 from bots.gateways.base import ExchangeFill
 from bots.grid import order_ids
 from bots.grid.engine import GridEngine, MarketTrade, Side
-from bots.grid.params import EXACT, GridConfig, InvalidGrid
+from bots.grid.params import EXACT, GridConfig, InvalidGrid, SlotState
 from bots.locks import bot_lock
 from bots.models import (
     Bot,
@@ -127,7 +127,9 @@ def _start(bot: Bot) -> str:
     except InvalidGrid as e:
         raise schema.config_error(e) from None
     if live_mode:  # every order within the exchange's rules, then funds, then the start buy
-        check_exchange_rules(bot, engine, rules, p0)
+        # A grid waiting for its trigger price is checked as it is laid out there.
+        ready, at_price = laid_out(grid, engine)
+        check_exchange_rules(bot, ready, rules, at_price)
         if first_try:
             check_funds(bot, gw)
         start_fills = start_buy(bot, gw, engine)
@@ -184,29 +186,8 @@ def _start(bot: Bot) -> str:
         metrics.orders(bot.mode, "placed", len(orders))
         if live_mode and engine.start_buy:
             record_start(bot, orders[0], start_fills)
-        n_buys = sum(1 for d in desired if d.side == "buy")
-        cfg = engine.config
         events = [
-            ledger.event(
-                bot,
-                BotEvent.Kind.STARTED,
-                f"Started at {p0} with {len(engine.lines)} lines from {cfg.lower} to "
-                f"{cfg.upper}: {n_buys} buys below and {len(engine.slots) - n_buys} sells "
-                f"above, {engine.q} {bot.base_asset} each"
-                + (
-                    f"; used {used} {bot.base_asset} from your paper wallet (counted at {p0}, "
-                    "no fee)"
-                    if used
-                    else ""
-                )
-                + (
-                    f"; bought {engine.start_buy.amount} {bot.base_asset} at {p0} for the sells"
-                    if engine.start_buy
-                    else ""
-                )
-                + ".",
-                at,
-            )
+            ledger.event(bot, BotEvent.Kind.STARTED, start_words(bot, engine, p0, used=used), at)
         ]
         BotEvent.objects.bulk_create(events)
         # A restart in the market minute of the last cycle replaces that minute's snapshot.
@@ -216,6 +197,39 @@ def _start(bot: Bot) -> str:
                                       "equity": bot.last_equity},
         )  # fmt: skip
     return bot.chain_token
+
+
+def start_words(bot: Bot, engine: GridEngine, p0: Decimal, *, used: Decimal = ZERO) -> str:
+    """The start's line on the event log: the grid laid out and what was bought, or, for a
+    grid with a trigger price, what it waits for (nothing is placed or bought until then)."""
+    cfg, base = engine.config, bot.base_asset
+    grid = f"{len(engine.lines)} lines from {cfg.lower} to {cfg.upper}"
+    if engine.waiting:
+        way = "fall" if engine.wait_side == "below" else "rise"
+        return (
+            f"Started at {p0}: waits for the price to {way} to {engine.start_price} (the "
+            f"trigger price) before it buys or places anything; then it lays out {grid}, "
+            f"{engine.q} {base} each, and buys the sells' coins at market."
+        )
+    buys = sum(1 for s in engine.slots if s.state == SlotState.QUOTE)
+    words = (
+        f"Started at {p0} with {grid}: {buys} buys below and {len(engine.slots) - buys} "
+        f"sells above, {engine.q} {base} each"
+    )
+    if used:
+        words += f"; used {used} {base} from your paper wallet (counted at {p0}, no fee)"
+    if engine.start_buy:
+        words += f"; bought {engine.start_buy.amount} {base} at {p0} for the sells"
+    return words + "."
+
+
+def laid_out(grid: GridConfig, engine: GridEngine) -> tuple[GridEngine, Decimal]:
+    """The grid as it rests once it runs, and the price it starts at: ``engine`` itself, or,
+    while it waits for its trigger price, the grid laid out at that price."""
+    if not engine.waiting:
+        return engine, engine.start_price
+    trigger = engine.start_price
+    return GridEngine.start(replace(grid, trigger_price=None), trigger), trigger
 
 
 def use_wallet_coins(bot: Bot, engine: GridEngine, p0: Decimal) -> Decimal:
@@ -415,19 +429,8 @@ def account_fee(bot: Bot, gw: Any, grid: GridConfig) -> GridConfig:
 def start_buy(bot: Bot, gw: Any, engine: GridEngine) -> list[tuple[ExchangeFill, Decimal]]:
     """Buy the start amount at market (idempotent by client id) and book what it really cost;
     returns its fills with what each fee cost in quote."""
-    planned = engine.start_buy
-    client_id = start_client_id(bot)
-    earlier = ledger.sent_before(client_id)
-    if planned is None and earlier is None:
-        return []
     try:
-        if planned is None:  # no buy wanted now, but an earlier try sent one: take it in
-            fills = gw.market_fills(client_id, sent_before=earlier)
-        else:
-            fills = live_trading.send_once(
-                client_id,
-                lambda before: gw.market_buy(client_id, planned.amount, sent_before=before),
-            )
+        return market_start_buy(bot, gw, engine, start_client_id(bot))
     except OrderRejected as e:  # nothing exists under the id (send_once forgot the send)
         raise LiveError(f"{bot.exchange} refused the start buy: {e}") from None
     except ExchangeError as e:
@@ -435,6 +438,27 @@ def start_buy(bot: Bot, gw: Any, engine: GridEngine) -> list[tuple[ExchangeFill,
             f"{bot.exchange} did not confirm the start buy ({e}). The start is finished as "
             f"soon as {bot.exchange} answers, within minutes, and never buys twice."
         ) from None
+
+
+def market_start_buy(
+    bot: Bot, gw: Any, engine: GridEngine, client_id: str
+) -> list[tuple[ExchangeFill, Decimal]]:
+    """The engine's start buy (``engine.start_buy``: a start's, or a trigger's) at market under
+    ``client_id``, written down first and sent once (``live_trading.send_once``): a buy an
+    earlier try sent is found by its id, never sent again, and is the one that counts. The
+    engine takes what it really cost; returns its fills with what each fee cost in quote.
+    The exchange's errors are the caller's to word."""
+    planned = engine.start_buy
+    earlier = ledger.sent_before(client_id)
+    if planned is None and earlier is None:
+        return []
+    if planned is None:  # no buy wanted now, but an earlier try sent one: take it in
+        fills = gw.market_fills(client_id, sent_before=earlier)
+    else:
+        fills = live_trading.send_once(
+            client_id,
+            lambda before: gw.market_buy(client_id, planned.amount, sent_before=before),
+        )
     values = live_trading.FeeValues(bot, gw)
     amount, cost, fee = live_trading.fill_totals(fills, values)
     if not amount and planned is None:
@@ -449,7 +473,7 @@ def start_buy(bot: Bot, gw: Any, engine: GridEngine) -> list[tuple[ExchangeFill,
     engine.dust += amount - (planned.amount if planned else ZERO)
     engine.start_buy = MarketTrade(Side.BUY, average, amount, fee)
     engine.quote = engine.config.capital - cost - fee
-    engine.fees_paid = fee
+    engine.fees_paid += fee - (planned.fee if planned else ZERO)  # earlier runs' fees stay
     engine.start_price = average
     base_fee = values.base_fee(fills)
     if base_fee:  # taken from the coins bought: the start slots hold that much less
@@ -465,8 +489,8 @@ def record_start(bot: Bot, order: Order, fills: list[tuple[ExchangeFill, Decimal
     ExchangeFillRecord.objects.bulk_create(
         [live_trading.fill_record(bot, order, f, fee) for f, fee in fills], ignore_conflicts=True
     )
-    if fills:
-        bot.fill_cursor_ms = max(f.at_ms for f, _fee in fills)
+    if fills:  # never back: a trigger's buy comes after the running bot's cursor
+        bot.fill_cursor_ms = max([*(f.at_ms for f, _fee in fills), bot.fill_cursor_ms or 0])
         bot.fill_cursor_trade = live_trading.next_trade_id(
             [f for f, _fee in fills], bot.fill_cursor_trade
         )
@@ -645,6 +669,9 @@ class StartSummary:
     buy_quote: Decimal  # to its tick
     orders: int
     lines: int
+    # A grid with a trigger price waits for it: the buy and the orders are those it makes there.
+    trigger: Decimal | None = None
+    trigger_way: str = ""  # "fall" or "rise": how the price must move to reach it
 
     @property
     def where(self) -> str:
@@ -654,11 +681,17 @@ class StartSummary:
     def text(self) -> list[str]:
         """The summary as lines of text (the command prints them)."""
         q, b = self.quote_asset, self.base_asset
+        at = "the price" if self.trigger is None else "the trigger price"
         buy = (
             f"buys {figure(self.buy_amount)} {b} at market for about {figure(self.buy_quote)} {q}"
             if self.buy_amount
-            else "buys nothing at market (the price is below the grid's sells)"
+            else f"buys nothing at market ({at} is below the grid's sells)"
         )
+        if self.trigger is not None:
+            buy = (
+                f"waits for the price to {self.trigger_way} to {figure(self.trigger)} {q} (the "
+                f"trigger price), buying and placing nothing until then; there it {buy}"
+            )
         return [
             f"Exchange: {self.where}, keys “{self.account}”",
             f"Pair: {self.symbol} at {figure(self.price)} {q} now",
@@ -679,7 +712,8 @@ def start_summary(bot: Bot) -> StartSummary:
     price = canonical(price)
     grid = schema.grid_config_for(bot.config, exchange=bot.exchange, symbol=bot.symbol)
     try:
-        engine = GridEngine.start(grid, price)
+        waiting = GridEngine.start(grid, price)
+        engine, at_price = laid_out(grid, waiting)  # a trigger's grid: as it starts there
     except InvalidGrid as e:
         raise schema.config_error(e) from None
     amount = floor_amount(engine.start_buy.amount, grid.step) if engine.start_buy else ZERO
@@ -694,9 +728,11 @@ def start_summary(bot: Bot) -> StartSummary:
         capital=bot.capital,
         price=price,
         buy_amount=canonical(amount),
-        buy_quote=canonical(round_price(amount * price, grid.tick)),
+        buy_quote=canonical(round_price(amount * at_price, grid.tick)),
         orders=len(engine.desired_orders()),
         lines=len(engine.lines),
+        trigger=waiting.start_price if waiting.waiting else None,
+        trigger_way={"below": "fall", "above": "rise"}.get(waiting.wait_side or "", ""),
     )
 
 
