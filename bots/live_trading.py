@@ -190,7 +190,7 @@ def run_cycle(bot_id: int) -> LiveCycle | None:
     stop_due = price is not None and bool(risk.price_reason(bot, price))
     streamed = list(StreamedFill.objects.filter(bot=bot))
     calm = not (rest or stop_due or bot.stopping_reason) and price is not None
-    if calm and not streamed and _quiet(bot, price):
+    if calm and not streamed and _quiet(bot, price) and not _moves_due(bot, price):
         # The stream told of no fill and nothing waits to go out: the book is as it was, so
         # the cycle only marks the bot at the price (its risk rules have just looked).
         mark_to_market(bot, price)
@@ -252,6 +252,9 @@ def _run_cycle(
             if reason:
                 halt(bot, gw, reason=reason, sell=risk.sells_out(reason))
                 return
+            # The trigger price and trailing (``bots.live_moves``): the grid they start or move
+            # is placed by the reconciliation, as every other order.
+            _follow_moves(bot, gw, price if fresh else None)
             cycle.placed += reconcile(bot, gw, buys=fresh, rest=rest)
             if rest:  # fills and the book, all asked for since ``began``: the stream takes over
                 Bot.objects.filter(pk=bot.pk).update(rest_synced_at=began)
@@ -278,6 +281,18 @@ def _quiet(bot: Bot, price: Decimal) -> bool:
         and (at >= price if side == Order.Side.BUY else at <= price)
         for kind, side, at, refusals in waiting
     )
+
+
+def _moves_due(bot: Bot, price: Decimal) -> bool:
+    from bots import live_moves  # it builds on this module
+
+    return live_moves.due(bot, price)
+
+
+def _follow_moves(bot: Bot, gw: Any, price: Decimal | None) -> None:
+    from bots import live_moves
+
+    live_moves.follow(bot, gw, price)
 
 
 def _note_trouble(bot: Bot, message: str) -> None:
@@ -595,7 +610,7 @@ def _write_missing(
     missing = [d for cid, d in desired.items() if cid not in have and (buys or d.side != Side.BUY)]
     amounts = sell_amounts(bot, engine, [d for d in missing if d.side == Side.SELL], rules.step)
     for slot, amount in amounts.items():
-        if below_minimum(rules, amount, engine.lines[slot + 1]):
+        if below_minimum(rules, amount, engine.lines[engine.index_of(slot) + 1]):
             # The account holds too few of the grid's coins for this sell (a start that
             # bought less than planned): it waits rather than be refused.
             missing = [d for d in missing if d.slot != slot]
@@ -797,8 +812,11 @@ def sell_amounts(
         return {}
     pool = engine.dust
     resting = Order.objects.resting().filter(bot=bot, kind=Order.Kind.LIMIT, side="sell")
+    slots = {s.id: s for s in engine.slots}
     for order in resting.exclude(pk=ending.pk if ending else None):
-        pool += (engine.q - engine.slots[order.slot].filled) - (order.amount - order.filled)
+        slot = slots.get(order.slot)  # by its id; none: a shift's cancel not committed yet
+        if slot is not None:
+            pool += (slot.amount - slot.filled) - (order.amount - order.filled)
     amounts = {}
     for d in sorted(sells, key=lambda d: d.slot):
         amount = min(d.amount, floor_amount(d.amount + pool, step))
