@@ -114,7 +114,7 @@ def start_at_trigger(bot: Bot, gw: Any, price: Decimal | None) -> bool:
                 f"Bought {canonical(bought.amount)} {locked.base_asset} at market on "
                 f"{locked.exchange} at {canonical(bought.price)} on average for "
                 f"{canonical(cost)} {locked.quote_asset}; fee {bought.fee:.8f} "
-                f"{locked.quote_asset}. The grid's orders go out now.", at,
+                f"{locked.quote_asset}.", at,
             ))  # fmt: skip
         locked.keep_engine(engine)
         risk.mark(locked, engine.equity(price if price is not None else trigger))
@@ -188,3 +188,19 @@ def _withdrawn(bot: Bot, gw: Any, row: Order) -> bool:
     if bot.events.order_by("-id").values_list("message", flat=True).first() != text:
         BotEvent.objects.create(bot=bot, kind=BotEvent.Kind.SKIPPED, message=text)
     return False
+
+
+def settle_trigger_buy(bot: Bot, gw: Any) -> None:
+    """Before a stop: a trigger buy that an earlier cycle wrote down but never booked (a crash)
+    is taken in when it executed, so the stop keeps or sells its coins in the books, and is
+    forgotten when the exchange proves it never did. Nothing is sent."""
+    if not (bot.engine_state or {}).get("waiting"):
+        return
+    client_id = trigger_buy_id(bot)
+    earlier = ledger.sent_before(client_id)
+    if earlier is None:
+        return
+    if not gw.market_fills(client_id, sent_before=earlier):
+        ledger.forget_attempt(client_id)
+        return
+    start_at_trigger(bot, gw, None)  # found by its id: booked, not sent again

@@ -295,6 +295,12 @@ def _follow_moves(bot: Bot, gw: Any, price: Decimal | None) -> None:
     live_moves.follow(bot, gw, price)
 
 
+def _settle_trigger_buy(bot: Bot, gw: Any) -> None:
+    from bots import live_moves
+
+    live_moves.settle_trigger_buy(bot, gw)
+
+
 def _note_trouble(bot: Bot, message: str) -> None:
     """Exchange trouble the cycle retries, on the bot's event log once (not every cycle)."""
     _note_once(bot, f"{bot.exchange} trouble, retrying every cycle: {without_queries(message)}")
@@ -911,6 +917,7 @@ def _halt(bot: Bot, gw: Any, *, reason: str, sell: bool, status: str) -> None:
     # A stop written down first decides (a Stop pressed during a stop-loss still sells), and
     # a sale already sent is finished whatever the stop now: it cannot be unsent.
     sell = sell or bot.stopping_sells or pending_stop_sale(bot) is not None
+    _settle_trigger_buy(bot, gw)
     cancel_book(bot, gw)
     _all_fills_taken_in(bot, gw)
     _note_partial_fills(bot)

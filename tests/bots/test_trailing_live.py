@@ -304,3 +304,63 @@ def test_the_start_confirmation_dialog_names_the_trigger_price_it_waits_for(
     assert "Waits for the price to fall to" in page and "98,000" in page
     assert "Bought at market then" in page
     assert not Bot.objects.get(pk=trigger_bot.pk).is_running and fake.orders() == []
+
+
+def test_a_live_shift_down_moves_the_top_sell_to_the_bottom_with_the_same_coins(
+    market, make_bot, keys, fake, start_live
+):
+    config = {**CONFIG, "trailing_down": "true", "trailing_down_limit": "90000"}
+    bot = make_bot(config, mode=Bot.Mode.LIVE, credential=keys)
+    start_live(bot)
+    set_price(fake, "94500")  # every buy fills; their slots rest sells one line up
+    cycle.run_cycle(bot.pk)
+    bot.refresh_from_db()
+    engine = bot.engine()
+    assert all(s.state == SlotState.BASE for s in engine.slots)
+    assert resting(fake) == db_resting(bot) and len(resting(fake)) == 9
+    top = bot.orders.get(status="open", price=engine.lines[-1])
+    top_slot = engine.slot(top.slot)
+    before, rows_before = book(fake), open_rows(bot)
+
+    set_price(fake, str(engine.next_line_down() - 50))
+    cycle.run_cycle(bot.pk)
+
+    bot.refresh_from_db()
+    after = book(fake)
+    new = set(after) - set(before)
+    assert {c for c, st in after.items() if st != before.get(c, st)} == {top.client_order_id}
+    assert after[top.client_order_id] == "CANCELED" and len(new) == 1
+    engine = bot.engine()
+    assert engine.shifts_down == 1
+    placed = bot.orders.get(client_order_id=new.pop())
+    # The top slot's coins, unchanged, now wait to be sold at the old bottom line.
+    assert (placed.side, placed.price, placed.amount) == ("sell", engine.lines[1], top.amount)
+    assert engine.slots[0].acquired == top_slot.acquired and placed.slot == engine.slots[0].id
+    kept = rows_before - {(top.client_order_id, "sell", top.price)}
+    assert open_rows(bot) == kept | {(placed.client_order_id, "sell", placed.price)}
+    assert resting(fake) == db_resting(bot)
+    assert_books_are_the_accounts(bot, fake)
+
+
+def test_a_stop_after_a_crashed_trigger_buy_sells_the_coins_that_buy_bought_once(
+    trigger_bot, fake, start_live, monkeypatch
+):
+    from bots import services
+
+    bot = trigger_bot
+    start_live(bot)
+    set_price(fake, "97950")
+    with monkeypatch.context() as m:
+        m.setattr(starting, "record_start", _die)
+        with pytest.raises(RuntimeError):
+            cycle.run_cycle(bot.pk)
+    bought = market_buys(fake)[0].qty
+    assert Bot.objects.get(pk=bot.pk).engine().waiting  # the coins are in no books yet
+
+    services.stop_bot(Bot.objects.get(pk=bot.pk), sell=True)
+
+    bot.refresh_from_db()
+    assert bot.status == Bot.Status.STOPPED and len(market_buys(fake)) == 1
+    sales = [o for o in fake.orders("BTCUSDT") if o.type == "MARKET" and o.side == "SELL"]
+    assert [o.qty for o in sales] == [bought] and coins(fake, "BTC") == 0
+    assert bot.orders.filter(kind=Order.Kind.MARKET, side="buy").count() == 1
