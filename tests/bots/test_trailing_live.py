@@ -364,3 +364,43 @@ def test_a_stop_after_a_crashed_trigger_buy_sells_the_coins_that_buy_bought_once
     sales = [o for o in fake.orders("BTCUSDT") if o.type == "MARKET" and o.side == "SELL"]
     assert [o.qty for o in sales] == [bought] and coins(fake, "BTC") == 0
     assert bot.orders.filter(kind=Order.Kind.MARKET, side="buy").count() == 1
+
+
+def test_a_shift_whose_order_filled_in_part_before_its_cancel_waits_and_books_that_part(
+    trailing_bot, fake, start_live, monkeypatch
+):
+    """The bottom buy trades a little between the cycle's look at the fills and the shift's
+    cancel: the grid does not move over it; the part is booked (the books stay the
+    account's) and the engine never shifts a slot with a part filled."""
+    from bots.gateways.ccxt_gateway import CcxtGateway
+
+    bot = trailing_bot
+    start_live(bot)
+    set_price(fake, "105500")
+    cycle.run_cycle(bot.pk)
+    bot.refresh_from_db()
+    engine = bot.engine()
+    bottom = bot.orders.get(status="open", price=engine.lines[0])
+    real_cancel = CcxtGateway.cancel
+
+    def filled_first(self: CcxtGateway, client_id: str) -> None:
+        if client_id == bottom.client_order_id:
+            fake.fill_part(client_id, "0.001")
+        real_cancel(self, client_id)
+
+    set_price(fake, str(engine.next_line_up() + 50))
+    with monkeypatch.context() as m:
+        m.setattr(CcxtGateway, "cancel", filled_first)
+        cycle.run_cycle(bot.pk)
+
+    bot.refresh_from_db()
+    assert bot.engine().shifts_up == 0
+    assert bot.events.filter(kind=BotEvent.Kind.SKIPPED, message__startswith="Trailing waits")
+
+    cycle.run_cycle(bot.pk)  # the part is booked; the slot's rest goes out again, once
+
+    bot.refresh_from_db()
+    engine = bot.engine()
+    assert engine.shifts_up == 0 and engine.slot(bottom.slot).filled == Decimal("0.001")
+    assert resting(fake) == db_resting(bot) and len(resting(fake)) == 9
+    assert_books_are_the_accounts(bot, fake)
