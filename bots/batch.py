@@ -97,7 +97,9 @@ def _walk(bots: list[Bot]) -> list[paper_trading.Walk]:
             if i == len(candles):
                 continue
             todo.append((bot, candles[i:]))
-            # A fill needs a resting order the price reaches: the highest buy or lowest sell.
+            # Whatever a walk does starts at the prices the feed wakes the bot on (its highest
+            # buy and lowest sell, or a stop or trailing line before them): its book is read
+            # only when the candles reach one.
             buy, sell = bot.next_buy_price, bot.next_sell_price
             if (buy is not None and lows[i] <= buy) or (sell is not None and highs[i] >= sell):
                 crossed.append(bot.pk)
