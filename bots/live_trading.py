@@ -11,7 +11,8 @@ the exchange. Its cycle (``run_cycle``):
    an order is booked as it comes, and its slot turns when the order is done; a turned slot's
    counter-order is written down in that transaction and sent first (``cycle.counters``);
 3. checks the risk rules against the latest price (stop-loss and take-profit cancel the grid
-   and sell the bot's coins at market; the daily loss limit cancels the grid);
+   and sell the bot's coins at market; the daily loss limit cancels the grid), then lets the
+   trigger price and trailing act (``follow_moves``, the last section);
 4. reconciles the book: open orders with the bot's prefix that it does not know are adopted or
    cancelled, vanished ones are looked up (never assumed; the exchange's book is asked for
    only with REST, the stream tells of the rest), and an order the engine wants is
@@ -43,7 +44,7 @@ from django.utils import timezone
 from accounts.crypto import UndecryptableSecret
 from aibo import metrics
 from bots import config as schema
-from bots import gateways, ledger, risk, user_streams
+from bots import gateways, ledger, risk, trailing, user_streams
 from bots.errors import LiveError
 from bots.gateways.base import ExchangeFill, OpenOrder, OrderRequest, in_order
 from bots.grid import order_ids
@@ -190,7 +191,7 @@ def run_cycle(bot_id: int) -> LiveCycle | None:
     stop_due = price is not None and bool(risk.price_reason(bot, price))
     streamed = list(StreamedFill.objects.filter(bot=bot))
     calm = not (rest or stop_due or bot.stopping_reason) and price is not None
-    if calm and not streamed and _quiet(bot, price) and not _moves_due(bot, price):
+    if calm and not streamed and _quiet(bot, price) and not moves_due(bot, price):
         # The stream told of no fill and nothing waits to go out: the book is as it was, so
         # the cycle only marks the bot at the price (its risk rules have just looked).
         mark_to_market(bot, price)
@@ -252,9 +253,9 @@ def _run_cycle(
             if reason:
                 halt(bot, gw, reason=reason, sell=risk.sells_out(reason))
                 return
-            # The trigger price and trailing (``bots.live_moves``): the grid they start or move
-            # is placed by the reconciliation, as every other order.
-            _follow_moves(bot, gw, price if fresh else None)
+            # The trigger price and trailing (below): the grid they start or move is placed by
+            # the reconciliation, as every other order.
+            follow_moves(bot, gw, price if fresh else None)
             cycle.placed += reconcile(bot, gw, buys=fresh, rest=rest)
             if rest:  # fills and the book, all asked for since ``began``: the stream takes over
                 Bot.objects.filter(pk=bot.pk).update(rest_synced_at=began)
@@ -281,24 +282,6 @@ def _quiet(bot: Bot, price: Decimal) -> bool:
         and (at >= price if side == Order.Side.BUY else at <= price)
         for kind, side, at, refusals in waiting
     )
-
-
-def _moves_due(bot: Bot, price: Decimal) -> bool:
-    from bots import live_moves  # it builds on this module
-
-    return live_moves.due(bot, price)
-
-
-def _follow_moves(bot: Bot, gw: Any, price: Decimal | None) -> None:
-    from bots import live_moves
-
-    live_moves.follow(bot, gw, price)
-
-
-def _settle_trigger_buy(bot: Bot, gw: Any) -> None:
-    from bots import live_moves
-
-    live_moves.settle_trigger_buy(bot, gw)
 
 
 def _note_trouble(bot: Bot, message: str) -> None:
@@ -917,7 +900,7 @@ def _halt(bot: Bot, gw: Any, *, reason: str, sell: bool, status: str) -> None:
     # A stop written down first decides (a Stop pressed during a stop-loss still sells), and
     # a sale already sent is finished whatever the stop now: it cannot be unsent.
     sell = sell or bot.stopping_sells or pending_stop_sale(bot) is not None
-    _settle_trigger_buy(bot, gw)
+    settle_trigger_buy(bot, gw)
     cancel_book(bot, gw)
     _all_fills_taken_in(bot, gw)
     _note_partial_fills(bot)
@@ -1100,3 +1083,245 @@ def send_regrid_orders(bot: Bot, gw: Any, orders: list[Order], *, last: Decimal 
         logger.exception("bot %s: sending the new grid failed", bot.pk)
         _error(bot, without_queries(f"{type(e).__name__}: {e}"))
     return 0
+
+
+# --- the trigger price and trailing (GRID_SPEC.md, Extensions; issue 17) ---------------------
+# The engine decides, as for backtests and paper bots; these steps do what its moves mean for
+# a real account, once per cycle, after the fills are booked and the risk rules looked, before
+# the reconciliation that sends the grid's orders (``_run_cycle``).
+#
+# Trigger price: a waiting bot places nothing. When the cycle's fresh price reached the trigger,
+# the engine starts there and its start buy goes out at market under the run's start id through
+# the very path of a live start (``market_start_buy``: written down first, sent once, found by
+# its id after a crash, never sent twice); then the started grid, the buy's row and trades and
+# the log lines are committed at once, and the reconciliation places the grid. A buy an earlier
+# cycle wrote down is finished whatever the price does meanwhile (and before a stop).
+#
+# Trailing: with the price outside the grid (it came there across the grid's outer line, the
+# segment the engine walks), the engine shifts the grid as often as the price calls for. Each
+# shift's one cancelled order is cancelled on the exchange first and looked up (one that
+# filled before its cancel holds the move back: the fill is booked by the next cycle, and the
+# engine never shifts over a part-filled slot); then the moved grid, the cancelled rows
+# (reason ``trailing``) and the log lines are committed, and the reconciliation places the one
+# new order each shift wants. A crash after the cancels repeats them (cancelling a cancelled
+# order changes nothing). Every other order keeps its client id; every request goes through
+# the gateway and its request budget.
+
+
+TRAILING_FLAGS = ("trailing_up", "trailing_down")
+
+
+def trigger_buy_id(bot: Bot) -> str:
+    """The client id of the buy a running bot's trigger makes: the run's start buy id."""
+    return order_ids.market_order_id(bot.key, order_ids.START)
+
+
+def moves_due(bot: Bot, price: Decimal) -> bool:
+    """Whether the trigger or a trailing shift may act at ``price``, from the bot row alone
+    (its wake prices, ``Bot.keep_engine``): a quiet cycle, which otherwise only marks the bot,
+    goes the whole way then. Never for a bot without a trigger or trailing; always for a
+    waiting bot whose trigger buy was written down (it is finished whatever the price)."""
+    state = bot.engine_state or {}
+    waiting = bool(state.get("waiting"))
+    if not waiting and not any(state.get("config", {}).get(k) for k in TRAILING_FLAGS):
+        return False
+    low, high = bot.next_buy_price, bot.next_sell_price
+    if (low is not None and price <= low) or (high is not None and price >= high):
+        return True
+    return waiting and ledger.sent_before(trigger_buy_id(bot)) is not None
+
+
+def follow_moves(bot: Bot, gw: Any, price: Decimal | None) -> bool:
+    """The trigger and trailing at the cycle's price (None without a fresh one: then only a
+    trigger buy already written down is finished). True when the grid changed (``bot`` is
+    then reloaded, for the reconciliation that follows)."""
+    state = bot.engine_state or {}
+    if state.get("waiting"):
+        return start_at_trigger(bot, gw, price)
+    if price is not None and any(state.get("config", {}).get(k) for k in TRAILING_FLAGS):
+        return shift_grid(bot, gw, price)
+    return False
+
+
+def start_at_trigger(bot: Bot, gw: Any, price: Decimal | None) -> bool:
+    """Start a waiting grid when ``price`` has reached its trigger price, or finish a start
+    whose buy an earlier cycle wrote down (see the section's text). True when it started."""
+    engine = bot.engine()
+    client_id = trigger_buy_id(bot)
+    trigger = engine.start_price
+    reached = price is not None and (
+        price <= trigger if engine.wait_side == "below" else price >= trigger
+    )
+    if not reached and ledger.sent_before(client_id) is None:
+        return False
+    # The price path since the start: from where the bot began to wait to the price now.
+    began = bot.start_price if bot.start_price is not None else trigger
+    if not engine.check_trigger(began, price if reached and price is not None else trigger):
+        return False
+    triggered = engine.drain_events()
+    try:
+        fills = market_start_buy(bot, gw, engine, client_id)
+    except OrderRejected as e:  # nothing exists under the id: a person must look
+        raise LiveError(f"{bot.exchange} refused the buy at the trigger price: {e}") from None
+    at = timezone.now()
+    with transaction.atomic():
+        locked = Bot.objects.select_for_update().get(pk=bot.pk)
+        if locked.engine_state != bot.engine_state:  # changed under us: the next cycle looks
+            return False
+        rows = [trailing.event_row(locked, e, at) for e in triggered]
+        bought = engine.start_buy
+        if bought is not None:
+            order = ledger.market_order(locked, bought, order_ids.START, at)
+            order.save()
+            record_start(locked, order, fills)
+            cost = sum((f.price * f.amount for f, _fee in fills), Decimal(0))
+            rows.append(ledger.event(
+                locked, BotEvent.Kind.FILLED,
+                f"Bought {canonical(bought.amount)} {locked.base_asset} at market on "
+                f"{locked.exchange} at {canonical(bought.price)} on average for "
+                f"{canonical(cost)} {locked.quote_asset}; fee {bought.fee:.8f} "
+                f"{locked.quote_asset}.", at,
+            ))  # fmt: skip
+        locked.keep_engine(engine)
+        risk.mark(locked, engine.equity(price if price is not None else trigger))
+        locked.save(update_fields=["engine_state", "next_buy_price", "next_sell_price",
+                                   "last_equity", "peak_equity", "max_drawdown",
+                                   "updated_at"])  # fmt: skip
+        BotEvent.objects.bulk_create(rows)
+    if bought is not None:
+        metrics.orders(Bot.Mode.LIVE, "placed")
+    bot.refresh_from_db()
+    return True
+
+
+def shift_grid(bot: Bot, gw: Any, price: Decimal) -> bool:
+    """Trailing at ``price``: the shifts it calls for, each order they cancel cancelled on the
+    exchange first, then the moved grid committed (see the section's text). True when the
+    engine changed (a shift, or a word that trailing stopped)."""
+    engine = bot.engine()
+    if engine.is_stopped or not engine.slots:
+        return False
+    lines = engine.lines
+    if lines[0] <= price <= lines[-1]:
+        return False
+    # The price left the grid across its outer line: the segment the engine walks.
+    engine.trail(lines[-1] if price > lines[-1] else lines[0], price)
+    events = engine.drain_events()
+    if not events:
+        return False
+    gone = {e.cancelled.slot for e in events if e.cancelled is not None}
+    rows = list(Order.objects.resting().filter(bot=bot, kind=Order.Kind.LIMIT, slot__in=gone))
+    for row in rows:
+        if not _withdrawn(bot, gw, row):
+            return False
+    at = timezone.now()
+    with transaction.atomic():
+        locked = Bot.objects.select_for_update().get(pk=bot.pk)
+        if locked.engine_state != bot.engine_state:  # changed under us: the next cycle looks
+            return False
+        lines_out = [trailing.event_row(locked, e, at) for e in events]
+        for row in rows:
+            row.status, row.reason = Order.Status.CANCELLED, trailing.REASON
+            row.save(update_fields=["status", "reason", "updated_at"])
+            lines_out.append(ledger.event(
+                locked, BotEvent.Kind.CANCELLED,
+                f"Cancelled the {row.side} of {row.amount} at {row.price} (slot {row.slot}) on "
+                f"{locked.exchange}: trailing moved the grid.", at,
+            ))  # fmt: skip
+        locked.keep_engine(engine)
+        locked.save(update_fields=["engine_state", "next_buy_price", "next_sell_price",
+                                   "updated_at"])  # fmt: skip
+        BotEvent.objects.bulk_create(lines_out)
+    metrics.orders(Bot.Mode.LIVE, "cancelled", len(rows), reason=trailing.REASON)
+    bot.refresh_from_db()
+    return True
+
+
+def _withdrawn(bot: Bot, gw: Any, row: Order) -> bool:
+    """Cancel a shift's order on the exchange and make sure none of it filled unbooked: False
+    (the shift waits) when the exchange filled more of it than its row has booked."""
+    cid = row.client_order_id
+    if row.status == Order.Status.PENDING and ledger.sent_before(cid) is None:
+        return True  # written, never sent: nothing rests on the exchange
+    gw.cancel(cid)
+    state = gw.order_status(cid)
+    if state is None or state[1] <= row.filled:
+        return True
+    text = (
+        f"Trailing waits: the {row.side} at {row.price} (slot {row.slot}) filled "
+        f"{state[1]} on {bot.exchange} before its cancel arrived; that fill is booked first."
+    )
+    if bot.events.order_by("-id").values_list("message", flat=True).first() != text:
+        BotEvent.objects.create(bot=bot, kind=BotEvent.Kind.SKIPPED, message=text)
+    return False
+
+
+def settle_trigger_buy(bot: Bot, gw: Any) -> None:
+    """Before a stop: a trigger buy that an earlier cycle wrote down but never booked (a crash)
+    is taken in when it executed, so the stop keeps or sells its coins in the books, and is
+    forgotten when the exchange proves it never did. Nothing is sent."""
+    if not (bot.engine_state or {}).get("waiting"):
+        return
+    client_id = trigger_buy_id(bot)
+    earlier = ledger.sent_before(client_id)
+    if earlier is None:
+        return
+    if not gw.market_fills(client_id, sent_before=earlier):
+        ledger.forget_attempt(client_id)
+        return
+    start_at_trigger(bot, gw, None)  # found by its id: booked, not sent again
+
+
+def market_start_buy(
+    bot: Bot, gw: Any, engine: GridEngine, client_id: str
+) -> list[tuple[ExchangeFill, Decimal]]:
+    """The engine's start buy (``engine.start_buy``: a start's, or a trigger's) at market under
+    ``client_id``, written down first and sent once (``send_once``): a buy an
+    earlier try sent is found by its id, never sent again, and is the one that counts. The
+    engine takes what it really cost; returns its fills with what each fee cost in quote.
+    The exchange's errors are the caller's to word."""
+    planned = engine.start_buy
+    earlier = ledger.sent_before(client_id)
+    if planned is None and earlier is None:
+        return []
+    if planned is None:  # no buy wanted now, but an earlier try sent one: take it in
+        fills = gw.market_fills(client_id, sent_before=earlier)
+    else:
+        fills = send_once(
+            client_id,
+            lambda before: gw.market_buy(client_id, planned.amount, sent_before=before),
+        )
+    values = FeeValues(bot, gw)
+    amount, cost, fee = fill_totals(fills, values)
+    if not amount and planned is None:
+        ledger.forget_attempt(client_id)  # the earlier buy never executed
+        return []
+    if not amount:
+        raise LiveError(f"{bot.exchange} filled nothing of the start buy; nothing was started.")
+    average = cost / amount
+    # A start tried again at another price plans another amount, but the buy that went out
+    # the first time is the one that counts: what it bought beyond (or short of) the plan is
+    # the grid's dust, so the books are the account's.
+    engine.dust += amount - (planned.amount if planned else ZERO)
+    engine.start_buy = MarketTrade(Side.BUY, average, amount, fee)
+    engine.quote = engine.config.capital - cost - fee
+    engine.fees_paid += fee - (planned.fee if planned else ZERO)  # earlier runs' fees stay
+    engine.start_price = average
+    base_fee = values.base_fee(fills)
+    if base_fee:  # taken from the coins bought: the start slots hold that much less
+        engine.take_base_fee(base_fee, base_fee * average)
+    for slot in engine.slots:
+        if slot.acquired is not None:
+            slot.acquired = average  # what the start slots' base really cost
+    return [(f, values(f)) for f in fills]
+
+
+def record_start(bot: Bot, order: Order, fills: list[tuple[ExchangeFill, Decimal]]) -> None:
+    """Inside start's transaction: the start buy's trades, so later fetches skip them."""
+    ExchangeFillRecord.objects.bulk_create(
+        [fill_record(bot, order, f, fee) for f, fee in fills], ignore_conflicts=True
+    )
+    if fills:  # never back: a trigger's buy comes after the running bot's cursor
+        bot.fill_cursor_ms = max([*(f.at_ms for f, _fee in fills), bot.fill_cursor_ms or 0])
+        bot.fill_cursor_trade = next_trade_id([f for f, _fee in fills], bot.fill_cursor_trade)
+        bot.save(update_fields=["fill_cursor_ms", "fill_cursor_trade"])

@@ -50,7 +50,6 @@ from bots.models import (
     Bot,
     BotEvent,
     EquitySnapshot,
-    ExchangeFillRecord,
     LiveGateWaiver,
     Order,
     PaperBalance,
@@ -430,7 +429,7 @@ def start_buy(bot: Bot, gw: Any, engine: GridEngine) -> list[tuple[ExchangeFill,
     """Buy the start amount at market (idempotent by client id) and book what it really cost;
     returns its fills with what each fee cost in quote."""
     try:
-        return market_start_buy(bot, gw, engine, start_client_id(bot))
+        return live_trading.market_start_buy(bot, gw, engine, start_client_id(bot))
     except OrderRejected as e:  # nothing exists under the id (send_once forgot the send)
         raise LiveError(f"{bot.exchange} refused the start buy: {e}") from None
     except ExchangeError as e:
@@ -440,61 +439,8 @@ def start_buy(bot: Bot, gw: Any, engine: GridEngine) -> list[tuple[ExchangeFill,
         ) from None
 
 
-def market_start_buy(
-    bot: Bot, gw: Any, engine: GridEngine, client_id: str
-) -> list[tuple[ExchangeFill, Decimal]]:
-    """The engine's start buy (``engine.start_buy``: a start's, or a trigger's) at market under
-    ``client_id``, written down first and sent once (``live_trading.send_once``): a buy an
-    earlier try sent is found by its id, never sent again, and is the one that counts. The
-    engine takes what it really cost; returns its fills with what each fee cost in quote.
-    The exchange's errors are the caller's to word."""
-    planned = engine.start_buy
-    earlier = ledger.sent_before(client_id)
-    if planned is None and earlier is None:
-        return []
-    if planned is None:  # no buy wanted now, but an earlier try sent one: take it in
-        fills = gw.market_fills(client_id, sent_before=earlier)
-    else:
-        fills = live_trading.send_once(
-            client_id,
-            lambda before: gw.market_buy(client_id, planned.amount, sent_before=before),
-        )
-    values = live_trading.FeeValues(bot, gw)
-    amount, cost, fee = live_trading.fill_totals(fills, values)
-    if not amount and planned is None:
-        ledger.forget_attempt(client_id)  # the earlier buy never executed
-        return []
-    if not amount:
-        raise LiveError(f"{bot.exchange} filled nothing of the start buy; nothing was started.")
-    average = cost / amount
-    # A start tried again at another price plans another amount, but the buy that went out
-    # the first time is the one that counts: what it bought beyond (or short of) the plan is
-    # the grid's dust, so the books are the account's.
-    engine.dust += amount - (planned.amount if planned else ZERO)
-    engine.start_buy = MarketTrade(Side.BUY, average, amount, fee)
-    engine.quote = engine.config.capital - cost - fee
-    engine.fees_paid += fee - (planned.fee if planned else ZERO)  # earlier runs' fees stay
-    engine.start_price = average
-    base_fee = values.base_fee(fills)
-    if base_fee:  # taken from the coins bought: the start slots hold that much less
-        engine.take_base_fee(base_fee, base_fee * average)
-    for slot in engine.slots:
-        if slot.acquired is not None:
-            slot.acquired = average  # what the start slots' base really cost
-    return [(f, values(f)) for f in fills]
-
-
-def record_start(bot: Bot, order: Order, fills: list[tuple[ExchangeFill, Decimal]]) -> None:
-    """Inside start's transaction: the start buy's trades, so later fetches skip them."""
-    ExchangeFillRecord.objects.bulk_create(
-        [live_trading.fill_record(bot, order, f, fee) for f, fee in fills], ignore_conflicts=True
-    )
-    if fills:  # never back: a trigger's buy comes after the running bot's cursor
-        bot.fill_cursor_ms = max([*(f.at_ms for f, _fee in fills), bot.fill_cursor_ms or 0])
-        bot.fill_cursor_trade = live_trading.next_trade_id(
-            [f for f, _fee in fills], bot.fill_cursor_trade
-        )
-        bot.save(update_fields=["fill_cursor_ms", "fill_cursor_trade"])
+# The start buy's trades, booked in the start's transaction (``bots.regrid`` books its own so).
+record_start = live_trading.record_start
 
 
 # --- going live: paper first, keys checked, the pair typed, one start per account at a time ---

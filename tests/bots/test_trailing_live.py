@@ -14,7 +14,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from bots import cycle, ledger, live_moves, starting
+from bots import cycle, ledger, live_trading, starting
 from bots.grid.params import SlotState
 from bots.models import Bot, BotEvent, ExchangeFillRecord, Order, SendAttempt
 from tests.bots import test_live_trading as live
@@ -91,7 +91,7 @@ def test_a_live_bot_with_a_trigger_waits_then_buys_once_and_lays_its_grid_there(
     engine = bot.engine()
     assert not engine.waiting
     buys = market_buys(fake)
-    assert len(buys) == 1 and buys[0].client_id == live_moves.trigger_buy_id(bot)
+    assert len(buys) == 1 and buys[0].client_id == live_trading.trigger_buy_id(bot)
     assert buys[0].qty == sum(s.amount for s in engine.slots if s.state == SlotState.BASE)
     start = bot.orders.get(kind=Order.Kind.MARKET)
     assert (start.client_order_id, start.status) == (buys[0].client_id, "filled")
@@ -173,7 +173,7 @@ def test_a_crash_between_writing_down_and_sending_the_trigger_buy_never_buys_twi
     bot = trigger_bot
     start_live(bot)
     bot.refresh_from_db()
-    client_id = live_moves.trigger_buy_id(bot)
+    client_id = live_trading.trigger_buy_id(bot)
     real = ledger.send_attempt
 
     def written_then_dead(cid: str) -> Any:
@@ -216,7 +216,7 @@ def test_a_crash_after_the_trigger_buy_went_out_books_that_buy_and_never_sends_a
     start_live(bot)
     set_price(fake, "97950")
     with monkeypatch.context() as m:
-        m.setattr(starting, "record_start", _die)
+        m.setattr(live_trading, "record_start", _die)
         with pytest.raises(RuntimeError):
             cycle.run_cycle(bot.pk)
     assert len(market_buys(fake)) == 1  # bought; the booking died with the worker
@@ -244,7 +244,8 @@ def test_a_bot_without_trigger_or_trailing_never_takes_the_long_way(
     bot = make_bot(CONFIG, mode=Bot.Mode.LIVE, credential=keys)
     start_live(bot)
     bot.refresh_from_db()
-    assert not live_moves.due(bot, Decimal(P0) * 2) and not live_moves.due(bot, Decimal(1))
+    assert not live_trading.moves_due(bot, Decimal(P0) * 2)
+    assert not live_trading.moves_due(bot, Decimal(1))
 
 
 def test_with_the_user_stream_up_a_waiting_bot_asks_nothing_until_the_price_reaches_its_trigger(
@@ -351,7 +352,7 @@ def test_a_stop_after_a_crashed_trigger_buy_sells_the_coins_that_buy_bought_once
     start_live(bot)
     set_price(fake, "97950")
     with monkeypatch.context() as m:
-        m.setattr(starting, "record_start", _die)
+        m.setattr(live_trading, "record_start", _die)
         with pytest.raises(RuntimeError):
             cycle.run_cycle(bot.pk)
     bought = market_buys(fake)[0].qty
