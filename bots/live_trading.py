@@ -993,7 +993,9 @@ def _error(bot: Bot, reason: str) -> None:
     the exchange is only down for now, the stop is written down and every cycle retries it."""
     try:
         with spending_reserve():
-            cancel_book(bot, gateway(bot))
+            gw = gateway(bot)
+            settle_trigger_buy(bot, gw)  # a trigger buy that went out is in the books first
+            cancel_book(bot, gw)
     except TemporaryExchangeError as e:
         ledger.note_stopping(bot, reason=f"{ERROR_STOP}{reason}", sells=False)
         _note_trouble(bot, f"stopping after an error; its orders are cancelled when {e} ends")

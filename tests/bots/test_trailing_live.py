@@ -405,3 +405,22 @@ def test_a_shift_whose_order_filled_in_part_before_its_cancel_waits_and_books_th
     assert engine.shifts_up == 0 and engine.slot(bottom.slot).filled == Decimal("0.001")
     assert resting(fake) == db_resting(bot) and len(resting(fake)) == 9
     assert_books_are_the_accounts(bot, fake)
+
+
+def test_an_error_stop_after_a_crashed_trigger_buy_keeps_its_coins_in_the_books(
+    trigger_bot, fake, start_live, monkeypatch
+):
+    bot = trigger_bot
+    start_live(bot)
+    set_price(fake, "97950")
+    with monkeypatch.context() as m:
+        m.setattr(live_trading, "record_start", _die)
+        with pytest.raises(RuntimeError):
+            cycle.run_cycle(bot.pk)
+
+    live_trading._error(Bot.objects.get(pk=bot.pk), "the exchange refused something")
+
+    bot.refresh_from_db()
+    assert bot.status == Bot.Status.ERROR and len(market_buys(fake)) == 1
+    assert not bot.engine().waiting
+    assert_books_are_the_accounts(bot, fake)  # the coins bought are the grid's, kept
