@@ -71,12 +71,14 @@ def apply_candles(bot_ids: list[int]) -> BatchResult:
 
 def _committed(walks: list[paper_trading.Walk], seconds: float) -> None:
     """Counted and told once the batch is committed; each bot's cycle took its share."""
+    told = {}
     for w in walks:
         paper = w.result
         result = CycleResult(candles=paper.candles, fills=paper.fills,
                              round_trips=paper.round_trips, running=paper.running)  # fmt: skip
         metrics.cycle_done(result, seconds / len(walks))
-        push.publish_bot(w.bot.pk, changes=changes(result))
+        told[w.bot.pk] = changes(result)
+    push.publish_bots(told)
 
 
 def _walk(bots: list[Bot]) -> list[paper_trading.Walk]:

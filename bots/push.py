@@ -6,7 +6,7 @@ renders the page fragments (``bots.pages``) for whoever watches.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from django.dispatch import Signal
 
@@ -29,6 +29,16 @@ def publish_bot(bot_id: int, *, changes: Iterable[str] = CHANGES) -> None:
 
     By default every part changed: a start, a stop or a new grid also writes the log, and a
     page whose log still shows the old orders contradicts its ladder. Cycles say what moved."""
-    event = {"type": "bot.changed", "bot_id": bot_id, "changes": sorted(set(changes))}
-    push.group_send(bot_group(bot_id), event)
+    push.group_send(bot_group(bot_id), _changed(bot_id, changes))
     bot_published.send_robust(sender=None, bot_id=bot_id)
+
+
+def publish_bots(changes: Mapping[int, Iterable[str]]) -> None:
+    """``publish_bot`` for a batch of bots: only the pages someone has open are sent to."""
+    push.group_send_many({bot_group(pk): _changed(pk, parts) for pk, parts in changes.items()})
+    for pk in changes:
+        bot_published.send_robust(sender=None, bot_id=pk)
+
+
+def _changed(bot_id: int, changes: Iterable[str]) -> dict[str, object]:
+    return {"type": "bot.changed", "bot_id": bot_id, "changes": sorted(set(changes))}
