@@ -380,7 +380,8 @@ class Run:
                 setup="bench.bench_exchange_weight.in_the_bench",
                 setup_args=here,
             )
-            run.ready()  # each process up before the first fill
+            for _ in range(processes):  # each process up before the first fill
+                run.pool.submit(time.sleep, 0.5)
         return Streams(user_streams.Waker(run))
 
     def make_bot(self, i: int) -> Any:
