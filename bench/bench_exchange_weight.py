@@ -380,8 +380,7 @@ class Run:
                 setup="bench.bench_exchange_weight.in_the_bench",
                 setup_args=here,
             )
-            for _ in range(processes):  # each process up before the first fill
-                run.pool.submit(time.sleep, 0.5)
+            run.ready()  # each process up before the first fill
         return Streams(user_streams.Waker(run))
 
     def make_bot(self, i: int) -> Any:

@@ -5,9 +5,10 @@ ccxt.pro user data stream open for every account with a running live bot: on Bin
 websocket API's ``userDataStream.subscribe.signature`` (the listen-key stream is being
 retired). Each fill of an order of ours is written down (``StreamedFill``) and its bot's cycle
 runs at once (``Waker``: in this process, or with ``USER_STREAM_WAKE_PROCESSES`` in as many
-processes of its own, so that the cycles of one price move's fills run side by side, not under
-one interpreter lock), so the counter-order goes out within milliseconds. An order of
-ours cancelled or expired on the exchange's side asks the bot for a REST reconciliation.
+processes of its own, several cycles in each, so that the cycles of one price move's fills run
+side by side, not under one interpreter lock nor one after another), so the counter-order goes
+out within milliseconds. An order of ours cancelled or expired on the exchange's side asks the
+bot for a REST reconciliation.
 
 The stream is trusted only while it is known to be up: its state (connected since, last beat)
 is in the cache, shared with every worker. A bot whose last REST reconciliation began after the
@@ -45,6 +46,8 @@ logger = logging.getLogger(__name__)
 # a partly filled order is sent again, an order that vanished is looked up).
 ENDED = {"CANCELED", "EXPIRED", "EXPIRED_IN_MATCH", "REJECTED"}
 MAX_BACKOFF_SECONDS = 60.0
+# Processes that run woken cycles by default on PostgreSQL (``wake_processes``).
+WAKE_PROCESSES = 2
 
 
 # --- the stream's state, shared through the cache -------------------------------------------
@@ -188,11 +191,14 @@ class Waker:
         self,
         run: Callable[[int], Any],
         *,
-        workers: int = 4,
+        workers: int | None = None,
         busy_retry_seconds: float = 0.005,
         busy_tries: int = 1000,
     ) -> None:
         self.run = run
+        # A thread per cycle that may run at once: as many as the processes run side by side
+        # (each thread waits there for its cycle), else four in this process.
+        workers = workers or getattr(run, "capacity", 4)
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="fill-wake")
         self.busy_retry_seconds = busy_retry_seconds
         self.busy_tries = busy_tries
@@ -258,11 +264,12 @@ class Waker:
 
 def wake_processes() -> int:
     """How many processes run the cycles fills wake (``USER_STREAM_WAKE_PROCESSES``; by default
-    2 on PostgreSQL, none on SQLite, whose one writer they would queue for)."""
+    2 on PostgreSQL, each running ``bots.processes.THREADS`` cycles side by side; none on
+    SQLite, whose one writer they would queue for)."""
     configured = settings.USER_STREAM_WAKE_PROCESSES
     if configured is not None:
         return configured
-    return 0 if connections["default"].vendor == "sqlite" else 2
+    return 0 if connections["default"].vendor == "sqlite" else WAKE_PROCESSES
 
 
 # --- the streams -----------------------------------------------------------------------------
