@@ -315,8 +315,7 @@ class Run:
             bots = []
             for i in range(self.n_bots):  # a trader starting them one after another
                 bots.append(self.make_bot(i))
-                self.clock.advance(3)
-                fake.call("clock", self.clock.ms())
+                self.advance(3)
             started_weight = fake.stats()[0]
             running = self.start_streams() if self.stream else None
             try:
@@ -413,10 +412,19 @@ class Run:
                     services.start_bot(bot)
                 return bot
             except BotError:
-                self.clock.advance(10)
-                self.fake.call("clock", self.clock.ms())
+                self.advance(10)
                 self.feed()
         raise SystemExit(f"bot {bot.pk} did not start")
+
+    def advance(self, seconds: float) -> None:
+        """Simulated time goes on, for the exchange and for every process of the run (the
+        other processes' clock stood still while the bots were started, before: the grids
+        that the stream's first wake-ups placed then dated from before their bots' starts,
+        and their fills were booked as not the running grid's, with no counter-order)."""
+        self.clock.advance(seconds)
+        self.fake.call("clock", self.clock.ms())
+        if self.shared_clock is not None:
+            self.shared_clock.value = self.clock.ms()
 
     def feed(self) -> None:
         feed(self.price, self.clock.now())
@@ -426,10 +434,7 @@ class Run:
         (the exchange fills what it crosses, and the stream wakes those bots)."""
         from bots.tasks import cycle_once
 
-        self.clock.advance(seconds)
-        self.fake.call("clock", self.clock.ms())
-        if self.shared_clock is not None:
-            self.shared_clock.value = self.clock.ms()
+        self.advance(seconds)
         if self.chains is not None:  # the chain's cycles, as Huey runs them
             self.chains.step([bot.pk for bot in bots])
         else:  # the embedded default (``serve``): the chains in the feed's own process
