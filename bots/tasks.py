@@ -35,6 +35,7 @@ def cycle_once(bot_id: int) -> cycle.CycleResult | None:
     most cycles are such. The lease is taken only for work, and the work then locks the bot's
     row too, so a batch or cycle that got there between the probe and the lease is seen."""
     began = time.time()
+    logger.debug("bot %s: cycle began at %.6f", bot_id, began)  # idle ones too: the cadence
     probed = cycle.probe(bot_id)
     if probed is not None and probed.held:
         return _busy(bot_id)
@@ -42,8 +43,6 @@ def cycle_once(bot_id: int) -> cycle.CycleResult | None:
         return _timed(bot_id, probed, began)
     try:
         with cycle_lock(bot_id):  # never two cycles of one bot at once
-            began = time.time()
-            logger.debug("bot %s: cycle began at %.6f", bot_id, began)
             result = _timed(bot_id, probed, began)
             logger.debug("bot %s: cycle ended at %.6f after %.6f (%s candles, %s fills)",
                          bot_id, time.time(), began, result.candles, result.fills)  # fmt: skip
