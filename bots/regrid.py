@@ -543,7 +543,7 @@ def regrid_live(
                 locked = Bot.objects.select_for_update().get(pk=bot.pk)
                 rows = _write(locked, done, trade=trade, at=minute)
                 if trade is not None:
-                    starting.record_start(locked, rows[0], fills)
+                    live_trading.record_start(locked, rows[0], fills)
                 pending = [] if locked.stopping_reason else (
                     live_trading.write_regrid_orders(locked, done.engine)
                 )  # fmt: skip

@@ -184,7 +184,7 @@ def _start(bot: Bot) -> str:
         Order.objects.bulk_create(orders)
         metrics.orders(bot.mode, "placed", len(orders))
         if live_mode and engine.start_buy:
-            record_start(bot, orders[0], start_fills)
+            live_trading.record_start(bot, orders[0], start_fills)
         events = [
             ledger.event(bot, BotEvent.Kind.STARTED, start_words(bot, engine, p0, used=used), at)
         ]
@@ -437,10 +437,6 @@ def start_buy(bot: Bot, gw: Any, engine: GridEngine) -> list[tuple[ExchangeFill,
             f"{bot.exchange} did not confirm the start buy ({e}). The start is finished as "
             f"soon as {bot.exchange} answers, within minutes, and never buys twice."
         ) from None
-
-
-# The start buy's trades, booked in the start's transaction (``bots.regrid`` books its own so).
-record_start = live_trading.record_start
 
 
 # --- going live: paper first, keys checked, the pair typed, one start per account at a time ---

@@ -574,7 +574,7 @@ def test_a_booking_that_fails_after_the_trade_keeps_the_old_grid_and_books_the_t
         raise RuntimeError("the database went away")
 
     with monkeypatch.context() as patched, pytest.raises(RuntimeError):
-        patched.setattr(regrid.starting, "record_start", broken)
+        patched.setattr(regrid.live_trading, "record_start", broken)
         services.apply_grid_edit(live_bot, SHIFTED, shown=shown(plan), typed_pair="BTC/USDT")
 
     live_bot.refresh_from_db()
