@@ -1225,11 +1225,7 @@ def shift_grid(bot: Bot, gw: Any, price: Decimal) -> bool:
         for row in rows:
             row.status, row.reason = Order.Status.CANCELLED, trailing.REASON
             row.save(update_fields=["status", "reason", "updated_at"])
-            lines_out.append(ledger.event(
-                locked, BotEvent.Kind.CANCELLED,
-                f"Cancelled the {row.side} of {row.amount} at {row.price} (slot {row.slot}) on "
-                f"{locked.exchange}: trailing moved the grid.", at,
-            ))  # fmt: skip
+            lines_out.append(trailing.cancelled_row(locked, row, at, on=locked.exchange))
         locked.keep_engine(engine)
         locked.save(update_fields=["engine_state", "next_buy_price", "next_sell_price",
                                    "updated_at"])  # fmt: skip

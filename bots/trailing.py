@@ -79,7 +79,13 @@ def book_events(
         order.status, order.reason = Order.Status.CANCELLED, REASON
         if order.pk:
             updated.append(order)
-        rows.append(ledger.event(bot, BotEvent.Kind.CANCELLED,
-                                 f"Cancelled the {order.side} of {order.amount} at {order.price} "
-                                 f"(slot {order.slot}): trailing moved the grid.", at))  # fmt: skip
+        rows.append(cancelled_row(bot, order, at))
     return rows
+
+
+def cancelled_row(bot: Bot, order: Order, at: datetime | None, *, on: str = "") -> BotEvent:
+    """The log line of an order a shift cancelled (``on``: the exchange, for a live bot)."""
+    where = f" on {on}" if on else ""
+    return ledger.event(bot, BotEvent.Kind.CANCELLED,
+                        f"Cancelled the {order.side} of {order.amount} at {order.price} (slot "
+                        f"{order.slot}){where}: trailing moved the grid.", at)  # fmt: skip
