@@ -134,7 +134,7 @@ def test_the_desk_from_a_new_bot_to_a_live_fill_and_the_emergency_stop(page, liv
     chart = page.locator("#bot-chart")
     chart.locator("canvas").first.wait_for()
     page.wait_for_function(
-        "document.querySelector('#bot-chart').dataset.restingOrders === '19'", timeout=10_000
+        "() => document.querySelector('#bot-chart').dataset.restingOrders === '19'", timeout=10_000
     )
     assert chart.get_attribute("data-grid-lines") == "20"
     assert int(chart.get_attribute("data-candles")) == 60
@@ -159,7 +159,7 @@ def test_the_desk_from_a_new_bot_to_a_live_fill_and_the_emergency_stop(page, liv
     in_thread(lambda: cycle.run_cycle(bot.pk))
     page.locator(f"#bot-{bot.pk}-trades .trade").first.wait_for(timeout=10_000)
     page.locator(f"#bot-{bot.pk}-events").get_by_text("Filled").first.wait_for()
-    page.wait_for_function("Number(document.querySelector('#bot-chart').dataset.fills) >= 2")
+    page.wait_for_function("() => Number(document.querySelector('#bot-chart').dataset.fills) >= 2")
     # A price tick from the feed moves the price on the page and the chart's last candle.
     at = T0 + dt.timedelta(minutes=62)
     tick = {"time_ms": int(at.timestamp() * 1000), "open": "65100", "high": "65200",
@@ -245,7 +245,7 @@ def test_a_backtest_from_the_bot_page_shows_its_result_and_chart(page, live_url,
     page.wait_for_url(f"{live_url}/backtests/*/")
     page.get_by_role("heading", name="Result").wait_for(timeout=20_000)  # polled, no reload
     page.locator("#backtest-chart canvas").first.wait_for()
-    page.wait_for_function("document.querySelector('#backtest-chart').dataset.ready === '1'")
+    page.wait_for_function("() => document.querySelector('#backtest-chart').dataset.ready === '1'")
     assert page.locator("#backtest-chart").get_attribute("data-grid-lines") == "10"
     run = BacktestRun.objects.get(owner=user)
     assert run.status == BacktestRun.Status.DONE and run.result["candles"] == 60

@@ -123,7 +123,7 @@ def test_the_bot_page_fits_a_phone(page, live_url, trader):
     page.goto(f"{live_url}/bots/{trader.bot.pk}/")
     page.locator("#bot-chart canvas").first.wait_for()
     page.locator(f"#bot-{trader.bot.pk}-ladder table").wait_for()
-    page.wait_for_function("Number(document.querySelector('#bot-chart').dataset.candles) > 0")
+    page.wait_for_function("() => Number(document.querySelector('#bot-chart').dataset.candles) > 0")
     assert_nav_folded(page)
     assert_fits(page, "the bot page")
     # What a trader looks for first, the bot's status and its Stop button, is at the top.

@@ -177,7 +177,7 @@ def test_backtesting_a_trailing_bot_shows_its_trigger_and_the_grid_following_the
     page.get_by_role("button", name="Run backtest").click()
     page.wait_for_url(f"{live_url}/backtests/*/")
     page.get_by_role("heading", name="Result").wait_for(timeout=20_000)
-    page.wait_for_function("document.querySelector('#backtest-chart').dataset.ready === '1'")
+    page.wait_for_function("() => document.querySelector('#backtest-chart').dataset.ready === '1'")
 
     run = BacktestRun.objects.get(owner=user)
     assert run.result["shifts_up"] > 0, run.result
