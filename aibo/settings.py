@@ -254,9 +254,7 @@ DATABASE_ROUTERS = ["aibo.db_router.MarketReplicaRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 if REDIS_URL:
-    CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
-    }
+    CACHES = {"default": {"BACKEND": "aibo.cache.RedisCache", "LOCATION": REDIS_URL}}
     # The pub/sub layer fans a group message out through Redis itself: fast with many clients.
     CHANNEL_LAYERS = {
         "default": {

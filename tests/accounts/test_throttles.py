@@ -283,9 +283,7 @@ def test_registration_is_throttled_per_client(settings):
 def test_the_counters_hold_on_redis_as_in_the_scaled_deployment(redis_url, user, settings):
     from django.core.cache import cache, caches
 
-    settings.CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": redis_url}
-    }
+    settings.CACHES = {"default": {"BACKEND": "aibo.cache.RedisCache", "LOCATION": redis_url}}
     assert type(caches["default"]).__name__ == "RedisCache"
     cache.clear()
     settings.LOGIN_FAILURE_LIMIT = 2

@@ -96,9 +96,7 @@ async def test_slots_are_renewed_while_the_socket_lives(settings, monkeypatch, u
 
 
 def test_slots_work_on_the_redis_cache(settings, redis_url, user):
-    settings.CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": redis_url}
-    }
+    settings.CACHES = {"default": {"BACKEND": "aibo.cache.RedisCache", "LOCATION": redis_url}}
     first = ws.acquire_slot(user.pk, "one", 2)
     second = ws.acquire_slot(user.pk, "two", 2)
     try:
