@@ -75,13 +75,23 @@ def insert_rows(
 
 def _unnest(columns: list[Field], *, ordered: bool = False) -> str:  # type: ignore[type-arg]
     """The columns' arrays as rows ``v`` (with ``v.ord``, their position, when ``ordered``);
-    bound in binary: a text array would escape every quote of every JSON value."""
-    q = connection.ops.quote_name
-    arrays = ", ".join(f"%b::{f.db_type(connection)}[]" for f in columns)
-    names = ", ".join(q(f.column) for f in columns)
-    if ordered:
-        return f"unnest({arrays}) WITH ORDINALITY AS v({names}, ord)"
-    return f"unnest({arrays}) AS v({names})"
+    bound in binary: a text array would escape every quote of every JSON value. Made once per
+    table and columns (asking each field its type costs more than a live fill's statement)."""
+    key = (connection.alias, tuple(columns), ordered)
+    sql = _UNNESTS.get(key)
+    if sql is None:
+        q = connection.ops.quote_name
+        arrays = ", ".join(f"%b::{f.db_type(connection)}[]" for f in columns)
+        names = ", ".join(q(f.column) for f in columns)
+        if ordered:
+            sql = f"unnest({arrays}) WITH ORDINALITY AS v({names}, ord)"
+        else:
+            sql = f"unnest({arrays}) AS v({names})"
+        _UNNESTS[key] = sql
+    return sql
+
+
+_UNNESTS: dict[tuple[object, ...], str] = {}
 
 
 # Columns whose Python values psycopg sends as they are (Django's preparation of them on

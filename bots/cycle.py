@@ -52,13 +52,12 @@ def run_cycle(bot_id: int, *, probed: Probe | None = None) -> CycleResult:
     A paper bot walks the new candles and persists what happened in one transaction, under
     its row lock; an idle paper cycle (no new candle) costs one query, the probe (none when
     the caller passes its own ``probed``)."""
-    if probed is None or probed.mode == Bot.Mode.LIVE:
-        # A live cycle reads its chain token under the lease (a start may have changed it).
+    if probed is None:
         probed = probe(bot_id)
     if probed is None or probed.status != Bot.Status.RUNNING:
         return CycleResult(running=False)
-    if probed.mode == Bot.Mode.LIVE:
-        return _live_cycle(bot_id, probed.chain_token)
+    if probed.mode == Bot.Mode.LIVE:  # it reads the bot, its chain token too, under the lease
+        return _live_cycle(bot_id)
     if not probed.new_candle:
         return CycleResult(chain_token=probed.chain_token)
     with transaction.atomic():
@@ -96,13 +95,13 @@ def probe(bot_id: int) -> Probe | None:
     return None if row is None else Probe(row[0], row[1], bool(row[2]), row[3], bool(row[4]))
 
 
-def _live_cycle(bot_id: int, token: str) -> CycleResult:
+def _live_cycle(bot_id: int) -> CycleResult:
     cycle = live_trading.run_cycle(bot_id)
     if cycle is None:
         return CycleResult(running=False)
     running = Bot.objects.filter(pk=bot_id, status=Bot.Status.RUNNING).exists()
     result = CycleResult(fills=cycle.fills, round_trips=cycle.round_trips, running=running,
-                         chain_token=token, mode=Bot.Mode.LIVE)  # fmt: skip
+                         chain_token=cycle.chain_token, mode=Bot.Mode.LIVE)  # fmt: skip
     if cycle.fills or cycle.placed or not running:
         transaction.on_commit(lambda: push.publish_bot(bot_id, changes=changes(result)))
     return result

@@ -43,8 +43,8 @@ from django.utils import timezone
 
 from accounts.crypto import UndecryptableSecret
 from aibo import metrics
+from bots import bulk, gateways, ledger, orders_first, risk, trailing, user_streams
 from bots import config as schema
-from bots import gateways, ledger, risk, trailing, user_streams
 from bots.errors import LiveError
 from bots.gateways.base import ExchangeFill, OpenOrder, OrderRequest, in_order
 from bots.grid import order_ids
@@ -169,6 +169,7 @@ class LiveCycle:
     # The counter-orders of a streamed fill, written down with its booking, to send at once.
     counters: list[Order] | None = None
     snapshot: EquitySnapshot | None = None  # the equity chart's point for this cycle's fills
+    chain_token: str = ""  # the bot's, as read under its lease
 
 
 def run_cycle(bot_id: int) -> LiveCycle | None:
@@ -178,7 +179,7 @@ def run_cycle(bot_id: int) -> LiveCycle | None:
     bot = Bot.objects.select_related("credential").filter(pk=bot_id).first()
     if bot is None or not bot.is_running:
         return None
-    cycle = LiveCycle()
+    cycle = LiveCycle(chain_token=bot.chain_token)
     paused = exchange_status.maintenance(bot.exchange)
     if paused:  # nothing can be sent or trusted now: the bot waits, and says so once
         _note_once(bot, paused)
@@ -190,8 +191,8 @@ def run_cycle(bot_id: int) -> LiveCycle | None:
     # budget's spare share, so a busy minute never holds back a stop-loss.
     stop_due = price is not None and bool(risk.price_reason(bot, price))
     streamed = list(StreamedFill.objects.filter(bot=bot))
-    calm = not (rest or stop_due or bot.stopping_reason) and price is not None
-    if calm and not streamed and _quiet(bot, price) and not moves_due(bot, price):
+    calm = not (stop_due or bot.stopping_reason) and price is not None
+    if calm and not (rest or streamed) and _quiet(bot, price) and not moves_due(bot, price):
         # The stream told of no fill and nothing waits to go out: the book is as it was, so
         # the cycle only marks the bot at the price (its risk rules have just looked).
         mark_to_market(bot, price)
@@ -218,16 +219,26 @@ def _run_cycle(
     with spending_reserve(bool(bot.stopping_reason) or stop_due):
         try:
             gw = gateway(bot)
-            if not sync_fills(bot, gw, cycle, streamed, rest=rest, counters_at=counters_at):
+            if streamed and counters_at is not None:
+                # A streamed fill: booked, its counter-order written down with it and sent,
+                # before anything else is looked at or asked (a REST reconciliation that is
+                # due comes after), and before the bookkeeping of the process's other woken
+                # cycles (``orders_first``). Then the cycle ends, so the next bot a burst of
+                # fills woke gets its turn (the risk rules looked at the price above; the
+                # chain's next cycle, within BOT_CYCLE_SECONDS, marks the bot and sends
+                # anything else).
+                orders_first.begin()
+                try:
+                    sync_fills(bot, gw, cycle, streamed, rest=False, counters_at=counters_at)
+                    streamed = []
+                    if cycle.counters is not None:
+                        cycle.placed += _send(bot, gw, cycle.counters, last=price)
+                finally:
+                    orders_first.end()
+                if cycle.counters is not None and not rest:
+                    return
+            if not sync_fills(bot, gw, cycle, streamed, rest=rest):
                 bot.refresh_from_db()
-            if cycle.counters is not None:
-                # A streamed fill: its counter-order, written down with it, goes out before
-                # anything else is looked at, and the cycle ends there, so the next bot a burst
-                # of fills woke gets its turn (the risk rules looked at the price above; the
-                # chain's next cycle, within BOT_CYCLE_SECONDS, marks the bot and sends anything
-                # else that waits).
-                cycle.placed += _send(bot, gw, cycle.counters, last=price)
-                return
             if not bot.is_running:
                 return
             if bot.stopping_reason:  # a stop written down but not finished: finish it, only that
@@ -443,12 +454,14 @@ def _apply_fills(
                 trade, event = ledger.round_trip_rows(bot, order, trip, record.at)
                 trades.append(trade)
                 events.append(event)
-        ExchangeFillRecord.objects.bulk_create(records)
-        Order.objects.bulk_update(
-            list(touched.values()), ["filled", "fee", "status", "filled_at", "updated_at"]
+        # Written as arrays (``bots.bulk``): building Django's bulk statements cost more CPU
+        # than the counter-order's way to the exchange (a burst of fills shares the cores).
+        bulk.insert_rows(ExchangeFillRecord, records)
+        bulk.update_rows(
+            Order, list(touched.values()), ["filled", "fee", "status", "filled_at", "updated_at"]
         )
-        Trade.objects.bulk_create(trades)
-        BotEvent.objects.bulk_create(events)
+        bulk.insert_rows(Trade, trades)
+        bulk.insert_rows(BotEvent, events)
         StreamedFill.objects.filter(pk__in=streamed).delete()
         if fetched:
             bot.fill_cursor_ms = max(f.at_ms for f in fetched)
@@ -605,14 +618,13 @@ def _write_missing(
             missing = [d for d in missing if d.slot != slot]
             _note_once(bot, f"The sell of slot {slot} waits: the grid holds {amount} "
                             f"{bot.base_asset} for it, below the exchange's minimum.")  # fmt: skip
-    created = Order.objects.bulk_create(
-        [
-            Order(bot=bot, slot=d.slot, side=d.side, price=d.price,
-                  amount=amounts.get(d.slot, d.amount), status=Order.Status.PENDING,
-                  client_order_id=d.client_id)
-            for d in missing
-        ]
-    )  # fmt: skip
+    created = [
+        Order(bot=bot, slot=d.slot, side=d.side, price=d.price,
+              amount=amounts.get(d.slot, d.amount), status=Order.Status.PENDING,
+              client_order_id=d.client_id)
+        for d in missing
+    ]  # fmt: skip
+    bulk.insert_rows(Order, created)
     pending = [
         o for o in [*have.values(), *created]
         if o.status == Order.Status.PENDING and o.kind == Order.Kind.LIMIT
@@ -660,6 +672,7 @@ def _send(bot: Bot, gw: Any, orders: list[Order], *, last: Decimal | None) -> in
                             f"({order.refusals} of {REFUSALS_BEFORE_ERROR} tries before the bot "
                             "stops).")  # fmt: skip
             continue
+        orders_first.sent()  # on the wire: other cycles' counter-orders before this one's books
         order.status, order.exchange_order_id = Order.Status.OPEN, placed.exchange_id
         order.save(update_fields=["status", "exchange_order_id", "updated_at"])
         metrics.orders(Bot.Mode.LIVE, "placed")

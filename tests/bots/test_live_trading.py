@@ -17,7 +17,7 @@ import pytest
 from django.utils import timezone
 
 from accounts.models import ExchangeCredential
-from bots import cycle, gateways, ledger, live_trading, services
+from bots import bulk, cycle, gateways, ledger, live_trading, services
 from bots.errors import BotError
 from bots.forms import BotForm
 from bots.models import Bot, BotEvent, ExchangeFillRecord, Order, SendAttempt, Trade
@@ -263,15 +263,16 @@ def test_a_crash_while_applying_fills_applies_them_once_on_the_next_cycle(
     fill_the_top_buy(bot, fake)
     before = bot.engine_state
     calls = {"n": 0}
-    real_bulk_create = BotEvent.objects.bulk_create
+    real_insert = bulk.insert_rows
 
-    def crash_once(*args: Any, **kwargs: Any) -> Any:
-        calls["n"] += 1
-        if calls["n"] == 1:
-            raise RuntimeError("the worker died mid-fill")
-        return real_bulk_create(*args, **kwargs)
+    def crash_once(model: Any, rows: Any, **kwargs: Any) -> Any:
+        if model is BotEvent:  # the fill's events, written after its records and orders
+            calls["n"] += 1
+            if calls["n"] == 1:
+                raise RuntimeError("the worker died mid-fill")
+        return real_insert(model, rows, **kwargs)
 
-    monkeypatch.setattr(BotEvent.objects, "bulk_create", crash_once)
+    monkeypatch.setattr(bulk, "insert_rows", crash_once)
     with pytest.raises(RuntimeError):
         cycle.run_cycle(bot.pk)
     bot.refresh_from_db()

@@ -169,6 +169,31 @@ def test_a_fill_on_the_stream_sends_its_counter_order_without_asking_rest(
     assert bot.pk in running.woken
 
 
+def test_a_streamed_fill_goes_out_before_a_due_rest_reconciliation(
+    live_bot: Bot, fake: FakeBinance, streams: FakeBinanceStreams
+) -> None:
+    """A bot due for REST (here: an order of its ended on the exchange's side) that hears of a
+    fill sends the fill's counter-order first, then asks REST."""
+    bot = live_bot
+    with Running() as running:
+        came_up(running, bot)
+        Bot.objects.filter(pk=bot.pk).update(rest_due_at=timezone.now())
+        first = len(fake.requests)
+        top_buy = max(o.price for o in bot.orders.filter(side="buy", status="open"))
+        fake.set_price("BTCUSDT", str(top_buy - 1))
+        until(lambda: bot.orders.filter(side="sell", price__gt=top_buy, status="open").count()
+              > 4)  # fmt: skip
+        until(lambda: rest_synced_since_up(bot) and Bot.objects.get(pk=bot.pk).rest_synced_at
+              > Bot.objects.get(pk=bot.pk).rest_due_at)  # fmt: skip
+        until(settled(running, bot))
+    asked = [(r.method, r.path) for r in fake.requests[first:]]
+    sent = asked.index(("POST", "/api/v3/order"))
+    assert ("GET", "/api/v3/myTrades") in asked[sent:]  # the reconciliation came after it
+    assert ("GET", "/api/v3/myTrades") not in asked[:sent]
+    assert ExchangeFillRecord.objects.filter(order__price=top_buy, bot=bot).count() == 1
+    assert resting(fake) == db_resting(bot)
+
+
 def point_at(port: int) -> None:
     """A wake-up process's setup: the app's ccxt clients built against the test's fake."""
     fake = SimpleNamespace(
