@@ -17,8 +17,10 @@ every bot's chain cycle, as Huey would.
   the hour (its cost per cycle is flat: the trade-id cursor keeps each fetch one request).
 - 429s: answers 429 or 418 the fake gave in either run.
 - fill-to-order: from the moment the stream hands a fill to aibo (ccxt.pro returns it) to the
-  moment the fake receives the bot's next order, local time, for every fill after which its
-  bot placed an order within a second.
+  moment the fake receives its counter-order (the bot's next order on the same grid slot),
+  local time, for every fill whose counter-order went out within a second (one that did not
+  is a post-only order whose line the price had passed: it waits for the price; their number
+  is printed apart).
 
 Prints one line:
 ``exchange-weight: stream <S> per bot-hour, rest-only <R> per bot-hour, 429s <N>,
@@ -55,29 +57,37 @@ API_KEY, SECRET = "weight-key-0123456789abcdef", "weight-secret-0123456789abcdef
 
 
 class Latency:
-    """Fill heard (ccxt.pro handed it over) → the bot's next order on the wire."""
+    """Fill heard (ccxt.pro handed it over) → its counter-order on the wire: the next order
+    of the same bot and grid slot, if it went out within a second (one that did not is a
+    post-only order the price had passed: it waits for the price, and is counted apart)."""
 
     def __init__(self) -> None:
         # (time.monotonic(), a client id): the system-wide clock, the same in both processes
         self.heard: list[tuple[float, str]] = []  # the filled order's
         self.sent: list[tuple[float, str]] = []  # a new order's, as the exchange received it
         self.lock = threading.Lock()
+        self.waited = 0  # fills whose counter-order did not go out within a second
 
     def millis(self) -> list[float]:
         from bots.grid import order_ids
 
-        def bot_of(client_id: str) -> int | None:
-            key = order_ids.key_of(client_id)
-            return key[1] if key else None
+        def slot_of(client_id: str) -> tuple[int, int] | None:
+            key, slot = order_ids.key_of(client_id), order_ids.slot_of(client_id)
+            return None if key is None or slot is None else (key[1], slot)
 
         with self.lock:
-            sent = sorted((t, bot_of(c)) for t, c in self.sent)
-            heard = sorted((t, bot_of(c)) for t, c in self.heard)
+            sent = sorted((t, slot_of(c)) for t, c in self.sent)
+            heard = sorted((t, slot_of(c)) for t, c in self.heard)
         out = []
-        for at, bot in heard:
-            nxt = next((t for t, b in sent if b == bot and t >= at), None)
+        self.waited = 0
+        for at, slot in heard:
+            if slot is None:
+                continue
+            nxt = next((t for t, s in sent if s == slot and t >= at), None)
             if nxt is not None and nxt - at <= 1.0:
                 out.append((nxt - at) * 1000)
+            else:
+                self.waited += 1
         return out
 
 
@@ -507,7 +517,11 @@ def main(argv: list[str] | None = None) -> int:
         f"bot-hour, 429s {refused + refused_rest}, fill-to-order p50 {p50:.1f} ms "
         f"p99 {p99:.1f} ms"
     )
-    print(f"  ({len(millis)} fills timed)", file=sys.stderr)
+    print(
+        f"  ({len(millis)} fills timed; {stream_run.latency.waited} more whose counter-order "
+        "did not go out within a second: post-only, the price had passed its line)",
+        file=sys.stderr,
+    )
     return 0
 
 

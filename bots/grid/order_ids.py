@@ -57,6 +57,17 @@ def key_of(client_id: str) -> tuple[str, int, int] | None:
     return parse_key(head) if dash else None
 
 
+_READABLE = re.compile(r"^(?P<slot>[0-9]+)[bs][0-9]+(p[0-9]+)?$")
+
+
+def slot_of(client_id: str) -> int | None:
+    """The grid slot of a grid order's id this module made (None: a market order's, anyone
+    else's, or an id too long to carry its readable part)."""
+    parts = client_id.split("-")
+    match = _READABLE.match(parts[1]) if len(parts) == 3 else None
+    return int(match["slot"]) if match else None
+
+
 def _prefix(bot_key: str) -> str:
     return _ID_CHARS.sub("_", bot_key)[:_PREFIX_LENGTH]
 

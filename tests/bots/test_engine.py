@@ -336,6 +336,19 @@ def test_client_order_ids_are_stable_and_change_after_a_fill() -> None:
         assert cid == client_order_id(long_key, 499, side, D("123456.78"), 10**9)
 
 
+def test_a_grid_order_id_tells_its_slot() -> None:
+    from bots.grid import order_ids
+
+    key = order_ids.bot_key(42, 3, "k9x2")
+    for slot, part in [(0, 0), (7, 0), (49, 2)]:
+        cid = client_order_id(key, slot, Side.SELL, D("104.5"), 12, part)
+        assert order_ids.slot_of(cid) == slot
+    assert order_ids.slot_of(f"{key}-{order_ids.START}") is None
+    assert order_ids.slot_of("my-own-order") is None
+    long_id = client_order_id("a-very-long-bot-key/with spaces" * 3, 5, Side.BUY, D(1), 1)
+    assert order_ids.slot_of(long_id) is None  # too long for its readable part
+
+
 def test_engine_state_round_trips_through_json() -> None:
     engine = GridEngine.start(example_config(stop_loss_pct=D(2), take_profit=D(130)), D(104))
     engine.walk_candle(*EXAMPLE_CANDLES[0])
