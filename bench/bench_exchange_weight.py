@@ -16,11 +16,12 @@ every bot's chain cycle, as Huey would.
   ``--rest-minutes`` of simulated time; the weight of its cycles after the starts is scaled to
   the hour (its cost per cycle is flat: the trade-id cursor keeps each fetch one request).
 - 429s: answers 429 or 418 the fake gave in either run.
-- fill-to-order: from the moment the stream hands a fill to aibo (ccxt.pro returns it) to the
-  moment the fake receives its counter-order (the bot's next order on the same grid slot),
-  local time, for every fill whose counter-order went out within a second (one that did not
-  is a post-only order whose line the price had passed: it waits for the price; their number
-  is printed apart).
+- fill-to-order: from the moment the stream hands a fill that completed its order to aibo
+  (ccxt.pro returns it) to the moment the fake receives its counter-order (the bot's next
+  order on the same grid slot), local time, for every such fill whose counter-order went out
+  within a second (one that did not, a post-only order waiting while the price is past its
+  line, is counted apart, as are the parts of orders: no counter-order until the order is
+  done).
 
 Prints one line:
 ``exchange-weight: stream <S> per bot-hour, rest-only <R> per bot-hour, 429s <N>,
@@ -57,13 +58,15 @@ API_KEY, SECRET = "weight-key-0123456789abcdef", "weight-secret-0123456789abcdef
 
 
 class Latency:
-    """Fill heard (ccxt.pro handed it over) → its counter-order on the wire: the next order
-    of the same bot and grid slot, if it went out within a second (one that did not is a
-    post-only order the price had passed: it waits for the price, and is counted apart)."""
+    """A fill that completed its order, heard (ccxt.pro handed it over) → its counter-order on
+    the wire: the next order of the same bot and grid slot, if it went out within a second
+    (one that did not is counted apart: a post-only order waits while the price is past its
+    line). A part of an order has no counter-order until the order is done."""
 
     def __init__(self) -> None:
         # (time.monotonic(), a client id): the system-wide clock, the same in both processes
-        self.heard: list[tuple[float, str]] = []  # the filled order's
+        self.heard: list[tuple[float, str]] = []  # the filled order's, when the fill ended it
+        self.parts = 0  # fills heard that left the rest of their order on the book
         self.sent: list[tuple[float, str]] = []  # a new order's, as the exchange received it
         self.lock = threading.Lock()
         self.waited = 0  # fills whose counter-order did not go out within a second
@@ -358,7 +361,10 @@ class Run:
             fill = fill_of(report)
             if fill is not None:
                 with self.latency.lock:
-                    self.latency.heard.append((time.monotonic(), fill.client_id))
+                    if report.get("X") == "FILLED":
+                        self.latency.heard.append((time.monotonic(), fill.client_id))
+                    else:
+                        self.latency.parts += 1
             return fill
 
         return heard
@@ -524,8 +530,9 @@ def main(argv: list[str] | None = None) -> int:
         f"p99 {p99:.1f} ms"
     )
     print(
-        f"  ({len(millis)} fills timed; {stream_run.latency.waited} more whose counter-order "
-        "did not go out within a second: post-only, the price had passed its line; the fake "
+        f"  ({len(millis)} fills timed; {stream_run.latency.parts} parts of orders, which have "
+        f"no counter-order yet; {stream_run.latency.waited} whose counter-order did not go out "
+        "within a second: a post-only order waits while the price is past its line; the fake "
         f"exchange took {stream_run.fake_share:.0%} of one core of this machine meanwhile)",
         file=sys.stderr,
     )
