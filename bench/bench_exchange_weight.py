@@ -19,9 +19,9 @@ every bot's chain cycle, as Huey would.
 - fill-to-order: from the moment the stream hands a fill that completed its order to aibo
   (ccxt.pro returns it) to the moment the fake receives its counter-order (the bot's next
   order on the same grid slot), local time, for every such fill whose counter-order went out
-  within a second (one that did not, a post-only order waiting while the price is past its
-  line, is counted apart, as are the parts of orders: no counter-order until the order is
-  done).
+  within a second (one that did not is counted apart: sent before, by a REST reconciliation
+  that found the fill first, or post-only and waiting while the price is past its line; so
+  are the parts of orders: no counter-order until the order is done).
 
 Prints one line:
 ``exchange-weight: stream <S> per bot-hour, rest-only <R> per bot-hour, 429s <N>,
@@ -60,8 +60,9 @@ API_KEY, SECRET = "weight-key-0123456789abcdef", "weight-secret-0123456789abcdef
 class Latency:
     """A fill that completed its order, heard (ccxt.pro handed it over) → its counter-order on
     the wire: the next order of the same bot and grid slot, if it went out within a second
-    (one that did not is counted apart: a post-only order waits while the price is past its
-    line). A part of an order has no counter-order until the order is done."""
+    (one that did not is counted apart: sent before the stream's word came, by a REST
+    reconciliation that found the fill first, or post-only and waiting while the price is past
+    its line). A part of an order has no counter-order until the order is done."""
 
     def __init__(self) -> None:
         # (time.monotonic(), a client id): the system-wide clock, the same in both processes
@@ -532,8 +533,9 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"  ({len(millis)} fills timed; {stream_run.latency.parts} parts of orders, which have "
         f"no counter-order yet; {stream_run.latency.waited} whose counter-order did not go out "
-        "within a second: a post-only order waits while the price is past its line; the fake "
-        f"exchange took {stream_run.fake_share:.0%} of one core of this machine meanwhile)",
+        "within a second after it: sent before, by a REST reconciliation that found the fill "
+        "first, or post-only and waiting while the price is past its line; the fake exchange "
+        f"took {stream_run.fake_share:.0%} of one core of this machine meanwhile)",
         file=sys.stderr,
     )
     return 0
