@@ -1180,8 +1180,8 @@ def start_at_trigger(bot: Bot, gw: Any, price: Decimal | None) -> bool:
         raise LiveError(f"{bot.exchange} refused the buy at the trigger price: {e}") from None
     at = timezone.now()
     with transaction.atomic():
-        locked = Bot.objects.select_for_update().get(pk=bot.pk)
-        if locked.engine_state != bot.engine_state:  # changed under us: the next cycle looks
+        locked = _locked_as_read(bot)
+        if locked is None:
             return False
         rows = [trailing.event_row(locked, e, at) for e in triggered]
         bought = engine.start_buy
@@ -1209,6 +1209,13 @@ def start_at_trigger(bot: Bot, gw: Any, price: Decimal | None) -> bool:
     return True
 
 
+def _locked_as_read(bot: Bot) -> Bot | None:
+    """The bot's row, locked in the caller's transaction; None when its engine changed since
+    ``bot`` was read (another cycle moved it: the next cycle looks again)."""
+    locked = Bot.objects.select_for_update().get(pk=bot.pk)
+    return locked if locked.engine_state == bot.engine_state else None
+
+
 def shift_grid(bot: Bot, gw: Any, price: Decimal) -> bool:
     """Trailing at ``price``: the shifts it calls for, each order they cancel cancelled on the
     exchange first, then the moved grid committed (see the section's text). True when the
@@ -1231,8 +1238,8 @@ def shift_grid(bot: Bot, gw: Any, price: Decimal) -> bool:
             return False
     at = timezone.now()
     with transaction.atomic():
-        locked = Bot.objects.select_for_update().get(pk=bot.pk)
-        if locked.engine_state != bot.engine_state:  # changed under us: the next cycle looks
+        locked = _locked_as_read(bot)
+        if locked is None:
             return False
         lines_out = [trailing.event_row(locked, e, at) for e in events]
         for row in rows:

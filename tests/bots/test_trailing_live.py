@@ -213,12 +213,7 @@ def test_a_crash_after_the_trigger_buy_went_out_books_that_buy_and_never_sends_a
     trigger_bot, fake, start_live, monkeypatch
 ):
     bot = trigger_bot
-    start_live(bot)
-    set_price(fake, "97950")
-    with monkeypatch.context() as m:
-        m.setattr(live_trading, "record_start", _die)
-        with pytest.raises(RuntimeError):
-            cycle.run_cycle(bot.pk)
+    trigger_buy_then_crash(bot, fake, start_live, monkeypatch)
     assert len(market_buys(fake)) == 1  # bought; the booking died with the worker
     bot.refresh_from_db()
     assert bot.engine().waiting and not bot.orders.exists()
@@ -235,6 +230,17 @@ def test_a_crash_after_the_trigger_buy_went_out_books_that_buy_and_never_sends_a
 
 def _die(*args: Any, **kwargs: Any) -> None:
     raise RuntimeError("the worker died after the exchange bought")
+
+
+def trigger_buy_then_crash(bot: Bot, fake: Any, start_live: Any, monkeypatch: Any) -> None:
+    """Start the bot, cross its trigger, and let the worker die once the exchange bought,
+    before the buy is booked."""
+    start_live(bot)
+    set_price(fake, "97950")
+    with monkeypatch.context() as m:
+        m.setattr(live_trading, "record_start", _die)
+        with pytest.raises(RuntimeError):
+            cycle.run_cycle(bot.pk)
 
 
 def test_a_bot_without_trigger_or_trailing_never_takes_the_long_way(
@@ -349,12 +355,7 @@ def test_a_stop_after_a_crashed_trigger_buy_sells_the_coins_that_buy_bought_once
     from bots import services
 
     bot = trigger_bot
-    start_live(bot)
-    set_price(fake, "97950")
-    with monkeypatch.context() as m:
-        m.setattr(live_trading, "record_start", _die)
-        with pytest.raises(RuntimeError):
-            cycle.run_cycle(bot.pk)
+    trigger_buy_then_crash(bot, fake, start_live, monkeypatch)
     bought = market_buys(fake)[0].qty
     assert Bot.objects.get(pk=bot.pk).engine().waiting  # the coins are in no books yet
 
@@ -411,12 +412,7 @@ def test_an_error_stop_after_a_crashed_trigger_buy_keeps_its_coins_in_the_books(
     trigger_bot, fake, start_live, monkeypatch
 ):
     bot = trigger_bot
-    start_live(bot)
-    set_price(fake, "97950")
-    with monkeypatch.context() as m:
-        m.setattr(live_trading, "record_start", _die)
-        with pytest.raises(RuntimeError):
-            cycle.run_cycle(bot.pk)
+    trigger_buy_then_crash(bot, fake, start_live, monkeypatch)
 
     live_trading._error(Bot.objects.get(pk=bot.pk), "the exchange refused something")
 
