@@ -126,3 +126,14 @@ def _execute(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
     with connection._prepare_cursor(psycopg.Cursor(connection.connection)) as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall() if cursor.description else []
+
+
+def delete_rows(model: type[Model], ids: Sequence[Any]) -> None:
+    """Delete the rows of ``model`` with these ids, in one statement without the ORM's
+    collector (for rows nothing refers to)."""
+    if not ids:
+        return
+    q = connection.ops.quote_name
+    table, pk = q(model._meta.db_table), q(model._meta.pk.column)  # type: ignore[union-attr]
+    with connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {table} WHERE {pk} IN ({', '.join(['%s'] * len(ids))})", ids)

@@ -8,14 +8,14 @@ from decimal import Decimal, localcontext
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Window
 from django.db.models.functions import RowNumber, TruncDay, TruncHour
 from django.utils import timezone
 
 from aibo import metrics
 from bots import config as schema
-from bots import push
+from bots import push, reads
 from bots.grid import order_ids
 from bots.grid.engine import DesiredOrder, MarketTrade, RoundTrip, Side
 from bots.grid.params import EXACT, SOLD
@@ -127,11 +127,8 @@ def run_key(bot: Bot, generation: int) -> str:
 
 def sent_before(client_id: str) -> datetime | None:
     """When an order first went out under ``client_id``, if it did (writes nothing)."""
-    return (
-        SendAttempt.objects.filter(client_order_id=client_id)
-        .values_list("first_sent_at", flat=True)
-        .first()
-    )
+    found = reads.row(SendAttempt, "client_order_id = %s", [client_id])
+    return None if found is None else found.first_sent_at
 
 
 def forget_attempt(client_id: str) -> None:
@@ -141,16 +138,21 @@ def forget_attempt(client_id: str) -> None:
 
 def send_attempt(client_id: str) -> datetime | None:
     """Write down that an order goes out under ``client_id`` (committed before it is sent);
-    when it went out before, the first time it did."""
-    first = sent_before(client_id)
-    if first is not None:
-        return first
+    when it went out before, the first time it did. One statement when it is new (every
+    counter-order of a streamed fill is)."""
     # The bot's lease keeps anyone else from sending under its ids: no race to lose here.
-    SendAttempt.objects.bulk_create(
-        [SendAttempt(client_order_id=client_id, first_sent_at=timezone.now())],
-        ignore_conflicts=True,
-    )
-    return None
+    q = connection.ops.quote_name
+    first_sent_at = SendAttempt._meta.get_field("first_sent_at")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {q(SendAttempt._meta.db_table)} ({q('client_order_id')}, "
+            f"{q(first_sent_at.column)}) VALUES (%s, %s) ON CONFLICT DO NOTHING "
+            f"RETURNING {q('client_order_id')}",
+            [client_id, first_sent_at.get_db_prep_value(timezone.now(), connection)],
+        )
+        if cursor.fetchall():
+            return None
+    return sent_before(client_id)
 
 
 def note_stopping(bot: Bot, *, reason: str, sells: bool) -> None:

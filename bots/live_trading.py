@@ -32,7 +32,7 @@ rules, the start and the gateways they use live in their own modules.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -42,8 +42,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.crypto import UndecryptableSecret
+from accounts.models import ExchangeCredential
 from aibo import metrics
-from bots import bulk, gateways, ledger, orders_first, risk, trailing, user_streams
+from bots import bulk, gateways, ledger, orders_first, reads, risk, trailing, user_streams
 from bots import config as schema
 from bots.errors import LiveError
 from bots.gateways.base import ExchangeFill, OpenOrder, OrderRequest, in_order
@@ -71,6 +72,7 @@ from market.exchange import (
     spending_reserve,
     without_queries,
 )
+from market.models import MarketRules
 from market.precision import canonical, floor_amount
 
 logger = logging.getLogger(__name__)
@@ -82,9 +84,12 @@ REFUSALS_BEFORE_ERROR = 5
 # Fills are fetched again from this long before the last look, for trades the exchange lists
 # a little late.
 CURSOR_MARGIN_MS = 5 * 60_000
+RESTING = reads.in_list(Order.RESTING)  # the placeholders of an order's resting statuses
 
 
 def gateway(bot: Bot) -> Any:
+    if bot.credential_id is not None and not Bot.credential.is_cached(bot):  # type: ignore[attr-defined]
+        bot.credential = reads.row(ExchangeCredential, "id = %s", [bot.credential_id])
     if bot.credential is None:
         raise LiveError(f"{bot} has no exchange keys: choose an account on its settings.")
     if bot.credential.owner_id != bot.owner_id:
@@ -176,7 +181,7 @@ def run_cycle(bot_id: int) -> LiveCycle | None:
     """One live cycle (under the bot's lock); None when the bot is not running. Temporary
     exchange trouble ends the cycle early with nothing half-done: the next one picks up from
     the same place. Anything a person must look at stops the bot with the reason."""
-    bot = Bot.objects.select_related("credential").filter(pk=bot_id).first()
+    bot = reads.row(Bot, "id = %s", [bot_id])
     if bot is None or not bot.is_running:
         return None
     cycle = LiveCycle(chain_token=bot.chain_token)
@@ -190,7 +195,7 @@ def run_cycle(bot_id: int) -> LiveCycle | None:
     # A stop under way, or one the price calls for, takes risk off: it may spend the request
     # budget's spare share, so a busy minute never holds back a stop-loss.
     stop_due = price is not None and bool(risk.price_reason(bot, price))
-    streamed = list(StreamedFill.objects.filter(bot=bot))
+    streamed = _streamed(bot)
     calm = not (stop_due or bot.stopping_reason) and price is not None
     if calm and not (rest or streamed) and _quiet(bot, price) and not moves_due(bot, price):
         # The stream told of no fill and nothing waits to go out: the book is as it was, so
@@ -281,6 +286,11 @@ def _run_cycle(
             _error(bot, without_queries(f"{type(e).__name__}: {e}"))
 
 
+def _streamed(bot: Bot) -> list[StreamedFill]:
+    """The fills the user data stream told of, not yet booked."""
+    return reads.rows(StreamedFill, "bot_id = %s ORDER BY at_ms, id", [bot.pk])
+
+
 def _quiet(bot: Bot, price: Decimal) -> bool:
     """No order waiting that could go out now: none but post-only grid orders whose line the
     price has passed (a refused one, a stop's sale, one the price came back to: not quiet)."""
@@ -317,7 +327,7 @@ def sync_fills(
     fetched. True when there were any (``bot`` is then as their booking left it);
     ``counters_at``: see ``_apply_fills``."""
     if streamed is None:
-        streamed = list(StreamedFill.objects.filter(bot=bot))
+        streamed = _streamed(bot)
     fetched: list[ExchangeFill] = []
     if rest:
         asked_at = int(timezone.now().timestamp() * 1000)
@@ -361,23 +371,16 @@ def _apply_fills(
     for f in fills:
         values(f)  # a BNB fee's price is asked for now, not inside the transaction
     with transaction.atomic():
-        bot.refresh_from_db(from_queryset=Bot.objects.select_for_update())
-        if bot.engine_state is None:
+        if not reads.reload(bot, lock=True) or bot.engine_state is None:
             return True
         ids = [f.trade_id for f in fills]
-        seen = set(
-            ExchangeFillRecord.objects.filter(bot=bot, trade_id__in=ids).values_list(
-                "trade_id", flat=True
-            )
-        )
+        seen = set(reads.column(ExchangeFillRecord, "trade_id",
+                                f"bot_id = %s AND trade_id IN {reads.in_list(ids)}",
+                                [bot.pk, *ids]))  # fmt: skip
         # The stop's sale too: one waiting to go out holds back any counter-order.
         sale_id = stop_sale_id(bot)
-        book = {
-            o.client_order_id: o
-            for o in Order.objects.filter(
-                bot=bot, client_order_id__in={f.client_id for f in fills} | {sale_id}
-            )
-        }
+        client_ids = [*{f.client_id for f in fills}, sale_id]
+        book = {o.client_order_id: o for o in _orders(bot, client_ids)}
         engine = bot.engine()
         records: list[ExchangeFillRecord] = []
         trades: list[Trade] = []
@@ -455,14 +458,18 @@ def _apply_fills(
                 trades.append(trade)
                 events.append(event)
         # Written as arrays (``bots.bulk``): building Django's bulk statements cost more CPU
-        # than the counter-order's way to the exchange (a burst of fills shares the cores).
+        # than the counter-order's way to the exchange (a burst of fills shares the cores). They
+        # skip ``auto_now``: the orders socket reads ``updated_at``.
+        now = timezone.now()
+        for booked in touched.values():
+            booked.updated_at = now
         bulk.insert_rows(ExchangeFillRecord, records)
         bulk.update_rows(
             Order, list(touched.values()), ["filled", "fee", "status", "filled_at", "updated_at"]
         )
         bulk.insert_rows(Trade, trades)
         bulk.insert_rows(BotEvent, events)
-        StreamedFill.objects.filter(pk__in=streamed).delete()
+        bulk.delete_rows(StreamedFill, streamed)
         if fetched:
             bot.fill_cursor_ms = max(f.at_ms for f in fetched)
             bot.fill_cursor_trade = next_trade_id(fetched, bot.fill_cursor_trade)
@@ -475,10 +482,11 @@ def _apply_fills(
             fields += ["peak_equity", "max_drawdown"]
             # A chart point, written when the cycle ends (after the counter-orders went out).
             cycle.snapshot = EquitySnapshot(
-                bot=bot, at=timezone.now().replace(second=0, microsecond=0), price=mark,
+                bot=bot, at=now.replace(second=0, microsecond=0), price=mark,
                 quote=engine.quote, base=engine.base + engine.dust, equity=bot.last_equity,
             )  # fmt: skip
-        bot.save(update_fields=fields)
+        bot.updated_at = now
+        bulk.update_rows(Bot, [bot], fields)
         sale = book.get(sale_id)
         if (
             counters_at is not None and cycle.turned and bot.is_running
@@ -487,8 +495,7 @@ def _apply_fills(
         ):  # fmt: skip
             wanted = {d.client_id: d for d in engine.desired_orders(bot.key)
                       if d.slot in cycle.turned}  # fmt: skip
-            rules = schema.rules_for(bot.exchange, bot.symbol)
-            cycle.counters = _write_missing(bot, engine, wanted, rules, buys=True)
+            cycle.counters = _write_missing(bot, engine, wanted, _rules(bot), buys=True)
     return True
 
 
@@ -607,8 +614,7 @@ def _write_missing(
     returns the pending ones among them, by slot."""
     # Any row already under a wanted id counts (a rejected one too: ids are unique, and an
     # order the exchange refused is not sent again blindly).
-    rows = Order.objects.filter(bot=bot, client_order_id__in=list(desired))
-    have = {o.client_order_id: o for o in rows}
+    have = {o.client_order_id: o for o in _orders(bot, desired)}
     missing = [d for cid, d in desired.items() if cid not in have and (buys or d.side != Side.BUY)]
     amounts = sell_amounts(bot, engine, [d for d in missing if d.side == Side.SELL], rules.step)
     for slot, amount in amounts.items():
@@ -631,6 +637,20 @@ def _write_missing(
         and (buys or o.side != Order.Side.BUY)
     ]  # fmt: skip
     return sorted(pending, key=lambda o: o.slot)
+
+
+def _orders(bot: Bot, client_ids: Iterable[str]) -> list[Order]:
+    """The bot's orders under these client ids."""
+    ids = list(client_ids)
+    return reads.rows(Order, f"bot_id = %s AND client_order_id IN {reads.in_list(ids)}",
+                      [bot.pk, *ids])  # fmt: skip
+
+
+def _rules(bot: Bot) -> Any:
+    """The market's rules (``config.rules_for``), the row read without the ORM: every
+    streamed fill's booking needs them."""
+    found = reads.row(MarketRules, "exchange = %s AND symbol = %s", [bot.exchange, bot.symbol])
+    return found or schema.rules_for(bot.exchange, bot.symbol)
 
 
 def _send(bot: Bot, gw: Any, orders: list[Order], *, last: Decimal | None) -> int:
@@ -813,9 +833,12 @@ def sell_amounts(
     if not sells:
         return {}
     pool = engine.dust
-    resting = Order.objects.resting().filter(bot=bot, kind=Order.Kind.LIMIT, side="sell")
+    resting = reads.rows(
+        Order, f"bot_id = %s AND kind = %s AND side = %s AND status IN {RESTING}",
+        [bot.pk, Order.Kind.LIMIT, Order.Side.SELL, *Order.RESTING],
+    )  # fmt: skip
     slots = {s.id: s for s in engine.slots}
-    for order in resting.exclude(pk=ending.pk if ending else None):
+    for order in (o for o in resting if ending is None or o.pk != ending.pk):
         slot = slots.get(order.slot)  # by its id; none: a shift's cancel not committed yet
         if slot is not None:
             pool += (slot.amount - slot.filled) - (order.amount - order.filled)

@@ -155,6 +155,7 @@ def test_a_fill_on_the_stream_sends_its_counter_order_without_asking_rest(
         before = reads(fake)
         since = user_streams.up_since(bot.credential_id)
         top_buy = max(o.price for o in bot.orders.filter(side="buy", status="open"))
+        placed_at = bot.orders.get(side="buy", price=top_buy).updated_at
         fake.set_price("BTCUSDT", str(top_buy - 1))  # the market dips through the top buy
         # No chain cycle runs here: the stream alone wakes the bot, and the sell goes out.
         until(lambda: bot.orders.filter(side="sell", price__gt=top_buy, status="open").count()
@@ -164,6 +165,7 @@ def test_a_fill_on_the_stream_sends_its_counter_order_without_asking_rest(
             assert reads(fake) == before  # no REST read for the fill
     bought = bot.orders.get(side="buy", price=top_buy)
     assert bought.status == Order.Status.FILLED
+    assert bought.updated_at > placed_at  # the orders socket sends what changed since
     assert ExchangeFillRecord.objects.filter(order=bought).count() == 1
     assert resting(fake) == db_resting(bot)
     assert bot.pk in running.woken
