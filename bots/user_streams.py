@@ -25,7 +25,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Hashable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -408,17 +408,54 @@ class UserStreams:
         return ws is not None and not ws.closed()
 
     async def _fills(self, credential: Any, client: Any) -> None:
-        while True:
-            trades = await client.watch_my_trades()
+        async def take_in(trades: list[dict[str, Any]]) -> None:
             fills = [f for t in trades if (f := fill_of(t.get("info") or {})) is not None]
             if fills:
                 for bot_id in await self._in_db(take_in_fills, credential.pk, fills):
                     self.waker.wake(bot_id)
 
+        await _every_update(client.watch_my_trades, lambda: client.myTrades, _trade_key, take_in)
+
     async def _order_ends(self, credential: Any, client: Any) -> None:
-        while True:
-            orders = await client.watch_orders()
+        async def take_in(orders: list[dict[str, Any]]) -> None:
             reports = [o.get("info") or {} for o in orders]
             if any(r.get("X") in ENDED for r in reports):
                 for bot_id in await self._in_db(take_in_order_ends, credential.pk, reports):
                     self.waker.wake(bot_id)
+
+        await _every_update(client.watch_orders, lambda: client.orders, _order_key, take_in)
+
+
+async def _every_update(
+    watch: Callable[[], Awaitable[Any]],
+    cached: Callable[[], Any],
+    key: Callable[[dict[str, Any]], Hashable],
+    take_in: Callable[[list[dict[str, Any]]], Awaitable[None]],
+) -> None:
+    """Hand every update a ccxt.pro watch receives to ``take_in``, once, as it comes.
+
+    ccxt.pro resolves a watch only while one waits: an update that arrives while the last ones
+    are being taken in (a database write) lands in the client's cache but wakes nobody, and
+    the watch would return it only with the next update, minutes later on a quiet market. So
+    after each wake-up the whole cache (``cached``: this connection's updates) is read, and
+    read again until nothing in it is new, before the next watch."""
+    taken: set[Hashable] = set()
+    while True:
+        await watch()
+        while True:
+            held = list(cached() or [])
+            fresh = [u for u in held if key(u) not in taken]
+            if not fresh:
+                break
+            await take_in(fresh)
+            taken = {key(u) for u in held}  # what the cache no longer holds is let go
+
+
+def _trade_key(trade: dict[str, Any]) -> Hashable:
+    return trade.get("id")
+
+
+def _order_key(order: dict[str, Any]) -> Hashable:
+    """An order's update: its id and state (the cache updates an order in place)."""
+    info = order.get("info") or {}
+    return order.get("id"), info.get("X"), info.get("z")

@@ -171,6 +171,46 @@ def test_a_fill_on_the_stream_sends_its_counter_order_without_asking_rest(
     assert bot.pk in running.woken
 
 
+def test_a_fill_that_comes_while_the_last_is_taken_in_is_heard_at_once(
+    live_bot: Bot, fake: FakeBinance, streams: FakeBinanceStreams, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ccxt.pro wakes a watcher only when one is waiting: a trade that arrives while the stream
+    writes down the one before resolves no watch, and would wait for the next trade (minutes,
+    on a quiet market). It is heard at once all the same; so is an order that ends meanwhile."""
+    bot = live_bot
+    taking_in, go_on = threading.Event(), threading.Event()
+    real = user_streams.take_in_fills
+
+    def slow_first(credential_id: int, fills: list[Any]) -> list[int]:
+        if not taking_in.is_set():
+            taking_in.set()
+            go_on.wait(10)
+        return real(credential_id, fills)
+
+    monkeypatch.setattr(user_streams, "take_in_fills", slow_first)
+    first, second, third = bot.orders.filter(side="buy", status="open").order_by("-price")[:3]
+    with Running() as running:
+        came_up(running, bot)
+        running.waker.run = lambda bot_id: True  # no cycle books the rows: they stay to count
+        fake.fill_part(first.client_order_id, first.amount)
+        assert taking_in.wait(10)
+        fake.fill_part(second.client_order_id, second.amount)  # while the first is taken in
+        fake.user_cancel(third.client_order_id)
+        due = Bot.objects.get(pk=bot.pk).rest_due_at
+        until(
+            lambda: (
+                {(e.get("C") or e.get("c"), e.get("X")) for e in streams.pushed}
+                >= {(second.client_order_id, "FILLED"), (third.client_order_id, "CANCELED")}
+            )
+        )
+        time.sleep(0.3)  # the client has them: its loop runs while the first is taken in
+        go_on.set()
+        until(lambda: StreamedFill.objects.filter(bot=bot).count() == 2, timeout=5)
+        until(lambda: Bot.objects.get(pk=bot.pk).rest_due_at != due, timeout=5)
+    assert sorted(StreamedFill.objects.filter(bot=bot).values_list("client_order_id", flat=True)
+                  ) == sorted([first.client_order_id, second.client_order_id])  # fmt: skip
+
+
 def test_a_streamed_fill_goes_out_before_a_due_rest_reconciliation(
     live_bot: Bot, fake: FakeBinance, streams: FakeBinanceStreams
 ) -> None:

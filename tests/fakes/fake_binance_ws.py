@@ -170,6 +170,7 @@ class FakeBinanceStreams:
         self.poll_seconds = poll_seconds
         self.connections_total = 0  # every connection ever accepted (reconnects show here)
         self.received: list[dict[str, Any]] = []  # every request a client sent, in order
+        self.pushed: list[dict[str, Any]] = []  # every user data event sent to a listener
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server: Server | None = None
@@ -914,6 +915,8 @@ class FakeBinanceStreams:
             return
         listeners = [c for c in self._conns if c.api and c.user_data]
         for event in events:
+            if listeners:
+                self.pushed.append(event)
             for conn in listeners:
                 await self._send(conn, {"subscriptionId": 0, "event": event})
 
