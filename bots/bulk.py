@@ -12,9 +12,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import psycopg
 from django.db import connection, connections
 from django.db.models import Field, Model
+
+from bots import reads
 
 
 def update_rows(
@@ -37,7 +38,7 @@ def update_rows(
         f"UPDATE {q(meta.db_table)} AS t SET {sets} FROM {_unnest(columns)} "
         f"WHERE t.{q(pk.column)} = v.{q(pk.column)}"
     )
-    _execute(sql, _arrays(columns, rows, add=False))
+    reads.execute(sql, _arrays(columns, rows, add=False))
 
 
 def insert_rows(
@@ -65,9 +66,9 @@ def insert_rows(
         f"SELECT {names} FROM {_unnest(columns, ordered=True)} ORDER BY v.ord"
     )
     if ignore_conflicts:
-        _execute(sql + " ON CONFLICT DO NOTHING", _arrays(columns, rows, add=True))
+        reads.execute(sql + " ON CONFLICT DO NOTHING", _arrays(columns, rows, add=True))
         return
-    ids = _execute(f"{sql} RETURNING {q(pk.column)}", _arrays(columns, rows, add=True))
+    ids = reads.execute(f"{sql} RETURNING {q(pk.column)}", _arrays(columns, rows, add=True))
     for obj, (key,) in zip(rows, ids, strict=True):
         obj.pk = key
         obj._state.adding, obj._state.db = False, connection.alias
@@ -118,16 +119,6 @@ def _arrays(columns: list[Field], rows: Sequence[Model], *, add: bool) -> list[l
     return out
 
 
-def _execute(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
-    """Run on Django's connection, through its cursor wrapper (query logging, execute
-    wrappers, error translation), but bound by the server: Django's own cursors bind on the
-    client and would write every array out into the statement's text."""
-    connection.ensure_connection()
-    with connection._prepare_cursor(psycopg.Cursor(connection.connection)) as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchall() if cursor.description else []
-
-
 def delete_rows(model: type[Model], ids: Sequence[Any]) -> None:
     """Delete the rows of ``model`` with these ids, in one statement without the ORM's
     collector (for rows nothing refers to)."""
@@ -135,5 +126,4 @@ def delete_rows(model: type[Model], ids: Sequence[Any]) -> None:
         return
     q = connection.ops.quote_name
     table, pk = q(model._meta.db_table), q(model._meta.pk.column)  # type: ignore[union-attr]
-    with connection.cursor() as cursor:
-        cursor.execute(f"DELETE FROM {table} WHERE {pk} IN ({', '.join(['%s'] * len(ids))})", ids)
+    reads.execute(f"DELETE FROM {table} WHERE {pk} IN {reads.in_list(ids)}", ids)

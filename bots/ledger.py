@@ -143,16 +143,13 @@ def send_attempt(client_id: str) -> datetime | None:
     # The bot's lease keeps anyone else from sending under its ids: no race to lose here.
     q = connection.ops.quote_name
     first_sent_at = SendAttempt._meta.get_field("first_sent_at")
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {q(SendAttempt._meta.db_table)} ({q('client_order_id')}, "
-            f"{q(first_sent_at.column)}) VALUES (%s, %s) ON CONFLICT DO NOTHING "
-            f"RETURNING {q('client_order_id')}",
-            [client_id, first_sent_at.get_db_prep_value(timezone.now(), connection)],
-        )
-        if cursor.fetchall():
-            return None
-    return sent_before(client_id)
+    written = reads.execute(
+        f"INSERT INTO {q(SendAttempt._meta.db_table)} ({q('client_order_id')}, "
+        f"{q(first_sent_at.column)}) VALUES (%s, %s) ON CONFLICT DO NOTHING "
+        f"RETURNING {q('client_order_id')}",
+        [client_id, first_sent_at.get_db_prep_value(timezone.now(), connection)],
+    )
+    return None if written else sent_before(client_id)
 
 
 def note_stopping(bot: Bot, *, reason: str, sells: bool) -> None:

@@ -4,7 +4,8 @@ Building a query through the ORM (cloning the queryset, resolving the filters, c
 costs about 1 ms of CPU: more than PostgreSQL takes to answer it, and a woken live cycle
 makes about ten before its counter-order can go out, while a burst of fills shares the
 cores. Its reads are written out here instead, as ``cycle.probe`` is, for both backends
-(``%s`` placeholders; ``in_list`` for a list's), and give the model rows Django would:
+(``%s`` placeholders; ``in_list`` for a list's), bound by the server on PostgreSQL
+(``execute``), and give the model rows Django would:
 the same columns, its converters applied (SQLite's decimals and datetimes, JSON), the
 row's state saved.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+import psycopg
 from django.db import connection
 from django.db.models import Field, Model
 
@@ -24,9 +26,7 @@ def rows(model: type[M], where: str, params: Sequence[Any], *, lock: bool = Fals
     """The rows of ``model`` ``where`` (SQL, the table's columns by name), locked ``FOR
     UPDATE`` with ``lock`` (where the database can; inside a transaction)."""
     sql, names, converters = _select(model, where, lock)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        found = cursor.fetchall()
+    found = execute(sql, params)
     alias = connection.alias
     return [model.from_db(alias, names, _converted(row, converters)) for row in found]
 
@@ -45,9 +45,7 @@ def column(model: type[Model], name: str, where: str, params: Sequence[Any]) -> 
     if sql is None:
         sql = f"SELECT {name} FROM {connection.ops.quote_name(model._meta.db_table)} WHERE {where}"
         _COLUMNS[key] = sql
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return [value for (value,) in cursor.fetchall()]
+    return [value for (value,) in execute(sql, params)]
 
 
 def reload(obj: Model, *, lock: bool = False) -> bool:
@@ -64,6 +62,23 @@ def reload(obj: Model, *, lock: bool = False) -> bool:
         setattr(obj, f.attname, value)
     obj._state.db, obj._state.adding = fresh._state.db, False
     return True
+
+
+def execute(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+    """Run a statement written for either backend; its rows (none for a write without
+    ``RETURNING``). On PostgreSQL it is bound by the server: its parameters travel apart from
+    its text, and a statement run again and again is prepared once (psycopg prepares it from
+    its fifth run), so the server stops parsing and planning it. It runs through Django's
+    cursor wrapper all the same (query logging, execute wrappers, error translation); Django's
+    own cursors bind on the client."""
+    if connection.vendor != "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall() if cursor.description else []
+    connection.ensure_connection()
+    with connection._prepare_cursor(psycopg.Cursor(connection.connection)) as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall() if cursor.description else []
 
 
 def in_list(values: Sequence[Any]) -> str:
