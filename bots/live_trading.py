@@ -181,7 +181,7 @@ def run_cycle(bot_id: int) -> LiveCycle | None:
     """One live cycle (under the bot's lock); None when the bot is not running. Temporary
     exchange trouble ends the cycle early with nothing half-done: the next one picks up from
     the same place. Anything a person must look at stops the bot with the reason."""
-    bot = reads.row(Bot, "id = %s", [bot_id])
+    bot = reads.row_with(Bot, "credential", "t.id = %s", [bot_id])  # the keys: for ``gateway``
     if bot is None or not bot.is_running:
         return None
     cycle = LiveCycle(chain_token=bot.chain_token)
@@ -694,12 +694,13 @@ def _send(bot: Bot, gw: Any, orders: list[Order], *, last: Decimal | None) -> in
             continue
         orders_first.sent()  # on the wire: other cycles' counter-orders before this one's books
         order.status, order.exchange_order_id = Order.Status.OPEN, placed.exchange_id
-        order.save(update_fields=["status", "exchange_order_id", "updated_at"])
+        order.updated_at = timezone.now()  # (an array write skips auto_now)
+        bulk.update_rows(Order, [order], ["status", "exchange_order_id", "updated_at"])
         metrics.orders(Bot.Mode.LIVE, "placed")
-        BotEvent.objects.create(bot=bot, kind=BotEvent.Kind.PLACED,
-                                message=f"Placed {order.side} {order.amount} {bot.base_asset} "
-                                        f"at {order.price} (slot {order.slot}) on "
-                                        f"{bot.exchange}.")  # fmt: skip
+        bulk.insert_rows(BotEvent, [ledger.event(
+            bot, BotEvent.Kind.PLACED, f"Placed {order.side} {order.amount} {bot.base_asset} at "
+                                       f"{order.price} (slot {order.slot}) on {bot.exchange}.",
+        )])  # fmt: skip
         sent += 1
     return sent
 

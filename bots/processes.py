@@ -17,9 +17,12 @@ from django.conf import settings
 
 # How long the collector waits for an answer before it looks whether its processes still live.
 LOOK_SECONDS = 0.5
-# Cycles one process runs side by side, by default: a woken cycle mostly waits (the database,
-# the cache, the exchange), and the waits of four overlap well under one interpreter lock.
-THREADS = 4
+# Cycles one process runs side by side, by default: a woken cycle waits on the database, the
+# cache and the exchange, and those waits overlap under one interpreter lock; but its work is
+# mostly CPU, so more threads share one core more ways. Three in each of two processes: the
+# five fills one price move often brings start at once, spread over both cores (with four, one
+# process could take four of them onto one core; with two, the fifth waited for a thread).
+THREADS = 3
 
 
 class InProcesses:

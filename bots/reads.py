@@ -37,6 +37,38 @@ def row(model: type[M], where: str, params: Sequence[Any], *, lock: bool = False
     return found[0] if found else None
 
 
+def row_with(model: type[M], related: str, where: str, params: Sequence[Any]) -> M | None:
+    """The one row ``where``, with the row its foreign key ``related`` names read in the same
+    statement and kept on it (no query when it is asked for). In ``where`` the row's table
+    is ``t`` and the related one ``r``: name the columns with them."""
+    field = model._meta.get_field(related)
+    other: type[Model] = field.related_model  # type: ignore[assignment]
+    key = (connection.alias, model, related, where)
+    made = _JOINS.get(key)
+    if made is None:
+        q = connection.ops.quote_name
+        mine, names, converters = _columns(model, "t.")
+        theirs, their_names, their_converters = _columns(other, "r.", len(names))
+        sql = (
+            f"SELECT {mine}, {theirs} FROM {q(model._meta.db_table)} t LEFT JOIN "
+            f"{q(other._meta.db_table)} r ON r.{q(other._meta.pk.column)} = "  # type: ignore[union-attr]
+            f"t.{q(field.column)} WHERE {where}"  # type: ignore[union-attr]
+        )
+        made = (sql, names, their_names, converters + their_converters)
+        _JOINS[key] = made
+    sql, names, their_names, converters = made
+    found = execute(sql, params)
+    if not found:
+        return None
+    values, alias = _converted(found[0], converters), connection.alias
+    obj = model.from_db(alias, names, values[: len(names)])
+    theirs = values[len(names) :]
+    pk_at = their_names.index(other._meta.pk.attname)  # type: ignore[union-attr]
+    their_row = None if theirs[pk_at] is None else other.from_db(alias, their_names, theirs)
+    field.set_cached_value(obj, their_row)  # type: ignore[union-attr]
+    return obj
+
+
 def column(model: type[Model], name: str, where: str, params: Sequence[Any]) -> list[Any]:
     """One column's values (as the database gives them: for ids and text) of the rows
     ``where``."""
@@ -95,22 +127,34 @@ def _select(
     key = (connection.alias, model, where, lock)
     made = _SELECTS.get(key)
     if made is None:
-        q = connection.ops.quote_name
-        meta = model._meta
-        fields: list[Field] = list(meta.concrete_fields)  # type: ignore[type-arg]
-        columns = ", ".join(q(f.column) for f in fields)
-        sql = f"SELECT {columns} FROM {q(meta.db_table)} WHERE {where}"
+        columns, names, converters = _columns(model, "")
+        sql = (
+            f"SELECT {columns} FROM {connection.ops.quote_name(model._meta.db_table)} WHERE {where}"
+        )
         if lock and connection.features.has_select_for_update:
             sql += " FOR UPDATE"
-        converters = []
-        for i, f in enumerate(fields):
-            col = f.get_col(meta.db_table)
-            found = connection.ops.get_db_converters(col) + f.get_db_converters(connection)
-            if found:
-                converters.append((i, found, col))
-        made = (sql, [f.attname for f in fields], converters)
+        made = (sql, names, converters)
         _SELECTS[key] = made
     return made
+
+
+def _columns(
+    model: type[Model], prefix: str, offset: int = 0
+) -> tuple[str, list[str], list[tuple[int, list[Converter], Any]]]:
+    """The model's columns (each after ``prefix``, a table's alias and a dot), their
+    attribute names, and the converters of those that need one (by position, after
+    ``offset`` columns before them)."""
+    q = connection.ops.quote_name
+    meta = model._meta
+    fields: list[Field] = list(meta.concrete_fields)  # type: ignore[type-arg]
+    converters = []
+    for i, f in enumerate(fields):
+        col = f.get_col(meta.db_table)
+        found = connection.ops.get_db_converters(col) + f.get_db_converters(connection)
+        if found:
+            converters.append((offset + i, found, col))
+    columns = ", ".join(prefix + q(f.column) for f in fields)
+    return columns, [f.attname for f in fields], converters
 
 
 def _converted(row: tuple[Any, ...], converters: list[tuple[int, list[Converter], Any]]) -> list:
@@ -125,3 +169,4 @@ def _converted(row: tuple[Any, ...], converters: list[tuple[int, list[Converter]
 
 _SELECTS: dict[tuple[object, ...], tuple[str, list[str], list[Any]]] = {}
 _COLUMNS: dict[tuple[object, ...], str] = {}
+_JOINS: dict[tuple[object, ...], tuple[str, list[str], list[str], list[Any]]] = {}

@@ -215,15 +215,23 @@ def test_a_crash_after_the_exchange_took_an_order_never_doubles_it(
     start_live(bot)
     bot.refresh_from_db()
     fill_the_top_buy(bot, fake)
-    real_save = Order.save
+    real_update = bulk.update_rows
 
-    def die_once(self: Order, *args: Any, **kwargs: Any) -> None:
-        if self.status == Order.Status.OPEN and self.side == "sell" and self.slot is not None:
-            monkeypatch.setattr(Order, "save", real_save)
+    def die_once(model: Any, rows: Any, fields: Any, **kwargs: Any) -> None:
+        # The sent sell marked open: the write right after the exchange took it.
+        if (
+            model is Order
+            and "exchange_order_id" in fields
+            and any(
+                o.status == Order.Status.OPEN and o.side == "sell" and o.slot is not None
+                for o in rows
+            )
+        ):
+            monkeypatch.setattr(bulk, "update_rows", real_update)
             raise RuntimeError("the worker died after the exchange accepted the order")
-        real_save(self, *args, **kwargs)
+        real_update(model, rows, fields, **kwargs)
 
-    monkeypatch.setattr(Order, "save", die_once)
+    monkeypatch.setattr(bulk, "update_rows", die_once)
     with pytest.raises(RuntimeError):
         cycle.run_cycle(bot.pk)
 

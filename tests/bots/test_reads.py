@@ -12,6 +12,7 @@ import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
+from accounts.models import ExchangeCredential
 from bots import reads
 from bots.models import Bot, Order
 from market.models import MarketRules
@@ -57,6 +58,23 @@ def test_rows_are_the_orms_rows_value_for_value(running: Bot) -> None:
 
     rules = reads.row(MarketRules, "exchange = %s AND symbol = %s", ["binance", "BTC/USDT"])
     assert values(rules) == values(MarketRules.objects.get(symbol="BTC/USDT"))
+
+
+def test_a_row_with_its_related_row_is_one_statement(running: Bot, keys: Any) -> None:
+    with CaptureQueriesContext(connection) as seen:
+        bot = reads.row_with(Bot, "credential", "t.id = %s", [running.pk])
+        assert bot is not None and bot.credential is not None
+        assert bot.credential_id == keys.pk
+    assert values(bot.credential) == values(ExchangeCredential.objects.get(pk=keys.pk))
+    assert len(seen.captured_queries) == 1
+    assert values(bot) == values(Bot.objects.get(pk=running.pk))
+    assert reads.row_with(Bot, "credential", "t.id = %s", [0]) is None
+
+    Bot.objects.filter(pk=running.pk).update(credential=None, mode=Bot.Mode.PAPER)  # no keys
+    with CaptureQueriesContext(connection) as seen:
+        bot = reads.row_with(Bot, "credential", "t.id = %s", [running.pk])
+        assert bot is not None and bot.credential is None
+    assert len(seen.captured_queries) == 1
 
 
 def test_an_empty_list_matches_nothing_and_a_column_reads_alone(running: Bot) -> None:
