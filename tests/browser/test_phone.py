@@ -126,13 +126,27 @@ def test_the_bot_page_fits_a_phone(page, live_url, trader):
     page.wait_for_function("() => Number(document.querySelector('#bot-chart').dataset.candles) > 0")
     assert_nav_folded(page)
     assert_fits(page, "the bot page")
-    # What a trader looks for first, the bot's status and its Stop button, is at the top.
-    status = page.locator(f"#bot-{trader.bot.pk}-status").bounding_box()
-    chart = page.locator("#bot-chart").bounding_box()
-    assert status["y"] < chart["y"], (status, chart)
-    card = page.locator(f"#bot-{trader.bot.pk}-status")
-    stop = card.locator("a, button").filter(has_text=re.compile(r"^\s*Stop\b")).first
-    assert stop.bounding_box()["y"] < PHONE["height"], "Stop is not on the first screen"
+    # What a trader looks for first, the bot's status and its Stop button, is at the top. Read
+    # in one go in the page: the status card is swapped by live pushes, and a box asked for
+    # while one lands is none.
+    stop = (
+        page.locator(f"#bot-{trader.bot.pk}-status")
+        .locator("a, button")
+        .filter(has_text=re.compile(r"^\s*Stop\b"))
+    )
+    stop.first.wait_for()
+    status, chart, stop_y = page.evaluate(
+        """([card]) => {
+            const top = (el) => el.getBoundingClientRect().top + window.scrollY;
+            const stop = [...document.querySelectorAll(`${card} a, ${card} button`)]
+                .find((el) => /^\\s*Stop\\b/.test(el.textContent));
+            return [top(document.querySelector(card)),
+                    top(document.querySelector("#bot-chart")), top(stop)];
+        }""",
+        [f"#bot-{trader.bot.pk}-status"],
+    )
+    assert status < chart, (status, chart)
+    assert stop_y < PHONE["height"], "Stop is not on the first screen"
     screenshot(page, "phone-bot-page")
 
 
