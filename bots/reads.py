@@ -4,10 +4,10 @@ Building a query through the ORM (cloning the queryset, resolving the filters, c
 costs about 1 ms of CPU: more than PostgreSQL takes to answer it, and a woken live cycle
 makes about ten before its counter-order can go out, while a burst of fills shares the
 cores. Its reads are written out here instead, as ``cycle.probe`` is, for both backends
-(``%s`` placeholders; ``in_list`` for a list's), bound by the server on PostgreSQL
-(``execute``), and give the model rows Django would:
-the same columns, its converters applied (SQLite's decimals and datetimes, JSON), the
-row's state saved.
+(``%s`` placeholders; ``in_list`` for a list's) and bound by the server on PostgreSQL
+(``execute``, which ``bots.bulk`` and the send write-down use too). They give the model rows
+Django would: the same columns, its converters applied (SQLite's decimals and datetimes,
+JSON), the row's state saved.
 """
 
 from __future__ import annotations
