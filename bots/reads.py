@@ -84,7 +84,8 @@ def reload(obj: Model, *, lock: bool = False) -> bool:
     """``refresh_from_db``, its row locked with ``lock``: every column read again, a cached
     related row kept only while its key is unchanged. False when the row is gone."""
     model = type(obj)
-    fresh = row(model, "id = %s", [obj.pk], lock=lock)
+    pk = connection.ops.quote_name(model._meta.pk.column)  # type: ignore[union-attr]
+    fresh = row(model, f"{pk} = %s", [obj.pk], lock=lock)
     if fresh is None:
         return False
     for f in model._meta.concrete_fields:

@@ -138,9 +138,10 @@ def _bots_of(credential_id: int, client_ids: Iterable[str]) -> dict[str, int]:
     # Written out (``bots.reads``): every fill heard passes here before its bot is woken.
     # The columns in the model's order, as ``from_db`` takes them.
     names = [f.attname for f in Bot._meta.concrete_fields if f.attname in _KEY_FIELDS]
+    table = connection.ops.quote_name(Bot._meta.db_table)
     running = reads.execute(
-        f"SELECT {', '.join(names)} FROM {Bot._meta.db_table} WHERE id IN "
-        f"{reads.in_list(ids)} AND credential_id = %s AND mode = %s AND status = %s",
+        f"SELECT {', '.join(names)} FROM {table} WHERE id IN {reads.in_list(ids)}"
+        " AND credential_id = %s AND mode = %s AND status = %s",
         [*ids, credential_id, Bot.Mode.LIVE, Bot.Status.RUNNING],
     )
     bots = [Bot.from_db(connection.alias, names, row) for row in running]
