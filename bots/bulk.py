@@ -42,16 +42,29 @@ def update_rows(
 
 
 def insert_rows(
-    model: type[Model], rows: Sequence[Model], *, ignore_conflicts: bool = False, many: bool = True
+    model: type[Model],
+    rows: Sequence[Model],
+    *,
+    ignore_conflicts: bool = False,
+    many: bool = True,
+    unique: Sequence[str] = (),
+    update: Sequence[str] = (),
 ) -> None:
     """Insert new rows of ``model`` in one statement; each gets its primary key (not with
     ``ignore_conflicts``: rows that clashed are not inserted and have none, as in Django).
-    With ``many`` off (one bot's cycle) as Django's ``bulk_create`` does."""
+    A row that clashes with one already there on the fields ``unique`` writes its ``update``
+    fields into it instead (Django's ``update_conflicts``). With ``many`` off (one bot's
+    cycle) as Django's ``bulk_create`` does."""
     if not rows:
         return
     manager = model._default_manager
     if not many or connection.vendor != "postgresql" or any(o.pk is not None for o in rows):
-        manager.bulk_create(rows, ignore_conflicts=ignore_conflicts)
+        if update:
+            manager.bulk_create(
+                rows, update_conflicts=True, unique_fields=unique, update_fields=update
+            )
+        else:
+            manager.bulk_create(rows, ignore_conflicts=ignore_conflicts)
         return
     for obj in rows:  # an order saved just before: its id goes into the trade that names it
         obj._prepare_related_fields_for_save(operation_name="bulk_create")
@@ -68,6 +81,12 @@ def insert_rows(
     if ignore_conflicts:
         reads.execute(sql + " ON CONFLICT DO NOTHING", _arrays(columns, rows, add=True))
         return
+    if update:
+        clash = ", ".join(q(meta.get_field(name).column) for name in unique)
+        sets = ", ".join(
+            f"{q(c)} = EXCLUDED.{q(c)}" for c in (meta.get_field(name).column for name in update)
+        )
+        sql += f" ON CONFLICT ({clash}) DO UPDATE SET {sets}"
     ids = reads.execute(f"{sql} RETURNING {q(pk.column)}", _arrays(columns, rows, add=True))
     for obj, (key,) in zip(rows, ids, strict=True):
         obj.pk = key

@@ -207,10 +207,8 @@ def run_cycle(bot_id: int) -> LiveCycle | None:
                    counters_at=price if calm else None)  # fmt: skip
     finally:
         if cycle.snapshot is not None:
-            EquitySnapshot.objects.bulk_create(
-                [cycle.snapshot], update_conflicts=True,
-                unique_fields=["bot", "at"], update_fields=["price", "quote", "base", "equity"],
-            )  # fmt: skip
+            bulk.insert_rows(EquitySnapshot, [cycle.snapshot], unique=["bot", "at"],
+                             update=["price", "quote", "base", "equity"])  # fmt: skip
     return cycle
 
 
