@@ -341,6 +341,8 @@ class Budget:
         # Whether ccxt's own pacing spaces this client's requests: until the exchange's limits
         # are known, and again from half of a limit's share on (``before``, ``after``).
         self._crowded = True
+        # The limits as ``before`` read them for the request on its way: ``after`` needs them.
+        self._limits: list[Limit] | None = None
 
     def _now(self) -> float:
         return _now() - self.ahead
@@ -378,16 +380,16 @@ class Budget:
         places = method == "POST" and urlsplit(url).path.endswith("/order")
         urgent = method == "DELETE" or _RESERVE.get()  # a cancel always takes risk off
         headroom = 0 if urgent else settings.EXCHANGE_BUDGET_HEADROOM
-        limits = known.get(limits_key) or []
+        limits = self._limits = known.get(limits_key) or []
         counted = {
-            limit: self._used_key(limit, int(now // limit.seconds))
+            limit: self._used_key(limit)
             for limit in limits
             if limit.kind != "ORDERS" or (places and self.account)
         }
         used_now = cache.get_many(list(counted.values())) if counted else {}
         shares = [0.0]
         for limit, key in counted.items():
-            used = used_now.get(key) or 0
+            used = _in_window(used_now.get(key), int(now // limit.seconds))
             shares.append(used / limit.limit)
             if used >= limit.limit * (1 - Decimal(str(headroom))):
                 until = (int(now // limit.seconds) + 1) * limit.seconds
@@ -409,22 +411,21 @@ class Budget:
         now = self._now()
         lower = {k.lower(): v for k, v in (headers or {}).items()}
         observers.tell(observers.on_request, self.exchange, self.account or "public")
-        counters: dict[int, dict[str, int]] = {}  # by how long they are kept: one write each
-        for limit in self.limits():
+        counters: dict[str, tuple[int, int]] = {}
+        kept = 0
+        for limit in self._limits if self._limits is not None else self.limits():
             value = lower.get(limit.header)
             if value is not None and str(value).isdigit():
-                window = int(now // limit.seconds)
-                counters.setdefault(limit.seconds + 5, {})[self._used_key(limit, window)] = int(
-                    value
-                )
+                counters[self._used_key(limit)] = (int(now // limit.seconds), int(value))
+                kept = max(kept, limit.seconds + 5)
                 if int(value) / limit.limit >= self._pace_from():
                     self._crowded = True
                 if limit.kind == "REQUEST_WEIGHT":
                     observers.tell(
                         observers.on_weight, self.exchange, f"{limit.seconds}s", int(value)
                     )
-        for timeout, values in counters.items():
-            cache.set_many(values, timeout=timeout)
+        if counters:  # one write: each counter names its window, so one key per limit
+            cache.set_many(counters, timeout=kept)
         if urlsplit(url).path.endswith("/exchangeInfo") and status == 200:
             self._learn_limits(body)
         if status in (418, 429):
@@ -437,14 +438,15 @@ class Budget:
         for limit in self.limits():
             if limit.kind == "ORDERS" and not self.account:
                 continue
-            used = cache.get(self._used_key(limit, int(now // limit.seconds))) or 0
+            used = _in_window(cache.get(self._used_key(limit)), int(now // limit.seconds))
             what = "request weight (this IP)" if limit.kind == "REQUEST_WEIGHT" else "new orders"
             out.append((f"{what} per {limit.seconds:,} s", int(used), limit.limit))
         return out
 
-    def _used_key(self, limit: Limit, window: int) -> str:
+    def _used_key(self, limit: Limit) -> str:
+        """Where a limit's counter is kept: (its window, what the exchange says is used)."""
         who = "ip" if limit.kind == "REQUEST_WEIGHT" else f"account:{self.account}"
-        return self._key(who, limit.kind, limit.seconds, window)
+        return self._key(who, limit.kind, limit.seconds)
 
     def _learn_limits(self, body: str) -> None:
         try:
@@ -460,8 +462,8 @@ class Budget:
             seconds = 86400 if "per DAY" in body else 10
             for limit in self.limits():
                 if limit.kind == "ORDERS" and limit.seconds == seconds:
-                    key = self._used_key(limit, int(now // limit.seconds))
-                    cache.set(key, limit.limit, timeout=limit.seconds + 5)
+                    window = int(now // limit.seconds)
+                    cache.set(self._used_key(limit), (window, limit.limit), timeout=seconds + 5)
             return
         retry_after = str(headers.get("retry-after", ""))
         until = now + (int(retry_after) if retry_after.isdigit() else 60)
@@ -517,6 +519,11 @@ class Budget:
         client.on_rest_response = seen
         client.throttle = paced
         return client
+
+
+def _in_window(counter: tuple[int, int] | None, window: int) -> int:
+    """What a kept counter says is used in ``window`` (nothing, once its window has turned)."""
+    return counter[1] if counter and counter[0] == window else 0
 
 
 def ban_notice(exchange: str) -> str | None:
