@@ -87,10 +87,14 @@ def insert_rows(
             f"{q(c)} = EXCLUDED.{q(c)}" for c in (meta.get_field(name).column for name in update)
         )
         sql += f" ON CONFLICT ({clash}) DO UPDATE SET {sets}"
-    ids = reads.execute(f"{sql} RETURNING {q(pk.column)}", _arrays(columns, rows, add=True))
-    for obj, (key,) in zip(rows, ids, strict=True):
-        obj.pk = key
-        obj._state.adding, obj._state.db = False, connection.alias
+    alias = connection.alias
+
+    def saved(ids: reads.Rows) -> None:
+        for obj, (key,) in zip(rows, ids, strict=True):
+            obj.pk = key
+            obj._state.adding, obj._state.db = False, alias
+
+    reads.execute(f"{sql} RETURNING {q(pk.column)}", _arrays(columns, rows, add=True), then=saved)
 
 
 def _unnest(columns: list[Field], *, ordered: bool = False) -> str:  # type: ignore[type-arg]

@@ -12,7 +12,9 @@ JSON), the row's state saved.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import psycopg
@@ -97,21 +99,76 @@ def reload(obj: Model, *, lock: bool = False) -> bool:
     return True
 
 
-def execute(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+Rows = list[tuple[Any, ...]]
+
+
+def execute(sql: str, params: Sequence[Any], *, then: Callable[[Rows], None] | None = None) -> Rows:
     """Run a statement written for either backend; its rows (none for a write without
-    ``RETURNING``). On PostgreSQL it is bound by the server: its parameters travel apart from
-    its text, and a statement run again and again is prepared once (psycopg prepares it from
-    its fifth run), so the server stops parsing and planning it. It runs through Django's
-    cursor wrapper all the same (query logging, execute wrappers, error translation); Django's
-    own cursors bind on the client."""
+    ``RETURNING``), handed to ``then`` too when given. On PostgreSQL it is bound by the
+    server: its parameters travel apart from its text, and a statement run again and again is
+    prepared once (psycopg prepares it from its fifth run), so the server stops parsing and
+    planning it. It runs through Django's cursor wrapper all the same (query logging, execute
+    wrappers, error translation); Django's own cursors bind on the client.
+
+    Inside ``together`` it only goes out: its rows come to ``then`` when the block ends."""
     if connection.vendor != "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
-            return cursor.fetchall() if cursor.description else []
+            found = cursor.fetchall() if cursor.description else []
+    else:
+        connection.ensure_connection()
+        queued = getattr(_together, "queued", None)
+        cursor = connection._prepare_cursor(psycopg.Cursor(connection.connection))
+        if queued is not None:
+            cursor.execute(sql, params)
+            queued.append((cursor, then))
+            return _LATER
+        with cursor:
+            cursor.execute(sql, params)
+            result = cursor.pgresult  # (its ``description`` makes an object of every column)
+            found = cursor.fetchall() if result is not None and result.nfields else []
+    if then is not None:
+        then(found)
+    return found
+
+
+@contextmanager
+def together() -> Iterator[None]:
+    """The statements ``execute`` runs inside go to PostgreSQL together (psycopg's pipeline
+    mode): one round trip for all of them when the block ends, not one each; each one's rows
+    are handed to its ``then`` then. For writes that need no answer before the next one (a
+    burst of fills waits on every round trip). Elsewhere, and nested, each runs at once."""
+    if connection.vendor != "postgresql" or getattr(_together, "queued", None) is not None:
+        yield
+        return
     connection.ensure_connection()
-    with connection._prepare_cursor(psycopg.Cursor(connection.connection)) as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchall() if cursor.description else []
+    queued: list[tuple[Any, Callable[[Rows], None] | None]] = []
+    _together.queued = queued
+    try:
+        with connection.wrap_database_errors, connection.connection.pipeline():
+            yield
+    finally:
+        _together.queued = None
+    try:
+        for cursor, then in queued:
+            if then is not None:
+                then(cursor.fetchall())
+    finally:
+        for cursor, _then in queued:
+            cursor.close()
+
+
+class _Later(list):  # type: ignore[type-arg]
+    """The rows of a statement sent inside ``together``: not there yet (``then`` gets them)."""
+
+    def _not_yet(self, *args: Any) -> Any:
+        raise RuntimeError("inside reads.together() a statement's rows come to its then=")
+
+    __iter__ = __len__ = __bool__ = __getitem__ = _not_yet  # type: ignore[assignment]
+
+
+_LATER = _Later()
+_together = threading.local()
 
 
 def in_list(values: Sequence[Any]) -> str:
