@@ -368,17 +368,26 @@ def _apply_fills(
     values = FeeValues(bot, gw)
     for f in fills:
         values(f)  # a BNB fee's price is asked for now, not inside the transaction
+    ids = [f.trade_id for f in fills]
+    # The stop's sale too: one waiting to go out holds back any counter-order.
+    sale_id = stop_sale_id(bot)
+    client_ids = [*{f.client_id for f in fills}, sale_id]
+    read: dict[str, Any] = {}
     with transaction.atomic():
-        if not reads.reload(bot, lock=True) or bot.engine_state is None:
+        with reads.together():  # the bot locked and read again, and what the booking needs
+            reads.reload(bot, lock=True, then=lambda found: read.update(found=found))
+            reads.column(ExchangeFillRecord, "trade_id",
+                         f"bot_id = %s AND trade_id IN {reads.in_list(ids)}", [bot.pk, *ids],
+                         then=lambda found: read.update(seen=set(found)))  # fmt: skip
+            _orders(bot, client_ids, then=lambda found: read.update(book=found))
+            _rules(bot, then=lambda found: read.update(rules=found))
+        if not read["found"] or bot.engine_state is None:
             return True
-        ids = [f.trade_id for f in fills]
-        seen = set(reads.column(ExchangeFillRecord, "trade_id",
-                                f"bot_id = %s AND trade_id IN {reads.in_list(ids)}",
-                                [bot.pk, *ids]))  # fmt: skip
-        # The stop's sale too: one waiting to go out holds back any counter-order.
-        sale_id = stop_sale_id(bot)
-        client_ids = [*{f.client_id for f in fills}, sale_id]
-        book = {o.client_order_id: o for o in _orders(bot, client_ids)}
+        seen: set[str] = read["seen"]
+        if stop_sale_id(bot) != sale_id:  # started again since it was read: its own ids
+            client_ids[-1] = sale_id = stop_sale_id(bot)
+            read["book"] = _orders(bot, client_ids)
+        book = {o.client_order_id: o for o in read["book"]}
         engine = bot.engine()
         records: list[ExchangeFillRecord] = []
         trades: list[Trade] = []
@@ -474,10 +483,19 @@ def _apply_fills(
                 quote=engine.quote, base=engine.base + engine.dust, equity=bot.last_equity,
             )  # fmt: skip
         bot.updated_at = now
+        sale = book.get(sale_id)
+        wanted = {}
+        if (
+            counters_at is not None and cycle.turned and bot.is_running
+            and not bot.stopping_reason and not engine.is_stopped
+            and (sale is None or sale.status != Order.Status.PENDING)
+        ):  # fmt: skip
+            wanted = {d.client_id: d for d in engine.desired_orders(bot.key)
+                      if d.slot in cycle.turned}  # fmt: skip
         # Written as arrays (``bots.bulk``): building Django's bulk statements cost more CPU
         # than the counter-order's way to the exchange (a burst of fills shares the cores). And
-        # sent together, one round trip for all of them. They skip ``auto_now``: the orders
-        # socket reads ``updated_at``.
+        # sent together, with what the counter-orders' write-down reads after them: one round
+        # trip for all. They skip ``auto_now``: the orders socket reads ``updated_at``.
         with reads.together():
             bulk.insert_rows(ExchangeFillRecord, records)
             bulk.update_rows(Order, list(touched.values()),
@@ -486,15 +504,13 @@ def _apply_fills(
             bulk.insert_rows(BotEvent, events)
             bulk.delete_rows(StreamedFill, streamed)
             bulk.update_rows(Bot, [bot], fields)
-        sale = book.get(sale_id)
-        if (
-            counters_at is not None and cycle.turned and bot.is_running
-            and not bot.stopping_reason and not engine.is_stopped
-            and (sale is None or sale.status != Order.Status.PENDING)
-        ):  # fmt: skip
-            wanted = {d.client_id: d for d in engine.desired_orders(bot.key)
-                      if d.slot in cycle.turned}  # fmt: skip
-            cycle.counters = _write_missing(bot, engine, wanted, _rules(bot), buys=True)
+            if wanted:
+                _orders(bot, wanted, then=lambda found: read.update(have=found))
+                _resting_sells(bot, then=lambda found: read.update(resting=found))
+        if wanted:
+            rules = _rules(bot, read["rules"])
+            cycle.counters = _write_missing(bot, engine, wanted, rules, buys=True,
+                                            have=read["have"], resting=read["resting"])  # fmt: skip
     return True
 
 
@@ -607,15 +623,18 @@ def _place(
 
 
 def _write_missing(
-    bot: Bot, engine: GridEngine, desired: dict[str, DesiredOrder], rules: Any, *, buys: bool
-) -> list[Order]:
+    bot: Bot, engine: GridEngine, desired: dict[str, DesiredOrder], rules: Any, *, buys: bool,
+    have: list[Order] | None = None, resting: list[Order] | None = None,
+) -> list[Order]:  # fmt: skip
     """Write the ``desired`` orders that have no row as pending (no buy without ``buys``);
-    returns the pending ones among them, by slot."""
+    returns the pending ones among them, by slot. ``have`` (the rows under the desired ids)
+    and ``resting`` (``_resting_sells``): read already, else read here."""
     # Any row already under a wanted id counts (a rejected one too: ids are unique, and an
     # order the exchange refused is not sent again blindly).
-    have = {o.client_order_id: o for o in _orders(bot, desired)}
-    missing = [d for cid, d in desired.items() if cid not in have and (buys or d.side != Side.BUY)]
-    amounts = sell_amounts(bot, engine, [d for d in missing if d.side == Side.SELL], rules.step)
+    mine = {o.client_order_id: o for o in (_orders(bot, desired) if have is None else have)}
+    missing = [d for cid, d in desired.items() if cid not in mine and (buys or d.side != Side.BUY)]
+    sells = [d for d in missing if d.side == Side.SELL]
+    amounts = sell_amounts(bot, engine, sells, rules.step, resting=resting)
     for slot, amount in amounts.items():
         if below_minimum(rules, amount, engine.lines[engine.index_of(slot) + 1]):
             # The account holds too few of the grid's coins for this sell (a start that
@@ -631,25 +650,43 @@ def _write_missing(
     ]  # fmt: skip
     bulk.insert_rows(Order, created)
     pending = [
-        o for o in [*have.values(), *created]
+        o for o in [*mine.values(), *created]
         if o.status == Order.Status.PENDING and o.kind == Order.Kind.LIMIT
         and (buys or o.side != Order.Side.BUY)
     ]  # fmt: skip
     return sorted(pending, key=lambda o: o.slot)
 
 
-def _orders(bot: Bot, client_ids: Iterable[str]) -> list[Order]:
-    """The bot's orders under these client ids."""
+def _orders(
+    bot: Bot, client_ids: Iterable[str], *, then: Callable[[list[Order]], None] | None = None
+) -> list[Order]:
+    """The bot's orders under these client ids (handed to ``then``: ``reads.rows``)."""
     ids = list(client_ids)
     return reads.rows(Order, f"bot_id = %s AND client_order_id IN {reads.in_list(ids)}",
-                      [bot.pk, *ids])  # fmt: skip
+                      [bot.pk, *ids], then=then)  # fmt: skip
 
 
-def _rules(bot: Bot) -> Any:
-    """The market's rules (``config.rules_for``), the row read without the ORM: every
-    streamed fill's booking needs them."""
-    found = reads.row(MarketRules, "exchange = %s AND symbol = %s", [bot.exchange, bot.symbol])
-    return found or schema.rules_for(bot.exchange, bot.symbol)
+def _resting_sells(bot: Bot, *, then: Callable[[list[Order]], None] | None = None) -> list[Order]:
+    """The bot's grid sells on the book or on their way to it (``reads.rows``)."""
+    return reads.rows(
+        Order, f"bot_id = %s AND kind = %s AND side = %s AND status IN {RESTING}",
+        [bot.pk, Order.Kind.LIMIT, Order.Side.SELL, *Order.RESTING], then=then,
+    )  # fmt: skip
+
+
+def _rules(
+    bot: Bot, found: list[MarketRules] | None = None, *,
+    then: Callable[[list[MarketRules]], None] | None = None,
+) -> Any:  # fmt: skip
+    """The market's rules (``config.rules_for``), the row read without the ORM (or ``found``
+    already; with ``then``, only read and handed to it): every streamed fill's booking needs
+    them."""
+    if then is not None:
+        return reads.rows(MarketRules, "exchange = %s AND symbol = %s",
+                          [bot.exchange, bot.symbol], then=then)  # fmt: skip
+    if found is None:
+        found = reads.rows(MarketRules, "exchange = %s AND symbol = %s", [bot.exchange, bot.symbol])
+    return found[0] if found else schema.rules_for(bot.exchange, bot.symbol)
 
 
 def _send(bot: Bot, gw: Any, orders: list[Order], *, last: Decimal | None) -> int:
@@ -824,19 +861,19 @@ def sell_amounts(
     step: Decimal,
     *,
     ending: Order | None = None,
+    resting: list[Order] | None = None,
 ) -> dict[int, Decimal]:
     """What each new sell can sell, by slot: what is left of ``q`` for it, cut to the
     market's step so that all the sells together never ask for more coins than the account
     holds for the grid. The dust (base fees taken, less what earlier cuts left over) is paid
     by the first cuts; so a fee shortens the sells by itself over time, not by a step each.
-    ``ending``: a resting sell that is on its way out (its rest is one of ``sells``)."""
+    ``ending``: a resting sell that is on its way out (its rest is one of ``sells``).
+    ``resting``: the bot's resting sells (``_resting_sells``), when read already."""
     if not sells:
         return {}
     pool = engine.dust
-    resting = reads.rows(
-        Order, f"bot_id = %s AND kind = %s AND side = %s AND status IN {RESTING}",
-        [bot.pk, Order.Kind.LIMIT, Order.Side.SELL, *Order.RESTING],
-    )  # fmt: skip
+    if resting is None:
+        resting = _resting_sells(bot)
     slots = {s.id: s for s in engine.slots}
     for order in (o for o in resting if ending is None or o.pk != ending.pk):
         slot = slots.get(order.slot)  # by its id; none: a shift's cancel not committed yet

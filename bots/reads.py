@@ -24,13 +24,22 @@ from django.db.models import Field, Model
 M = TypeVar("M", bound=Model)
 
 
-def rows(model: type[M], where: str, params: Sequence[Any], *, lock: bool = False) -> list[M]:
+def rows(
+    model: type[M], where: str, params: Sequence[Any], *, lock: bool = False,
+    then: Callable[[list[M]], None] | None = None,
+) -> list[M]:  # fmt: skip
     """The rows of ``model`` ``where`` (SQL, the table's columns by name), locked ``FOR
-    UPDATE`` with ``lock`` (where the database can; inside a transaction)."""
+    UPDATE`` with ``lock`` (where the database can; inside a transaction). With ``then``
+    they are handed to it (inside ``together``: once the block ends)."""
     sql, names, converters = _select(model, where, lock)
-    found = execute(sql, params)
     alias = connection.alias
-    return [model.from_db(alias, names, _converted(row, converters)) for row in found]
+
+    def made(found: Rows) -> list[M]:
+        return [model.from_db(alias, names, _converted(row, converters)) for row in found]
+
+    if then is not None:
+        return execute(sql, params, then=lambda found: then(made(found)))  # type: ignore[return-value]
+    return made(execute(sql, params))
 
 
 def row(model: type[M], where: str, params: Sequence[Any], *, lock: bool = False) -> M | None:
@@ -71,32 +80,46 @@ def row_with(model: type[M], related: str, where: str, params: Sequence[Any]) ->
     return obj
 
 
-def column(model: type[Model], name: str, where: str, params: Sequence[Any]) -> list[Any]:
+def column(
+    model: type[Model], name: str, where: str, params: Sequence[Any], *,
+    then: Callable[[list[Any]], None] | None = None,
+) -> list[Any]:  # fmt: skip
     """One column's values (as the database gives them: for ids and text) of the rows
-    ``where``."""
+    ``where`` (handed to ``then`` when given, as ``rows`` does)."""
     key = (connection.alias, model, name, where)
     sql = _COLUMNS.get(key)
     if sql is None:
         sql = f"SELECT {name} FROM {connection.ops.quote_name(model._meta.db_table)} WHERE {where}"
         _COLUMNS[key] = sql
+    if then is not None:
+        return execute(sql, params, then=lambda found: then([v for (v,) in found]))
     return [value for (value,) in execute(sql, params)]
 
 
-def reload(obj: Model, *, lock: bool = False) -> bool:
+def reload(obj: Model, *, lock: bool = False, then: Callable[[bool], None] | None = None) -> bool:
     """``refresh_from_db``, its row locked with ``lock``: every column read again, a cached
-    related row kept only while its key is unchanged. False when the row is gone."""
+    related row kept only while its key is unchanged. False when the row is gone. With
+    ``then``, that is handed to it (inside ``together``: ``obj`` is reloaded when the block
+    ends)."""
     model = type(obj)
     pk = connection.ops.quote_name(model._meta.pk.column)  # type: ignore[union-attr]
-    fresh = row(model, f"{pk} = %s", [obj.pk], lock=lock)
-    if fresh is None:
-        return False
-    for f in model._meta.concrete_fields:
-        value = getattr(fresh, f.attname)
-        if f.is_relation and f.is_cached(obj) and obj.__dict__.get(f.attname) != value:
-            f.delete_cached_value(obj)
-        setattr(obj, f.attname, value)
-    obj._state.db, obj._state.adding = fresh._state.db, False
-    return True
+
+    def into(found: list[Model]) -> bool:
+        if not found:
+            return False
+        fresh = found[0]
+        for f in model._meta.concrete_fields:
+            value = getattr(fresh, f.attname)
+            if f.is_relation and f.is_cached(obj) and obj.__dict__.get(f.attname) != value:
+                f.delete_cached_value(obj)
+            setattr(obj, f.attname, value)
+        obj._state.db, obj._state.adding = fresh._state.db, False
+        return True
+
+    if then is not None:
+        rows(model, f"{pk} = %s", [obj.pk], lock=lock, then=lambda found: then(into(found)))
+        return True
+    return into(rows(model, f"{pk} = %s", [obj.pk], lock=lock))
 
 
 Rows = list[tuple[Any, ...]]

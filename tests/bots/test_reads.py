@@ -118,3 +118,29 @@ def test_reload_reads_every_column_again_and_keeps_a_related_row_while_its_key_h
 
     Order.objects.filter(pk=order.pk).delete()
     assert not reads.reload(order)
+
+
+def test_reads_sent_together_come_back_at_the_end_of_the_block_as_they_would_alone(
+    running: Bot,
+) -> None:
+    """One round trip for the lot on PostgreSQL (psycopg's pipeline); each at once elsewhere:
+    the same rows either way."""
+    bot = Bot.objects.get(pk=running.pk)
+    Bot.objects.filter(pk=bot.pk).update(fill_cursor_ms=11)
+    ids = list(running.orders.values_list("client_order_id", flat=True)[:2])
+    got: dict[str, Any] = {}
+    with transaction.atomic():
+        with reads.together():
+            reads.reload(bot, lock=True, then=lambda found: got.update(found=found))
+            reads.rows(Order, f"client_order_id IN {reads.in_list(ids)}", ids,
+                       then=lambda rows: got.update(orders=rows))  # fmt: skip
+            reads.column(Order, "client_order_id", "bot_id = %s", [bot.pk],
+                         then=lambda found: got.update(ids=found))  # fmt: skip
+            if connection.vendor == "postgresql":
+                assert not got and bot.fill_cursor_ms != 11  # sent, not answered yet
+        assert got["found"] and bot.fill_cursor_ms == 11
+    assert sorted(o.client_order_id for o in got["orders"]) == sorted(ids)
+    assert [values(o) for o in sorted(got["orders"], key=lambda o: o.pk)] == [
+        values(o) for o in Order.objects.filter(client_order_id__in=ids).order_by("pk")
+    ]
+    assert sorted(got["ids"]) == sorted(running.orders.values_list("client_order_id", flat=True))
