@@ -674,8 +674,14 @@ class FakeBinanceStreams:
             new_trades = list(fake.trades[first:])
             self._seen_trades = len(fake.trades)
             prices = dict(fake.prices)
-            orders = {o.order_id: o for o in fake.orders()}
-            order_copies = {i: _copy_order(o) for i, o in orders.items()}
+            # An order told of in its final state never changes again: not copied every poll.
+            order_copies = {
+                o.order_id: _copy_order(o)
+                for o in fake.orders()
+                if o.status not in FINAL
+                or o.order_id not in self._orders
+                or self._orders[o.order_id][0] != o.status
+            }
             balances = {a: (f, lk) for a, (f, lk) in fake.balances.items()}
         # Price moves made without set_price (fake.prices written directly).
         for symbol, price in prices.items():
@@ -919,6 +925,10 @@ class FakeBinanceStreams:
                 self.pushed.append(event)
             for conn in listeners:
                 await self._send(conn, {"subscriptionId": 0, "event": event})
+
+
+# The states an order never leaves.
+FINAL = {"FILLED", "CANCELED", "EXPIRED", "EXPIRED_IN_MATCH", "REJECTED"}
 
 
 def _order_state(order: Order) -> tuple[str, Decimal, Decimal]:
