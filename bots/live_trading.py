@@ -38,6 +38,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
+from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -60,6 +61,7 @@ from bots.models import (
     StreamedFill,
     Trade,
 )
+from market import services as market_services
 from market import status as exchange_status
 from market.exchange import (
     NOT_VISIBLE_FOR,
@@ -185,13 +187,19 @@ def run_cycle(bot_id: int) -> LiveCycle | None:
     if bot is None or not bot.is_running:
         return None
     cycle = LiveCycle(chain_token=bot.chain_token)
-    paused = exchange_status.maintenance(bot.exchange)
+    # The exchange's status, the account's stream and the market's price: one cache read.
+    known = cache.get_many([
+        exchange_status.cache_key(bot.exchange), user_streams.cache_key(bot.credential_id),
+        market_services.price_key(bot.exchange, bot.symbol),
+    ])  # fmt: skip
+    paused = exchange_status.maintenance(bot.exchange, known=known)
     if paused:  # nothing can be sent or trusted now: the bot waits, and says so once
         _note_once(bot, paused)
         return cycle
     began = timezone.now()
-    rest = user_streams.rest_due(bot, began)  # else the user data stream has told of all
-    price = risk.fresh_price(bot)  # the feed's, read once: the stop check and the marks use it
+    rest = user_streams.rest_due(bot, began, known=known)  # else the stream has told of all
+    # The feed's price, read once: the stop check and the marks use it.
+    price = risk.fresh_price(bot, known=known)
     # A stop under way, or one the price calls for, takes risk off: it may spend the request
     # budget's spare share, so a busy minute never holds back a stop-loss.
     stop_due = price is not None and bool(risk.price_reason(bot, price))

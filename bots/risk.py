@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 from decimal import Decimal
+from typing import Any
 
 from bots.grid.backtest import mark_drawdown
 from bots.grid.engine import GridEngine
@@ -21,10 +22,11 @@ from market.precision import canonical
 FRESH_PRICE = timedelta(minutes=3)
 
 
-def fresh_price(bot: Bot) -> Decimal | None:
+def fresh_price(bot: Bot, *, known: dict[str, Any] | None = None) -> Decimal | None:
     """The price to mark a live bot at: the feed's latest price (the streamed one in the cache,
-    else the saved one) if it is fresh and the market's, not a replay's; else None."""
-    now = market_services.price_now(bot.exchange, bot.symbol)
+    else the saved one) if it is fresh and the market's, not a replay's; else None
+    (``known``: as ``market.services.price_now``)."""
+    now = market_services.price_now(bot.exchange, bot.symbol, known=known)
     if now is None or now.replayed or now.age() > FRESH_PRICE:
         return None
     return canonical(now.price)

@@ -54,7 +54,7 @@ WAKE_PROCESSES = 2
 # --- the stream's state, shared through the cache -------------------------------------------
 
 
-def _key(credential_id: int) -> str:
+def cache_key(credential_id: int | None) -> str:
     return f"user-stream-{credential_id}"
 
 
@@ -63,34 +63,37 @@ def _now() -> float:
 
 
 def mark_up(credential_id: int, since: float) -> None:
-    cache.set(_key(credential_id), (since, _now()), timeout=None)
+    cache.set(cache_key(credential_id), (since, _now()), timeout=None)
 
 
 def beat(credential_id: int) -> None:
-    state = cache.get(_key(credential_id))
+    state = cache.get(cache_key(credential_id))
     if state is not None:
-        cache.set(_key(credential_id), (state[0], _now()), timeout=None)
+        cache.set(cache_key(credential_id), (state[0], _now()), timeout=None)
 
 
 def mark_down(credential_id: int) -> None:
-    cache.delete(_key(credential_id))
+    cache.delete(cache_key(credential_id))
 
 
-def up_since(credential_id: int | None) -> float | None:
-    """When the account's stream came up, while it is up (its beat is fresh); else None."""
+def up_since(credential_id: int | None, *, known: dict[str, Any] | None = None) -> float | None:
+    """When the account's stream came up, while it is up (its beat is fresh); else None.
+    ``known``: the cache's answer to a read of several keys, this one's among them."""
     if credential_id is None:
         return None
-    state = cache.get(_key(credential_id))
+    key = cache_key(credential_id)
+    state = cache.get(key) if known is None else known.get(key)
     if state is None or _now() - state[1] > 3 * settings.USER_STREAM_BEAT_SECONDS:
         return None
     return state[0]
 
 
-def rest_due(bot: Bot, now: datetime | None = None) -> bool:
+def rest_due(bot: Bot, now: datetime | None = None, *, known: dict[str, Any] | None = None) -> bool:
     """Whether this cycle reconciles over REST: no stream, a gap in it since the last REST
-    reconciliation, something only REST sorts out, or the safety net's period is over."""
+    reconciliation, something only REST sorts out, or the safety net's period is over
+    (``known``: as ``up_since``)."""
     synced = bot.rest_synced_at
-    since = up_since(bot.credential_id)
+    since = up_since(bot.credential_id, known=known)
     if synced is None or since is None or synced.timestamp() < since:
         return True
     if bot.rest_due_at is not None and bot.rest_due_at >= synced:

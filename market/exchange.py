@@ -365,11 +365,22 @@ class Budget:
     def before(self, method: str, url: str) -> None:
         """Raise ``RequestsPaused`` instead of sending while the budget says wait. What takes
         risk off (a cancel; anything inside ``spending_reserve``: a stop, a stop-loss firing)
-        may spend the spare share; nothing goes out during a pause or a ban. Two cache reads
-        (the limits and the pause, then the counters they name): an order is on its way."""
+        may spend the spare share; nothing goes out during a pause or a ban. One cache read
+        (the limits, the pause and the counters of the limits the last request saw; a second
+        only when the limits changed meanwhile): an order is on its way."""
         now = self._now()
+        places = method == "POST" and urlsplit(url).path.endswith("/order")
+
+        def counters(limits: list[Limit]) -> dict[Limit, str]:
+            return {
+                limit: self._used_key(limit)
+                for limit in limits
+                if limit.kind != "ORDERS" or (places and self.account)
+            }
+
         limits_key, paused_key = self._key("limits"), self._key("paused")
-        known = cache.get_many([limits_key, paused_key])
+        counted = counters(self._limits or [])
+        known = cache.get_many([limits_key, paused_key, *counted.values()])
         paused = known.get(paused_key)
         if paused and paused[0] > now:
             raise RequestsPaused(
@@ -377,16 +388,14 @@ class Budget:
                 f"{time.strftime('%H:%M:%S UTC', time.gmtime(paused[0]))}",
                 until=paused[0],
             )
-        places = method == "POST" and urlsplit(url).path.endswith("/order")
         urgent = method == "DELETE" or _RESERVE.get()  # a cancel always takes risk off
         headroom = 0 if urgent else settings.EXCHANGE_BUDGET_HEADROOM
-        limits = self._limits = known.get(limits_key) or []
-        counted = {
-            limit: self._used_key(limit)
-            for limit in limits
-            if limit.kind != "ORDERS" or (places and self.account)
-        }
-        used_now = cache.get_many(list(counted.values())) if counted else {}
+        limits = known.get(limits_key) or []
+        used_now = known
+        if limits != self._limits:  # learnt or changed since: their counters, read now
+            counted = counters(limits)
+            used_now = cache.get_many(list(counted.values())) if counted else {}
+        self._limits = limits
         shares = [0.0]
         for limit, key in counted.items():
             used = _in_window(used_now.get(key), int(now // limit.seconds))

@@ -426,7 +426,8 @@ class PriceNow:
         return timezone.now() - self.at
 
 
-def _price_key(exchange: str, symbol: str) -> str:
+def price_key(exchange: str, symbol: str) -> str:
+    """Where the feed keeps a market's hot price (read with others: ``price_now``'s ``known``)."""
     return f"market:price:{exchange}:{symbol}"
 
 
@@ -438,7 +439,7 @@ def cache_price(
     if not replayed:
         metrics.FEED_LAG.labels(symbol).set(max(0.0, (timezone.now() - at).total_seconds()))
     cache.set(
-        _price_key(exchange, symbol),
+        price_key(exchange, symbol),
         (str(price), int(at.timestamp() * 1000), replayed),
         timeout=max(1, settings.PRICE_CACHE_SECONDS),
     )
@@ -463,9 +464,13 @@ def record_price(
         )
 
 
-def price_now(exchange: str, symbol: str) -> PriceNow | None:
-    """A market's latest price: the feed's hot price from the cache, else the saved row."""
-    cached = cache.get(_price_key(exchange, symbol))
+def price_now(
+    exchange: str, symbol: str, *, known: dict[str, Any] | None = None
+) -> PriceNow | None:
+    """A market's latest price: the feed's hot price from the cache, else the saved row.
+    ``known``: the cache's answer to a read of several keys, this one's among them."""
+    key = price_key(exchange, symbol)
+    cached = cache.get(key) if known is None else known.get(key)
     if cached is not None:
         price, at_ms, replayed = cached
         return PriceNow(Decimal(price), _time(at_ms), replayed)

@@ -19,13 +19,16 @@ POLL_SECONDS = 60
 KEPT_SECONDS = 3 * POLL_SECONDS  # a status nobody refreshed is no longer believed
 
 
-def _key(exchange: str) -> str:
+def cache_key(exchange: str) -> str:
+    """Where the exchange's status is kept (read with others: ``maintenance``'s ``known``)."""
     return f"exchange-status-{exchange}"
 
 
-def maintenance(exchange: str) -> str | None:
-    """In words, when the exchange says it is under maintenance now; else None."""
-    state = cache.get(_key(exchange))
+def maintenance(exchange: str, *, known: dict[str, Any] | None = None) -> str | None:
+    """In words, when the exchange says it is under maintenance now; else None. ``known``:
+    the cache's answer to a read of several keys, this one's among them."""
+    key = cache_key(exchange)
+    state = cache.get(key) if known is None else known.get(key)
     if not state or state[0] != "maintenance":
         return None
     since = datetime.fromtimestamp(state[1], tz=UTC)
@@ -45,9 +48,9 @@ def check(exchange: str, *, client: Any = None) -> str:
     except Exception as e:  # the exchange not answering is not maintenance by itself
         logger.info("status of %s: no answer (%s: %s)", exchange, type(e).__name__, e)
         return "unknown"
-    before = cache.get(_key(exchange))
+    before = cache.get(cache_key(exchange))
     since = before[1] if before and before[0] == status else timezone.now().timestamp()
-    cache.set(_key(exchange), (status, since), timeout=KEPT_SECONDS)
+    cache.set(cache_key(exchange), (status, since), timeout=KEPT_SECONDS)
     if status != "ok" and (before is None or before[0] != status):
         logger.warning("%s reports system status %r", exchange, status)
     return status

@@ -263,7 +263,7 @@ def test_with_the_user_stream_up_a_waiting_bot_asks_nothing_until_the_price_reac
 
     bot = trigger_bot
     start_live(bot)
-    monkeypatch.setattr(user_streams, "rest_due", lambda bot, now=None: False)
+    monkeypatch.setattr(user_streams, "rest_due", lambda bot, now=None, known=None: False)
     set_price(fake, "98500")
     asked = len(fake.requests)
     cycle.run_cycle(bot.pk)
@@ -287,7 +287,7 @@ def test_with_the_user_stream_up_a_shift_is_not_skipped_as_a_quiet_cycle(
     start_live(bot)
     set_price(fake, "105500")
     cycle.run_cycle(bot.pk)  # over REST: every sell filled, the buys rest
-    monkeypatch.setattr(user_streams, "rest_due", lambda bot, now=None: False)
+    monkeypatch.setattr(user_streams, "rest_due", lambda bot, now=None, known=None: False)
     bot.refresh_from_db()
     nxt = bot.engine().next_line_up()
     assert bot.next_sell_price == nxt  # the feed wakes the bot there
