@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from django.utils import timezone
@@ -127,3 +128,37 @@ def test_cancels_and_stops_may_spend_the_spare_share(clock):
     budget.after(200, f"{BASE}/order", {"X-MBX-USED-WEIGHT-1M": "100"}, "{}")
     with pytest.raises(RequestsPaused), spending_reserve():
         budget.before("DELETE", f"{BASE}/order?symbol=BTCUSDT&origClientOrderId=x")
+
+
+def test_an_order_on_its_way_costs_one_cache_read_and_each_answer_one_write(clock, monkeypatch):
+    from django.core.cache import cache
+
+    budget = loaded()
+    budget.before("POST", f"{BASE}/order")  # the limits, as the last request saw them
+    calls: list[str] = []
+    inside: list[str] = []  # (a backend's get_many may be its get, key by key)
+
+    def counted(name: str, real: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if not inside:
+                calls.append(name)
+            inside.append(name)
+            try:
+                return real(*args, **kwargs)
+            finally:
+                inside.pop()
+
+        return call
+
+    for name in ("get", "get_many", "set", "set_many"):
+        monkeypatch.setattr(cache, name, counted(name, getattr(cache, name)))
+    budget.before("POST", f"{BASE}/order")
+    assert calls == ["get_many"]
+    budget.after(200, f"{BASE}/order", {"X-MBX-USED-WEIGHT-1M": "3",
+                                        "X-MBX-ORDER-COUNT-10S": "10"}, "{}")  # fmt: skip
+    assert calls == ["get_many", "set_many"]
+    with pytest.raises(RequestsPaused, match="10 of 10 new orders"):  # read in that one read
+        budget.before("POST", f"{BASE}/order")
+    assert budget.usage()[:2] == [
+        ("request weight (this IP) per 60 s", 3, 100), ("new orders per 10 s", 10, 10)
+    ]  # fmt: skip
