@@ -183,7 +183,12 @@ def run_cycle(bot_id: int) -> LiveCycle | None:
     """One live cycle (under the bot's lock); None when the bot is not running. Temporary
     exchange trouble ends the cycle early with nothing half-done: the next one picks up from
     the same place. Anything a person must look at stops the bot with the reason."""
-    bot = reads.row_with(Bot, "credential", "t.id = %s", [bot_id])  # the keys: for ``gateway``
+    read: dict[str, Any] = {}
+    with reads.together():  # one round trip: the bot, its keys (for ``gateway``), its fills
+        reads.row_with(Bot, "credential", "t.id = %s", [bot_id],
+                       then=lambda found: read.update(bot=found))  # fmt: skip
+        _streamed(bot_id, then=lambda found: read.update(streamed=found))
+    bot: Bot | None = read["bot"]
     if bot is None or not bot.is_running:
         return None
     cycle = LiveCycle(chain_token=bot.chain_token)
@@ -203,7 +208,7 @@ def run_cycle(bot_id: int) -> LiveCycle | None:
     # A stop under way, or one the price calls for, takes risk off: it may spend the request
     # budget's spare share, so a busy minute never holds back a stop-loss.
     stop_due = price is not None and bool(risk.price_reason(bot, price))
-    streamed = _streamed(bot)
+    streamed: list[StreamedFill] = read["streamed"]
     calm = not (stop_due or bot.stopping_reason) and price is not None
     if calm and not (rest or streamed) and _quiet(bot, price) and not moves_due(bot, price):
         # The stream told of no fill and nothing waits to go out: the book is as it was, so
@@ -292,9 +297,11 @@ def _run_cycle(
             _error(bot, without_queries(f"{type(e).__name__}: {e}"))
 
 
-def _streamed(bot: Bot) -> list[StreamedFill]:
-    """The fills the user data stream told of, not yet booked."""
-    return reads.rows(StreamedFill, "bot_id = %s ORDER BY at_ms, id", [bot.pk])
+def _streamed(
+    bot_id: int, *, then: Callable[[list[StreamedFill]], None] | None = None
+) -> list[StreamedFill]:
+    """The fills the user data stream told of, not yet booked (``then``: ``reads.rows``)."""
+    return reads.rows(StreamedFill, "bot_id = %s ORDER BY at_ms, id", [bot_id], then=then)
 
 
 def _quiet(bot: Bot, price: Decimal) -> bool:
@@ -333,7 +340,7 @@ def sync_fills(
     fetched. True when there were any (``bot`` is then as their booking left it);
     ``counters_at``: see ``_apply_fills``."""
     if streamed is None:
-        streamed = _streamed(bot)
+        streamed = _streamed(bot.pk)
     fetched: list[ExchangeFill] = []
     if rest:
         asked_at = int(timezone.now().timestamp() * 1000)

@@ -48,10 +48,14 @@ def row(model: type[M], where: str, params: Sequence[Any], *, lock: bool = False
     return found[0] if found else None
 
 
-def row_with(model: type[M], related: str, where: str, params: Sequence[Any]) -> M | None:
+def row_with(
+    model: type[M], related: str, where: str, params: Sequence[Any], *,
+    then: Callable[[M | None], None] | None = None,
+) -> M | None:  # fmt: skip
     """The one row ``where``, with the row its foreign key ``related`` names read in the same
     statement and kept on it (no query when it is asked for). In ``where`` the row's table
-    is ``t`` and the related one ``r``: name the columns with them."""
+    is ``t`` and the related one ``r``: name the columns with them. With ``then``, it is
+    handed to it (as ``rows`` does)."""
     field = model._meta.get_field(related)
     other: type[Model] = field.related_model  # type: ignore[assignment]
     key = (connection.alias, model, related, where)
@@ -68,16 +72,23 @@ def row_with(model: type[M], related: str, where: str, params: Sequence[Any]) ->
         made = (sql, names, their_names, converters + their_converters)
         _JOINS[key] = made
     sql, names, their_names, converters = made
-    found = execute(sql, params)
-    if not found:
+    alias = connection.alias
+
+    def made_row(found: Rows) -> M | None:
+        if not found:
+            return None
+        values = _converted(found[0], converters)
+        obj = model.from_db(alias, names, values[: len(names)])
+        theirs = values[len(names) :]
+        pk_at = their_names.index(other._meta.pk.attname)  # type: ignore[union-attr]
+        their_row = None if theirs[pk_at] is None else other.from_db(alias, their_names, theirs)
+        field.set_cached_value(obj, their_row)  # type: ignore[union-attr]
+        return obj
+
+    if then is not None:
+        execute(sql, params, then=lambda found: then(made_row(found)))
         return None
-    values, alias = _converted(found[0], converters), connection.alias
-    obj = model.from_db(alias, names, values[: len(names)])
-    theirs = values[len(names) :]
-    pk_at = their_names.index(other._meta.pk.attname)  # type: ignore[union-attr]
-    their_row = None if theirs[pk_at] is None else other.from_db(alias, their_names, theirs)
-    field.set_cached_value(obj, their_row)  # type: ignore[union-attr]
-    return obj
+    return made_row(execute(sql, params))
 
 
 def column(
