@@ -395,7 +395,7 @@ def _apply_fills(
                          f"bot_id = %s AND trade_id IN {reads.in_list(ids)}", [bot.pk, *ids],
                          then=lambda found: read.update(seen=set(found)))  # fmt: skip
             _orders(bot, client_ids, then=lambda found: read.update(book=found))
-            _rules(bot, then=lambda found: read.update(rules=found))
+            _read_rules(bot, then=lambda found: read.update(rules=found))
         if not read["found"] or bot.engine_state is None:
             return True
         seen: set[str] = read["seen"]
@@ -689,18 +689,15 @@ def _resting_sells(bot: Bot, *, then: Callable[[list[Order]], None] | None = Non
     )  # fmt: skip
 
 
-def _rules(
-    bot: Bot, found: list[MarketRules] | None = None, *,
-    then: Callable[[list[MarketRules]], None] | None = None,
-) -> Any:  # fmt: skip
-    """The market's rules (``config.rules_for``), the row read without the ORM (or ``found``
-    already; with ``then``, only read and handed to it): every streamed fill's booking needs
-    them."""
-    if then is not None:
-        return reads.rows(MarketRules, "exchange = %s AND symbol = %s",
-                          [bot.exchange, bot.symbol], then=then)  # fmt: skip
-    if found is None:
-        found = reads.rows(MarketRules, "exchange = %s AND symbol = %s", [bot.exchange, bot.symbol])
+def _read_rules(bot: Bot, *, then: Callable[[list[MarketRules]], None]) -> None:
+    """The market's rules row, read without the ORM (every streamed fill's booking needs it)
+    and handed to ``then`` (``reads.rows``); ``_rules`` makes the rules of it."""
+    reads.rows(MarketRules, "exchange = %s AND symbol = %s", [bot.exchange, bot.symbol],
+               then=then)  # fmt: skip
+
+
+def _rules(bot: Bot, found: list[MarketRules]) -> Any:
+    """The market's rules: the row ``_read_rules`` found, else ``config.rules_for``'s."""
     return found[0] if found else schema.rules_for(bot.exchange, bot.symbol)
 
 

@@ -7,7 +7,9 @@ cores. Its reads are written out here instead, as ``cycle.probe`` is, for both b
 (``%s`` placeholders; ``in_list`` for a list's) and bound by the server on PostgreSQL
 (``execute``, which ``bots.bulk`` and the send write-down use too). They give the model rows
 Django would: the same columns, its converters applied (SQLite's decimals and datetimes,
-JSON), the row's state saved.
+JSON), the row's state saved. Statements that need no answer before the next one go to
+PostgreSQL together (``together``, their rows handed to ``then=``): a burst of fills waits on
+every round trip, each one a turn for the server's process on a shared core.
 """
 
 from __future__ import annotations
@@ -179,11 +181,11 @@ def together() -> Iterator[None]:
     queued: list[tuple[Any, Callable[[Rows], None] | None]] = []
     _together.queued = queued
     try:
-        with connection.wrap_database_errors, connection.connection.pipeline():
-            yield
-    finally:
-        _together.queued = None
-    try:
+        try:
+            with connection.wrap_database_errors, connection.connection.pipeline():
+                yield
+        finally:
+            _together.queued = None
         for cursor, then in queued:
             if then is not None:
                 then(cursor.fetchall())
