@@ -300,7 +300,8 @@ def _run_cycle(
 def _streamed(
     bot_id: int, *, then: Callable[[list[StreamedFill]], None] | None = None
 ) -> list[StreamedFill]:
-    """The fills the user data stream told of, not yet booked (``then``: ``reads.rows``)."""
+    """The fills the user data stream told of, not yet booked (or handed to ``then``:
+    ``reads.rows``)."""
     return reads.rows(StreamedFill, "bot_id = %s ORDER BY at_ms, id", [bot_id], then=then)
 
 
@@ -675,14 +676,15 @@ def _write_missing(
 def _orders(
     bot: Bot, client_ids: Iterable[str], *, then: Callable[[list[Order]], None] | None = None
 ) -> list[Order]:
-    """The bot's orders under these client ids (handed to ``then``: ``reads.rows``)."""
+    """The bot's orders under these client ids (or handed to ``then``: ``reads.rows``)."""
     ids = list(client_ids)
     return reads.rows(Order, f"bot_id = %s AND client_order_id IN {reads.in_list(ids)}",
                       [bot.pk, *ids], then=then)  # fmt: skip
 
 
 def _resting_sells(bot: Bot, *, then: Callable[[list[Order]], None] | None = None) -> list[Order]:
-    """The bot's grid sells on the book or on their way to it (``reads.rows``)."""
+    """The bot's grid sells on the book or on their way to it (or handed to ``then``:
+    ``reads.rows``)."""
     return reads.rows(
         Order, f"bot_id = %s AND kind = %s AND side = %s AND status IN {RESTING}",
         [bot.pk, Order.Kind.LIMIT, Order.Side.SELL, *Order.RESTING], then=then,

@@ -32,7 +32,7 @@ def rows(
 ) -> list[M]:  # fmt: skip
     """The rows of ``model`` ``where`` (SQL, the table's columns by name), locked ``FOR
     UPDATE`` with ``lock`` (where the database can; inside a transaction). With ``then``
-    they are handed to it (inside ``together``: once the block ends)."""
+    they are handed to it instead of returned (inside ``together``: once the block ends)."""
     sql, names, converters = _select(model, where, lock)
     alias = connection.alias
 
@@ -40,7 +40,8 @@ def rows(
         return [model.from_db(alias, names, _converted(row, converters)) for row in found]
 
     if then is not None:
-        return execute(sql, params, then=lambda found: then(made(found)))  # type: ignore[return-value]
+        execute(sql, params, then=lambda found: then(made(found)))
+        return None  # type: ignore[return-value]
     return made(execute(sql, params))
 
 
@@ -57,7 +58,7 @@ def row_with(
     """The one row ``where``, with the row its foreign key ``related`` names read in the same
     statement and kept on it (no query when it is asked for). In ``where`` the row's table
     is ``t`` and the related one ``r``: name the columns with them. With ``then``, it is
-    handed to it (as ``rows`` does)."""
+    handed to it instead (as ``rows`` does)."""
     field = model._meta.get_field(related)
     other: type[Model] = field.related_model  # type: ignore[assignment]
     key = (connection.alias, model, related, where)
@@ -98,22 +99,23 @@ def column(
     then: Callable[[list[Any]], None] | None = None,
 ) -> list[Any]:  # fmt: skip
     """One column's values (as the database gives them: for ids and text) of the rows
-    ``where`` (handed to ``then`` when given, as ``rows`` does)."""
+    ``where`` (handed to ``then`` instead when given, as ``rows`` does)."""
     key = (connection.alias, model, name, where)
     sql = _COLUMNS.get(key)
     if sql is None:
         sql = f"SELECT {name} FROM {connection.ops.quote_name(model._meta.db_table)} WHERE {where}"
         _COLUMNS[key] = sql
     if then is not None:
-        return execute(sql, params, then=lambda found: then([v for (v,) in found]))
+        execute(sql, params, then=lambda found: then([v for (v,) in found]))
+        return None  # type: ignore[return-value]
     return [value for (value,) in execute(sql, params)]
 
 
 def reload(obj: Model, *, lock: bool = False, then: Callable[[bool], None] | None = None) -> bool:
     """``refresh_from_db``, its row locked with ``lock``: every column read again, a cached
     related row kept only while its key is unchanged. False when the row is gone. With
-    ``then``, that is handed to it (inside ``together``: ``obj`` is reloaded when the block
-    ends)."""
+    ``then``, that is handed to it instead (inside ``together``: ``obj`` is reloaded when the
+    block ends)."""
     model = type(obj)
     pk = connection.ops.quote_name(model._meta.pk.column)  # type: ignore[union-attr]
 
@@ -131,7 +133,7 @@ def reload(obj: Model, *, lock: bool = False, then: Callable[[bool], None] | Non
 
     if then is not None:
         rows(model, f"{pk} = %s", [obj.pk], lock=lock, then=lambda found: then(into(found)))
-        return True
+        return None  # type: ignore[return-value]
     return into(rows(model, f"{pk} = %s", [obj.pk], lock=lock))
 
 
