@@ -392,14 +392,14 @@ class Run:
     def start_streams(self) -> Streams:
         from bots import user_streams
         from bots.processes import InProcesses
-        from bots.tasks import cycle_once
+        from bots.tasks import fill_cycle
 
-        run: Any = cycle_once
+        run: Any = fill_cycle
         processes = user_streams.wake_processes() if self.worker else 0
         if processes:  # as run_user_streams does on PostgreSQL
             here = (self.fake.ports, self.shared_clock)
             run = InProcesses(
-                cycle_once,
+                fill_cycle,
                 processes,
                 setup="bench.bench_exchange_weight.in_the_bench",
                 setup_args=here,

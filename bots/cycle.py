@@ -1,15 +1,17 @@
 """The per-bot cycle: one level-triggered pass, dispatched by the bot's mode.
 
 ``bots.tasks`` probes the bot first (one query), then takes its lease only when there is work
-(a paper bot with a new candle, any live cycle) and runs it here; ``paper_trading`` and
-``live_trading`` do the work. The result says whether the chain goes on, and at once (a bot
-behind on candles).
+(a paper bot with a new candle, any live cycle) and runs it here; a cycle a streamed fill woke
+(``tasks.fill_cycle``) skips the probe, and its lease comes with the live cycle's first reads.
+``paper_trading`` and ``live_trading`` do the work. The result says whether the chain goes on,
+and at once (a bot behind on candles).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import connection, transaction
 
@@ -45,13 +47,18 @@ class Probe:
         return self.status == Bot.Status.RUNNING and (self.mode == Bot.Mode.LIVE or self.new_candle)
 
 
-def run_cycle(bot_id: int, *, probed: Probe | None = None) -> CycleResult:
+def run_cycle(
+    bot_id: int, *, probed: Probe | None = None, read: dict[str, Any] | None = None
+) -> CycleResult:
     """One level-triggered pass of a bot, paper or live (the caller holds its lease when
     ``probe`` says there is work; an idle cycle writes nothing and needs none).
 
     A paper bot walks the new candles and persists what happened in one transaction, under
     its row lock; an idle paper cycle (no new candle) costs one query, the probe (none when
-    the caller passes its own ``probed``)."""
+    the caller passes its own ``probed``). ``read``: ``live_trading.first_reads``'s, read
+    under the lease, in place of the probe when the bot is live (a streamed fill woke it)."""
+    if read is not None and (read["bot"] is None or read["bot"].mode == Bot.Mode.LIVE):
+        return _live_cycle(bot_id, read)
     if probed is None:
         probed = probe(bot_id)
     if probed is None or probed.status != Bot.Status.RUNNING:
@@ -95,8 +102,8 @@ def probe(bot_id: int) -> Probe | None:
     return None if row is None else Probe(row[0], row[1], bool(row[2]), row[3], bool(row[4]))
 
 
-def _live_cycle(bot_id: int) -> CycleResult:
-    cycle = live_trading.run_cycle(bot_id)
+def _live_cycle(bot_id: int, read: dict[str, Any] | None = None) -> CycleResult:
+    cycle = live_trading.run_cycle(bot_id, read)
     if cycle is None:
         return CycleResult(running=False)
     running = Bot.objects.filter(pk=bot_id, status=Bot.Status.RUNNING).exists()

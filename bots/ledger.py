@@ -3,6 +3,7 @@ closing the books when a bot stops. Paper and live bots write the same rows thro
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from decimal import Decimal, localcontext
 from typing import Any
@@ -131,25 +132,44 @@ def sent_before(client_id: str) -> datetime | None:
     return None if found is None else found.first_sent_at
 
 
-def forget_attempt(client_id: str) -> None:
-    """The exchange refused the order: nothing exists under ``client_id``."""
-    SendAttempt.objects.filter(client_order_id=client_id).delete()
+def forget_attempt(*client_ids: str) -> None:
+    """The exchange refused the orders, or they never went out: nothing exists under
+    ``client_ids``."""
+    SendAttempt.objects.filter(client_order_id__in=client_ids).delete()
 
 
 def send_attempt(client_id: str) -> datetime | None:
     """Write down that an order goes out under ``client_id`` (committed before it is sent);
     when it went out before, the first time it did. One statement when it is new (every
     counter-order of a streamed fill is)."""
+    return None if write_attempts([client_id]) else sent_before(client_id)
+
+
+def write_attempts(
+    client_ids: list[str], *, then: Callable[[set[str]], None] | None = None
+) -> set[str]:
+    """Write down that orders go out under ``client_ids``, in one statement: the ids new here
+    (any other went out before: ``sent_before``), or handed to ``then`` (``reads.execute``:
+    inside ``together``, when it ends)."""
     # The bot's lease keeps anyone else from sending under its ids: no race to lose here.
+    if not client_ids:
+        if then is not None:
+            then(set())
+        return set()
     q = connection.ops.quote_name
     first_sent_at = SendAttempt._meta.get_field("first_sent_at")
-    written = reads.execute(
+    now = first_sent_at.get_db_prep_value(timezone.now(), connection)
+    values = ", ".join(["(%s, %s)"] * len(client_ids))
+    sql = (
         f"INSERT INTO {q(SendAttempt._meta.db_table)} ({q('client_order_id')}, "
-        f"{q(first_sent_at.column)}) VALUES (%s, %s) ON CONFLICT DO NOTHING "
-        f"RETURNING {q('client_order_id')}",
-        [client_id, first_sent_at.get_db_prep_value(timezone.now(), connection)],
+        f"{q(first_sent_at.column)}) VALUES {values} ON CONFLICT DO NOTHING "
+        f"RETURNING {q('client_order_id')}"
     )
-    return None if written else sent_before(client_id)
+    params = [value for cid in client_ids for value in (cid, now)]
+    if then is not None:
+        reads.execute(sql, params, then=lambda found: then({cid for (cid,) in found}))
+        return set()
+    return {cid for (cid,) in reads.execute(sql, params)}
 
 
 def note_stopping(bot: Bot, *, reason: str, sells: bool) -> None:

@@ -9,7 +9,8 @@ the exchange. Its cycle (``run_cycle``):
 2. books each new trade once, in one transaction: every exchange trade is stored by its trade
    id, so one fetched again after a crash is recognised and never applied twice; each part of
    an order is booked as it comes, and its slot turns when the order is done; a turned slot's
-   counter-order is written down in that transaction and sent first (``cycle.counters``);
+   counter-order is written down in that transaction, with its send write-down, and sent
+   first (``cycle.counters``);
 3. checks the risk rules against the latest price (stop-loss and take-profit cancel the grid
    and sell the bot's coins at market; the daily loss limit cancels the grid), then lets the
    trigger price and trailing act (``follow_moves``, the last section);
@@ -32,7 +33,7 @@ rules, the start and the gateways they use live in their own modules.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -139,13 +140,14 @@ def fill_totals(fills: list[ExchangeFill], values: FeeValues) -> tuple[Decimal, 
 # --- sending -----------------------------------------------------------------------------------
 
 
-def send_once(client_id: str, send: Callable[[datetime | None], T]) -> T:
+def send_once(client_id: str, send: Callable[[datetime | None], T], *, written: bool = False) -> T:
     """Send an order written down first (``ledger.send_attempt``), with when it first went
     out, if it did. One the exchange refused left nothing under the id (a resend is refused
     only once the gateway has proven the first absent); one that never reached the exchange
     (held back by the request budget, a closed market) leaves nothing either, unless an
-    earlier send did: either way the write-down is forgotten again."""
-    sent_before = ledger.send_attempt(client_id)
+    earlier send did: either way the write-down is forgotten again. ``written``: the caller
+    wrote it down (new) and committed it already."""
+    sent_before = None if written else ledger.send_attempt(client_id)
     try:
         return send(sent_before)
     except OrderRejected:
@@ -175,19 +177,30 @@ class LiveCycle:
     turned: set[int] = field(default_factory=set)  # slots whose order filled completely
     # The counter-orders of a streamed fill, written down with its booking, to send at once.
     counters: list[Order] | None = None
+    # Their send write-downs, made in that transaction too (``ledger.write_attempts``).
+    written: set[str] = field(default_factory=set)
     snapshot: EquitySnapshot | None = None  # the equity chart's point for this cycle's fills
     chain_token: str = ""  # the bot's, as read under its lease
 
 
-def run_cycle(bot_id: int) -> LiveCycle | None:
+def first_reads(bot_id: int, read: dict[str, Any]) -> None:
+    """What a cycle reads first, into ``read`` (handed over as ``reads`` statements' answers
+    come: inside ``together``, when it ends): the bot with its keys (for ``gateway``) and the
+    fills the stream wrote down."""
+    reads.row_with(Bot, "credential", "t.id = %s", [bot_id],
+                   then=lambda found: read.update(bot=found))  # fmt: skip
+    _streamed(bot_id, then=lambda found: read.update(streamed=found))
+
+
+def run_cycle(bot_id: int, read: dict[str, Any] | None = None) -> LiveCycle | None:
     """One live cycle (under the bot's lock); None when the bot is not running. Temporary
     exchange trouble ends the cycle early with nothing half-done: the next one picks up from
-    the same place. Anything a person must look at stops the bot with the reason."""
-    read: dict[str, Any] = {}
-    with reads.together():  # one round trip: the bot, its keys (for ``gateway``), its fills
-        reads.row_with(Bot, "credential", "t.id = %s", [bot_id],
-                       then=lambda found: read.update(bot=found))  # fmt: skip
-        _streamed(bot_id, then=lambda found: read.update(streamed=found))
+    the same place. Anything a person must look at stops the bot with the reason. ``read``:
+    ``first_reads``'s, when the caller read them under the lease already."""
+    if read is None:
+        read = {}
+        with reads.together():  # one round trip
+            first_reads(bot_id, read)
     bot: Bot | None = read["bot"]
     if bot is None or not bot.is_running:
         return None
@@ -248,7 +261,8 @@ def _run_cycle(
                     sync_fills(bot, gw, cycle, streamed, rest=False, counters_at=counters_at)
                     streamed = []
                     if cycle.counters is not None:
-                        cycle.placed += _send(bot, gw, cycle.counters, last=price)
+                        cycle.placed += _send(bot, gw, cycle.counters, last=price,
+                                              written=cycle.written)  # fmt: skip
                 finally:
                     orders_first.end()
                 if cycle.counters is not None and not rest:
@@ -526,7 +540,8 @@ def _apply_fills(
         if wanted:
             rules = _rules(bot, read["rules"])
             cycle.counters = _write_missing(bot, engine, wanted, rules, buys=True,
-                                            have=read["have"], resting=read["resting"])  # fmt: skip
+                                            have=read["have"], resting=read["resting"],
+                                            written=cycle.written)  # fmt: skip
     return True
 
 
@@ -641,10 +656,13 @@ def _place(
 def _write_missing(
     bot: Bot, engine: GridEngine, desired: dict[str, DesiredOrder], rules: Any, *, buys: bool,
     have: list[Order] | None = None, resting: list[Order] | None = None,
+    written: set[str] | None = None,
 ) -> list[Order]:  # fmt: skip
     """Write the ``desired`` orders that have no row as pending (no buy without ``buys``);
     returns the pending ones among them, by slot. ``have`` (the rows under the desired ids)
-    and ``resting`` (``_resting_sells``): read already, else read here."""
+    and ``resting`` (``_resting_sells``): read already, else read here. ``written`` (to be
+    sent as soon as this commits): the new orders' send write-downs are made with them, in
+    the same round trip, and the ids written down added to it (``_send``)."""
     # Any row already under a wanted id counts (a rejected one too: ids are unique, and an
     # order the exchange refused is not sent again blindly).
     mine = {o.client_order_id: o for o in (_orders(bot, desired) if have is None else have)}
@@ -664,7 +682,10 @@ def _write_missing(
               client_order_id=d.client_id)
         for d in missing
     ]  # fmt: skip
-    bulk.insert_rows(Order, created)
+    with reads.together():
+        bulk.insert_rows(Order, created)
+        if written is not None:
+            ledger.write_attempts([o.client_order_id for o in created], then=written.update)
     pending = [
         o for o in [*mine.values(), *created]
         if o.status == Order.Status.PENDING and o.kind == Order.Kind.LIMIT
@@ -703,10 +724,26 @@ def _rules(bot: Bot, found: list[MarketRules]) -> Any:
     return found[0] if found else schema.rules_for(bot.exchange, bot.symbol)
 
 
-def _send(bot: Bot, gw: Any, orders: list[Order], *, last: Decimal | None) -> int:
-    """Send these pending orders, each written down first (``send_once``), and mark each
-    placed one open; returns how many were sent. ``last``: the price, which a post-only order
-    must not have passed."""
+def _send(
+    bot: Bot, gw: Any, orders: list[Order], *, last: Decimal | None,
+    written: Collection[str] = (),
+) -> int:  # fmt: skip
+    """Send these pending orders, each written down first (``send_once``; those ``written``
+    were, with their rows), and mark each placed one open; returns how many were sent.
+    ``last``: the price, which a post-only order must not have passed."""
+    # Written down but not sent (passed by the price, or the cycle ended before them): the
+    # write-down is forgotten, or the next cycle would take it for a send and wait to see it.
+    unsent = {o.client_order_id for o in orders if o.client_order_id in written}
+    try:
+        return _send_each(bot, gw, orders, last=last, unsent=unsent)
+    finally:
+        if unsent:
+            ledger.forget_attempt(*unsent)
+
+
+def _send_each(
+    bot: Bot, gw: Any, orders: list[Order], *, last: Decimal | None, unsent: set[str]
+) -> int:
     sent = 0
     for order in orders:
         if last is not None and (
@@ -715,10 +752,13 @@ def _send(bot: Bot, gw: Any, orders: list[Order], *, last: Decimal | None) -> in
             _note_once(bot, _would_cross(bot, order))
             continue
         request = OrderRequest(order.client_order_id, order.side, order.price, order.amount)
+        written = request.client_id in unsent
+        unsent.discard(request.client_id)  # from here ``send_once`` keeps its write-down true
         try:
             placed = send_once(
                 request.client_id,
                 lambda before, r=request: gw.place(r, sent_before=before, new=before is None),
+                written=written,
             )
         except OrderNotVisibleYet as e:  # sent before, not visible yet: this one waits
             _note_once(bot, f"Waiting for {bot.exchange} to show the {order.side} at "

@@ -14,15 +14,17 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, close_old_connections, connection, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
+from bots import reads
 from bots.errors import BotError
 from bots.models import BotLease
 
@@ -50,8 +52,39 @@ def _sql(query: str, *params: object) -> int:
         return cursor.rowcount
 
 
-def take(bot_id: int) -> str | None:
-    """The bot's lease for a new token, or None when someone else's has not run out."""
+def take(bot_id: int, *, also: Callable[[], None] | None = None) -> str | None:
+    """The bot's lease for a new token, or None when someone else's has not run out.
+
+    ``also``: statements (``bots.reads``, their rows handed to ``then=``) sent right after
+    the lease's, in the same round trip on PostgreSQL. Their answers count only when the lease
+    was taken, as they were read under it; when the bot's first lease had to be made instead,
+    ``also`` is called again once it is held."""
+    if also is not None and connection.vendor == "postgresql":
+        token = secrets.token_hex(16)
+        now = timezone.now()
+        table = connection.ops.quote_name(BotLease._meta.db_table)
+        taken: list[Any] = []
+        made: list[Any] = []
+        with reads.together():
+            reads.execute(
+                f"UPDATE {table} SET token = %s, until = %s WHERE bot_id = %s AND "
+                "(until IS NULL OR until < %s) RETURNING bot_id",
+                [token, now + _ttl(), bot_id, now], then=taken.extend,
+            )  # fmt: skip
+            reads.execute(f"SELECT 1 FROM {table} WHERE bot_id = %s", [bot_id], then=made.extend)
+            also()
+        if taken:
+            _keeper.hold(bot_id, token)
+            return token
+        if made:  # held by someone else
+            return None
+    token = _take(bot_id)
+    if token is not None and also is not None:
+        also()
+    return token
+
+
+def _take(bot_id: int) -> str | None:
     token = secrets.token_hex(16)
     now = timezone.now()
     if _sql(
@@ -151,9 +184,10 @@ def _held(bot_id: int, token: str) -> Iterator[None]:
 
 
 @contextmanager
-def cycle_lock(bot_id: int) -> Iterator[None]:
-    """The bot's lease, or ``Busy`` at once when another worker holds it."""
-    token = take(bot_id)
+def cycle_lock(bot_id: int, *, also: Callable[[], None] | None = None) -> Iterator[None]:
+    """The bot's lease, or ``Busy`` at once when another worker holds it (``also``: see
+    ``take``)."""
+    token = take(bot_id, also=also)
     if token is None:
         raise Busy(bot_id)
     with _held(bot_id, token):

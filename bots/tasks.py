@@ -10,6 +10,8 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
+from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
@@ -19,7 +21,7 @@ from huey.contrib.djhuey import db_periodic_task, db_task
 
 from aibo import metrics
 from aibo.tasks import CYCLE_PRIORITY, JOB_PRIORITY, WATCHDOG_PRIORITY, job_slot
-from bots import backtest_runs, batch, cycle, ledger, push, starting, user_streams
+from bots import backtest_runs, batch, cycle, ledger, live_trading, push, starting, user_streams
 from bots.locks import Busy, cycle_lock, heartbeat_key
 from bots.models import Bot
 from bots.processes import InProcesses
@@ -40,10 +42,28 @@ def cycle_once(bot_id: int) -> cycle.CycleResult | None:
     if probed is not None and probed.held:
         return _busy(bot_id)
     if probed is None or not probed.has_work:
-        return _timed(bot_id, probed, began)
+        return _timed(bot_id, began, probed=probed)
+    return _leased(bot_id, began, probed=probed)
+
+
+def fill_cycle(bot_id: int) -> cycle.CycleResult | None:
+    """The cycle of a bot a fill on its account's user data stream woke (``run_user_streams``),
+    as ``cycle_once`` but with no probe: such a bot is live, and a live bot always has work.
+    Its lease, the bot and the fills the stream wrote down are one round trip
+    (``live_trading.first_reads``): the fill's counter-order waits on every one."""
+    began = time.time()
+    logger.debug("bot %s: cycle began at %.6f", bot_id, began)
+    read: dict[str, Any] = {}
+    return _leased(bot_id, began, read=read,
+                   also=lambda: live_trading.first_reads(bot_id, read))  # fmt: skip
+
+
+def _leased(
+    bot_id: int, began: float, *, also: Callable[[], None] | None = None, **given: Any
+) -> cycle.CycleResult | None:
     try:
-        with cycle_lock(bot_id):  # never two cycles of one bot at once
-            result = _timed(bot_id, probed, began)
+        with cycle_lock(bot_id, also=also):  # never two cycles of one bot at once
+            result = _timed(bot_id, began, **given)
             logger.debug("bot %s: cycle ended at %.6f after %.6f (%s candles, %s fills)",
                          bot_id, time.time(), began, result.candles, result.fills)  # fmt: skip
             return result
@@ -51,9 +71,9 @@ def cycle_once(bot_id: int) -> cycle.CycleResult | None:
         return _busy(bot_id)
 
 
-def _timed(bot_id: int, probed: cycle.Probe | None, began: float) -> cycle.CycleResult:
+def _timed(bot_id: int, began: float, **given: Any) -> cycle.CycleResult:
     try:
-        result = cycle.run_cycle(bot_id, probed=probed)
+        result = cycle.run_cycle(bot_id, **given)
     except Exception:
         metrics.CYCLES.labels("failed").inc()
         raise
@@ -92,10 +112,10 @@ def bot_cycle_task(bot_id: int, token: str | None = None) -> None:
 
 def run_user_streams(stop: threading.Event) -> None:
     """The market feed's companion: every live account's user data stream; a fill heard there
-    runs its bot's cycle there and then (``cycle_once``, under the bot's lease), in
+    runs its bot's cycle there and then (``fill_cycle``, under the bot's lease), in
     ``wake_processes()`` processes of the feed's own, or in its threads when that is 0."""
     processes = user_streams.wake_processes()
-    run = InProcesses(cycle_once, processes) if processes else cycle_once
+    run = InProcesses(fill_cycle, processes) if processes else fill_cycle
     streams = user_streams.UserStreams(waker=user_streams.Waker(run))
     try:
         streams.run(stop)

@@ -12,10 +12,10 @@ import pytest
 from django.core.cache import cache
 from django.utils import timezone
 
-from bots import locks, services
+from bots import locks, reads, services
 from bots.errors import BotError
 from bots.models import Bot, BotLease
-from bots.tasks import bot_cycle_task, cycle_once
+from bots.tasks import bot_cycle_task, cycle_once, fill_cycle
 
 
 def _killed_worker_holds(bot: Bot) -> str:
@@ -53,6 +53,52 @@ def test_the_heartbeat_means_a_cycle_ran_not_that_the_chain_did(worked_bot: Bot)
     BotLease.objects.update(until=timezone.now() - timedelta(seconds=1))
     bot_cycle_task.call_local(worked_bot.pk, worked_bot.chain_token)
     assert cache.get(locks.heartbeat_key(worked_bot.pk)) is not None
+
+
+def _reads_bot(bot_id: int, read: dict[str, Any]) -> Any:
+    """``also`` for ``take``: the bot's status, counted each time it is asked."""
+
+    def also() -> None:
+        read["asked"] = read.get("asked", 0) + 1
+        reads.column(Bot, "status", "id = %s", [bot_id], then=lambda found: read.update(st=found))
+
+    return also
+
+
+def test_a_lease_taken_with_the_cycles_first_reads_hands_them_over_only_when_taken(
+    worked_bot: Bot,
+) -> None:
+    """A woken live cycle's lease and its first reads go out together (one round trip on
+    PostgreSQL): the reads count when the lease was taken, and a bot's first lease, which
+    has to be made, reads them again under it."""
+    bot = worked_bot
+    read: dict[str, Any] = {}
+    assert not BotLease.objects.filter(bot=bot).exists()
+
+    first = locks.take(bot.pk, also=_reads_bot(bot.pk, read))  # no lease row yet: made
+
+    assert first is not None and BotLease.objects.get(bot=bot).token == first
+    assert read["st"] == [bot.status] and read["asked"] >= 1
+    locks.give_back(bot.pk, first)
+
+    read.clear()
+    again = locks.take(bot.pk, also=_reads_bot(bot.pk, read))  # free: taken in one go
+    assert again is not None and BotLease.objects.get(bot=bot).token == again
+    assert read == {"asked": 1, "st": [bot.status]}
+
+    read.clear()
+    assert locks.take(bot.pk, also=_reads_bot(bot.pk, read)) is None  # held: not taken
+    assert BotLease.objects.get(bot=bot).token == again  # the holder keeps it
+    locks.give_back(bot.pk, again)
+
+
+def test_a_woken_cycle_of_a_bot_another_worker_holds_does_nothing(worked_bot: Bot) -> None:
+    services.start_bot(worked_bot)
+    token = _killed_worker_holds(worked_bot)
+
+    assert fill_cycle(worked_bot.pk) is None  # busy: its waker tries again shortly
+
+    assert BotLease.objects.get(bot=worked_bot).token == token
 
 
 @pytest.mark.django_db(transaction=True)

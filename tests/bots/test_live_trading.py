@@ -21,6 +21,7 @@ from bots import bulk, cycle, gateways, ledger, live_trading, services
 from bots.errors import BotError
 from bots.forms import BotForm
 from bots.models import Bot, BotEvent, ExchangeFillRecord, Order, SendAttempt, Trade
+from market import exchange
 from market.models import LatestPrice
 from tests.bots.conftest import add_candles, make_rules
 from tests.fakes.fake_binance import FakeBinance
@@ -1369,3 +1370,64 @@ def test_a_live_restart_buys_at_market_again_and_keeps_the_statistics(bot, fake,
     assert engine.fees_paid == first.fees_paid + second.fee  # the first run's fees kept
     assert bot.profit_before == first.equity(Decimal(P0)) - Decimal(1000)
     assert resting(fake) == db_resting(bot)
+
+
+def _written_down(bot: Bot, *prices: str) -> list[Order]:
+    """Counter-orders as a streamed fill's booking leaves them: pending rows whose send
+    write-downs were made with them (``ledger.write_attempts``), not yet sent."""
+    orders = [
+        Order.objects.create(bot=bot, slot=90 + i, side="sell", price=Decimal(price),
+                             amount=Decimal("0.001"), client_order_id=f"test-{bot.pk}-{i}")
+        for i, price in enumerate(prices)
+    ]  # fmt: skip
+    assert ledger.write_attempts([o.client_order_id for o in orders]) == {
+        o.client_order_id for o in orders
+    }
+    return orders
+
+
+def test_a_counter_order_the_price_has_passed_is_not_sent_and_its_write_down_forgotten(
+    bot, fake, start_live
+):
+    """Else the next cycle would take it for sent, and wait a minute and a half to see it."""
+    start_live(bot)
+    bot.refresh_from_db()
+    (sell,) = _written_down(bot, "101000")
+
+    sent = live_trading._send(bot, live_trading.gateway(bot), [sell], last=Decimal("101500"),
+                              written={sell.client_order_id})  # fmt: skip
+
+    assert sent == 0 and sell.client_order_id not in {o.client_id for o in fake.orders()}
+    assert not SendAttempt.objects.filter(pk=sell.client_order_id).exists()
+    assert Order.objects.get(pk=sell.pk).status == Order.Status.PENDING
+
+
+@pytest.mark.parametrize(
+    ("trouble", "first_kept"),
+    [(exchange.RequestsPaused("the request budget is spent", until=0), False),
+     (exchange.TemporaryExchangeError("timed out"), True)],
+)  # fmt: skip
+def test_counter_orders_written_down_but_never_tried_are_forgotten_when_a_send_fails(
+    bot, fake, start_live, monkeypatch, trouble, first_kept
+):
+    """The first send fails: held back before it went out (nothing under its id), or lost on
+    the way (it may have arrived: its write-down stays, so it is looked for, never doubled).
+    The second was never tried: its write-down goes, and the next cycle sends it at once."""
+    start_live(bot)
+    bot.refresh_from_db()
+    first, second = _written_down(bot, "101000", "102000")
+    gw = live_trading.gateway(bot)
+
+    def fails(*args: Any, **kwargs: Any) -> Any:
+        raise trouble
+
+    monkeypatch.setattr(gw, "place", fails)
+    with pytest.raises(type(trouble)):
+        live_trading._send(bot, gw, [first, second], last=Decimal(P0),
+                           written={first.client_order_id, second.client_order_id})  # fmt: skip
+
+    kept = set(SendAttempt.objects.values_list("client_order_id", flat=True))
+    assert second.client_order_id not in kept
+    assert (first.client_order_id in kept) is first_kept
+    assert not {o.client_id for o in fake.orders()} & {first.client_order_id,
+                                                       second.client_order_id}  # fmt: skip

@@ -18,8 +18,9 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from bots import tasks, user_streams
-from bots.models import Bot, ExchangeFillRecord, Order, StreamedFill
+from bots import ledger, tasks, user_streams
+from bots.gateways.ccxt_gateway import CcxtGateway
+from bots.models import Bot, ExchangeFillRecord, Order, SendAttempt, StreamedFill
 from bots.processes import InProcesses
 from market import exchange
 from tests.bots import test_live_trading
@@ -86,7 +87,7 @@ class Running:
     """The user streams in a thread, as the feed process runs them; cycles it wakes are
     counted (and run by ``cycles``, when given)."""
 
-    def __init__(self, cycles: Callable[[int], Any] = tasks.cycle_once) -> None:
+    def __init__(self, cycles: Callable[[int], Any] = tasks.fill_cycle) -> None:
         self.stop = threading.Event()
         self.woken: list[int] = []
 
@@ -171,6 +172,44 @@ def test_a_fill_on_the_stream_sends_its_counter_order_without_asking_rest(
     assert bot.pk in running.woken
 
 
+def test_a_streamed_fills_counter_order_is_written_down_with_its_booking_before_it_goes_out(
+    live_bot: Bot, fake: FakeBinance, streams: FakeBinanceStreams, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sell's row and its send write-down are committed in the booking's transaction, so
+    a crash before the send leaves an id looked for, never sent twice; no write-down of its
+    own is made on the way out (a round trip the counter-order would wait on)."""
+    bot = live_bot
+    sending: list[tuple[str, str, bool, bool, Any]] = []
+    alone: list[str] = []
+    real_place, real_attempt = CcxtGateway.place, ledger.send_attempt
+
+    def place(gw: CcxtGateway, order: Any, **kwargs: Any) -> Any:
+        row = Order.objects.get(client_order_id=order.client_id)
+        written = SendAttempt.objects.filter(pk=order.client_id).exists()
+        sending.append((order.client_id, row.status, written, connection.in_atomic_block,
+                        kwargs["sent_before"]))  # fmt: skip
+        return real_place(gw, order, **kwargs)
+
+    def send_attempt(client_id: str) -> Any:
+        alone.append(client_id)
+        return real_attempt(client_id)
+
+    monkeypatch.setattr(CcxtGateway, "place", place)
+    monkeypatch.setattr(ledger, "send_attempt", send_attempt)
+    with Running() as running:
+        came_up(running, bot)
+        sending.clear()
+        top_buy = max(o.price for o in bot.orders.filter(side="buy", status="open"))
+        fake.set_price("BTCUSDT", str(top_buy - 1))
+        until(lambda: bot.orders.filter(side="sell", price__gt=top_buy, status="open").count()
+              > 4)  # fmt: skip
+        until(settled(running, bot))
+    sell = bot.orders.get(side="sell", slot=bot.orders.get(side="buy", price=top_buy).slot)
+    assert (sell.client_order_id, Order.Status.PENDING, True, False, None) in sending
+    assert sell.client_order_id not in alone
+    assert resting(fake) == db_resting(bot)
+
+
 def test_a_fill_that_comes_while_the_last_is_taken_in_is_heard_at_once(
     live_bot: Bot, fake: FakeBinance, streams: FakeBinanceStreams, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -253,7 +292,7 @@ def test_cycles_woken_in_processes_of_their_own_send_the_counter_order(
     """As run_user_streams runs them on PostgreSQL: the feed's process hears the fill, a
     process of its own (Django set up on the same database) books it and sends the sell."""
     bot = live_bot
-    cycles = InProcesses(tasks.cycle_once, 2, setup=f"{__name__}.point_at", setup_args=(fake.port,))
+    cycles = InProcesses(tasks.fill_cycle, 2, setup=f"{__name__}.point_at", setup_args=(fake.port,))
     try:
         with Running(cycles) as running:
             came_up(running, bot)
