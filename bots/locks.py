@@ -52,6 +52,13 @@ def _sql(query: str, *params: object) -> int:
         return cursor.rowcount
 
 
+# Takes the lease (its token, until when) of a bot (``{table}``: the lease table) when nobody's
+# has not run out: ``take``'s rule, in both of its ways.
+_TAKE = (
+    "UPDATE {table} SET token = %s, until = %s WHERE bot_id = %s AND (until IS NULL OR until < %s)"
+)
+
+
 def take(bot_id: int, *, also: Callable[[], None] | None = None) -> str | None:
     """The bot's lease for a new token, or None when someone else's has not run out.
 
@@ -66,11 +73,8 @@ def take(bot_id: int, *, also: Callable[[], None] | None = None) -> str | None:
         taken: list[Any] = []
         made: list[Any] = []
         with reads.together():
-            reads.execute(
-                f"UPDATE {table} SET token = %s, until = %s WHERE bot_id = %s AND "
-                "(until IS NULL OR until < %s) RETURNING bot_id",
-                [token, now + _ttl(), bot_id, now], then=taken.extend,
-            )  # fmt: skip
+            reads.execute(_TAKE.format(table=table) + " RETURNING bot_id",
+                          [token, now + _ttl(), bot_id, now], then=taken.extend)  # fmt: skip
             reads.execute(f"SELECT 1 FROM {table} WHERE bot_id = %s", [bot_id], then=made.extend)
             also()
         if taken:
@@ -87,11 +91,7 @@ def take(bot_id: int, *, also: Callable[[], None] | None = None) -> str | None:
 def _take(bot_id: int) -> str | None:
     token = secrets.token_hex(16)
     now = timezone.now()
-    if _sql(
-        "UPDATE {table} SET token = %s, until = %s"
-        " WHERE bot_id = %s AND (until IS NULL OR until < %s)",
-        token, now + _ttl(), bot_id, now,
-    ):  # fmt: skip
+    if _sql(_TAKE, token, now + _ttl(), bot_id, now):
         _keeper.hold(bot_id, token)
         return token
     try:  # the bot's first lease: its row does not exist yet
